@@ -1,0 +1,96 @@
+"""``kstatefun`` command line: ``run`` a worker, ``dev-kafka`` a local broker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from kstatefun.errors import KStatefunError
+
+log = logging.getLogger("kstatefun")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kstatefun.config.module import load_module
+    from kstatefun.config.settings import load_settings
+    from kstatefun.runtime.worker import Worker, load_functions
+
+    settings = load_settings(
+        module=args.module,
+        functions=args.functions,
+        bootstrap_servers=args.bootstrap_servers,
+        app_id=args.app_id,
+        instance_id=args.instance_id,
+        state_dir=args.state_dir,
+        partitions=args.partitions,
+        commit_interval_ms=args.commit_interval_ms,
+    )
+    logging.getLogger().setLevel(settings.log_level)
+    if settings.module is None:
+        raise KStatefunError("no module.yaml given: pass --module PATH or set KSTATEFUN_MODULE")
+    module = load_module(settings.module)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # so 'examples.greeter:functions' imports
+    functions = load_functions([*module.embedded, *settings.functions])
+    worker = Worker(settings, module, functions)
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal=%s: finishing the open transaction and leaving the group", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return worker.run()
+
+
+def _dev_kafka(args: argparse.Namespace) -> int:
+    from kstatefun.devkafka import run_foreground
+
+    return run_foreground(args.data_dir, args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kstatefun", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a worker of an application")
+    run.add_argument("--module", type=Path, help="module.yaml (env KSTATEFUN_MODULE)")
+    run.add_argument(
+        "--functions",
+        action="append",
+        help="embedded functions as package.module:attribute, repeatable (env KSTATEFUN_FUNCTIONS)",
+    )
+    run.add_argument("--bootstrap-servers", help="HOST:PORT (env KSTATEFUN_BOOTSTRAP_SERVERS)")
+    run.add_argument("--app-id", help="names the group and internal topics (env KSTATEFUN_APP_ID)")
+    run.add_argument("--instance-id", help="stable per worker (env KSTATEFUN_INSTANCE_ID)")
+    run.add_argument("--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)")
+    run.add_argument("--partitions", type=int, help="internal topic partitions (env KSTATEFUN_PARTITIONS)")
+    run.add_argument("--commit-interval-ms", type=int, help="env KSTATEFUN_COMMIT_INTERVAL_MS")
+    run.set_defaults(handler=_run)
+
+    dev = sub.add_parser("dev-kafka", help="run a local single-node Kafka broker (KRaft)")
+    dev.add_argument("--data-dir", type=Path, default=None, help="default: a temporary directory")
+    dev.add_argument("--port", type=int, default=9092)
+    dev.set_defaults(handler=_dev_kafka)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except KStatefunError as e:
+        print(f"kstatefun: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

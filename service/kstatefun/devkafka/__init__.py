@@ -1,0 +1,9 @@
+"""A local single-node Kafka broker for development and tests (``kstatefun dev-kafka``).
+
+The broker is Apache Kafka run from its Maven Central jars with the JDK on PATH; no Docker.
+"""
+
+from kstatefun.devkafka.broker import LocalKafka
+from kstatefun.devkafka.foreground import run_foreground
+
+__all__ = ["LocalKafka", "run_foreground"]

@@ -1,0 +1,5 @@
+import sys
+
+from kstatefun.devkafka.foreground import main
+
+sys.exit(main())

@@ -1,0 +1,447 @@
+"""A single-node KRaft Kafka broker run as a local JVM process, for development and tests.
+
+The broker binds to 127.0.0.1 only and keeps everything in one data directory::
+
+    <data_dir>/server.properties   written on every start
+    <data_dir>/kafka-logs/         log.dirs; formatted once (meta.properties marks it)
+    <data_dir>/broker.log          log4j2: WARN and above, plus "Kafka Server started"
+    <data_dir>/broker.out          the JVM's own stdout/stderr (crashes, bad options)
+
+The JVM runs in its own process group and, on Linux, is killed when the thread that started it
+dies; brokers still running at interpreter exit are killed too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from kstatefun.devkafka.jars import KafkaRuntime, ensure_runtime
+from kstatefun.errors import DevKafkaError
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+TUNING: Mapping[str, str] = {
+    # Single node: internal topics cannot have more than one replica.
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    # Few internal partitions: the first group / transaction is coordinated in milliseconds.
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.num.partitions": "4",
+    "share.coordinator.state.topic.num.partitions": "4",
+    "num.partitions": "1",
+    # Tests join groups constantly; waiting for more members only slows them down.
+    "group.initial.rebalance.delay.ms": "0",
+    # A dead producer's open transaction is aborted soon after its transaction.timeout.ms.
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+    # After kill(), the restarted controller keeps the dead incarnation's registration until its
+    # session expires; the default 9 s would make every chaos-test restart take 10 s.
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    # Topics are created deliberately, with their settings checked.
+    "auto.create.topics.enable": "false",
+    # Changelogs are compacted; the default 128 MiB dedupe buffer is mostly resident memory.
+    "log.cleaner.enable": "true",
+    "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
+}
+"""Broker settings for development and tests; also applied to a Docker broker by the tests."""
+
+JVM_OPTIONS: tuple[str, ...] = (
+    "-Xmx512m",
+    "-Xms64m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+
+_LOG_DIRS = "kafka-logs"
+_LOG_TAIL_LINES = 40
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: URL-safe base64 of 16 random bytes, unpadded, not starting with '-'."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_until_ready(
+    bootstrap_servers: str,
+    timeout: float,
+    *,
+    still_starting: Callable[[], None] = lambda: None,
+) -> None:
+    """Block until a client can list topics through ``bootstrap_servers``.
+
+    ``still_starting`` is called between attempts and may raise to give up early (the broker
+    process died). Raises TimeoutError when the broker does not answer within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    # Probe the port first: librdkafka logs every refused connection.
+    while not _accepts_connections(host, int(port)):
+        still_starting()
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{bootstrap_servers} accepted no connection within {timeout} s")
+        time.sleep(0.1)
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 200,
+        # Keeps librdkafka's connection chatter off stderr while the broker comes up.
+        "logger": logging.getLogger(f"{__name__}.client"),
+    }
+    admin = AdminClient(config)
+    while True:
+        still_starting()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{bootstrap_servers} returned no metadata within {timeout} s")
+        try:
+            metadata = admin.list_topics(timeout=min(2.0, remaining))
+            if metadata.brokers:
+                return
+        except KafkaException:
+            pass
+        time.sleep(0.1)
+
+
+class LocalKafka:
+    """A single-node Kafka 4.1 broker (KRaft, broker+controller) in a local JVM.
+
+    Usage::
+
+        with LocalKafka(Path("/tmp/k")) as kafka:
+            produce_to(kafka.bootstrap_servers)
+
+    The data directory survives stop(), kill() and restart(); it is formatted only when it holds
+    no ``meta.properties``. Port 0 picks a free port once, kept across restarts.
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0, controller_port: int = 0) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        picked = iter(free_ports(2))
+        self.port = port or next(picked)
+        self.controller_port = controller_port or next(picked)
+        if self.port == self.controller_port:
+            raise DevKafkaError(
+                f"port and controller_port are both {self.port}: give the controller another port"
+            )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._runtime: KafkaRuntime | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``127.0.0.1:PORT``, for clients' ``bootstrap.servers``."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker JVM's process id while it runs (or until it is reaped), else None."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's log4j2 log."""
+        return self.data_dir / "broker.log"
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker and return ``bootstrap_servers`` once a client can list topics.
+
+        The first call on a machine may first download the broker's jars with Maven (not counted
+        in ``timeout``). Raises DevKafkaError, with the tail of the broker's log, when the broker
+        exits or does not answer within ``timeout`` seconds; the process is killed then.
+        """
+        if self.running:
+            return self.bootstrap_servers
+        self._reap()
+        runtime = self._runtime or ensure_runtime()
+        self._runtime = runtime
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        properties = self.data_dir / "server.properties"
+        properties.write_text(_render_properties(self._settings()))
+        for port in (self.port, self.controller_port):
+            _check_port_free(port)
+        if not (self.data_dir / _LOG_DIRS / "meta.properties").exists():
+            self._format(runtime, properties)
+
+        started = time.monotonic()
+        out = (self.data_dir / "broker.out").open("ab")
+        command = runtime.java_command(
+            "kafka.Kafka", [str(properties)], log_file=self.log_file, jvm_options=JVM_OPTIONS
+        )
+        try:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent_hook(),
+            )
+        except OSError as e:
+            out.close()
+            raise DevKafkaError(f"cannot start {runtime.java} for the Kafka broker: {e}") from e
+        self._out = out
+        _running_brokers.add(self)
+        try:
+            wait_until_ready(self.bootstrap_servers, timeout, still_starting=self._check_alive)
+        except (TimeoutError, DevKafkaError) as e:
+            self.kill()
+            if isinstance(e, DevKafkaError):
+                raise
+            raise DevKafkaError(
+                f"Kafka broker in {self.data_dir} did not accept clients on "
+                f"{self.bootstrap_servers} within {timeout} s; last lines of its logs:\n"
+                f"{self.log_tail()}"
+            ) from e
+        logger.info(
+            "kafka broker started bootstrap_servers=%s pid=%s seconds=%.1f data_dir=%s",
+            self.bootstrap_servers,
+            self.pid,
+            time.monotonic() - started,
+            self.data_dir,
+        )
+        return self.bootstrap_servers
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Shut the broker down (SIGTERM), SIGKILL it if it is still alive after ``timeout``."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "kafka broker ignored SIGTERM, killing it pid=%s timeout_s=%s",
+                    process.pid,
+                    timeout,
+                )
+                self.kill()
+                return
+        self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL the broker (no clean shutdown) and wait until it is gone."""
+        process = self._process
+        if process is not None:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        self._reap()
+
+    def restart(self, timeout: float = 90.0) -> str:
+        """Stop the broker if it runs, then start it again on the same data dir and ports."""
+        self.stop()
+        return self.start(timeout)
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last lines of the broker's log4j2 log and of the JVM's own output."""
+        parts = []
+        for path in (self.log_file, self.data_dir / "broker.out"):
+            text = _read_tail(path, lines)
+            if text:
+                parts.append(f"--- {path}\n{text}")
+        return "\n".join(parts) or "(the broker wrote no log)"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalKafka({self.bootstrap_servers}, data_dir={self.data_dir}, pid={self.pid})"
+
+    def _settings(self) -> dict[str, str]:
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir / _LOG_DIRS),
+            **TUNING,
+        }
+
+    def _format(self, runtime: KafkaRuntime, properties: Path) -> None:
+        cluster_id = new_cluster_id()
+        command = runtime.java_command(
+            "kafka.tools.StorageTool",
+            ["format", "-t", cluster_id, "-c", str(properties)],
+            log_file=self.log_file,
+            jvm_options=("-Xmx256m", "-XX:TieredStopAtLevel=1"),
+        )
+        try:
+            result = subprocess.run(
+                command,
+                cwd=self.data_dir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise DevKafkaError(f"formatting Kafka storage in {self.data_dir} failed: {e}") from e
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
+            raise DevKafkaError(
+                f"formatting Kafka storage in {self.data_dir / _LOG_DIRS} failed (exit code "
+                f"{result.returncode}):\n{output}\n{self.log_tail()}"
+            )
+        logger.info("kafka storage formatted cluster_id=%s data_dir=%s", cluster_id, self.data_dir)
+
+    def _check_alive(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is not None:
+            raise DevKafkaError(
+                f"Kafka broker in {self.data_dir} exited with code {process.returncode} during "
+                f"start-up; last lines of its logs:\n{self.log_tail()}"
+            )
+
+    def _reap(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self._process = None
+        if self._process is None:
+            _running_brokers.discard(self)
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+
+# Strong references: a broker nobody holds any more must still be killed at exit.
+_running_brokers: set[LocalKafka] = set()
+
+
+@atexit.register
+def _kill_leftover_brokers() -> None:
+    for broker in list(_running_brokers):
+        broker.kill()
+
+
+def _render_properties(settings: Mapping[str, str]) -> str:
+    lines = ["# Written by kstatefun.devkafka on every start; edits are overwritten."]
+    lines += [f"{key}={value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError as e:
+            raise DevKafkaError(
+                f"port {port} on {HOST} is already in use ({e.strerror}): stop whatever listens "
+                f"there or choose another port"
+            ) from e
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # The broker leads its own process group (start_new_session).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def _read_tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.strip().splitlines()[-lines:])
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec_fn making the child get SIGKILL when the starting thread dies (Linux only).
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only armed when starting
+    from the main thread; elsewhere the atexit hook is the fallback.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook

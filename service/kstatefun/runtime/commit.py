@@ -1,0 +1,189 @@
+"""The commit protocol: one Kafka transaction per commit (docs/architecture.md §4).
+
+1. ``begin``: begin a transaction when the first record of a batch is consumed.
+2. While open: messages, egress and dead letters are produced into it at once; state writes go
+   to the StateStore's overlay only. ``track`` remembers, per consumed partition, the first
+   offset of the transaction (where to rewind) and the next offset (what to commit).
+3. ``commit``: a. produce the overlay, coalesced, to the changelog; b. send the next offsets of
+   every consumed partition with the group's metadata (KIP-447 fencing); c. commit the
+   transaction; d. fold the overlay into the local store.
+4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlay, seek
+   every consumed partition back to the transaction's first offset.
+
+Invariant: the local store equals the changelog up to the last committed transaction, and
+consumed offsets, state, messages and egress become visible together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from kstatefun.errors import FencedError
+from kstatefun.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+_FENCED = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def _kafka_error(e: BaseException) -> KafkaError | None:
+    if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
+        return e.args[0]
+    return None
+
+
+class Transaction:
+    """Owns the transactional producer and the boundaries of every transaction."""
+
+    def __init__(
+        self,
+        producer_factory: Callable[[], Producer],
+        consumer: Consumer,
+        store: StateStore,
+        changelog_topic: str,
+        op_timeout_s: float = 30.0,
+    ) -> None:
+        self._producer_factory = producer_factory
+        self._consumer = consumer
+        self._store = store
+        self._changelog = changelog_topic
+        self._timeout = op_timeout_s
+        self._start: dict[tuple[str, int], int] = {}
+        self._next: dict[tuple[str, int], int] = {}
+        self.is_open = False
+        self.opened_at = 0.0
+        self.records_in = 0
+        self.commits = 0
+        self.aborts = 0
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = self._producer_factory()
+        # Aborts whatever a crashed predecessor with the same transactional id left open.
+        producer.init_transactions(self._timeout)
+        return producer
+
+    # --- 1. and 2. ----------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if not self.is_open:
+            self.producer.begin_transaction()
+            self.is_open = True
+            self.opened_at = time.monotonic()
+
+    def track(self, batch: Sequence[Message]) -> None:
+        """Record the consumed offsets of ``batch``; call before processing any of it."""
+        start, nxt = self._start, self._next
+        for msg in batch:
+            tp = (msg.topic(), msg.partition())
+            offset = msg.offset()
+            if tp not in start:
+                start[tp] = offset
+            nxt[tp] = offset + 1
+        self.records_in += len(batch)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Any = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self.producer.poll(0.05)
+
+    # --- 3. -----------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Commit the open transaction; on failure abort it, rewind, and re-raise."""
+        if not self.is_open:
+            return
+        try:
+            for partition, key, value in self._store.pending():
+                self.produce(self._changelog, value, key, partition)
+            if self._next:
+                offsets = [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
+                self.producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), self._timeout
+                )
+            self._commit_with_retry()
+        except Exception:
+            self.abort()
+            raise
+        self._store.apply_overlay()
+        self._start.clear()
+        self._next.clear()
+        self.is_open = False
+        self.commits += 1
+
+    def _commit_with_retry(self) -> None:
+        for attempt in range(5):
+            try:
+                self.producer.commit_transaction(self._timeout)
+                return
+            except KafkaException as e:
+                err = _kafka_error(e)
+                if err is None or not err.retriable() or err.txn_requires_abort() or attempt == 4:
+                    raise
+                log.warning("commit retry attempt=%d error=%s", attempt + 1, err)
+
+    # --- 4. -----------------------------------------------------------------------------------
+
+    def abort(self, rewind: bool = True) -> None:
+        """Abort the open transaction, drop the overlay and (by default) rewind the consumer."""
+        was_open = self.is_open
+        self.is_open = False
+        self._store.discard_overlay()
+        if was_open:
+            try:
+                self.producer.abort_transaction(self._timeout)
+            except KafkaException as e:
+                err = _kafka_error(e)
+                if err is not None and err.code() in _FENCED:
+                    raise FencedError(
+                        "this worker's transactional id was taken over by another process "
+                        "(two workers with the same --instance-id?); stopping"
+                    ) from e
+                # Fatal producer state: a new producer's init_transactions aborts for us.
+                log.warning("abort failed, recreating the producer error=%s", err or e)
+                self.producer = self._new_producer()
+            self.aborts += 1
+        if rewind:
+            self._rewind()
+        self._start.clear()
+        self._next.clear()
+
+    def _rewind(self) -> None:
+        for (topic, partition), offset in self._start.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as e:  # partition no longer assigned: its new owner resumes
+                log.info("not rewinding topic=%s partition=%d: %s", topic, partition, e)
+
+
+def is_fenced(e: BaseException) -> bool:
+    err = _kafka_error(e)
+    return err is not None and err.code() in _FENCED

@@ -1,0 +1,326 @@
+"""The worker: one kstatefun process, one member of the application's consumer group.
+
+It owns a consumer (ingress topics + <app>-invocations, read_committed, group = app id), one
+transactional producer (transactional.id = <app>-<instance>), the local state of the
+invocations partitions it is assigned, and the loop that ties them together:
+
+    poll a batch → route ingress records / dispatch invocations → commit (runtime/commit.py)
+
+Commits are adaptive: when a poll drains everything available (low load ⇒ low latency) or when
+the transaction has been open for ``commit_interval_ms`` (high load ⇒ large transactions).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from kstatefun.config.module import KafkaIngress, ModuleSpec
+from kstatefun.config.settings import Settings
+from kstatefun.errors import ConfigError, FencedError
+from kstatefun.kafka import clients
+from kstatefun.kafka.topics import (
+    InternalTopics,
+    ensure_internal_topics,
+    internal_topic_specs,
+    require_topics_exist,
+)
+from kstatefun.runtime.commit import Transaction, is_fenced
+from kstatefun.runtime.deadletters import DeadLetters
+from kstatefun.runtime.dispatcher import Dispatcher
+from kstatefun.runtime.router import IngressRouter
+from kstatefun.sdk.functions import StatefulFunctions
+from kstatefun.state.restore import ChangelogRestorer
+from kstatefun.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+def load_functions(refs: Iterable[str]) -> StatefulFunctions:
+    """Import each ``package.module:attribute`` and merge the StatefulFunctions they name."""
+    merged = StatefulFunctions()
+    for ref in refs:
+        module_name, sep, attr = ref.partition(":")
+        if not sep or not module_name or not attr:
+            raise ConfigError(
+                f"functions reference '{ref}' must look like 'package.module:attribute'"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ConfigError(f"cannot import '{module_name}' (from '{ref}'): {e}") from e
+        obj = getattr(module, attr, None)
+        if not isinstance(obj, StatefulFunctions):
+            raise ConfigError(
+                f"'{ref}' is {type(obj).__name__}, not a kstatefun StatefulFunctions object"
+            )
+        merged.include(obj)
+    return merged
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, module: ModuleSpec, functions: StatefulFunctions
+    ) -> None:
+        self.settings = settings
+        self.module = module
+        self.functions = functions
+        self.topics = InternalTopics(settings.app_id)
+        self._stopping = False
+        self._validate()
+
+    def _validate(self) -> None:
+        registered = set(self.functions.typenames())
+        for ingress in self.module.ingresses:
+            for t in ingress.topics:
+                for target in t.targets:
+                    if target not in registered:
+                        raise ConfigError(
+                            f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', but "
+                            f"no function of that type is registered (registered: "
+                            f"{', '.join(sorted(registered)) or 'none'})"
+                        )
+            if ingress.address != self.settings.bootstrap_servers:
+                log.warning(
+                    "ingress %s declares address %s; kstatefun reads it from the application's "
+                    "cluster %s", ingress.id, ingress.address, self.settings.bootstrap_servers,
+                )
+        for egress in self.module.egresses:
+            if egress.address != self.settings.bootstrap_servers:
+                log.warning(
+                    "egress %s declares address %s; kstatefun writes it inside the application's "
+                    "transactions on %s", egress.id, egress.address,
+                    self.settings.bootstrap_servers,
+                )
+        if not self.module.ingresses:
+            raise ConfigError("module.yaml declares no io.statefun.kafka.v1/ingress: nothing to run")
+
+    def stop(self) -> None:
+        """Ask the loop to finish the open transaction and leave the group (signal-safe)."""
+        self._stopping = True
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        s = self.settings
+        extra = s.kafka_properties
+        admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
+        ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
+        ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
+        require_topics_exist(admin, ingress_topics, "ingress")
+        self._admin = admin
+        self._known_topics: set[str] = set()
+
+        self.store = StateStore()
+        self.consumer = Consumer(
+            clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
+        )
+        transactional_id = f"{s.app_id}-{s.instance_id}"
+        self.txn = Transaction(
+            lambda: Producer(
+                clients.transactional_producer_config(
+                    s.bootstrap_servers, transactional_id, s.transaction_timeout_ms, extra
+                )
+            ),
+            self.consumer,
+            self.store,
+            self.topics.changelog,
+        )
+        self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn)
+        self.router = IngressRouter(
+            self.module.ingresses, self.topics.invocations, s.partitions, self.txn,
+            self.dead_letters,
+        )
+        self.dispatcher = Dispatcher(
+            self.functions, self.store, self.txn, self.dead_letters, self.topics.invocations,
+            s.partitions, {e.id: e for e in self.module.egresses}, self._topic_exists,
+        )
+        self.restorer = ChangelogRestorer(
+            lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
+            self.topics.changelog,
+        )
+        self._ingress_by_topic: dict[str, KafkaIngress] = {
+            t.topic: i for i in self.module.ingresses for t in i.topics
+        }
+        self.consumer.subscribe(
+            [*self.router.topics, self.topics.invocations],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "worker started app=%s instance=%s transactional_id=%s partitions=%d functions=%s",
+            s.app_id, s.instance_id, transactional_id, s.partitions,
+            ",".join(self.functions.typenames()),
+        )
+
+    def _topic_exists(self, topic: str) -> bool:
+        if topic in self._known_topics:
+            return True
+        md = self._admin.list_topics(topic=topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None:
+            self._known_topics.add(topic)
+            return True
+        return False
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until ``stop()``; returns the process exit code."""
+        self._start()
+        try:
+            while not self._stopping:
+                self._step()
+        except FencedError as e:
+            log.error("%s", e)
+            return 3
+        finally:
+            self._shutdown()
+        return 0
+
+    def _step(self) -> None:
+        s = self.settings
+        txn = self.txn
+        if txn.is_open:
+            batch = self.consumer.consume(s.max_batch_records, timeout=0)
+        else:
+            first = self.consumer.poll(0.2)
+            batch = [] if first is None else [first]
+            if first is not None:
+                batch += self.consumer.consume(s.max_batch_records - 1, timeout=0)
+        if batch:
+            batch = self._without_errors(batch)
+        if batch:
+            try:
+                txn.begin()
+                txn.track(batch)
+                invocations = self.topics.invocations
+                dispatch, route = self.dispatcher.dispatch, self.router.route
+                for msg in batch:
+                    if msg.topic() == invocations:
+                        dispatch(msg)
+                    else:
+                        route(msg)
+            except KafkaException as e:
+                self._failed(e, "processing")
+                return
+        if txn.is_open and (
+            len(batch) < s.max_batch_records
+            or time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
+        ):
+            try:
+                txn.commit()
+            except KafkaException as e:
+                self._failed(e, "commit")
+
+    def _failed(self, e: KafkaException, phase: str) -> None:
+        if is_fenced(e):
+            raise FencedError(
+                f"transactional id {self.settings.app_id}-{self.settings.instance_id} was "
+                "fenced: another worker uses the same --instance-id"
+            ) from e
+        log.warning("transaction aborted during %s, rewinding: %s", phase, e)
+        if self.txn.is_open:
+            self.txn.abort()
+
+    def _without_errors(self, batch: list) -> list:  # type: ignore[type-arg]
+        good = []
+        for msg in batch:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.fatal():
+                raise KafkaException(err)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+        return good
+
+    def _shutdown(self) -> None:
+        try:
+            if self.txn.is_open:
+                try:
+                    self.txn.commit()
+                except Exception as e:  # already aborted; the next owner redoes the work
+                    log.warning("final commit failed: %s", e)
+            self.consumer.close()  # leaves the group; on_revoke finds no open transaction
+        finally:
+            self.restorer.close()
+            self.dispatcher.close()
+            self.txn.producer.flush(10)
+            log.info(
+                "worker stopped commits=%d aborts=%d records_in=%d invocations=%d "
+                "dead_letters=%s", self.txn.commits, self.txn.aborts, self.txn.records_in,
+                self.dispatcher.invocations, self.dead_letters.counts,
+            )
+
+    # --- rebalancing --------------------------------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.txn.is_open:
+            try:
+                self.txn.commit()
+            except KafkaException as e:
+                log.warning("commit on revoke failed, work will be redone: %s", e)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost (session timed out?); dropping local state")
+        self.txn.abort(rewind=False)
+        for p in list(self.store.partitions()):
+            self.store.drop_partition(p)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        invocations = self.topics.invocations
+        owned = {tp.partition for tp in partitions if tp.topic == invocations}
+        for p in self.store.partitions() - owned:
+            self.store.drop_partition(p)
+        fresh = {p: self.store.add_partition(p) for p in owned - self.store.partitions()}
+        log.info(
+            "assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh)
+        )
+        self.restorer.restore(fresh)
+        self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
+        consumer.assign(partitions)
+
+    def _position_ingress(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Where an ingress partition without a committed offset starts (startupPosition)."""
+        if not partitions:
+            return
+        committed = consumer.committed(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+        )
+        have = {(tp.topic, tp.partition) for tp in committed if tp.offset >= 0}
+        for tp in partitions:
+            if (tp.topic, tp.partition) in have:
+                continue
+            ingress = self._ingress_by_topic[tp.topic]
+            pos = ingress.startup_position
+            kind = pos.kind
+            if kind == "specific-offsets":
+                offset = pos.offsets.get((tp.topic, tp.partition))
+                if offset is not None:
+                    tp.offset = offset
+                    continue
+                kind = "group-offsets"
+            if kind == "date":
+                found = consumer.offsets_for_times(
+                    [TopicPartition(tp.topic, tp.partition, pos.date_ms)], timeout=30
+                )[0]
+                tp.offset = found.offset if found.offset >= 0 else OFFSET_END
+                continue
+            if kind == "group-offsets":
+                kind = ingress.auto_offset_reset
+            tp.offset = OFFSET_BEGINNING if kind == "earliest" else OFFSET_END

@@ -1,0 +1,1 @@
+"""Byte formats: what kstatefun writes to and reads from Kafka and HTTP."""

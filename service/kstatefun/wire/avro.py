@@ -1,0 +1,209 @@
+"""Avro binary codecs for kstatefun's internal records (schemas/ holds the schemas).
+
+The hot records (invocation envelope, changelog key and value) are encoded by hand in Avro's
+binary encoding: they are fixed, small schemas and this path runs for every invocation.
+tests/unit/wire prove byte equality with fastavro in both directions. The dead letter, written
+rarely, goes through fastavro directly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from kstatefun.errors import DecodeError
+
+_SCHEMA_DIRS = (
+    Path(__file__).resolve().parent.parent / "schemas",  # installed wheel: kstatefun/schemas
+    Path(__file__).resolve().parents[3] / "schemas",  # source checkout: <repo>/schemas
+)
+
+
+@cache
+def load_schema(name: str) -> Any:
+    """Parsed fastavro schema ``schemas/<name>.avsc``."""
+    for d in _SCHEMA_DIRS:
+        path = d / f"{name}.avsc"
+        if path.is_file():
+            return fastavro.parse_schema(json.loads(path.read_text()))
+    raise FileNotFoundError(f"schema {name}.avsc not found in {[str(d) for d in _SCHEMA_DIRS]}")
+
+
+# --- primitive encoding -----------------------------------------------------------------------
+
+
+def _long(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return bytes((z,))
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _bytes(b: bytes) -> bytes:
+    n = len(b)
+    if n < 64:
+        return bytes((n << 1,)) + b
+    return _long(n) + b
+
+
+def _str(s: str) -> bytes:
+    return _bytes(s.encode())
+
+
+_NULL = b"\x00"  # union branch 0 = null
+_SOME = b"\x02"  # union branch 1
+
+
+def _opt_str(s: str | None) -> bytes:
+    return _NULL if s is None else _SOME + _str(s)
+
+
+def _opt_bytes(b: bytes | None) -> bytes:
+    return _NULL if b is None else _SOME + _bytes(b)
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def long(self) -> int:
+        buf, pos = self.buf, self.pos
+        b = buf[pos]
+        pos += 1
+        z = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            b = buf[pos]
+            pos += 1
+            z |= (b & 0x7F) << shift
+            shift += 7
+        self.pos = pos
+        return (z >> 1) ^ -(z & 1)
+
+    def bytes(self) -> bytes:
+        n = self.long()
+        start = self.pos
+        end = start + n
+        if n < 0 or end > len(self.buf):
+            raise IndexError("truncated")
+        self.pos = end
+        return self.buf[start:end]
+
+    def str(self) -> str:
+        return self.bytes().decode()
+
+    def opt_str(self) -> str | None:
+        return None if self.long() == 0 else self.str()
+
+    def opt_bytes(self) -> bytes | None:
+        return None if self.long() == 0 else self.bytes()
+
+    def opt_long(self) -> int | None:
+        return None if self.long() == 0 else self.long()
+
+
+# --- invocation envelope ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationEnvelope:
+    target_type: str
+    target_id: str
+    caller_type: str | None
+    caller_id: str | None
+    typename: str
+    value: bytes | None
+
+
+def encode_invocation(
+    target_type: str,
+    target_id: str,
+    caller_type: str | None,
+    caller_id: str | None,
+    typename: str,
+    value: bytes | None,
+) -> bytes:
+    return b"".join(
+        (
+            _str(target_type),
+            _str(target_id),
+            _opt_str(caller_type),
+            _opt_str(caller_id),
+            _str(typename),
+            _opt_bytes(value),
+        )
+    )
+
+
+def decode_invocation(data: bytes) -> InvocationEnvelope:
+    try:
+        r = _Reader(data)
+        env = InvocationEnvelope(r.str(), r.str(), r.opt_str(), r.opt_str(), r.str(), r.opt_bytes())
+    except (IndexError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid invocation envelope ({e})") from e
+    if r.pos != len(data):
+        raise DecodeError("invalid invocation envelope (trailing bytes)")
+    return env
+
+
+# --- changelog --------------------------------------------------------------------------------
+
+
+def encode_changelog_key(function_type: str, id: str, state: str) -> bytes:
+    return _str(function_type) + _str(id) + _str(state)
+
+
+def decode_changelog_key(data: bytes) -> tuple[str, str, str]:
+    try:
+        r = _Reader(data)
+        return r.str(), r.str(), r.str()
+    except (IndexError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid changelog key ({e})") from e
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogValue:
+    typename: str
+    value: bytes
+    expire_at_ms: int | None
+
+
+def encode_changelog_value(typename: str, value: bytes, expire_at_ms: int | None = None) -> bytes:
+    tail = _NULL if expire_at_ms is None else _SOME + _long(expire_at_ms)
+    return _str(typename) + _bytes(value) + tail
+
+
+def decode_changelog_value(data: bytes) -> ChangelogValue:
+    try:
+        r = _Reader(data)
+        return ChangelogValue(r.str(), r.bytes(), r.opt_long())
+    except (IndexError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid changelog value ({e})") from e
+
+
+# --- dead letters (rare: fastavro) ------------------------------------------------------------
+
+
+def encode_dead_letter(record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, load_schema("dead_letter"), record)
+    return buf.getvalue()
+
+
+def decode_dead_letter(data: bytes) -> dict[str, Any]:
+    schema = load_schema("dead_letter")
+    return fastavro.schemaless_reader(io.BytesIO(data), schema, schema)  # type: ignore[call-arg]
