@@ -1,0 +1,58 @@
+"""Test application: a per-key counter chained to a sink that writes every count to egress.
+
+ingress (JSON {"seq": n}) → test/counter (state: count) → test/sink → egress topic
+``$KSTATEFUN_TEST_EGRESS`` with key = id and value "<id>:<count>:<seq>".
+
+So for every key the egress must read 1, 2, 3, ... with the seqs in produced order: a lost,
+duplicated or reordered record shows up at once. Bad-input hooks: {"boom": true} raises in the
+function, {"stray": true} messages an unregistered function type.
+"""
+
+import os
+
+from kstatefun import (
+    IntType,
+    StatefulFunctions,
+    ValueSpec,
+    kafka_egress_message,
+    make_json_type,
+    message_builder,
+)
+
+EVENT = make_json_type("test/Event")
+COUNTED = make_json_type("test/Counted")
+
+functions = StatefulFunctions()
+
+
+@functions.bind("test/counter", specs=[ValueSpec("count", IntType)])
+def counter(context, message):
+    event = message.as_type(EVENT)
+    if event.get("boom"):
+        raise RuntimeError("boom requested by the test")
+    if event.get("stray"):
+        context.send(message_builder("test/nobody", context.address.id, str_value="lost?"))
+        return
+    count = (context.storage.count or 0) + 1
+    context.storage.count = count
+    context.send(
+        message_builder(
+            "test/sink",
+            context.address.id,
+            value={"count": count, "seq": event["seq"]},
+            value_type=COUNTED,
+        )
+    )
+
+
+@functions.bind("test/sink")
+def sink(context, message):
+    counted = message.as_type(COUNTED)
+    context.send_egress(
+        kafka_egress_message(
+            typename="test/out",
+            topic=os.environ["KSTATEFUN_TEST_EGRESS"],
+            key=context.address.id,
+            value=f"{context.address.id}:{counted['count']}:{counted['seq']}",
+        )
+    )

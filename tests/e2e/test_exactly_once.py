@@ -1,0 +1,69 @@
+"""End to end on a real broker: state, messaging and egress are exactly-once and in per-key
+order across restarts, hand-overs between workers and kill -9."""
+
+import time
+
+import pytest
+
+from tests.harness import (
+    check_exactly_once,
+    keyed_events,
+    make_app,
+    produce_events,
+    read_committed,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
+    application = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
+    yield application
+    application.stop_all()
+
+
+def test_state_survives_a_restart(app):
+    events, expected = keyed_events(keys=5, per_key=4)
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    first = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
+    assert app.stop_worker("w1") == 0, app.all_logs()
+    assert check_exactly_once(first, expected) == [], app.all_logs()
+
+    more, expected_more = keyed_events(keys=5, per_key=3, start_seq=1000)
+    for key, seqs in expected_more.items():
+        expected[key] += seqs
+    produce_events(app.bootstrap, app.ingress, more)
+    app.start_worker("w1")
+    records = read_committed(app.bootstrap, app.egress, len(events) + len(more))
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert "restored topic=" in app.log("w1")
+
+
+def test_second_worker_takes_over_with_the_state(app):
+    events, expected = keyed_events(keys=12, per_key=3)
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    app.start_worker("w2")
+    read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
+    assert app.stop_worker("w1") == 0, app.all_logs()
+
+    more, expected_more = keyed_events(keys=12, per_key=3, start_seq=1000)
+    for key, seqs in expected_more.items():
+        expected[key] += seqs
+    produce_events(app.bootstrap, app.ingress, more)
+    records = read_committed(app.bootstrap, app.egress, len(events) + len(more))
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+
+
+def test_kill_minus_nine_mid_stream_is_exactly_once(app):
+    events, expected = keyed_events(keys=20, per_key=150)  # 3000 events, 6000 invocations
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    for round in range(4):
+        time.sleep(1.5 + round * 0.5)  # mid-stream: some committed, some open
+        app.kill_worker("w1")
+        app.start_worker("w1")
+    records = read_committed(app.bootstrap, app.egress, len(events), timeout=180)
+    assert check_exactly_once(records, expected) == [], app.all_logs()

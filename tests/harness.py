@@ -1,0 +1,187 @@
+"""Helpers for tests that run real workers against a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODULE_TEMPLATE = """\
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: test/in
+  address: {bootstrap}
+  consumerGroupId: {app_id}
+  startupPosition:
+    type: earliest
+  topics:
+    - topic: {ingress}
+      valueType: test/Event
+      targets:
+        - test/counter
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: test/out
+  address: {bootstrap}
+  deliverySemantic:
+    type: exactly-once
+    transactionTimeout: 10s
+---
+kind: io.kstatefun.v1/embedded
+spec:
+  functions:
+    - tests.apps.counting:functions
+"""
+
+
+@dataclass
+class App:
+    """One application under test: its topics, module.yaml and worker processes."""
+
+    bootstrap: str
+    app_id: str
+    ingress: str
+    egress: str
+    module: Path
+    partitions: int = 4
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def start_worker(self, instance_id: str) -> subprocess.Popen:
+        env = dict(os.environ, KSTATEFUN_TEST_EGRESS=self.egress, PYTHONUNBUFFERED="1")
+        log_path = self.module.parent / f"worker-{instance_id}.log"
+        log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "kstatefun.cli", "run", "--module", str(self.module),
+                "--bootstrap-servers", self.bootstrap, "--app-id", self.app_id,
+                "--instance-id", instance_id, "--partitions", str(self.partitions),
+            ],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        self.workers[instance_id] = proc
+        self.logs[instance_id] = log_path
+        return proc
+
+    def stop_worker(self, instance_id: str, timeout: float = 60) -> int:
+        proc = self.workers.pop(instance_id)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def kill_worker(self, instance_id: str) -> None:
+        proc = self.workers.pop(instance_id)
+        proc.kill()
+        proc.wait(30)
+
+    def stop_all(self) -> None:
+        for instance_id in list(self.workers):
+            proc = self.workers[instance_id]
+            if proc.poll() is None:
+                self.stop_worker(instance_id)
+            else:
+                self.workers.pop(instance_id)
+
+    def log(self, instance_id: str) -> str:
+        return self.logs[instance_id].read_text(errors="replace")
+
+    def all_logs(self) -> str:
+        return "\n".join(f"--- {i} ---\n{p.read_text(errors='replace')[-5000:]}" for i, p in self.logs.items())
+
+
+def make_app(bootstrap: str, tmp_path: Path, unique_name, create_topic, partitions: int = 4) -> App:
+    app_id = unique_name("app")
+    ingress = unique_name("in")
+    egress = unique_name("out")
+    create_topic(ingress, partitions=partitions)
+    create_topic(egress, partitions=partitions)
+    module = tmp_path / "module.yaml"
+    module.write_text(
+        MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id=app_id, ingress=ingress)
+    )
+    return App(bootstrap, app_id, ingress, egress, module, partitions)
+
+
+def produce_events(bootstrap: str, topic: str, events: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
+    for key, value in events:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def keyed_events(keys: int, per_key: int, start_seq: int = 0) -> tuple[list[tuple[bytes, bytes]], dict[str, list[int]]]:
+    """Interleaved events; returns them and the expected seq order per key."""
+    events = []
+    expected: dict[str, list[int]] = defaultdict(list)
+    seq = start_seq
+    for _ in range(per_key):
+        for k in range(keys):
+            key = f"k{k}"
+            events.append((key.encode(), json.dumps({"seq": seq}).encode()))
+            expected[key].append(seq)
+            seq += 1
+    return events, expected
+
+
+def read_committed(bootstrap: str, topic: str, expected: int, timeout: float = 90, settle: float = 2.0) -> list[tuple[str, str]]:
+    """Read ``topic`` from the beginning with read_committed until ``expected`` records arrived
+    (and then ``settle`` more seconds, to catch duplicates) or ``timeout``."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+        "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    md = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
+    out: list[tuple[str, str]] = []
+    deadline = time.monotonic() + timeout
+    settle_until = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is None and len(out) >= expected:
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error():
+                    continue
+                key = msg.key().decode() if msg.key() is not None else None
+                out.append((key, msg.value().decode() if msg.value() is not None else None))
+    finally:
+        consumer.close()
+    return out
+
+
+def check_exactly_once(records: list[tuple[str, str]], expected: dict[str, list[int]]) -> list[str]:
+    """Problems found in egress records "<id>:<count>:<seq>" against the expected seqs."""
+    problems = []
+    got: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for key, value in records:
+        rid, count, seq = value.split(":")
+        assert rid == key, (key, value)
+        got[key].append((int(count), int(seq)))
+    for key, seqs in expected.items():
+        want = [(i + 1, s) for i, s in enumerate(seqs)]
+        have = got.get(key, [])
+        if have != want:
+            lost = len({s for _, s in want} - {s for _, s in have})
+            dup = len(have) - len({s for _, s in have})
+            problems.append(f"{key}: lost={lost} duplicated={dup} have={have[:8]}... want={want[:8]}...")
+    for key in got.keys() - expected.keys():
+        problems.append(f"unexpected key {key}")
+    return problems

@@ -1,0 +1,38 @@
+from kstatefun.state.store import StateStore
+
+
+def test_reads_see_the_overlay_before_the_committed_store():
+    s = StateStore()
+    s.add_partition(0)["k"] = b"old"  # restored value
+    assert s.get(0, b"k") is None and s.get(0, "k") == b"old"
+    s.put(0, "k", b"new")
+    assert s.get(0, "k") == b"new"
+    s.put(0, "k", None)
+    assert s.get(0, "k") is None
+
+
+def test_commit_folds_the_overlay_and_abort_drops_it():
+    s = StateStore()
+    s.add_partition(0)
+    s.add_partition(1)
+    s.put(0, b"a", b"1")
+    s.put(0, b"a", b"2")  # coalesced: only the last write is pending
+    s.put(1, b"b", b"3")
+    assert sorted(s.pending()) == [(0, b"a", b"2"), (1, b"b", b"3")]
+    s.apply_overlay()
+    assert not s.has_pending() and s.get(0, b"a") == b"2"
+    s.put(0, b"a", None)
+    s.put(1, b"c", b"4")
+    s.discard_overlay()
+    assert s.get(0, b"a") == b"2" and s.get(1, b"c") is None
+    s.put(0, b"a", None)
+    s.apply_overlay()
+    assert s.get(0, b"a") is None and s.size(0) == 0
+
+
+def test_dropping_a_partition_forgets_its_state_and_pending_writes():
+    s = StateStore()
+    s.add_partition(3)[b"x"] = b"1"
+    s.put(3, b"y", b"2")
+    s.drop_partition(3)
+    assert s.partitions() == set() and list(s.pending()) == []
