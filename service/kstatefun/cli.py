@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     module = load_module(settings.module)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # so 'examples.greeter:functions' imports
-    functions = load_functions([*module.embedded, *settings.functions])
+    functions = load_functions(dict.fromkeys([*module.embedded, *settings.functions]))
     worker = Worker(settings, module, functions)
 
     def on_signal(signum: int, frame: object) -> None:

@@ -93,13 +93,13 @@ class Worker:
                             f"no function of that type is registered (registered: "
                             f"{', '.join(sorted(registered)) or 'none'})"
                         )
-            if ingress.address != self.settings.bootstrap_servers:
+            if ingress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "ingress %s declares address %s; kstatefun reads it from the application's "
                     "cluster %s", ingress.id, ingress.address, self.settings.bootstrap_servers,
                 )
         for egress in self.module.egresses:
-            if egress.address != self.settings.bootstrap_servers:
+            if egress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "egress %s declares address %s; kstatefun writes it inside the application's "
                     "transactions on %s", egress.id, egress.address,

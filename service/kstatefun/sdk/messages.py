@@ -143,25 +143,26 @@ def message_builder(
         raise TypeError(f"target_id must be a str, got {type(target_id).__name__}")
     if not target_id:
         raise ValueError("target_id can not be missing")
-    given = [
-        (v, t)
-        for v, t in (
-            (int_value, IntType),
-            (float_value, FloatType),
-            (long_value, LongType),
-            (str_value, StringType),
-            (double_value, DoubleType),
-            (bool_value, BoolType),
-            (value, value_type),
-        )
-        if v is not None
-    ]
-    if len(given) != 1 or (value_type is not None and value is None):
+    count = 0
+    v: Any = None
+    tpe: Any = None
+    for candidate, candidate_type in (
+        (int_value, IntType),
+        (float_value, FloatType),
+        (long_value, LongType),
+        (str_value, StringType),
+        (double_value, DoubleType),
+        (bool_value, BoolType),
+        (value, value_type),
+    ):
+        if candidate is not None:
+            v, tpe = candidate, candidate_type
+            count += 1
+    if count != 1 or (value_type is not None and value is None):
         raise TypeError(
             "message_builder needs exactly one value: int_value=, float_value=, long_value=, "
             "str_value=, double_value=, bool_value=, or value= with value_type="
         )
-    v, tpe = given[0]
     if tpe is None:
         raise ValueError(
             "could not deduce the value type: pass value=<the value>, value_type=<its Type>"

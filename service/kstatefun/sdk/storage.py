@@ -69,6 +69,9 @@ class Storage:
             raise AttributeError(self.__unknown(name))
         self.__raw[name] = self.__mutations[name] = None
 
+    def __reduce__(self) -> Any:
+        raise TypeError("Storage belongs to one invocation and cannot be copied or pickled")
+
     def __dir__(self) -> list[str]:
         return sorted(self.__specs)
 
@@ -84,4 +87,4 @@ def storage_mutations(storage: Storage) -> dict[str, bytes | None]:
 
     The dict is the storage's own; read it after the function returns, do not modify it.
     """
-    return storage._Storage__mutations  # type: ignore[attr-defined,no-any-return]
+    return storage._Storage__mutations

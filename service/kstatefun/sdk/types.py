@@ -80,7 +80,7 @@ def simple_type(
         raise ConfigError(
             f"simple_type('{typename}') needs callable serialize_fn and deserialize_fn"
         )
-    return _SerializerType(typename, _FunctionSerializer(serialize_fn, deserialize_fn))
+    return _FunctionType(typename, serialize_fn, deserialize_fn)
 
 
 def make_json_type(
@@ -101,7 +101,7 @@ def make_json_type(
     def deserialize(data: bytes) -> Any:
         return json.loads(data, cls=decoder)
 
-    return _SerializerType(typename, _FunctionSerializer(serialize, deserialize))
+    return _FunctionType(typename, serialize, deserialize)
 
 
 def make_protobuf_type(cls: Any, namespace: str | None = None) -> Type:
@@ -118,9 +118,11 @@ def make_protobuf_type(cls: Any, namespace: str | None = None) -> Type:
         message.ParseFromString(data)
         return message
 
-    return _SerializerType(
-        f"{namespace or 'type.googleapis.com'}/{full_name}",
-        _FunctionSerializer(lambda message: message.SerializeToString(), deserialize),
+    def serialize(message: Any) -> bytes:
+        return message.SerializeToString()
+
+    return _FunctionType(
+        f"{namespace or 'type.googleapis.com'}/{full_name}", serialize, deserialize
     )
 
 
@@ -134,9 +136,15 @@ def make_pydantic_type(model_cls: type[Any], typename: str | None = None) -> Typ
 
     if not (isinstance(model_cls, type) and issubclass(model_cls, BaseModel)):
         raise ConfigError(f"make_pydantic_type needs a pydantic BaseModel class, got {model_cls!r}")
-    return _SerializerType(
-        typename or f"{model_cls.__module__}/{model_cls.__name__}",
-        _PydanticSerializer(model_cls, TypeAdapter(model_cls)),
+    adapter = TypeAdapter(model_cls)
+
+    def serialize(value: Any) -> bytes:
+        if not isinstance(value, model_cls):
+            raise TypeError(f"expected a {model_cls.__name__}, got {type(value).__name__}")
+        return adapter.dump_json(value)
+
+    return _FunctionType(
+        typename or f"{model_cls.__module__}/{model_cls.__name__}", serialize, adapter.validate_json
     )
 
 
@@ -169,7 +177,20 @@ def make_avro_type(
                 "pass typename='namespace/name'"
             )
         typename = f"{namespace}/{name}"
-    return _SerializerType(typename, _AvroSerializer(parsed))
+
+    def serialize(value: Any) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, value)
+        return buf.getvalue()
+
+    def deserialize(data: bytes) -> Any:
+        buf = io.BytesIO(data)
+        value = fastavro.schemaless_reader(buf, parsed, None)
+        if buf.tell() != len(data):
+            raise ValueError(f"{len(data) - buf.tell()} trailing bytes after the Avro record")
+        return value
+
+    return _FunctionType(typename, serialize, deserialize)
 
 
 # --- internals --------------------------------------------------------------------------------
@@ -189,25 +210,32 @@ def _decode_error(typename: str, data: bytes, cause: Exception) -> DecodeError:
     return DecodeError(f"cannot decode {len(data)} bytes as '{typename}': {cause}")
 
 
-class _SerializerType(Type):
-    """A Type around one serializer instance; the shape of every built-in and factory type."""
+class _FunctionType(Type):
+    """A Type made of two functions: every built-in and factory type has this shape."""
 
-    __slots__ = ("_serializer",)
+    __slots__ = ("_serialize_fn", "_deserialize_fn", "_serializer")
 
-    def __init__(self, typename: str, serializer: TypeSerializer) -> None:
+    def __init__(
+        self,
+        typename: str,
+        serialize_fn: Callable[[Any], Any],
+        deserialize_fn: Callable[[bytes], Any],
+    ) -> None:
         super().__init__(typename)
-        self._serializer = serializer
+        self._serialize_fn = serialize_fn
+        self._deserialize_fn = deserialize_fn
+        self._serializer = _FunctionSerializer(serialize_fn, deserialize_fn)
 
     def serializer(self) -> TypeSerializer:
         return self._serializer
 
     def serialize(self, value: Any) -> bytes:
-        data = self._serializer.serialize(value)
+        data = self._serialize_fn(value)
         return data if type(data) is bytes else _as_bytes(data, self.typename)
 
     def deserialize(self, data: bytes) -> Any:
         try:
-            return self._serializer.deserialize(data)
+            return self._deserialize_fn(data)
         except Exception as e:
             raise _decode_error(self.typename, data, e) from e
 
@@ -228,69 +256,24 @@ class _FunctionSerializer(TypeSerializer):
         return self.deserialize_fn(data)
 
 
-class _PydanticSerializer(TypeSerializer):
-    __slots__ = ("model_cls", "adapter")
-
-    def __init__(self, model_cls: type[Any], adapter: Any) -> None:
-        self.model_cls = model_cls
-        self.adapter = adapter
-
-    def serialize(self, value: Any) -> bytes:
-        if not isinstance(value, self.model_cls):
-            raise TypeError(f"expected a {self.model_cls.__name__}, got {type(value).__name__}")
-        return self.adapter.dump_json(value)
-
-    def deserialize(self, data: bytes) -> Any:
-        return self.adapter.validate_json(data)
-
-
-class _AvroSerializer(TypeSerializer):
-    __slots__ = ("schema",)
-
-    def __init__(self, schema: Any) -> None:
-        self.schema = schema
-
-    def serialize(self, value: Any) -> bytes:
-        import fastavro
-
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, self.schema, value)
-        return buf.getvalue()
-
-    def deserialize(self, data: bytes) -> Any:
-        import fastavro
-
-        buf = io.BytesIO(data)
-        value = fastavro.schemaless_reader(buf, self.schema, None)
-        if buf.tell() != len(data):
-            raise ValueError(f"{len(data) - buf.tell()} trailing bytes after the Avro record")
-        return value
-
-
 # --- built-in types (byte-compatible protobuf wrappers) ----------------------------------------
 
 
-BoolType: Type = _SerializerType(
-    "io.statefun.types/bool",
-    _FunctionSerializer(protobuf.encode_bool_wrapper, protobuf.decode_bool_wrapper),
+BoolType: Type = _FunctionType(
+    "io.statefun.types/bool", protobuf.encode_bool_wrapper, protobuf.decode_bool_wrapper
 )
-IntType: Type = _SerializerType(
-    "io.statefun.types/int",
-    _FunctionSerializer(protobuf.encode_int_wrapper, protobuf.decode_int_wrapper),
+IntType: Type = _FunctionType(
+    "io.statefun.types/int", protobuf.encode_int_wrapper, protobuf.decode_int_wrapper
 )
-FloatType: Type = _SerializerType(
-    "io.statefun.types/float",
-    _FunctionSerializer(protobuf.encode_float_wrapper, protobuf.decode_float_wrapper),
+FloatType: Type = _FunctionType(
+    "io.statefun.types/float", protobuf.encode_float_wrapper, protobuf.decode_float_wrapper
 )
-LongType: Type = _SerializerType(
-    "io.statefun.types/long",
-    _FunctionSerializer(protobuf.encode_long_wrapper, protobuf.decode_long_wrapper),
+LongType: Type = _FunctionType(
+    "io.statefun.types/long", protobuf.encode_long_wrapper, protobuf.decode_long_wrapper
 )
-DoubleType: Type = _SerializerType(
-    "io.statefun.types/double",
-    _FunctionSerializer(protobuf.encode_double_wrapper, protobuf.decode_double_wrapper),
+DoubleType: Type = _FunctionType(
+    "io.statefun.types/double", protobuf.encode_double_wrapper, protobuf.decode_double_wrapper
 )
-StringType: Type = _SerializerType(
-    "io.statefun.types/string",
-    _FunctionSerializer(protobuf.encode_string_wrapper, protobuf.decode_string_wrapper),
+StringType: Type = _FunctionType(
+    "io.statefun.types/string", protobuf.encode_string_wrapper, protobuf.decode_string_wrapper
 )

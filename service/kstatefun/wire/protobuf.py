@@ -30,7 +30,6 @@ _END_GROUP = 4
 _FIXED32 = 5
 
 # tags of field 1 for each wire type: (1 << 3) | wire_type
-_TAG1_VARINT = 0x08
 _TAG1_FIXED64 = 0x09
 _TAG1_LEN = 0x0A
 _TAG1_FIXED32 = 0x0D
@@ -41,8 +40,6 @@ _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _TAG_I32 = struct.Struct("<Bi")
 _TAG_I64 = struct.Struct("<Bq")
-_TAG_F32 = struct.Struct("<Bf")
-_TAG_F64 = struct.Struct("<Bd")
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -202,6 +199,8 @@ def decode_bool_wrapper(data: Buffer) -> bool:
 
 def encode_int_wrapper(value: int) -> bytes:
     """``IntWrapper{sfixed32 value = 1}``."""
+    if type(value) is int and _INT32_MIN <= value <= _INT32_MAX:
+        return _TAG_I32.pack(_TAG1_FIXED32, value) if value else b""
     n = _check_int(value, _INT32_MIN, _INT32_MAX, "IntWrapper (sfixed32)")
     return _TAG_I32.pack(_TAG1_FIXED32, n) if n else b""
 
@@ -217,6 +216,8 @@ def decode_int_wrapper(data: Buffer) -> int:
 
 def encode_long_wrapper(value: int) -> bytes:
     """``LongWrapper{sfixed64 value = 1}``."""
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        return _TAG_I64.pack(_TAG1_FIXED64, value) if value else b""
     n = _check_int(value, _INT64_MIN, _INT64_MAX, "LongWrapper (sfixed64)")
     return _TAG_I64.pack(_TAG1_FIXED64, n) if n else b""
 
@@ -277,6 +278,9 @@ def encode_string_wrapper(value: str) -> bytes:
 def decode_string_wrapper(data: Buffer) -> str:
     if not data:
         return ""
+    n = len(data) - 2
+    if data[0] == _TAG1_LEN and 0 <= n < 0x80 and data[1] == n:  # the usual: one short field
+        return _utf8(data, (2, len(data)), "StringWrapper")
     span = _fields(data, "StringWrapper").get((1, _LEN))
     return "" if span is None else _utf8(data, span, "StringWrapper")
 

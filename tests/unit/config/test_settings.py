@@ -1,0 +1,190 @@
+"""Worker settings: flags beat environment beats defaults; bad values name setting, env, flag."""
+
+import logging
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from kstatefun.config import CLI_FLAGS, Settings, env_var, load_settings
+from kstatefun.config import settings as settings_module
+from kstatefun.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.upper().startswith("KSTATEFUN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(REPO)
+
+
+def test_defaults(monkeypatch):
+    monkeypatch.setattr(settings_module.socket, "gethostname", lambda: "worker-7.local")
+    s = load_settings()
+    assert s.module is None
+    assert s.functions == []
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.app_id == "kstatefun"
+    assert s.instance_id == "worker-7.local"
+    assert s.state_dir is None
+    assert s.partitions == 8
+    assert s.commit_interval_ms == 100
+    assert s.max_batch_records == 500
+    assert s.transaction_timeout_ms == 10_000
+    assert s.metrics_port == 0
+    assert s.log_level == "INFO"
+    assert s.kafka_properties == {}
+
+
+def test_default_instance_id_is_made_legal(monkeypatch):
+    monkeypatch.setattr(settings_module.socket, "gethostname", lambda: "my host (1)")
+    assert load_settings().instance_id == "my-host--1"
+
+
+def test_environment_overrides_defaults(monkeypatch):
+    monkeypatch.setenv("KSTATEFUN_MODULE", "config/module.yaml")
+    monkeypatch.setenv("KSTATEFUN_BOOTSTRAP_SERVERS", "k1:9092, k2:9093")
+    monkeypatch.setenv("KSTATEFUN_APP_ID", "shop")
+    monkeypatch.setenv("KSTATEFUN_INSTANCE_ID", "w1")
+    monkeypatch.setenv("KSTATEFUN_STATE_DIR", "/var/lib/kstatefun")
+    monkeypatch.setenv("KSTATEFUN_PARTITIONS", "16")
+    monkeypatch.setenv("KSTATEFUN_COMMIT_INTERVAL_MS", "50")
+    monkeypatch.setenv("KSTATEFUN_MAX_BATCH_RECORDS", "1000")
+    monkeypatch.setenv("KSTATEFUN_TRANSACTION_TIMEOUT_MS", "30000")
+    monkeypatch.setenv("KSTATEFUN_METRICS_PORT", "9100")
+    monkeypatch.setenv("KSTATEFUN_LOG_LEVEL", "debug")
+    monkeypatch.setenv("KSTATEFUN_FUNCTIONS", "examples.greeter:functions, app.fns:all,")
+    monkeypatch.setenv(
+        "KSTATEFUN_KAFKA_PROPERTIES", '{"linger.ms": 5, "enable.idempotence": true, "a": "b"}'
+    )
+    s = load_settings()
+    assert s.module == Path("config/module.yaml")
+    assert s.bootstrap_servers == "k1:9092,k2:9093"
+    assert (s.app_id, s.instance_id) == ("shop", "w1")
+    assert s.state_dir == Path("/var/lib/kstatefun")
+    assert (s.partitions, s.commit_interval_ms, s.max_batch_records) == (16, 50, 1000)
+    assert (s.transaction_timeout_ms, s.metrics_port) == (30_000, 9100)
+    assert s.log_level == "DEBUG"
+    assert s.functions == ["examples.greeter:functions", "app.fns:all"]
+    assert s.kafka_properties == {"linger.ms": "5", "enable.idempotence": "true", "a": "b"}
+
+
+def test_flags_beat_environment_and_none_means_not_given(monkeypatch):
+    monkeypatch.setenv("KSTATEFUN_PARTITIONS", "16")
+    monkeypatch.setenv("KSTATEFUN_APP_ID", "from-env")
+    s = load_settings(partitions=4, app_id=None, module=None, functions=None)
+    assert s.partitions == 4
+    assert s.app_id == "from-env"
+
+
+def test_functions_flag_accepts_list_or_comma_string():
+    assert load_settings(functions=["a:b", "c.d:e"]).functions == ["a:b", "c.d:e"]
+    assert load_settings(functions="a:b,c.d:e").functions == ["a:b", "c.d:e"]
+    # A repeatable flag whose values are themselves comma-separated.
+    assert load_settings(functions=["a:b,c:d", " e:f "]).functions == ["a:b", "c:d", "e:f"]
+
+
+def test_empty_environment_variable_is_ignored(monkeypatch):
+    monkeypatch.setenv("KSTATEFUN_PARTITIONS", "")
+    assert load_settings().partitions == 8
+
+
+def test_settings_are_immutable():
+    s = load_settings()
+    with pytest.raises(pydantic.ValidationError):
+        s.partitions = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("partitions", "0", "must be at least 1"),
+        ("partitions", "many", "expected a whole number, got 'many'"),
+        ("commit_interval_ms", "0", "must be at least 1"),
+        ("app_id", "my app", "may only contain letters, digits, '.', '_' and '-'"),
+        ("app_id", "a" * 201, "keep it at most 200"),
+        ("instance_id", "w/1", "may only contain letters"),
+        ("bootstrap_servers", " , ", "comma-separated host:port"),
+        ("functions", "examples.greeter", "is not 'package.module:attribute'"),
+    ],
+)
+def test_invalid_flag_settings_name_setting_env_and_flag(monkeypatch, setting, value, problem):
+    monkeypatch.setenv(env_var(setting), value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"setting '{setting}' ({env_var(setting)}, {CLI_FLAGS[setting]})" in message
+    assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("max_batch_records", "0", "must be at least 1"),
+        ("transaction_timeout_ms", "500", "must be at least 1000"),
+        ("metrics_port", "70000", "must be at most 65535"),
+        ("metrics_port", "-1", "must be at least 0"),
+        ("log_level", "loud", "'loud' is not one of: CRITICAL, ERROR, WARNING, INFO, DEBUG"),
+        ("kafka_properties", "[1, 2]", "expected a JSON object"),
+        ("kafka_properties", '{"a": [1]}', "property 'a' needs a plain value"),
+    ],
+)
+def test_invalid_env_only_settings_name_setting_and_env(monkeypatch, setting, value, problem):
+    monkeypatch.setenv(env_var(setting), value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"setting '{setting}' ({env_var(setting)})" in message
+    assert problem in message
+
+
+def test_kafka_properties_that_are_not_json(monkeypatch):
+    monkeypatch.setenv("KSTATEFUN_KAFKA_PROPERTIES", "linger.ms=5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "setting 'kafka_properties' (KSTATEFUN_KAFKA_PROPERTIES)" in message
+    assert "not valid JSON" in message and '{"compression.type": "lz4"' in message
+
+
+def test_transaction_timeout_must_exceed_commit_interval():
+    with pytest.raises(ConfigError, match=r"transaction_timeout_ms \(2000\) must be longer"):
+        load_settings(commit_interval_ms=5000, transaction_timeout_ms=2000)
+
+
+def test_several_invalid_settings_are_reported_together(monkeypatch):
+    monkeypatch.setenv("KSTATEFUN_PARTITIONS", "0")
+    with pytest.raises(ConfigError) as info:
+        load_settings(app_id="bad id")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid settings:"
+    assert any("KSTATEFUN_PARTITIONS" in line for line in lines[1:])
+    assert any("--app-id" in line for line in lines[1:])
+
+
+def test_unknown_override_suggests_the_setting():
+    with pytest.raises(ConfigError, match="unknown setting 'partitons'; did you mean 'partitions'"):
+        load_settings(partitons=3)
+
+
+def test_unknown_environment_variable_is_warned_about(monkeypatch, caplog):
+    monkeypatch.setenv("KSTATEFUN_PARTITONS", "3")
+    with caplog.at_level(logging.WARNING, logger="kstatefun.config.settings"):
+        s = load_settings()
+    assert s.partitions == 8
+    assert "env=KSTATEFUN_PARTITONS" in caplog.text
+    assert "did_you_mean=KSTATEFUN_PARTITIONS" in caplog.text
+
+
+def test_reference_documents_every_setting_env_var_and_flag():
+    reference = (REPO / "config" / "settings.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        assert f"`{name}`" in reference, name
+        assert f"`{env_var(name)}`" in reference, name
+    for flag in CLI_FLAGS.values():
+        assert f"`{flag}`" in reference, flag
