@@ -36,6 +36,7 @@ def main() -> int:
                 [NewTopic("greeter-names", 4, 1), NewTopic("greeter-greetings", 4, 1)]
             ).values():
                 fut.result()
+            del admin
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             worker = subprocess.Popen(
                 [sys.executable, "-m", "kstatefun.cli", "run",
@@ -60,6 +61,7 @@ def _exchange(bootstrap: str, worker: subprocess.Popen) -> int:
         producer.produce("greeter-names", json.dumps({"name": name}).encode(), person_id.encode())
         print(f"sent #{i + 1}: {person_id} -> {name}")
     producer.flush(30)
+    del producer
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": "greeter-demo-reader",
         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
