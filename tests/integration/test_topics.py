@@ -1,0 +1,67 @@
+"""Internal topics on a real broker: created right, and refused when an existing one would
+break a guarantee."""
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import ConfigResource
+
+from kstatefun.errors import TopicError
+from kstatefun.kafka.partitioner import partition_for_key
+from kstatefun.kafka.topics import (
+    InternalTopics,
+    ensure_internal_topics,
+    internal_topic_specs,
+    require_topics_exist,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def test_created_with_partitions_and_compaction(kafka_admin, unique_name):
+    topics = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))
+    md = kafka_admin.list_topics(timeout=10)
+    assert len(md.topics[topics.invocations].partitions) == 3
+    assert len(md.topics[topics.changelog].partitions) == 3
+    res = ConfigResource(ConfigResource.Type.TOPIC, topics.changelog)
+    configs = kafka_admin.describe_configs([res])[res].result()
+    assert configs["cleanup.policy"].value == "compact"
+    # idempotent: a second worker starting finds everything in place
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))
+
+
+def test_wrong_partition_count_is_a_clear_error(kafka_admin, unique_name, create_topic):
+    topics = InternalTopics(unique_name("app"))
+    create_topic(topics.invocations, partitions=2)
+    with pytest.raises(TopicError, match=r"has 2 partitions .* partitions=4.*--partitions 2"):
+        ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 4))
+
+
+def test_changelog_without_compaction_is_a_clear_error(kafka_admin, unique_name, create_topic):
+    topics = InternalTopics(unique_name("app"))
+    create_topic(topics.changelog, partitions=4, config={"cleanup.policy": "delete"})
+    with pytest.raises(TopicError, match=r"cleanup.policy=delete but needs cleanup.policy=compact"):
+        ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 4))
+
+
+def test_missing_ingress_topic_is_a_clear_error(kafka_admin, unique_name):
+    with pytest.raises(TopicError, match="ingress topic.*do not exist"):
+        require_topics_exist(kafka_admin, [unique_name("nope")], "ingress")
+
+
+def test_partitioner_agrees_with_librdkafka_murmur2(kafka_bootstrap, unique_name, create_topic):
+    topic = create_topic(unique_name("murmur"), partitions=7)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    keys = [f"user-{i}".encode() for i in range(200)] + ["ü-ñ-界".encode(), b"x" * 301]
+    for key in keys:
+        producer.produce(topic, b"v", key)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(7)])
+    seen = {}
+    while len(seen) < len(keys):
+        for msg in consumer.consume(500, timeout=1):
+            assert not msg.error()
+            seen[msg.key()] = msg.partition()
+    consumer.close()
+    assert all(seen[k] == partition_for_key(k, 7) for k in keys)
