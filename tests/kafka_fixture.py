@@ -113,7 +113,9 @@ def _docker_broker() -> Iterator[str]:
         except TimeoutError as e:
             stdout, stderr = container.get_logs()
             tail = "\n".join((stdout + stderr).decode(errors="replace").splitlines()[-40:])
-            raise NoBrokerError(f"the {DOCKER_IMAGE} container did not get ready: {e}\n{tail}")
+            raise NoBrokerError(
+                f"the {DOCKER_IMAGE} container did not get ready: {e}\n{tail}"
+            ) from e
         yield bootstrap_servers
     finally:
         container.stop()

@@ -170,6 +170,7 @@ class LocalKafka:
         self._process: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
         self._runtime: KafkaRuntime | None = None
+        self._log_offsets: dict[Path, int] = {}
 
     @property
     def bootstrap_servers(self) -> str:
@@ -212,6 +213,7 @@ class LocalKafka:
             self._format(runtime, properties)
 
         started = time.monotonic()
+        self._log_offsets = {path: _size(path) for path in self._log_files()}
         out = (self.data_dir / "broker.out").open("ab")
         command = runtime.java_command(
             "kafka.Kafka", [str(properties)], log_file=self.log_file, jvm_options=JVM_OPTIONS
@@ -233,15 +235,16 @@ class LocalKafka:
         _running_brokers.add(self)
         try:
             wait_until_ready(self.bootstrap_servers, timeout, still_starting=self._check_alive)
-        except (TimeoutError, DevKafkaError) as e:
+        except TimeoutError as e:
             self.kill()
-            if isinstance(e, DevKafkaError):
-                raise
             raise DevKafkaError(
                 f"Kafka broker in {self.data_dir} did not accept clients on "
                 f"{self.bootstrap_servers} within {timeout} s; last lines of its logs:\n"
                 f"{self.log_tail()}"
             ) from e
+        except BaseException:  # it died (DevKafkaError), or the caller was interrupted
+            self.kill()
+            raise
         logger.info(
             "kafka broker started bootstrap_servers=%s pid=%s seconds=%.1f data_dir=%s",
             self.bootstrap_servers,
@@ -271,7 +274,8 @@ class LocalKafka:
     def kill(self) -> None:
         """SIGKILL the broker (no clean shutdown) and wait until it is gone."""
         process = self._process
-        if process is not None:
+        # poll() first: once reaped, the pid (and process group id) may belong to someone else.
+        if process is not None and process.poll() is None:
             _signal_group(process, signal.SIGKILL)
             process.wait()
         self._reap()
@@ -282,10 +286,10 @@ class LocalKafka:
         return self.start(timeout)
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last lines of the broker's log4j2 log and of the JVM's own output."""
+        """The last lines the broker logged since its latest start (log4j2 log and JVM output)."""
         parts = []
-        for path in (self.log_file, self.data_dir / "broker.out"):
-            text = _read_tail(path, lines)
+        for path in self._log_files():
+            text = _read_tail(path, lines, self._log_offsets.get(path, 0))
             if text:
                 parts.append(f"--- {path}\n{text}")
         return "\n".join(parts) or "(the broker wrote no log)"
@@ -347,6 +351,9 @@ class LocalKafka:
             )
         logger.info("kafka storage formatted cluster_id=%s data_dir=%s", cluster_id, self.data_dir)
 
+    def _log_files(self) -> tuple[Path, Path]:
+        return self.log_file, self.data_dir / "broker.out"
+
     def _check_alive(self) -> None:
         process = self._process
         if process is not None and process.poll() is not None:
@@ -407,11 +414,18 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
-def _read_tail(path: Path, lines: int) -> str:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_tail(path: Path, lines: int, start: int = 0) -> str:
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
+            f.seek(max(start, f.tell() - 64 * 1024))
             data = f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""

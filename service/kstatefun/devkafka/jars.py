@@ -51,7 +51,8 @@ _DEPENDENCIES: tuple[tuple[str, str, str], ...] = (
 )
 
 # WARN and above from everything, plus the INFO line "Kafka Server started" (KafkaRaftServer),
-# into the file named by -Dkstatefun.broker.log. Nothing goes to the console.
+# into the file named by -Dkstatefun.broker.log. Nothing goes to the console. The broker's own
+# clients warn every 50 ms while its listener comes up; only their errors are kept.
 _LOG4J2_XML = f"""\
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="warn" shutdownHook="disable">
@@ -62,6 +63,7 @@ _LOG4J2_XML = f"""\
   </Appenders>
   <Loggers>
     <Logger name="kafka.server.KafkaRaftServer" level="info"/>
+    <Logger name="org.apache.kafka.clients.NetworkClient" level="error"/>
     <Root level="warn">
       <AppenderRef ref="broker"/>
     </Root>
