@@ -59,7 +59,7 @@ class App:
     logs: dict[str, Path] = field(default_factory=dict)
 
     def start_worker(self, instance_id: str) -> subprocess.Popen:
-        env = dict(os.environ, KSTATEFUN_TEST_EGRESS=self.egress, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
         log_path = self.module.parent / f"worker-{instance_id}.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(

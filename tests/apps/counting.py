@@ -1,7 +1,7 @@
 """Test application: a per-key counter chained to a sink that writes every count to egress.
 
 ingress (JSON {"seq": n}) → test/counter (state: count) → test/sink → egress topic
-``$KSTATEFUN_TEST_EGRESS`` with key = id and value "<id>:<count>:<seq>".
+``$TEST_EGRESS_TOPIC`` with key = id and value "<id>:<count>:<seq>".
 
 So for every key the egress must read 1, 2, 3, ... with the seqs in produced order: a lost,
 duplicated or reordered record shows up at once. Bad-input hooks: {"boom": true} raises in the
@@ -51,7 +51,7 @@ def sink(context, message):
     context.send_egress(
         kafka_egress_message(
             typename="test/out",
-            topic=os.environ["KSTATEFUN_TEST_EGRESS"],
+            topic=os.environ["TEST_EGRESS_TOPIC"],
             key=context.address.id,
             value=f"{context.address.id}:{counted['count']}:{counted['seq']}",
         )

@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     commit_interval_ms: int = Field(100, ge=1)
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)
-    metrics_port: int = Field(0, ge=0, le=65_535)
     log_level: str = "INFO"
     kafka_properties: dict[str, str] = Field(default_factory=dict)
 

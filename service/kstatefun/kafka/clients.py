@@ -47,6 +47,9 @@ def group_consumer_config(
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
+            # eager protocols: runtime/worker.py's rebalance callbacks assume a full revoke
+            # followed by a full assignment
+            "partition.assignment.strategy": "range,roundrobin",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
         }

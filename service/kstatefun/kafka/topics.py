@@ -7,6 +7,7 @@ topic whose settings would break a guarantee (wrong partition count, changelog n
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -88,9 +89,26 @@ def ensure_internal_topics(
             except KafkaException as e:
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing worker won
                     raise TopicError(f"could not create internal topic '{name}': {e}") from e
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = _await_metadata(admin, [s.name for s in missing], timeout)
     for s in specs:
         _check_existing(admin, s, metadata, timeout)
+
+
+def _await_metadata(admin: AdminClient, names: list[str], timeout: float):  # type: ignore[no-untyped-def]
+    """Metadata once every topic in ``names`` shows up with all its partitions' leaders;
+    a just-created topic can be missing from the next metadata response."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout)
+        ready = all(
+            n in metadata.topics
+            and metadata.topics[n].error is None
+            and all(p.leader >= 0 for p in metadata.topics[n].partitions.values())
+            for n in names
+        )
+        if ready or time.monotonic() > deadline:
+            return metadata
+        time.sleep(0.1)
 
 
 def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: float) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.config.module import KafkaEgress
@@ -107,6 +108,8 @@ class Dispatcher:
                 self._loop.run_until_complete(result)
             mutations = storage_mutations(storage)
             egress = [self._resolve_egress(e) for e in context.egress]
+        except KafkaException:
+            raise  # a broker problem aborts the transaction; it is not the input's fault
         except Exception as e:
             if isinstance(e, _Rejected):
                 reason, text = e.reason, str(e)

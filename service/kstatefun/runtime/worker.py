@@ -93,12 +93,29 @@ class Worker:
                             f"no function of that type is registered (registered: "
                             f"{', '.join(sorted(registered)) or 'none'})"
                         )
+            if ingress.consumer_group_id not in (None, self.settings.app_id):
+                log.warning(
+                    "ingress %s declares consumerGroupId %s; kstatefun reads every ingress in "
+                    "the application's group, the app id %s", ingress.id,
+                    ingress.consumer_group_id, self.settings.app_id,
+                )
+            if ingress.properties:
+                log.warning(
+                    "ingress %s properties are ignored (%s): set client properties for all of "
+                    "a worker's clients with KSTATEFUN_KAFKA_PROPERTIES", ingress.id,
+                    ", ".join(ingress.properties),
+                )
             if ingress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "ingress %s declares address %s; kstatefun reads it from the application's "
                     "cluster %s", ingress.id, ingress.address, self.settings.bootstrap_servers,
                 )
         for egress in self.module.egresses:
+            if egress.properties:
+                log.warning(
+                    "egress %s properties are ignored (%s): egress records are written by the "
+                    "worker's transactional producer", egress.id, ", ".join(egress.properties),
+                )
             if egress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "egress %s declares address %s; kstatefun writes it inside the application's "
@@ -182,14 +199,18 @@ class Worker:
     def run(self) -> int:
         """Run until ``stop()``; returns the process exit code."""
         self._start()
+        clean = False
         try:
             while not self._stopping:
                 self._step()
+            clean = True
         except FencedError as e:
             log.error("%s", e)
             return 3
         finally:
-            self._shutdown()
+            # After an unexpected error the open transaction may cover records that were
+            # consumed but not processed: only a clean stop may commit it.
+            self._shutdown(commit=clean)
         return 0
 
     def _step(self) -> None:
@@ -249,8 +270,10 @@ class Worker:
                 log.warning("consumer error: %s", err)
         return good
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, commit: bool) -> None:
         try:
+            if self.txn.is_open and not commit:
+                self.txn.abort(rewind=False)
             if self.txn.is_open:
                 try:
                     self.txn.commit()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -21,7 +21,7 @@ class ChangelogRestorer:
         self,
         consumer_factory: Callable[[], Consumer],
         topic: str,
-        timeout_s: float = 300.0,
+        timeout_s: float = 240.0,
         batch: int = 10_000,
     ) -> None:
         self._factory = consumer_factory
@@ -92,7 +92,7 @@ class ChangelogRestorer:
                     rate = read / (now - started)
                     log.info(
                         "restoring topic=%s partitions=%s records=%d of about %d rate=%.0f/s",
-                        self._topic, sorted(ends), read, total, rate,
+                        self._topic, _plist(ends), read, total, rate,
                     )
         finally:
             consumer.unassign()
@@ -100,6 +100,10 @@ class ChangelogRestorer:
         self.last_rate = read / elapsed
         log.info(
             "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
-            self._topic, sorted(stores), read, elapsed, self.last_rate,
+            self._topic, _plist(stores), read, elapsed, self.last_rate,
         )
         return read
+
+
+def _plist(partitions: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(partitions)))

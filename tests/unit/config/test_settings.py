@@ -36,7 +36,6 @@ def test_defaults(monkeypatch):
     assert s.commit_interval_ms == 100
     assert s.max_batch_records == 500
     assert s.transaction_timeout_ms == 10_000
-    assert s.metrics_port == 0
     assert s.log_level == "INFO"
     assert s.kafka_properties == {}
 
@@ -56,7 +55,6 @@ def test_environment_overrides_defaults(monkeypatch):
     monkeypatch.setenv("KSTATEFUN_COMMIT_INTERVAL_MS", "50")
     monkeypatch.setenv("KSTATEFUN_MAX_BATCH_RECORDS", "1000")
     monkeypatch.setenv("KSTATEFUN_TRANSACTION_TIMEOUT_MS", "30000")
-    monkeypatch.setenv("KSTATEFUN_METRICS_PORT", "9100")
     monkeypatch.setenv("KSTATEFUN_LOG_LEVEL", "debug")
     monkeypatch.setenv("KSTATEFUN_FUNCTIONS", "examples.greeter:functions, app.fns:all,")
     monkeypatch.setenv(
@@ -68,7 +66,7 @@ def test_environment_overrides_defaults(monkeypatch):
     assert (s.app_id, s.instance_id) == ("shop", "w1")
     assert s.state_dir == Path("/var/lib/kstatefun")
     assert (s.partitions, s.commit_interval_ms, s.max_batch_records) == (16, 50, 1000)
-    assert (s.transaction_timeout_ms, s.metrics_port) == (30_000, 9100)
+    assert s.transaction_timeout_ms == 30_000
     assert s.log_level == "DEBUG"
     assert s.functions == ["examples.greeter:functions", "app.fns:all"]
     assert s.kafka_properties == {"linger.ms": "5", "enable.idempotence": "true", "a": "b"}
@@ -127,8 +125,6 @@ def test_invalid_flag_settings_name_setting_env_and_flag(monkeypatch, setting, v
     [
         ("max_batch_records", "0", "must be at least 1"),
         ("transaction_timeout_ms", "500", "must be at least 1000"),
-        ("metrics_port", "70000", "must be at most 65535"),
-        ("metrics_port", "-1", "must be at least 0"),
         ("log_level", "loud", "'loud' is not one of: CRITICAL, ERROR, WARNING, INFO, DEBUG"),
         ("kafka_properties", "[1, 2]", "expected a JSON object"),
         ("kafka_properties", '{"a": [1]}', "property 'a' needs a plain value"),
