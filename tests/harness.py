@@ -58,7 +58,7 @@ class App:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
-    def start_worker(self, instance_id: str) -> subprocess.Popen:
+    def start_worker(self, instance_id: str, *extra_args: str) -> subprocess.Popen:
         env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
         log_path = self.module.parent / f"worker-{instance_id}.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
@@ -67,6 +67,7 @@ class App:
                 sys.executable, "-m", "kstatefun.cli", "run", "--module", str(self.module),
                 "--bootstrap-servers", self.bootstrap, "--app-id", self.app_id,
                 "--instance-id", instance_id, "--partitions", str(self.partitions),
+                *extra_args,
             ],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )

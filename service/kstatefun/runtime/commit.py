@@ -121,9 +121,20 @@ class Transaction:
         """Commit the open transaction; on failure abort it, rewind, and re-raise."""
         if not self.is_open:
             return
+        positions: dict[int, int] = {}
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                positions[msg.partition()] = msg.offset() + 1
+
         try:
-            for partition, key, value in self._store.pending():
-                self.produce(self._changelog, value, key, partition)
+            for partition, writes in self._store.pending():
+                last = len(writes) - 1
+                for i, (key, value) in enumerate(writes.items()):
+                    # the last record's offset tells the local snapshot how far it is complete
+                    self.produce(
+                        self._changelog, value, key, partition, None, delivered if i == last else None
+                    )
             if self._next:
                 offsets = [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
                 self.producer.send_offsets_to_transaction(
@@ -133,7 +144,8 @@ class Transaction:
         except Exception:
             self.abort()
             raise
-        self._store.apply_overlay()
+        self.producer.poll(0)  # serve the delivery reports behind ``positions``
+        self._store.apply_overlay(positions)
         self._start.clear()
         self._next.clear()
         self.is_open = False

@@ -44,6 +44,7 @@ from kstatefun.runtime.dispatcher import Dispatcher
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.restore import ChangelogRestorer
+from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,11 @@ class Worker:
         self._admin = admin
         self._known_topics: set[str] = set()
 
-        self.store = StateStore()
+        snapshot = None
+        if s.state_dir is not None:
+            snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
+            log.info("local state snapshot path=%s", snapshot.path)
+        self.store = StateStore(snapshot)
         self.consumer = Consumer(
             clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         )
@@ -283,6 +288,8 @@ class Worker:
         finally:
             self.restorer.close()
             self.dispatcher.close()
+            if self.store.snapshot is not None:
+                self.store.snapshot.close()
             self.txn.producer.flush(10)
             log.info(
                 "worker stopped commits=%d aborts=%d records_in=%d invocations=%d "
@@ -314,7 +321,22 @@ class Worker:
         log.info(
             "assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh)
         )
-        self.restorer.restore(fresh)
+        snapshot = self.store.snapshot
+        if snapshot is None:
+            self.restorer.restore(fresh)
+        else:
+            starts = {}
+            for p, rows in fresh.items():
+                loaded, starts[p] = snapshot.load(p)
+                rows.update(loaded)
+                if loaded:
+                    log.info(
+                        "loaded local snapshot partition=%d keys=%d replaying_from=%d",
+                        p, len(loaded), starts[p],
+                    )
+            changes: dict[int, dict[bytes, bytes | None]] = {}
+            positions = self.restorer.restore(fresh, starts, changes)
+            snapshot.save(changes, positions)
         self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
         consumer.assign(partitions)
 

@@ -36,25 +36,49 @@ class ChangelogRestorer:
             self._consumer.close()
             self._consumer = None
 
-    def restore(self, stores: dict[int, dict[bytes, bytes]]) -> int:
-        """Fill each ``stores[p]`` from changelog partition p; returns the records read."""
+    def restore(
+        self,
+        stores: dict[int, dict[bytes, bytes]],
+        starts: dict[int, int] | None = None,
+        changes: dict[int, dict[bytes, bytes | None]] | None = None,
+    ) -> dict[int, int]:
+        """Bring each ``stores[p]`` up to date with changelog partition p, reading from
+        ``starts[p]`` (a local snapshot's position; default: the beginning). Records read are
+        also put in ``changes[p]`` when given. Returns the position reached per partition."""
+        positions: dict[int, int] = {}
         if not stores:
-            return 0
+            return positions
         if self._consumer is None:
             self._consumer = self._factory()
         consumer = self._consumer
+        starts = starts or {}
         ends: dict[int, int] = {}
-        for p in stores:
+        assignment = []
+        for p, store in stores.items():
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(self._topic, p), timeout=30, cached=False
             )
-            if high > low:
+            start = starts.get(p, 0)
+            if start and not low <= start <= high:
+                log.warning(
+                    "local snapshot of partition=%d is at offset %d, outside the changelog's "
+                    "%d..%d (topic recreated?): restoring from the beginning", p, start, low, high,
+                )
+                store.clear()
+                start = 0
+                if changes is not None:
+                    changes[p] = dict.fromkeys(store)  # make the snapshot forget it all
+            positions[p] = max(start, low)
+            if high > positions[p]:
                 ends[p] = high
+                assignment.append(
+                    TopicPartition(self._topic, p, start if start > low else OFFSET_BEGINNING)
+                )
         if not ends:
-            return 0
+            return positions
         started = time.monotonic()
-        consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in ends])
-        total = sum(ends.values())
+        consumer.assign(assignment)
+        total = sum(ends[p] - positions[p] for p in ends)
         read = 0
         last_log = started
         try:
@@ -65,22 +89,26 @@ class ChangelogRestorer:
                         if err.fatal():
                             raise KafkaException(err)
                         continue
-                    store = stores[msg.partition()]
-                    value = msg.value()
+                    p = msg.partition()
+                    store = stores[p]
+                    key, value = msg.key(), msg.value()
                     if value is None:
-                        store.pop(msg.key(), None)
+                        store.pop(key, None)
                     else:
-                        store[msg.key()] = value
+                        store[key] = value
+                    if changes is not None:
+                        changes.setdefault(p, {})[key] = value
                     read += 1
                 done = [
-                    tp.partition
+                    tp
                     for tp in consumer.position([TopicPartition(self._topic, p) for p in ends])
                     if tp.offset >= ends[tp.partition]
                 ]
                 if done:
-                    consumer.incremental_unassign([TopicPartition(self._topic, p) for p in done])
-                    for p in done:
-                        del ends[p]
+                    consumer.incremental_unassign(done)
+                    for tp in done:
+                        positions[tp.partition] = tp.offset
+                        del ends[tp.partition]
                 now = time.monotonic()
                 if now - started > self._timeout_s:
                     raise TimeoutError(
@@ -102,7 +130,7 @@ class ChangelogRestorer:
             "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
             self._topic, _plist(stores), read, elapsed, self.last_rate,
         )
-        return read
+        return positions
 
 
 def _plist(partitions: Iterable[int]) -> str:

@@ -10,16 +10,21 @@ transaction; the overlay holds exactly the writes of the open transaction.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kstatefun.state.snapshot import LocalSnapshot
 
 _ABSENT = object()
 
 
 class StateStore:
-    __slots__ = ("_committed", "_overlay")
+    __slots__ = ("_committed", "_overlay", "snapshot")
 
-    def __init__(self) -> None:
+    def __init__(self, snapshot: LocalSnapshot | None = None) -> None:
         self._committed: dict[int, dict[bytes, bytes]] = {}
         self._overlay: dict[int, dict[bytes, bytes | None]] = {}
+        self.snapshot = snapshot
 
     # --- partitions ---------------------------------------------------------------------------
 
@@ -59,17 +64,18 @@ class StateStore:
 
     # --- transaction boundary -----------------------------------------------------------------
 
-    def pending(self) -> Iterator[tuple[int, bytes, bytes | None]]:
-        """The overlay's writes, coalesced to the last write per key."""
-        for partition, overlay in self._overlay.items():
-            for key, value in overlay.items():
-                yield partition, key, value
+    def pending(self) -> Iterator[tuple[int, dict[bytes, bytes | None]]]:
+        """The overlay's writes per partition, coalesced to the last write per key."""
+        yield from self._overlay.items()
 
     def has_pending(self) -> bool:
         return bool(self._overlay)
 
-    def apply_overlay(self) -> None:
-        """After a successful commit: fold the overlay into the committed store."""
+    def apply_overlay(self, positions: dict[int, int] | None = None) -> None:
+        """After a successful commit: fold the overlay into the committed store (and the
+        local snapshot, with the changelog ``positions`` the commit reached)."""
+        if self.snapshot is not None and (self._overlay or positions):
+            self.snapshot.save(self._overlay, positions or {})
         for partition, overlay in self._overlay.items():
             store = self._committed.get(partition)
             if store is None:  # partition revoked while the transaction was open

@@ -18,7 +18,10 @@ def test_commit_folds_the_overlay_and_abort_drops_it():
     s.put(0, b"a", b"1")
     s.put(0, b"a", b"2")  # coalesced: only the last write is pending
     s.put(1, b"b", b"3")
-    assert sorted(s.pending()) == [(0, b"a", b"2"), (1, b"b", b"3")]
+    assert sorted((p, k, v) for p, w in s.pending() for k, v in w.items()) == [
+        (0, b"a", b"2"),
+        (1, b"b", b"3"),
+    ]
     s.apply_overlay()
     assert not s.has_pending() and s.get(0, b"a") == b"2"
     s.put(0, b"a", None)
@@ -36,3 +39,32 @@ def test_dropping_a_partition_forgets_its_state_and_pending_writes():
     s.put(3, b"y", b"2")
     s.drop_partition(3)
     assert s.partitions() == set() and list(s.pending()) == []
+
+
+def test_snapshot_follows_commits_and_survives_reopening(tmp_path):
+    from kstatefun.state.snapshot import LocalSnapshot
+
+    path = tmp_path / "app-w1.sqlite"
+    s = StateStore(LocalSnapshot(path))
+    s.add_partition(0)
+    s.put(0, b"a", b"1")
+    s.put(0, b"b", b"2")
+    s.apply_overlay({0: 17})
+    s.put(0, b"a", None)
+    s.apply_overlay({})  # a commit whose delivery reports did not arrive: position stays
+    s.snapshot.close()
+
+    again = LocalSnapshot(path)
+    assert again.load(0) == ({b"b": b"2"}, 17)
+    assert again.load(1) == ({}, 0)
+
+
+def test_a_snapshot_older_than_the_tombstone_horizon_is_ignored(tmp_path):
+    from kstatefun.state.snapshot import LocalSnapshot
+
+    snap = LocalSnapshot(tmp_path / "s.sqlite", max_age_s=0)
+    snap.save({0: {b"a": b"1"}}, {0: 5})
+    import time
+
+    time.sleep(0.01)
+    assert snap.load(0) == ({}, 0)

@@ -1,0 +1,120 @@
+"""Persistent local snapshot of committed state (``--state-dir``), so a restart replays only
+the changelog's tail instead of the whole changelog.
+
+One SQLite file per application and worker: rows ``(partition, changelog key, changelog
+value)`` plus, per partition, the changelog offset the rows are complete up to. Rows and
+position change in one SQLite transaction after each Kafka commit, so a snapshot is always
+the changelog up to its position, possibly older than Kafka: replaying from the position
+makes it current (records are last-write-wins per key, so replaying a record twice is
+harmless).
+
+A snapshot older than ``max_age_s`` is ignored: past the changelog's delete.retention.ms,
+compaction may have removed tombstones the snapshot never saw, and a deleted value would
+come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    partition INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (partition, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS position (
+    partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL, saved_at_ms INTEGER NOT NULL);
+"""
+
+
+class LocalSnapshot:
+    def __init__(self, path: Path, max_age_s: float = 12 * 3600) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._max_age_ms = int(max_age_s * 1000)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        # WAL + NORMAL: a process crash loses nothing; an OS crash may lose the latest
+        # commits, which leaves an older but consistent snapshot.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load(self, partition: int) -> tuple[dict[bytes, bytes], int]:
+        """The partition's rows and the changelog offset to replay from (0: no snapshot)."""
+        row = self._db.execute(
+            "SELECT next_offset, saved_at_ms FROM position WHERE partition = ?", (partition,)
+        ).fetchone()
+        if row is None:
+            return {}, 0
+        next_offset, saved_at_ms = row
+        if time.time() * 1000 - saved_at_ms > self._max_age_ms:
+            log.info("snapshot too old, restoring from the changelog partition=%d", partition)
+            self.discard(partition)
+            return {}, 0
+        rows = self._db.execute("SELECT key, value FROM state WHERE partition = ?", (partition,))
+        return dict(rows), next_offset
+
+    def discard(self, partition: int) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
+            self._db.execute("DELETE FROM position WHERE partition = ?", (partition,))
+
+    def save(
+        self,
+        changes: Mapping[int, Mapping[bytes, bytes | None]],
+        positions: Mapping[int, int],
+    ) -> None:
+        """Apply one committed transaction's writes and the partitions' new positions."""
+        now_ms = int(time.time() * 1000)
+        with self._transaction():
+            for partition, writes in changes.items():
+                upserts = [(partition, k, v) for k, v in writes.items() if v is not None]
+                deletes = [(partition, k) for k, v in writes.items() if v is None]
+                if upserts:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts
+                    )
+                if deletes:
+                    self._db.executemany(
+                        "DELETE FROM state WHERE partition = ? AND key = ?", deletes
+                    )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO position VALUES (?, ?, ?)",
+                [(p, offset, now_ms) for p, offset in positions.items()],
+            )
+
+    def replace(self, partition: int, rows: Mapping[bytes, bytes], next_offset: int) -> None:
+        """Store a whole partition after a restore from the changelog."""
+        with self._transaction():
+            self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
+            self._db.executemany(
+                "INSERT INTO state VALUES (?, ?, ?)", [(partition, k, v) for k, v in rows.items()]
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO position VALUES (?, ?, ?)",
+                (partition, next_offset, int(time.time() * 1000)),
+            )
+
+    def _transaction(self) -> _Txn:
+        return _Txn(self._db)
+
+
+class _Txn:
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,60 @@
+"""--state-dir: a restart loads the local snapshot and replays only the changelog's tail, and
+a stale snapshot (another worker owned the partitions meanwhile) is brought up to date."""
+
+import re
+
+import pytest
+
+from tests.harness import check_exactly_once, keyed_events, make_app, produce_events, read_committed
+
+pytestmark = pytest.mark.kafka
+
+
+def extend(expected, more):
+    for key, seqs in more.items():
+        expected.setdefault(key, []).extend(seqs)
+
+
+def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    app = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
+    state_dir = str(tmp_path / "state")
+    try:
+        events, expected = keyed_events(keys=8, per_key=5)
+        produce_events(app.bootstrap, app.ingress, events)
+        app.start_worker("w1", "--state-dir", state_dir)
+        total = len(events)
+        read_committed(app.bootstrap, app.egress, total, settle=0.2)
+        app.kill_worker("w1")  # kill -9: the snapshot holds what was committed
+
+        more, expected_more = keyed_events(keys=8, per_key=2, start_seq=1000)
+        extend(expected, expected_more)
+        produce_events(app.bootstrap, app.ingress, more)
+        total += len(more)
+        app.start_worker("w1", "--state-dir", state_dir)
+        read_committed(app.bootstrap, app.egress, total, settle=0.2)
+        log = app.log("w1")
+        replayed = [int(m) for m in re.findall(r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)", log)]
+        assert replayed and all(offset > 0 for offset in replayed), log
+        assert app.stop_worker("w1") == 0
+
+        # another worker (no snapshot) owns everything for a while and writes more state
+        more, expected_more = keyed_events(keys=8, per_key=2, start_seq=2000)
+        extend(expected, expected_more)
+        produce_events(app.bootstrap, app.ingress, more)
+        total += len(more)
+        app.start_worker("w2")
+        read_committed(app.bootstrap, app.egress, total, settle=0.2)
+        assert app.stop_worker("w2") == 0
+
+        # w1 comes back with its now stale snapshot: counts must continue from w2's
+        more, expected_more = keyed_events(keys=8, per_key=2, start_seq=3000)
+        extend(expected, expected_more)
+        produce_events(app.bootstrap, app.ingress, more)
+        total += len(more)
+        app.start_worker("w1", "--state-dir", state_dir)
+        records = read_committed(app.bootstrap, app.egress, total)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+    finally:
+        app.stop_all()
