@@ -5,7 +5,8 @@ ingress (JSON {"seq": n}) → test/counter (state: count) → test/sink → egre
 
 So for every key the egress must read 1, 2, 3, ... with the seqs in produced order: a lost,
 duplicated or reordered record shows up at once. Bad-input hooks: {"boom": true} raises in the
-function, {"stray": true} messages an unregistered function type.
+function, {"stray": true} messages an unregistered function type, {"egress_topic": t} and
+{"egress_id": e} write egress to a missing topic or an undeclared egress.
 """
 
 import os
@@ -32,6 +33,15 @@ def counter(context, message):
         raise RuntimeError("boom requested by the test")
     if event.get("stray"):
         context.send(message_builder("test/nobody", context.address.id, str_value="lost?"))
+        return
+    if event.get("egress_topic") or event.get("egress_id"):
+        context.send_egress(
+            kafka_egress_message(
+                typename=event.get("egress_id", "test/out"),
+                topic=event.get("egress_topic", os.environ["TEST_EGRESS_TOPIC"]),
+                value="never",
+            )
+        )
         return
     count = (context.storage.count or 0) + 1
     context.storage.count = count

@@ -40,6 +40,8 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(kafka_bootstrap, tmp
         (b"k1", json.dumps({"seq": -3, "boom": True}).encode()),  # function raises
         (b"k2", json.dumps({"seq": -4, "stray": True}).encode()),  # unknown target type
         (b"k0", None),  # tombstone: no value
+        (b"k1", json.dumps({"seq": -5, "egress_topic": "no-such-topic"}).encode()),
+        (b"k2", json.dumps({"seq": -6, "egress_id": "test/undeclared"}).encode()),
     ]
     # bad records between the good ones, same keys, so ordering around them is checked too
     events = good[:6] + bad + good[6:]
@@ -53,8 +55,14 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(kafka_bootstrap, tmp
         app.stop_all()
     reasons = sorted(d["reason"] for _, d, _ in letters)
     assert reasons == sorted(
-        ["null-key", "invalid-key", "undecodable-value", "function-error", "unknown-function", "null-value"]
+        [
+            "null-key", "invalid-key", "undecodable-value", "function-error", "unknown-function",
+            "null-value", "unknown-egress", "unknown-egress",
+        ]
     ), letters
+    egress_messages = sorted(d["message"] for _, d, _ in letters if d["reason"] == "unknown-egress")
+    assert "names topic 'no-such-topic', which does not exist" in egress_messages[0]
+    assert "egress 'test/undeclared' is not declared in module.yaml" in egress_messages[1]
     by_reason = {d["reason"]: (k, d, h) for k, d, h in letters}
     key, record, headers = by_reason["function-error"]
     assert key == b"k1"
