@@ -56,7 +56,7 @@ def counter(context, message):
 
 
 @functions.bind("test/sink")
-def sink(context, message):
+async def sink(context, message):  # async on purpose: every e2e test runs the async path
     counted = message.as_type(COUNTED)
     context.send_egress(
         kafka_egress_message(
