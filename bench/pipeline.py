@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from tests.harness import MODULE_TEMPLATE, App, keyed_events, produce_events, read_committed
 
 from kstatefun.devkafka import LocalKafka
-from tests.harness import MODULE_TEMPLATE, App, keyed_events, produce_events, read_committed
 
 
 def main() -> None:
@@ -37,7 +37,9 @@ def main() -> None:
         ).values():
             f.result()
         module = Path(tmp) / "module.yaml"
-        module.write_text(MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id="bench", ingress="bench-in"))
+        module.write_text(
+            MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id="bench", ingress="bench-in")
+        )
         app = App(bootstrap, "bench", "bench-in", "bench-out", module, args.partitions)
         events, _ = keyed_events(args.keys, args.events // args.keys)
         produce_events(bootstrap, "bench-in", events)
@@ -51,19 +53,33 @@ def main() -> None:
         deadline = time.monotonic() + 300
         restored = None
         while time.monotonic() < deadline and restored is None:
-            m = re.search(r"restored topic=\S+ partitions=\S+ records=(\d+) seconds=([\d.]+) rate=(\d+)", app.log("w1"))
+            m = re.search(
+                r"restored topic=\S+ partitions=\S+ records=(\d+) seconds=([\d.]+) rate=(\d+)",
+                app.log("w1"),
+            )
             if m:
-                restored = {"records": int(m.group(1)), "seconds": float(m.group(2)), "rate": int(m.group(3))}
+                restored = {
+                    "records": int(m.group(1)),
+                    "seconds": float(m.group(2)),
+                    "rate": int(m.group(3)),
+                }
             time.sleep(0.2)
         restart_to_restored = time.monotonic() - restart
         if restored is None:
             print(app.all_logs())
         app.stop_all()
-        print(json.dumps({
-            "events": len(events), "outputs": len(out), "seconds": round(elapsed, 2),
-            "events_per_s": round(len(events) / elapsed), "restore": restored,
-            "restart_to_restored_s": round(restart_to_restored, 2),
-        }))
+        print(
+            json.dumps(
+                {
+                    "events": len(events),
+                    "outputs": len(out),
+                    "seconds": round(elapsed, 2),
+                    "events_per_s": round(len(events) / elapsed),
+                    "restore": restored,
+                    "restart_to_restored_s": round(restart_to_restored, 2),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

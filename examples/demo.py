@@ -39,11 +39,24 @@ def main() -> int:
             del admin
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             worker = subprocess.Popen(
-                [sys.executable, "-m", "kstatefun.cli", "run",
-                 "--module", str(ROOT / "config" / "module.yaml"),
-                 "--bootstrap-servers", bootstrap, "--app-id", "greeter-demo",
-                 "--instance-id", "demo-1", "--partitions", "4"],
-                cwd=ROOT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "kstatefun.cli",
+                    "run",
+                    "--module",
+                    str(ROOT / "config" / "module.yaml"),
+                    "--bootstrap-servers",
+                    bootstrap,
+                    "--app-id",
+                    "greeter-demo",
+                    "--instance-id",
+                    "demo-1",
+                    "--partitions",
+                    "4",
+                ],
+                cwd=ROOT,
+                env=env,
             )
             try:
                 return _exchange(bootstrap, worker)
@@ -62,10 +75,14 @@ def _exchange(bootstrap: str, worker: subprocess.Popen) -> int:
         print(f"sent #{i + 1}: {person_id} -> {name}")
     producer.flush(30)
     del producer
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "greeter-demo-reader",
-        "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "greeter-demo-reader",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe(["greeter-greetings"])
     got = 0
     deadline = time.monotonic() + 120

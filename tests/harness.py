@@ -64,12 +64,26 @@ class App:
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "kstatefun.cli", "run", "--module", str(self.module),
-                "--bootstrap-servers", self.bootstrap, "--app-id", self.app_id,
-                "--instance-id", instance_id, "--partitions", str(self.partitions),
+                sys.executable,
+                "-m",
+                "kstatefun.cli",
+                "run",
+                "--module",
+                str(self.module),
+                "--bootstrap-servers",
+                self.bootstrap,
+                "--app-id",
+                self.app_id,
+                "--instance-id",
+                instance_id,
+                "--partitions",
+                str(self.partitions),
                 *extra_args,
             ],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         self.workers[instance_id] = proc
         self.logs[instance_id] = log_path
@@ -97,7 +111,9 @@ class App:
         return self.logs[instance_id].read_text(errors="replace")
 
     def all_logs(self) -> str:
-        return "\n".join(f"--- {i} ---\n{p.read_text(errors='replace')[-5000:]}" for i, p in self.logs.items())
+        return "\n".join(
+            f"--- {i} ---\n{p.read_text(errors='replace')[-5000:]}" for i, p in self.logs.items()
+        )
 
 
 def make_app(bootstrap: str, tmp_path: Path, unique_name, create_topic, partitions: int = 4) -> App:
@@ -107,14 +123,16 @@ def make_app(bootstrap: str, tmp_path: Path, unique_name, create_topic, partitio
     create_topic(ingress, partitions=partitions)
     create_topic(egress, partitions=partitions)
     module = tmp_path / "module.yaml"
-    module.write_text(
-        MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id=app_id, ingress=ingress)
-    )
+    module.write_text(MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id=app_id, ingress=ingress))
     return App(bootstrap, app_id, ingress, egress, module, partitions)
 
 
-def produce_events(bootstrap: str, topic: str, events: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
+def produce_events(
+    bootstrap: str, topic: str, events: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
+    )
     for key, value in events:
         while True:
             try:
@@ -125,7 +143,9 @@ def produce_events(bootstrap: str, topic: str, events: list[tuple[bytes | None, 
     assert producer.flush(60) == 0
 
 
-def keyed_events(keys: int, per_key: int, start_seq: int = 0) -> tuple[list[tuple[bytes, bytes]], dict[str, list[int]]]:
+def keyed_events(
+    keys: int, per_key: int, start_seq: int = 0
+) -> tuple[list[tuple[bytes, bytes]], dict[str, list[int]]]:
     """Interleaved events; returns them and the expected seq order per key."""
     events = []
     expected: dict[str, list[int]] = defaultdict(list)
@@ -139,14 +159,20 @@ def keyed_events(keys: int, per_key: int, start_seq: int = 0) -> tuple[list[tupl
     return events, expected
 
 
-def read_committed(bootstrap: str, topic: str, expected: int, timeout: float = 90, settle: float = 2.0) -> list[tuple[str, str]]:
+def read_committed(
+    bootstrap: str, topic: str, expected: int, timeout: float = 90, settle: float = 2.0
+) -> list[tuple[str, str]]:
     """Read ``topic`` from the beginning with read_committed until ``expected`` records arrived
     (and then ``settle`` more seconds, to catch duplicates) or ``timeout``."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-        "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     md = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
     out: list[tuple[str, str]] = []
@@ -182,7 +208,9 @@ def check_exactly_once(records: list[tuple[str, str]], expected: dict[str, list[
         if have != want:
             lost = len({s for _, s in want} - {s for _, s in have})
             dup = len(have) - len({s for _, s in have})
-            problems.append(f"{key}: lost={lost} duplicated={dup} have={have[:8]}... want={want[:8]}...")
+            problems.append(
+                f"{key}: lost={lost} duplicated={dup} have={have[:8]}... want={want[:8]}..."
+            )
     for key in got.keys() - expected.keys():
         problems.append(f"unexpected key {key}")
     return problems

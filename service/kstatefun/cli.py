@@ -66,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bootstrap-servers", help="HOST:PORT (env KSTATEFUN_BOOTSTRAP_SERVERS)")
     run.add_argument("--app-id", help="names the group and internal topics (env KSTATEFUN_APP_ID)")
     run.add_argument("--instance-id", help="stable per worker (env KSTATEFUN_INSTANCE_ID)")
-    run.add_argument("--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)")
-    run.add_argument("--partitions", type=int, help="internal topic partitions (env KSTATEFUN_PARTITIONS)")
+    run.add_argument(
+        "--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)"
+    )
+    run.add_argument(
+        "--partitions", type=int, help="internal topic partitions (env KSTATEFUN_PARTITIONS)"
+    )
     run.add_argument("--commit-interval-ms", type=int, help="env KSTATEFUN_COMMIT_INTERVAL_MS")
     run.set_defaults(handler=_run)
 

@@ -14,9 +14,13 @@ pytestmark = pytest.mark.kafka
 def read_dead_letters(bootstrap, topic, expected):
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "dl-reader", "isolation.level": "read_committed",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "dl-reader",
+            "isolation.level": "read_committed",
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     out = []
     import time
@@ -30,7 +34,9 @@ def read_dead_letters(bootstrap, topic, expected):
     return out
 
 
-def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(kafka_bootstrap, tmp_path, unique_name, create_topic):
+def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
     app = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
     good, expected = keyed_events(keys=3, per_key=4)
     bad = [
@@ -56,8 +62,14 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(kafka_bootstrap, tmp
     reasons = sorted(d["reason"] for _, d, _ in letters)
     assert reasons == sorted(
         [
-            "null-key", "invalid-key", "undecodable-value", "function-error", "unknown-function",
-            "null-value", "unknown-egress", "unknown-egress",
+            "null-key",
+            "invalid-key",
+            "undecodable-value",
+            "function-error",
+            "unknown-function",
+            "null-value",
+            "unknown-egress",
+            "unknown-egress",
         ]
     ), letters
     egress_messages = sorted(d["message"] for _, d, _ in letters if d["reason"] == "unknown-egress")

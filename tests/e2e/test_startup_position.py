@@ -80,7 +80,10 @@ def test_specific_offsets_date_and_latest(kafka_bootstrap, tmp_path, unique_name
             producer.produce(latest, event(100 + probes), b"probe")
             producer.flush(10)
             probes += 1
-            if any(k == "probe" for k, _ in read_committed(kafka_bootstrap, egress, 1, timeout=1, settle=0)):
+            if any(
+                k == "probe"
+                for k, _ in read_committed(kafka_bootstrap, egress, 1, timeout=1, settle=0)
+            ):
                 break
         for seq in range(23, 26):
             producer.produce(latest, event(seq), f"l{seq}".encode())

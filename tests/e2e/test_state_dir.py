@@ -35,7 +35,12 @@ def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
         app.start_worker("w1", "--state-dir", state_dir)
         read_committed(app.bootstrap, app.egress, total, settle=0.2)
         log = app.log("w1")
-        replayed = [int(m) for m in re.findall(r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)", log)]
+        replayed = [
+            int(m)
+            for m in re.findall(
+                r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)", log
+            )
+        ]
         assert replayed and all(offset > 0 for offset in replayed), log
         assert app.stop_worker("w1") == 0
 

@@ -8,8 +8,12 @@ from tests.harness import ROOT
 
 def run_cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "kstatefun.cli", *args], cwd=ROOT, capture_output=True,
-        text=True, timeout=60, env=env,
+        [sys.executable, "-m", "kstatefun.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-
 import zipfile
 
 import pytest
@@ -32,8 +31,9 @@ def test_compose_references_what_exists():
     worker_env = services["worker-1"]["environment"]
     assert worker_env["KSTATEFUN_MODULE"].startswith("/app/")
     assert (ROOT / worker_env["KSTATEFUN_MODULE"].removeprefix("/app/")).is_file()
-    assert services["worker-1"]["environment"]["KSTATEFUN_INSTANCE_ID"] != (
-        services["worker-2"]["environment"]["KSTATEFUN_INSTANCE_ID"]
+    assert (
+        services["worker-1"]["environment"]["KSTATEFUN_INSTANCE_ID"]
+        != (services["worker-2"]["environment"]["KSTATEFUN_INSTANCE_ID"])
     )
     producer_cmd = services["producer"]["entrypoint"]
     module = producer_cmd[producer_cmd.index("-m") + 1]
@@ -52,9 +52,20 @@ def test_dockerfile_copies_what_exists_and_runs_as_non_root():
 
 def test_wheel_carries_the_avro_schemas(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("kstatefun-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -75,8 +86,16 @@ def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic
     worker = subprocess.Popen([kstatefun, "run"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
     try:
         subprocess.run(
-            [sys.executable, "-m", "examples.produce_sample", "--bootstrap-servers", kafka_bootstrap],
-            cwd=ROOT, check=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "examples.produce_sample",
+                "--bootstrap-servers",
+                kafka_bootstrap,
+            ],
+            cwd=ROOT,
+            check=True,
+            timeout=60,
         )
         greetings = read_committed(kafka_bootstrap, "greeter-greetings", 8, settle=0.5)
     finally:
@@ -87,4 +106,3 @@ def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic
     assert len(texts) == 8
     assert "Hello Ann, welcome back! This is visit number 3." in texts
     assert "Hello Dev! Nice to meet you." in texts
-

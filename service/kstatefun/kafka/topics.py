@@ -137,7 +137,9 @@ def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: floa
             )
 
 
-def require_topics_exist(admin: AdminClient, names: Iterable[str], what: str, timeout: float = 30.0) -> None:
+def require_topics_exist(
+    admin: AdminClient, names: Iterable[str], what: str, timeout: float = 30.0
+) -> None:
     metadata = admin.list_topics(timeout=timeout)
     absent = sorted(n for n in set(names) if n not in metadata.topics)
     if absent:

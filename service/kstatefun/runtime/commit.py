@@ -133,7 +133,12 @@ class Transaction:
                 for i, (key, value) in enumerate(writes.items()):
                     # the last record's offset tells the local snapshot how far it is complete
                     self.produce(
-                        self._changelog, value, key, partition, None, delivered if i == last else None
+                        self._changelog,
+                        value,
+                        key,
+                        partition,
+                        None,
+                        delivered if i == last else None,
                     )
             if self._next:
                 offsets = [TopicPartition(t, p, o) for (t, p), o in self._next.items()]

@@ -73,6 +73,10 @@ class DeadLetters:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         log.warning(
             "dead letter reason=%s topic=%s partition=%d offset=%d address=%s: %s",
-            reason, source.topic(), source.partition(), source.offset(),
-            target or "-", message,
+            reason,
+            source.topic(),
+            source.partition(),
+            source.offset(),
+            target or "-",
+            message,
         )

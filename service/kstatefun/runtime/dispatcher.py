@@ -85,9 +85,13 @@ class Dispatcher:
         spec = self._functions.for_typename(env.target_type)
         if spec is None:
             self._dlq.write(
-                record, dl.UNKNOWN_FUNCTION,
+                record,
+                dl.UNKNOWN_FUNCTION,
                 f"no function is registered for type '{env.target_type}'",
-                target=target, caller=caller, typename=env.typename, value=env.value,
+                target=target,
+                caller=caller,
+                typename=env.typename,
+                value=env.value,
             )
             return
 
@@ -119,8 +123,14 @@ class Dispatcher:
                 reason = dl.FUNCTION_ERROR
                 text = f"function '{target}' raised {type(e).__name__}: {e}"
             self._dlq.write(
-                record, reason, text, e, target=target, caller=caller,
-                typename=env.typename, value=env.value,
+                record,
+                reason,
+                text,
+                e,
+                target=target,
+                caller=caller,
+                typename=env.typename,
+                value=env.value,
             )
             return
 
@@ -139,7 +149,11 @@ class Dispatcher:
             produce(
                 self._topic,
                 encode_invocation(
-                    dest.typename, dest.id, ftype, fid, out.typed_value.typename,
+                    dest.typename,
+                    dest.id,
+                    ftype,
+                    fid,
+                    out.typed_value.typename,
                     out.typed_value.value,
                 ),
                 dest.id.encode(),
@@ -170,4 +184,3 @@ class Dispatcher:
                 f"egress '{msg.typename}' names topic '{topic}', which does not exist; create it",
             )
         return topic, None if key is None else key.encode(), value
-

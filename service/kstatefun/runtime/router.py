@@ -61,6 +61,8 @@ class IngressRouter:
         partition = partition_for_id(id, self._partitions)
         for target in targets:
             self._txn.produce(
-                self._topic, encode_invocation(target, id, None, None, typename, value), key,
+                self._topic,
+                encode_invocation(target, id, None, None, typename, value),
+                key,
                 partition,
             )

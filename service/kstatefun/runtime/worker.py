@@ -97,34 +97,46 @@ class Worker:
             if ingress.consumer_group_id not in (None, self.settings.app_id):
                 log.warning(
                     "ingress %s declares consumerGroupId %s; kstatefun reads every ingress in "
-                    "the application's group, the app id %s", ingress.id,
-                    ingress.consumer_group_id, self.settings.app_id,
+                    "the application's group, the app id %s",
+                    ingress.id,
+                    ingress.consumer_group_id,
+                    self.settings.app_id,
                 )
             if ingress.properties:
                 log.warning(
                     "ingress %s properties are ignored (%s): set client properties for all of "
-                    "a worker's clients with KSTATEFUN_KAFKA_PROPERTIES", ingress.id,
+                    "a worker's clients with KSTATEFUN_KAFKA_PROPERTIES",
+                    ingress.id,
                     ", ".join(ingress.properties),
                 )
             if ingress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "ingress %s declares address %s; kstatefun reads it from the application's "
-                    "cluster %s", ingress.id, ingress.address, self.settings.bootstrap_servers,
+                    "cluster %s",
+                    ingress.id,
+                    ingress.address,
+                    self.settings.bootstrap_servers,
                 )
         for egress in self.module.egresses:
             if egress.properties:
                 log.warning(
                     "egress %s properties are ignored (%s): egress records are written by the "
-                    "worker's transactional producer", egress.id, ", ".join(egress.properties),
+                    "worker's transactional producer",
+                    egress.id,
+                    ", ".join(egress.properties),
                 )
             if egress.address not in (None, self.settings.bootstrap_servers):
                 log.warning(
                     "egress %s declares address %s; kstatefun writes it inside the application's "
-                    "transactions on %s", egress.id, egress.address,
+                    "transactions on %s",
+                    egress.id,
+                    egress.address,
                     self.settings.bootstrap_servers,
                 )
         if not self.module.ingresses:
-            raise ConfigError("module.yaml declares no io.statefun.kafka.v1/ingress: nothing to run")
+            raise ConfigError(
+                "module.yaml declares no io.statefun.kafka.v1/ingress: nothing to run"
+            )
 
     def stop(self) -> None:
         """Ask the loop to finish the open transaction and leave the group (signal-safe)."""
@@ -163,12 +175,21 @@ class Worker:
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn)
         self.router = IngressRouter(
-            self.module.ingresses, self.topics.invocations, s.partitions, self.txn,
+            self.module.ingresses,
+            self.topics.invocations,
+            s.partitions,
+            self.txn,
             self.dead_letters,
         )
         self.dispatcher = Dispatcher(
-            self.functions, self.store, self.txn, self.dead_letters, self.topics.invocations,
-            s.partitions, {e.id: e for e in self.module.egresses}, self._topic_exists,
+            self.functions,
+            self.store,
+            self.txn,
+            self.dead_letters,
+            self.topics.invocations,
+            s.partitions,
+            {e.id: e for e in self.module.egresses},
+            self._topic_exists,
         )
         self.restorer = ChangelogRestorer(
             lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
@@ -185,7 +206,10 @@ class Worker:
         )
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d functions=%s",
-            s.app_id, s.instance_id, transactional_id, s.partitions,
+            s.app_id,
+            s.instance_id,
+            transactional_id,
+            s.partitions,
             ",".join(self.functions.typenames()),
         )
 
@@ -292,9 +316,12 @@ class Worker:
                 self.store.snapshot.close()
             self.txn.producer.flush(10)
             log.info(
-                "worker stopped commits=%d aborts=%d records_in=%d invocations=%d "
-                "dead_letters=%s", self.txn.commits, self.txn.aborts, self.txn.records_in,
-                self.dispatcher.invocations, self.dead_letters.counts,
+                "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
+                self.txn.commits,
+                self.txn.aborts,
+                self.txn.records_in,
+                self.dispatcher.invocations,
+                self.dead_letters.counts,
             )
 
     # --- rebalancing --------------------------------------------------------------------------
@@ -318,9 +345,7 @@ class Worker:
         for p in self.store.partitions() - owned:
             self.store.drop_partition(p)
         fresh = {p: self.store.add_partition(p) for p in owned - self.store.partitions()}
-        log.info(
-            "assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh)
-        )
+        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh))
         snapshot = self.store.snapshot
         if snapshot is None:
             self.restorer.restore(fresh)
@@ -332,7 +357,9 @@ class Worker:
                 if loaded:
                     log.info(
                         "loaded local snapshot partition=%d keys=%d replaying_from=%d",
-                        p, len(loaded), starts[p],
+                        p,
+                        len(loaded),
+                        starts[p],
                     )
             changes: dict[int, dict[bytes, bytes | None]] = {}
             positions = self.restorer.restore(fresh, starts, changes)

@@ -62,7 +62,11 @@ class ChangelogRestorer:
             if start and not low <= start <= high:
                 log.warning(
                     "local snapshot of partition=%d is at offset %d, outside the changelog's "
-                    "%d..%d (topic recreated?): restoring from the beginning", p, start, low, high,
+                    "%d..%d (topic recreated?): restoring from the beginning",
+                    p,
+                    start,
+                    low,
+                    high,
                 )
                 store.clear()
                 start = 0
@@ -120,7 +124,11 @@ class ChangelogRestorer:
                     rate = read / (now - started)
                     log.info(
                         "restoring topic=%s partitions=%s records=%d of about %d rate=%.0f/s",
-                        self._topic, _plist(ends), read, total, rate,
+                        self._topic,
+                        _plist(ends),
+                        read,
+                        total,
+                        rate,
                     )
         finally:
             consumer.unassign()
@@ -128,7 +136,11 @@ class ChangelogRestorer:
         self.last_rate = read / elapsed
         log.info(
             "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
-            self._topic, _plist(stores), read, elapsed, self.last_rate,
+            self._topic,
+            _plist(stores),
+            read,
+            elapsed,
+            self.last_rate,
         )
         return positions
 

@@ -79,9 +79,7 @@ class LocalSnapshot:
                 upserts = [(partition, k, v) for k, v in writes.items() if v is not None]
                 deletes = [(partition, k) for k, v in writes.items() if v is None]
                 if upserts:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts
-                    )
+                    self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
                 if deletes:
                     self._db.executemany(
                         "DELETE FROM state WHERE partition = ? AND key = ?", deletes

@@ -94,7 +94,7 @@ class _Reader:
         self.pos = pos
         return (z >> 1) ^ -(z & 1)
 
-    def bytes(self) -> bytes:
+    def blob(self) -> bytes:
         n = self.long()
         start = self.pos
         end = start + n
@@ -103,14 +103,14 @@ class _Reader:
         self.pos = end
         return self.buf[start:end]
 
-    def str(self) -> str:
-        return self.bytes().decode()
+    def text(self) -> str:
+        return self.blob().decode()
 
-    def opt_str(self) -> str | None:
-        return None if self.long() == 0 else self.str()
+    def opt_text(self) -> str | None:
+        return None if self.long() == 0 else self.text()
 
-    def opt_bytes(self) -> bytes | None:
-        return None if self.long() == 0 else self.bytes()
+    def opt_blob(self) -> bytes | None:
+        return None if self.long() == 0 else self.blob()
 
     def opt_long(self) -> int | None:
         return None if self.long() == 0 else self.long()
@@ -152,7 +152,9 @@ def encode_invocation(
 def decode_invocation(data: bytes) -> InvocationEnvelope:
     try:
         r = _Reader(data)
-        env = InvocationEnvelope(r.str(), r.str(), r.opt_str(), r.opt_str(), r.str(), r.opt_bytes())
+        env = InvocationEnvelope(
+            r.text(), r.text(), r.opt_text(), r.opt_text(), r.text(), r.opt_blob()
+        )
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid invocation envelope ({e})") from e
     if r.pos != len(data):
@@ -170,7 +172,7 @@ def encode_changelog_key(function_type: str, id: str, state: str) -> bytes:
 def decode_changelog_key(data: bytes) -> tuple[str, str, str]:
     try:
         r = _Reader(data)
-        return r.str(), r.str(), r.str()
+        return r.text(), r.text(), r.text()
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid changelog key ({e})") from e
 
@@ -190,7 +192,7 @@ def encode_changelog_value(typename: str, value: bytes, expire_at_ms: int | None
 def decode_changelog_value(data: bytes) -> ChangelogValue:
     try:
         r = _Reader(data)
-        return ChangelogValue(r.str(), r.bytes(), r.opt_long())
+        return ChangelogValue(r.text(), r.blob(), r.opt_long())
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid changelog value ({e})") from e
 
@@ -206,4 +208,6 @@ def encode_dead_letter(record: dict[str, Any]) -> bytes:
 
 def decode_dead_letter(data: bytes) -> dict[str, Any]:
     schema = load_schema("dead_letter")
-    return fastavro.schemaless_reader(io.BytesIO(data), schema, schema)  # type: ignore[call-arg]
+    record = fastavro.schemaless_reader(io.BytesIO(data), schema, schema)
+    assert isinstance(record, dict)
+    return record

@@ -38,7 +38,11 @@ def test_invocation_matches_fastavro_both_ways(inv):
 
 @pytest.mark.parametrize("expire", [None, 0, 1, -1, 63, 64, 1_700_000_000_000, 2**62])
 def test_changelog_value_matches_fastavro(expire):
-    record = {"typename": "io.statefun.types/int", "value": b"\x0d\x01\x00\x00\x00", "expire_at_ms": expire}
+    record = {
+        "typename": "io.statefun.types/int",
+        "value": b"\x0d\x01\x00\x00\x00",
+        "expire_at_ms": expire,
+    }
     ours = avro.encode_changelog_value(record["typename"], record["value"], expire)
     assert ours == fa_encode("changelog_value", record)
     v = avro.decode_changelog_value(ours)
@@ -47,7 +51,9 @@ def test_changelog_value_matches_fastavro(expire):
 
 def test_changelog_key_matches_fastavro_and_is_deterministic():
     key = avro.encode_changelog_key("example/counter", "ann", "seen")
-    assert key == fa_encode("changelog_key", {"function_type": "example/counter", "id": "ann", "state": "seen"})
+    assert key == fa_encode(
+        "changelog_key", {"function_type": "example/counter", "id": "ann", "state": "seen"}
+    )
     assert avro.decode_changelog_key(key) == ("example/counter", "ann", "seen")
     assert avro.encode_changelog_key("a", "bc", "d") != avro.encode_changelog_key("ab", "c", "d")
 
@@ -60,9 +66,19 @@ def test_garbage_invocation_is_a_decode_error(garbage):
 
 def test_dead_letter_round_trip():
     rec = {
-        "reason": "null-key", "message": "m", "exception_type": None, "source_topic": "t",
-        "source_partition": 1, "source_offset": 5, "target_type": None, "target_id": None,
-        "caller_type": None, "caller_id": None, "typename": None, "key": None, "value": b"v",
+        "reason": "null-key",
+        "message": "m",
+        "exception_type": None,
+        "source_topic": "t",
+        "source_partition": 1,
+        "source_offset": 5,
+        "target_type": None,
+        "target_id": None,
+        "caller_type": None,
+        "caller_id": None,
+        "typename": None,
+        "key": None,
+        "value": b"v",
         "timestamp_ms": 1,
     }
     assert avro.decode_dead_letter(avro.encode_dead_letter(rec)) == rec
