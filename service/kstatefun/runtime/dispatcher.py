@@ -112,6 +112,12 @@ class Dispatcher:
                 self._loop.run_until_complete(result)
             mutations = storage_mutations(storage)
             egress = [self._resolve_egress(e) for e in context.egress]
+            if context.delayed:
+                raise _Rejected(
+                    dl.FUNCTION_ERROR,
+                    f"function '{target}' used send_after/cancel_delayed_message, which the "
+                    "runtime does not deliver yet (delayed-messages issue #4)",
+                )
         except KafkaException:
             raise  # a broker problem aborts the transaction; it is not the input's fault
         except Exception as e:

@@ -1,25 +1,41 @@
 """``Context``: what a function sees of the world during one invocation.
 
 Same attribute and method names as StateFun's ``statefun.Context``. The runtime builds one per
-invocation and, after the function returns, takes ``outgoing`` and ``egress`` together with the
-storage mutations as the invocation's effects.
+invocation and, after the function returns, takes ``outgoing``, ``egress`` and ``delayed``
+together with the storage mutations as the invocation's effects.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from kstatefun.model import Address
 from kstatefun.sdk.messages import EgressMessage, Message
 from kstatefun.sdk.storage import Storage
 
-_DELAYED = "delayed messages arrive with the delayed-messages issue (#4)"
+
+
+@dataclass(frozen=True, slots=True)
+class DelayedMessage:
+    """``send_after``: deliver ``message`` ``delay_ms`` from now; a token allows cancelling."""
+
+    delay_ms: int
+    message: Message
+    cancellation_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelDelayed:
+    """``cancel_delayed_message``: cancel the pending message sent with this token, if any."""
+
+    cancellation_token: str
 
 
 class Context:
     """The invocation context: ``address``, ``caller`` (None for ingress), ``storage``."""
 
-    __slots__ = ("address", "caller", "storage", "outgoing", "egress")
+    __slots__ = ("address", "caller", "storage", "outgoing", "egress", "delayed")
 
     def __init__(self, address: Address, caller: Address | None, storage: Storage) -> None:
         self.address = address
@@ -27,6 +43,7 @@ class Context:
         self.storage = storage
         self.outgoing: list[Message] = []
         self.egress: list[EgressMessage] = []
+        self.delayed: list[DelayedMessage | CancelDelayed] = []  # in call order
 
     def send(self, message: Message) -> None:
         """Send ``message`` (built with ``message_builder``) to another function."""
@@ -52,15 +69,21 @@ class Context:
             raise TypeError(
                 f"cancellation_token must be a str, got {type(cancellation_token).__name__}"
             )
-        raise NotImplementedError(f"send_after is not supported yet: {_DELAYED}")
+        delay_ms = duration // timedelta(milliseconds=1)
+        if delay_ms < 0:
+            raise ValueError(f"send_after() takes a delay of zero or more, got {duration}")
+        self.delayed.append(DelayedMessage(delay_ms, message, cancellation_token))
 
     def cancel_delayed_message(self, cancellation_token: str) -> None:
-        """Cancel the delayed message sent with ``cancellation_token`` (best effort)."""
+        """Cancel the pending delayed message sent with ``cancellation_token``; cancelling an
+        unknown or already delivered token does nothing."""
         if not isinstance(cancellation_token, str):
             raise TypeError(
                 f"cancellation_token must be a str, got {type(cancellation_token).__name__}"
             )
-        raise NotImplementedError(f"cancel_delayed_message is not supported yet: {_DELAYED}")
+        if not cancellation_token:
+            raise ValueError("cancel_delayed_message() needs the non-empty token used to send")
+        self.delayed.append(CancelDelayed(cancellation_token))
 
     def send_egress(self, message: EgressMessage) -> None:
         """Send ``message`` (built with ``kafka_egress_message`` or ``egress_message_builder``)."""

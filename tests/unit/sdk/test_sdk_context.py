@@ -89,22 +89,25 @@ def test_send_validates_its_argument():
     assert context.outgoing == [] and context.egress == []
 
 
-def test_delayed_messages_are_not_supported_yet():
+def test_delayed_messages_and_cancellations_are_recorded_in_call_order():
+    from kstatefun.sdk.context import CancelDelayed, DelayedMessage
+
     context = make_context()
     message = message_builder("example/f", "1", int_value=1)
-    with pytest.raises(NotImplementedError, match="#4"):
-        context.send_after(timedelta(seconds=1), message)
-    with pytest.raises(NotImplementedError, match="#4"):
-        context.send_after(timedelta(seconds=1), message, cancellation_token="t")
-    with pytest.raises(NotImplementedError, match="#4"):
-        context.cancel_delayed_message("t")
+    context.send_after(timedelta(seconds=1.5), message)
+    context.cancel_delayed_message("t")
+    context.send_after(timedelta(0), message, cancellation_token="t")
+    assert context.delayed == [
+        DelayedMessage(1500, message, ""),
+        CancelDelayed("t"),
+        DelayedMessage(0, message, "t"),
+    ]
+    with pytest.raises(ValueError, match="zero or more"):
+        context.send_after(timedelta(seconds=-1), message)
+    with pytest.raises(ValueError, match="non-empty token"):
+        context.cancel_delayed_message("")
     with pytest.raises(TypeError, match="timedelta"):
-        context.send_after(1000, message)
-    with pytest.raises(TypeError, match="Message"):
-        context.send_after(timedelta(seconds=1), "x")
-    with pytest.raises(TypeError, match="cancellation_token"):
-        context.cancel_delayed_message(None)
-
+        context.send_after(5, message)
 
 def test_public_api_matches_statefun_names():
     import kstatefun
