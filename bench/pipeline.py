@@ -38,7 +38,14 @@ def main() -> None:
             f.result()
         module = Path(tmp) / "module.yaml"
         module.write_text(
-            MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id="bench", ingress="bench-in")
+            MODULE_TEMPLATE.format(
+                bootstrap=bootstrap,
+                app_id="bench",
+                ingress="bench-in",
+                functions="tests.apps.counting:functions",
+                target="test/counter",
+                value_type="test/Event",
+            )
         )
         app = App(bootstrap, "bench", "bench-in", "bench-out", module, args.partitions)
         events, _ = keyed_events(args.keys, args.events // args.keys)

@@ -26,9 +26,9 @@ spec:
     type: earliest
   topics:
     - topic: {ingress}
-      valueType: test/Event
+      valueType: {value_type}
       targets:
-        - test/counter
+        - {target}
 ---
 kind: io.statefun.kafka.v1/egress
 spec:
@@ -41,7 +41,7 @@ spec:
 kind: io.kstatefun.v1/embedded
 spec:
   functions:
-    - tests.apps.counting:functions
+    - {functions}
 """
 
 
@@ -57,9 +57,10 @@ class App:
     partitions: int = 4
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start_worker(self, instance_id: str, *extra_args: str) -> subprocess.Popen:
-        env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1", **self.env)
         log_path = self.module.parent / f"worker-{instance_id}.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(
@@ -116,14 +117,32 @@ class App:
         )
 
 
-def make_app(bootstrap: str, tmp_path: Path, unique_name, create_topic, partitions: int = 4) -> App:
+def make_app(
+    bootstrap: str,
+    tmp_path: Path,
+    unique_name,
+    create_topic,
+    partitions: int = 4,
+    functions: str = "tests.apps.counting:functions",
+    target: str = "test/counter",
+    value_type: str = "test/Event",
+) -> App:
     app_id = unique_name("app")
     ingress = unique_name("in")
     egress = unique_name("out")
     create_topic(ingress, partitions=partitions)
     create_topic(egress, partitions=partitions)
     module = tmp_path / "module.yaml"
-    module.write_text(MODULE_TEMPLATE.format(bootstrap=bootstrap, app_id=app_id, ingress=ingress))
+    module.write_text(
+        MODULE_TEMPLATE.format(
+            bootstrap=bootstrap,
+            app_id=app_id,
+            ingress=ingress,
+            functions=functions,
+            target=target,
+            value_type=value_type,
+        )
+    )
     return App(bootstrap, app_id, ingress, egress, module, partitions)
 
 

@@ -54,13 +54,21 @@ class TopicSpec:
 def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicSpec]:
     """The internal topics and why each setting matters.
 
-    invocations/changelog are co-partitioned: partition p of each belongs to the same worker.
-    The changelog must be compacted (it is the state) and must never expire by time.
+    invocations/changelog/timers are co-partitioned: partition p of each belongs to the same
+    worker. The changelog and timers must be compacted (they are state) and never expire by
+    time.
     """
     return [
         TopicSpec(topics.invocations, partitions, partitions, {"cleanup.policy": "delete"}),
         TopicSpec(
             topics.changelog,
+            partitions,
+            partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            must_match=("cleanup.policy",),
+        ),
+        TopicSpec(
+            topics.timers,
             partitions,
             partitions,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},

@@ -1,30 +1,30 @@
 """The commit protocol: one Kafka transaction per commit (docs/architecture.md §4).
 
-1. ``begin``: begin a transaction when the first record of a batch is consumed.
-2. While open: messages, egress and dead letters are produced into it at once; state writes go
-   to the StateStore's overlay only. ``track`` remembers, per consumed partition, the first
-   offset of the transaction (where to rewind) and the next offset (what to commit).
-3. ``commit``: a. produce the overlay, coalesced, to the changelog; b. send the next offsets of
-   every consumed partition with the group's metadata (KIP-447 fencing); c. commit the
-   transaction; d. fold the overlay into the local store.
-4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlay, seek
+1. ``begin``: begin a transaction when the first record of a batch is consumed (or the first
+   timer fires).
+2. While open: messages, egress and dead letters are produced into it at once; state and timer
+   writes go to their store's overlay only. ``track`` remembers, per consumed partition, the
+   first offset of the transaction (where to rewind) and the next offset (what to commit).
+3. ``commit``: a. produce each overlay, coalesced, to its topic (state → changelog, timers →
+   timers topic); b. send the next offsets of every consumed partition with the group's
+   metadata (KIP-447 fencing); c. commit the transaction; d. fold each overlay into its store.
+4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlays, seek
    every consumed partition back to the transaction's first offset.
 
-Invariant: the local store equals the changelog up to the last committed transaction, and
-consumed offsets, state, messages and egress become visible together or not at all.
+Invariant: the local stores equal their topics up to the last committed transaction, and
+consumed offsets, state, timers, messages and egress become visible together or not at all.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kstatefun.errors import FencedError
-from kstatefun.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,16 @@ _FENCED = {
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
+
+
+class OverlayStore(Protocol):
+    """A local store whose open-transaction writes are produced to a topic at commit."""
+
+    def pending(self) -> Iterator[tuple[int, dict[bytes, bytes | None]]]: ...
+
+    def apply_overlay(self, positions: dict[int, int] | None = None) -> None: ...
+
+    def discard_overlay(self) -> None: ...
 
 
 def _kafka_error(e: BaseException) -> KafkaError | None:
@@ -49,14 +59,12 @@ class Transaction:
         self,
         producer_factory: Callable[[], Producer],
         consumer: Consumer,
-        store: StateStore,
-        changelog_topic: str,
+        stores: Sequence[tuple[str, OverlayStore]],
         op_timeout_s: float = 30.0,
     ) -> None:
         self._producer_factory = producer_factory
         self._consumer = consumer
-        self._store = store
-        self._changelog = changelog_topic
+        self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self._timeout = op_timeout_s
         self._start: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
@@ -121,25 +129,20 @@ class Transaction:
         """Commit the open transaction; on failure abort it, rewind, and re-raise."""
         if not self.is_open:
             return
-        positions: dict[int, int] = {}
+        positions: dict[str, dict[int, int]] = {topic: {} for topic, _ in self._stores}
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is None:
-                positions[msg.partition()] = msg.offset() + 1
+                positions[msg.topic()][msg.partition()] = msg.offset() + 1
 
         try:
-            for partition, writes in self._store.pending():
-                last = len(writes) - 1
-                for i, (key, value) in enumerate(writes.items()):
-                    # the last record's offset tells the local snapshot how far it is complete
-                    self.produce(
-                        self._changelog,
-                        value,
-                        key,
-                        partition,
-                        None,
-                        delivered if i == last else None,
-                    )
+            for topic, store in self._stores:
+                for partition, writes in store.pending():
+                    last = len(writes) - 1
+                    for i, (key, value) in enumerate(writes.items()):
+                        # the last record's offset tells a local snapshot how far it is complete
+                        on_delivery = delivered if i == last else None
+                        self.produce(topic, value, key, partition, None, on_delivery)
             if self._next:
                 offsets = [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
                 self.producer.send_offsets_to_transaction(
@@ -150,7 +153,8 @@ class Transaction:
             self.abort()
             raise
         self.producer.poll(0)  # serve the delivery reports behind ``positions``
-        self._store.apply_overlay(positions)
+        for topic, store in self._stores:
+            store.apply_overlay(positions[topic])
         self._start.clear()
         self._next.clear()
         self.is_open = False
@@ -173,7 +177,8 @@ class Transaction:
         """Abort the open transaction, drop the overlay and (by default) rewind the consumer."""
         was_open = self.is_open
         self.is_open = False
-        self._store.discard_overlay()
+        for _, store in self._stores:
+            store.discard_overlay()
         if was_open:
             try:
                 self.producer.abort_transaction(self._timeout)

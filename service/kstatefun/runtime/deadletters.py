@@ -24,6 +24,7 @@ UNDECODABLE_VALUE = "undecodable-value"
 UNKNOWN_FUNCTION = "unknown-function"
 UNKNOWN_EGRESS = "unknown-egress"
 FUNCTION_ERROR = "function-error"
+DUPLICATE_TOKEN = "duplicate-cancellation-token"
 
 REASON_HEADER = "kstatefun.reason"
 

@@ -4,13 +4,16 @@ effects to the open transaction.
 Records are dispatched one at a time in partition order, so the invocations of one address run
 one after another in arrival order, and messages from one sender to one receiver keep their
 order (same producer, same partition). An invocation either applies all of its effects (state
-writes to the overlay, messages, egress) or none of them and becomes a dead letter.
+writes to the overlay, messages, egress, delayed messages) or none of them and becomes a
+dead letter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -23,21 +26,31 @@ from kstatefun.model import Address, TypedValue
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.sdk.context import Context
-from kstatefun.sdk.functions import StatefulFunctions
+from kstatefun.sdk.context import CancelDelayed, Context, DelayedMessage
+from kstatefun.sdk.functions import FunctionSpec, StatefulFunctions
 from kstatefun.sdk.messages import EgressMessage, Message
 from kstatefun.sdk.storage import Storage, storage_mutations
 from kstatefun.state.store import StateStore
+from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import (
+    decode_changelog_key,
     decode_changelog_value,
     decode_invocation,
     encode_changelog_key,
     encode_changelog_value,
     encode_invocation,
+    encode_timer_key,
+    encode_timer_value,
 )
 from kstatefun.wire.protobuf import KAFKA_PRODUCER_RECORD_TYPENAME, decode_kafka_producer_record
 
 _Egress = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+@dataclass(frozen=True, slots=True)
+class _TtlPlan:
+    ttl_ms: dict[str, int]  # state name → TTL, for states that have one
+    after_call: tuple[str, ...]  # states whose TTL every invocation refreshes
 
 
 class _Rejected(Exception):
@@ -59,9 +72,12 @@ class Dispatcher:
         partitions: int,
         egresses: Mapping[str, KafkaEgress],
         topic_exists: Any,
+        timers: TimerStore,
     ) -> None:
         self._functions = functions
         self._store = store
+        self._timers = timers
+        self._ttl: dict[str, _TtlPlan] = {}
         self._txn = txn
         self._dlq = dead_letters
         self._topic = invocations_topic
@@ -98,10 +114,16 @@ class Dispatcher:
         partition = record.partition()
         store = self._store
         ftype, fid = env.target_type, env.target_id
+        now_ms = int(time.time() * 1000)
 
         def read(name: str) -> bytes | None:
             raw = store.get(partition, encode_changelog_key(ftype, fid, name))
-            return None if raw is None else decode_changelog_value(raw).value
+            if raw is None:
+                return None
+            value = decode_changelog_value(raw)
+            if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
+                return None  # expired: never returned, even before the sweep deletes it
+            return value.value
 
         storage = Storage(ftype, spec.specs, read)
         context = Context(target, caller, storage)
@@ -112,12 +134,11 @@ class Dispatcher:
                 self._loop.run_until_complete(result)
             mutations = storage_mutations(storage)
             egress = [self._resolve_egress(e) for e in context.egress]
-            if context.delayed:
-                raise _Rejected(
-                    dl.FUNCTION_ERROR,
-                    f"function '{target}' used send_after/cancel_delayed_message, which the "
-                    "runtime does not deliver yet (delayed-messages issue #4)",
-                )
+            timer_ops = (
+                self._plan_timers(context.delayed, target, partition, record.offset(), now_ms)
+                if context.delayed
+                else ()
+            )
         except KafkaException:
             raise  # a broker problem aborts the transaction; it is not the input's fault
         except Exception as e:
@@ -141,14 +162,26 @@ class Dispatcher:
             return
 
         self.invocations += 1
+        ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
         for name, value in mutations.items():
             key = encode_changelog_key(ftype, fid, name)
             if value is None:
                 store.put(partition, key, None)
             else:
+                ttl_ms = ttl.ttl_ms.get(name)
+                expire_at = now_ms + ttl_ms if ttl_ms else None
+                typename = spec.specs[name].type.typename
                 store.put(
-                    partition, key, encode_changelog_value(spec.specs[name].type.typename, value)
+                    partition, key, encode_changelog_value(typename, value, expire_at), expire_at
                 )
+        for name in ttl.after_call:  # expire_after_call: every invocation refreshes the value
+            if name not in mutations:
+                self._refresh(partition, encode_changelog_key(ftype, fid, name), now_ms, ttl)
+        for key, timer, due in timer_ops:
+            if timer is None:
+                self._timers.cancel(partition, key)
+            else:
+                self._timers.schedule(partition, key, timer, due)
         produce = self._txn.produce
         for out in context.outgoing:
             dest = out.target
@@ -167,6 +200,80 @@ class Dispatcher:
             )
         for topic, key, value in egress:
             produce(topic, value, key)
+
+    def _ttl_plan(self, spec: FunctionSpec) -> _TtlPlan:
+        plan = _TtlPlan(
+            {n: v.duration for n, v in spec.specs.items() if v.duration},
+            tuple(n for n, v in spec.specs.items() if v.after_call),
+        )
+        self._ttl[spec.typename] = plan
+        return plan
+
+    def _refresh(self, partition: int, key: bytes, now_ms: int, ttl: _TtlPlan) -> None:
+        raw = self._store.get(partition, key)
+        if raw is None:
+            return
+        value = decode_changelog_value(raw)
+        if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
+            return  # already expired: the sweep deletes it
+        name = decode_changelog_key(key)[2]
+        expire_at = now_ms + ttl.ttl_ms[name]
+        self._store.put(
+            partition,
+            key,
+            encode_changelog_value(value.typename, value.value, expire_at),
+            expire_at,
+        )
+
+    def _plan_timers(
+        self,
+        ops: list[DelayedMessage | CancelDelayed],
+        sender: Address,
+        partition: int,
+        offset: int,
+        now_ms: int,
+    ) -> list[tuple[bytes, bytes | None, int]]:
+        """Timer writes of one invocation, in call order, checked before anything applies: a
+        token that is still pending cannot be scheduled again (the invocation is rejected)."""
+        planned: list[tuple[bytes, bytes | None, int]] = []
+        pending: dict[bytes, bool] = {}  # this invocation's own schedules and cancels
+        for i, op in enumerate(ops):
+            if isinstance(op, CancelDelayed):
+                key = encode_timer_key(sender.typename, sender.id, op.cancellation_token, False)
+                planned.append((key, None, 0))
+                pending[key] = False
+                continue
+            token = op.cancellation_token
+            if token:
+                key = encode_timer_key(sender.typename, sender.id, token, False)
+                if pending.get(key, self._timers.get(partition, key) is not None):
+                    raise _Rejected(
+                        dl.DUPLICATE_TOKEN,
+                        f"function '{sender}' scheduled a delayed message with cancellation "
+                        f"token '{token}', which is still pending: cancel it first or use "
+                        "another token",
+                    )
+            else:  # unique and deterministic: a replay after an abort writes the same key
+                key = encode_timer_key(
+                    sender.typename, sender.id, f"{partition}-{offset}-{i}", True
+                )
+            due = now_ms + op.delay_ms
+            m = op.message
+            planned.append(
+                (
+                    key,
+                    encode_timer_value(
+                        due,
+                        m.target.typename,
+                        m.target.id,
+                        m.typed_value.typename,
+                        m.typed_value.value,
+                    ),
+                    due,
+                )
+            )
+            pending[key] = True
+        return planned
 
     def _resolve_egress(self, msg: EgressMessage) -> _Egress:
         if msg.typename not in self._egresses:

@@ -32,6 +32,7 @@ from kstatefun.config.module import KafkaIngress, ModuleSpec
 from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError
 from kstatefun.kafka import clients
+from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.kafka.topics import (
     InternalTopics,
     ensure_internal_topics,
@@ -46,6 +47,8 @@ from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
+from kstatefun.timers.store import TimerStore
+from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,7 @@ class Worker:
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
             log.info("local state snapshot path=%s", snapshot.path)
         self.store = StateStore(snapshot)
+        self.timers = TimerStore()
         self.consumer = Consumer(
             clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         )
@@ -170,8 +174,7 @@ class Worker:
                 )
             ),
             self.consumer,
-            self.store,
-            self.topics.changelog,
+            [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn)
         self.router = IngressRouter(
@@ -190,11 +193,13 @@ class Worker:
             s.partitions,
             {e.id: e for e in self.module.egresses},
             self._topic_exists,
+            self.timers,
         )
-        self.restorer = ChangelogRestorer(
-            lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
-            self.topics.changelog,
+        restore_consumer = lambda: Consumer(  # noqa: E731
+            clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
+        self.restorer = ChangelogRestorer(restore_consumer, self.topics.changelog)
+        self.timer_restorer = ChangelogRestorer(restore_consumer, self.topics.timers)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -245,10 +250,11 @@ class Worker:
     def _step(self) -> None:
         s = self.settings
         txn = self.txn
+        wait_s = self._fire_due()
         if txn.is_open:
             batch = self.consumer.consume(s.max_batch_records, timeout=0)
         else:
-            first = self.consumer.poll(0.2)
+            first = self.consumer.poll(wait_s)
             batch = [] if first is None else [first]
             if first is not None:
                 batch += self.consumer.consume(s.max_batch_records - 1, timeout=0)
@@ -276,6 +282,33 @@ class Worker:
                 txn.commit()
             except KafkaException as e:
                 self._failed(e, "commit")
+
+    def _fire_due(self) -> float:
+        """Deliver due delayed messages and delete expired state into the open transaction;
+        returns how long the loop may wait for input before something else falls due."""
+        now_ms = int(time.time() * 1000)
+        txn = self.txn
+        try:
+            for _partition, key, value in self.timers.pop_due(now_ms):
+                txn.begin()
+                sender_type, sender_id, _, _ = decode_timer_key(key)
+                t = decode_timer_value(value)
+                txn.produce(
+                    self.topics.invocations,
+                    encode_invocation(
+                        t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
+                    ),
+                    t.target_id.encode(),
+                    partition_for_id(t.target_id, self.settings.partitions),
+                )
+            if self.store.expire_due(now_ms):
+                txn.begin()
+        except KafkaException as e:
+            self._failed(e, "firing timers")
+        deadlines = [d for d in (self.timers.next_due(), self.store.next_expiry()) if d is not None]
+        if not deadlines:
+            return 0.2
+        return min(0.2, max(0.0, (min(deadlines) - now_ms) / 1000))
 
     def _failed(self, e: KafkaException, phase: str) -> None:
         if is_fenced(e):
@@ -311,6 +344,7 @@ class Worker:
             self.consumer.close()  # leaves the group; on_revoke finds no open transaction
         finally:
             self.restorer.close()
+            self.timer_restorer.close()
             self.dispatcher.close()
             if self.store.snapshot is not None:
                 self.store.snapshot.close()
@@ -338,12 +372,20 @@ class Worker:
         self.txn.abort(rewind=False)
         for p in list(self.store.partitions()):
             self.store.drop_partition(p)
+        for p in list(self.timers.partitions()):
+            self.timers.drop_partition(p)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
         for p in self.store.partitions() - owned:
             self.store.drop_partition(p)
+        for p in self.timers.partitions() - owned:
+            self.timers.drop_partition(p)
+        fresh_timers = {p: self.timers.add_partition(p) for p in owned - self.timers.partitions()}
+        self.timer_restorer.restore(fresh_timers)
+        for p in fresh_timers:
+            self.timers.restored(p)
         fresh = {p: self.store.add_partition(p) for p in owned - self.store.partitions()}
         log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh))
         snapshot = self.store.snapshot
@@ -364,6 +406,8 @@ class Worker:
             changes: dict[int, dict[bytes, bytes | None]] = {}
             positions = self.restorer.restore(fresh, starts, changes)
             snapshot.save(changes, positions)
+        for p in fresh:
+            self.store.restored(p)
         self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
         consumer.assign(partitions)
 

@@ -197,6 +197,59 @@ def decode_changelog_value(data: bytes) -> ChangelogValue:
         raise DecodeError(f"invalid changelog value ({e})") from e
 
 
+def changelog_expire_at(data: bytes) -> int | None:
+    """Just the expiry of an encoded changelog value (fast path: no expiry ends in 0x00)."""
+    if data[-1] == 0:
+        return None
+    return decode_changelog_value(data).expire_at_ms
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def encode_timer_key(sender_type: str, sender_id: str, token: str, anonymous: bool) -> bytes:
+    return _str(sender_type) + _str(sender_id) + _str(token) + (b"\x01" if anonymous else b"\x00")
+
+
+def decode_timer_key(data: bytes) -> tuple[str, str, str, bool]:
+    try:
+        r = _Reader(data)
+        sender_type, sender_id, token = r.text(), r.text(), r.text()
+        return sender_type, sender_id, token, data[r.pos] == 1
+    except (IndexError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid timer key ({e})") from e
+
+
+@dataclass(frozen=True, slots=True)
+class TimerValue:
+    due_ms: int
+    target_type: str
+    target_id: str
+    typename: str
+    value: bytes | None
+
+
+def encode_timer_value(
+    due_ms: int, target_type: str, target_id: str, typename: str, value: bytes | None
+) -> bytes:
+    return b"".join(
+        (_long(due_ms), _str(target_type), _str(target_id), _str(typename), _opt_bytes(value))
+    )
+
+
+def decode_timer_value(data: bytes) -> TimerValue:
+    try:
+        r = _Reader(data)
+        return TimerValue(r.long(), r.text(), r.text(), r.text(), r.opt_blob())
+    except (IndexError, UnicodeDecodeError) as e:
+        raise DecodeError(f"invalid timer value ({e})") from e
+
+
+def timer_due(data: bytes) -> int:
+    """Just the due time of an encoded timer value."""
+    return _Reader(data).long()
+
+
 # --- dead letters (rare: fastavro) ------------------------------------------------------------
 
 

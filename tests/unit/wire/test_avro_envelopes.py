@@ -82,3 +82,34 @@ def test_dead_letter_round_trip():
         "timestamp_ms": 1,
     }
     assert avro.decode_dead_letter(avro.encode_dead_letter(rec)) == rec
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+def test_timer_key_matches_fastavro(anonymous):
+    record = {"sender_type": "ns/f", "sender_id": "ä", "token": "t-1", "anonymous": anonymous}
+    ours = avro.encode_timer_key("ns/f", "ä", "t-1", anonymous)
+    assert ours == fa_encode("timer_key", record)
+    assert avro.decode_timer_key(ours) == ("ns/f", "ä", "t-1", anonymous)
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\x01" * 300])
+def test_timer_value_matches_fastavro(value):
+    due = 1_800_000_000_123
+    record = {
+        "due_ms": due,
+        "target_type": "ns/g",
+        "target_id": "7",
+        "typename": "io.statefun.types/int",
+        "value": value,
+    }
+    ours = avro.encode_timer_value(due, "ns/g", "7", "io.statefun.types/int", value)
+    assert ours == fa_encode("timer_value", record)
+    assert avro.decode_timer_value(ours) == avro.TimerValue(
+        due, "ns/g", "7", record["typename"], value
+    )
+    assert avro.timer_due(ours) == due
+
+
+@pytest.mark.parametrize("expire", [None, 1, 1_800_000_000_000])
+def test_changelog_expire_at_fast_path(expire):
+    assert avro.changelog_expire_at(avro.encode_changelog_value("t/x", b"\x00", expire)) == expire
