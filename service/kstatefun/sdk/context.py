@@ -15,7 +15,6 @@ from kstatefun.sdk.messages import EgressMessage, Message
 from kstatefun.sdk.storage import Storage
 
 
-
 @dataclass(frozen=True, slots=True)
 class DelayedMessage:
     """``send_after``: deliver ``message`` ``delay_ms`` from now; a token allows cancelling."""

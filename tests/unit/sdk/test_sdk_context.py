@@ -109,6 +109,7 @@ def test_delayed_messages_and_cancellations_are_recorded_in_call_order():
     with pytest.raises(TypeError, match="timedelta"):
         context.send_after(5, message)
 
+
 def test_public_api_matches_statefun_names():
     import kstatefun
 
