@@ -16,7 +16,8 @@ log = logging.getLogger("kstatefun")
 def _run(args: argparse.Namespace) -> int:
     from kstatefun.config.module import load_module
     from kstatefun.config.settings import load_settings
-    from kstatefun.runtime.worker import Worker, load_functions
+    from kstatefun.runtime.worker import Worker
+    from kstatefun.sdk.functions import load_functions
 
     settings = load_settings(
         module=args.module,

@@ -12,10 +12,8 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Iterable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -51,28 +49,6 @@ from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
 
 log = logging.getLogger(__name__)
-
-
-def load_functions(refs: Iterable[str]) -> StatefulFunctions:
-    """Import each ``package.module:attribute`` and merge the StatefulFunctions they name."""
-    merged = StatefulFunctions()
-    for ref in refs:
-        module_name, sep, attr = ref.partition(":")
-        if not sep or not module_name or not attr:
-            raise ConfigError(
-                f"functions reference '{ref}' must look like 'package.module:attribute'"
-            )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise ConfigError(f"cannot import '{module_name}' (from '{ref}'): {e}") from e
-        obj = getattr(module, attr, None)
-        if not isinstance(obj, StatefulFunctions):
-            raise ConfigError(
-                f"'{ref}' is {type(obj).__name__}, not a kstatefun StatefulFunctions object"
-            )
-        merged.include(obj)
-    return merged
 
 
 class Worker:

@@ -7,7 +7,9 @@ before any message is processed.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -79,7 +81,8 @@ class ValueSpec:
     def duration(self) -> int:
         """The expiry in milliseconds, 0 when the value never expires (StateFun's field)."""
         ttl = self.expire_after_call or self.expire_after_write
-        return int(ttl.total_seconds() * 1000.0) if ttl else 0
+        # rounded up: a sub-millisecond TTL must still expire, not mean "never"
+        return max(1, math.ceil(ttl / timedelta(milliseconds=1))) if ttl else 0
 
     def __repr__(self) -> str:
         ttl = ""
@@ -178,3 +181,25 @@ def _check_arity(typename: str, fun: Callable[..., Any]) -> None:
             f"function '{typename}' must take two arguments (context, message), "
             f"its signature is {signature}"
         ) from None
+
+
+def load_functions(refs: Iterable[str]) -> StatefulFunctions:
+    """Import each ``package.module:attribute`` and merge the StatefulFunctions they name."""
+    merged = StatefulFunctions()
+    for ref in refs:
+        module_name, sep, attr = ref.partition(":")
+        if not sep or not module_name or not attr:
+            raise ConfigError(
+                f"functions reference '{ref}' must look like 'package.module:attribute'"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ConfigError(f"cannot import '{module_name}' (from '{ref}'): {e}") from e
+        obj = getattr(module, attr, None)
+        if not isinstance(obj, StatefulFunctions):
+            raise ConfigError(
+                f"'{ref}' is {type(obj).__name__}, not a kstatefun StatefulFunctions object"
+            )
+        merged.include(obj)
+    return merged

@@ -10,50 +10,58 @@ point to are then still pending.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+import itertools
+
+_Entry = tuple[int, int, bytes]  # deadline ms, sequence (ties keep push order), key
 
 
 class DeadlineQueue:
-    __slots__ = ("_heaps", "_popped")
+    __slots__ = ("_heaps", "_popped", "_seq")
 
     def __init__(self) -> None:
-        self._heaps: dict[int, list[tuple[int, bytes]]] = {}
-        self._popped: list[tuple[int, int, bytes]] = []
+        self._heaps: dict[int, list[_Entry]] = {}
+        self._popped: list[tuple[int, _Entry]] = []
+        self._seq = itertools.count()
 
     def push(self, partition: int, deadline_ms: int, key: bytes) -> None:
         heap = self._heaps.get(partition)
         if heap is None:
             heap = self._heaps[partition] = []
-        heapq.heappush(heap, (deadline_ms, key))
+        heapq.heappush(heap, (deadline_ms, next(self._seq), key))
 
     def rebuild(self, partition: int, entries: list[tuple[int, bytes]]) -> None:
-        heapq.heapify(entries)
-        self._heaps[partition] = entries
+        heap = [(deadline, next(self._seq), key) for deadline, key in entries]
+        heapq.heapify(heap)
+        self._heaps[partition] = heap
 
     def drop(self, partition: int) -> None:
         self._heaps.pop(partition, None)
-        self._popped = [e for e in self._popped if e[0] != partition]
+        self._popped = [item for item in self._popped if item[0] != partition]
 
     def next_deadline(self) -> int | None:
         tops = [heap[0][0] for heap in self._heaps.values() if heap]
         return min(tops) if tops else None
 
-    def pop_due(self, now_ms: int) -> Iterator[tuple[int, int, bytes]]:
-        """(partition, deadline, key) of every entry due at ``now_ms``, earliest first per
-        partition; each is remembered until ``commit`` or ``abort``."""
+    def pop_due(self, now_ms: int) -> list[tuple[int, int, bytes]]:
+        """(partition, deadline, key) of every entry due at ``now_ms``, across partitions in
+        due order (ties in push order); each is remembered until ``commit`` or ``abort``."""
+        due: list[tuple[int, _Entry]] = []
         for partition, heap in self._heaps.items():
             while heap and heap[0][0] <= now_ms:
-                deadline, key = heapq.heappop(heap)
-                self._popped.append((partition, deadline, key))
-                yield partition, deadline, key
+                due.append((partition, heapq.heappop(heap)))
+        if not due:
+            return []
+        due.sort(key=lambda item: item[1])
+        self._popped.extend(due)
+        return [(partition, entry[0], entry[2]) for partition, entry in due]
 
     def commit(self) -> None:
         self._popped.clear()
 
     def abort(self) -> None:
-        for partition, deadline, key in self._popped:
+        for partition, entry in self._popped:
             if partition in self._heaps:
-                heapq.heappush(self._heaps[partition], (deadline, key))
+                heapq.heappush(self._heaps[partition], entry)
         self._popped.clear()
 
     def __len__(self) -> int:

@@ -20,9 +20,8 @@ from kstatefun.config.module import ModuleSpec, load_module
 from kstatefun.errors import ConfigError, DecodeError, KStatefunError
 from kstatefun.model import Address, TypedValue, split_typename
 from kstatefun.runtime import deadletters as dl
-from kstatefun.runtime.worker import load_functions
 from kstatefun.sdk.context import Context
-from kstatefun.sdk.functions import StatefulFunctions
+from kstatefun.sdk.functions import StatefulFunctions, load_functions
 from kstatefun.sdk.messages import EgressMessage, Message, message_builder
 from kstatefun.sdk.storage import Storage, storage_mutations
 from kstatefun.sdk.types import BoolType, FloatType, IntType, StringType, Type

@@ -133,3 +133,13 @@ def test_value_spec_expiration():
         ValueSpec("a", IntType, expire_after_call=5)
     with pytest.raises(ConfigError, match="negative"):
         ValueSpec("a", IntType, expire_after_write=timedelta(seconds=-1))
+
+
+def test_sub_millisecond_ttl_rounds_up_instead_of_never_expiring():
+    from datetime import timedelta
+
+    from kstatefun import IntType, ValueSpec
+
+    assert ValueSpec("v", IntType, expire_after_write=timedelta(microseconds=500)).duration == 1
+    assert ValueSpec("v", IntType, expire_after_call=timedelta(seconds=2)).duration == 2000
+    assert ValueSpec("v", IntType).duration == 0
