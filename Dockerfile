@@ -15,5 +15,10 @@ COPY examples ./examples
 
 USER kstatefun
 ENV KSTATEFUN_MODULE=/app/config/module.yaml \
+    KSTATEFUN_METRICS_PORT=9464 \
     PYTHONUNBUFFERED=1
+EXPOSE 9464
+# /healthz: alive and the broker answers; /readyz: every assigned partition restored
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['KSTATEFUN_METRICS_PORT'] + '/healthz', timeout=4)"
 ENTRYPOINT ["kstatefun", "run"]

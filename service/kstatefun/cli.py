@@ -16,6 +16,7 @@ log = logging.getLogger("kstatefun")
 def _run(args: argparse.Namespace) -> int:
     from kstatefun.config.module import load_module
     from kstatefun.config.settings import load_settings
+    from kstatefun.observability.logs import configure_logging
     from kstatefun.runtime.worker import Worker
     from kstatefun.sdk.functions import load_functions
 
@@ -28,8 +29,13 @@ def _run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         partitions=args.partitions,
         commit_interval_ms=args.commit_interval_ms,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        log_format=args.log_format,
     )
-    logging.getLogger().setLevel(settings.log_level)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.app_id, settings.instance_id
+    )
     if settings.module is None:
         raise KStatefunError("no module.yaml given: pass --module PATH or set KSTATEFUN_MODULE")
     module = load_module(settings.module)
@@ -74,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--partitions", type=int, help="internal topic partitions (env KSTATEFUN_PARTITIONS)"
     )
     run.add_argument("--commit-interval-ms", type=int, help="env KSTATEFUN_COMMIT_INTERVAL_MS")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics, /healthz, /readyz; 0 disables (env KSTATEFUN_METRICS_PORT)",
+    )
+    run.add_argument(
+        "--metrics-host", help="bind address, default 127.0.0.1 (env KSTATEFUN_METRICS_HOST)"
+    )
+    run.add_argument(
+        "--log-format", choices=["text", "json"], help="env KSTATEFUN_LOG_FORMAT (default text)"
+    )
     run.set_defaults(handler=_run)
 
     dev = sub.add_parser("dev-kafka", help="run a local single-node Kafka broker (KRaft)")

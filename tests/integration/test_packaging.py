@@ -106,3 +106,10 @@ def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic
     assert len(texts) == 8
     assert "Hello Ann, welcome back! This is visit number 3." in texts
     assert "Hello Dev! Nice to meet you." in texts
+
+
+def test_health_checks_probe_the_workers_endpoints():
+    assert "/healthz" in DOCKERFILE and "KSTATEFUN_METRICS_PORT=9464" in DOCKERFILE
+    worker = COMPOSE["services"]["worker-1"]
+    assert worker["environment"]["KSTATEFUN_METRICS_PORT"] == "9464"
+    assert any("/readyz" in part for part in worker["healthcheck"]["test"])

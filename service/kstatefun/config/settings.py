@@ -10,7 +10,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, Final, Literal, NoReturn
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -34,6 +34,9 @@ CLI_FLAGS: Final[dict[str, str]] = {
     "state_dir": "--state-dir",
     "partitions": "--partitions",
     "commit_interval_ms": "--commit-interval-ms",
+    "metrics_port": "--metrics-port",
+    "metrics_host": "--metrics-host",
+    "log_format": "--log-format",
 }
 
 LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int = Field(0, ge=0, le=65_535)
+    metrics_host: str = "127.0.0.1"
     kafka_properties: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("functions", mode="before")

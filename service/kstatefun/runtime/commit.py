@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kstatefun.errors import FencedError
+from kstatefun.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ class Transaction:
         producer_factory: Callable[[], Producer],
         consumer: Consumer,
         stores: Sequence[tuple[str, OverlayStore]],
+        metrics: WorkerMetrics,
         op_timeout_s: float = 30.0,
     ) -> None:
+        self.metrics = metrics
+        self._out = metrics.records_out
         self._producer_factory = producer_factory
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
@@ -70,9 +74,6 @@ class Transaction:
         self._next: dict[tuple[str, int], int] = {}
         self.is_open = False
         self.opened_at = 0.0
-        self.records_in = 0
-        self.commits = 0
-        self.aborts = 0
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -98,7 +99,6 @@ class Transaction:
             if tp not in start:
                 start[tp] = offset
             nxt[tp] = offset + 1
-        self.records_in += len(batch)
 
     def produce(
         self,
@@ -116,6 +116,8 @@ class Transaction:
             kwargs["headers"] = headers
         if on_delivery is not None:
             kwargs["on_delivery"] = on_delivery
+        out = self._out
+        out[topic] = out.get(topic, 0) + 1
         while True:
             try:
                 self.producer.produce(topic, **kwargs)
@@ -129,6 +131,7 @@ class Transaction:
         """Commit the open transaction; on failure abort it, rewind, and re-raise."""
         if not self.is_open:
             return
+        started = time.perf_counter()
         positions: dict[str, dict[int, int]] = {topic: {} for topic, _ in self._stores}
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -158,7 +161,8 @@ class Transaction:
         self._start.clear()
         self._next.clear()
         self.is_open = False
-        self.commits += 1
+        self.metrics.commits += 1
+        self.metrics.commit_latency.observe(time.perf_counter() - started)
 
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
@@ -192,7 +196,7 @@ class Transaction:
                 # Fatal producer state: a new producer's init_transactions aborts for us.
                 log.warning("abort failed, recreating the producer error=%s", err or e)
                 self.producer = self._new_producer()
-            self.aborts += 1
+            self.metrics.aborts += 1
         if rewind:
             self._rewind()
         self._start.clear()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Message
 
 from kstatefun.model import Address
+from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.wire.avro import encode_dead_letter
 
 if TYPE_CHECKING:
@@ -30,12 +31,13 @@ REASON_HEADER = "kstatefun.reason"
 
 
 class DeadLetters:
-    __slots__ = ("_topic", "_txn", "counts")
+    __slots__ = ("_topic", "_txn", "counts", "_failures")
 
-    def __init__(self, topic: str, txn: Transaction) -> None:
+    def __init__(self, topic: str, txn: Transaction, metrics: WorkerMetrics) -> None:
         self._topic = topic
         self._txn = txn
-        self.counts: dict[str, int] = {}
+        self.counts = metrics.dead_letters
+        self._failures = metrics.failures
 
     def write(
         self,
@@ -72,6 +74,9 @@ class DeadLetters:
             headers=[(REASON_HEADER, reason.encode())],
         )
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        if target is not None:
+            k = (target.typename, reason)
+            self._failures[k] = self._failures.get(k, 0) + 1
         log.warning(
             "dead letter reason=%s topic=%s partition=%d offset=%d address=%s: %s",
             reason,

@@ -23,6 +23,7 @@ from kstatefun.config.module import KafkaEgress
 from kstatefun.errors import DecodeError
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address, TypedValue
+from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
@@ -73,7 +74,9 @@ class Dispatcher:
         egresses: Mapping[str, KafkaEgress],
         topic_exists: Any,
         timers: TimerStore,
+        metrics: WorkerMetrics,
     ) -> None:
+        self._metrics = metrics
         self._functions = functions
         self._store = store
         self._timers = timers
@@ -128,10 +131,12 @@ class Dispatcher:
         storage = Storage(ftype, spec.specs, read)
         context = Context(target, caller, storage)
         message = Message(target, TypedValue(env.typename, env.value))
+        started = time.perf_counter()
         try:
             result = spec.fun(context, message)
             if spec.is_async or asyncio.iscoroutine(result):
                 self._loop.run_until_complete(result)
+            self._metrics.latency(ftype).observe(time.perf_counter() - started)
             mutations = storage_mutations(storage)
             egress = [self._resolve_egress(e) for e in context.egress]
             timer_ops = (
@@ -162,6 +167,8 @@ class Dispatcher:
             return
 
         self.invocations += 1
+        counts = self._metrics.invocations
+        counts[ftype] = counts.get(ftype, 0) + 1
         ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
         for name, value in mutations.items():
             key = encode_changelog_key(ftype, fid, name)

@@ -12,6 +12,7 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -25,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
 
 from kstatefun.config.module import KafkaIngress, ModuleSpec
 from kstatefun.config.settings import Settings
@@ -37,6 +39,8 @@ from kstatefun.kafka.topics import (
     internal_topic_specs,
     require_topics_exist,
 )
+from kstatefun.observability.http import HealthServer
+from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.runtime.commit import Transaction, is_fenced
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
@@ -59,6 +63,9 @@ class Worker:
         self.module = module
         self.functions = functions
         self.topics = InternalTopics(settings.app_id)
+        self.metrics = WorkerMetrics()
+        self.ready = False  # every assigned partition restored (readiness probe)
+        self._health: HealthServer | None = None
         self._stopping = False
         self._validate()
 
@@ -139,9 +146,11 @@ class Worker:
             log.info("local state snapshot path=%s", snapshot.path)
         self.store = StateStore(snapshot)
         self.timers = TimerStore()
-        self.consumer = Consumer(
-            clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
-        )
+        consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
+        if s.metrics_port:
+            consumer_config["statistics.interval.ms"] = 5000
+            consumer_config["stats_cb"] = self._on_stats
+        self.consumer = Consumer(consumer_config)
         transactional_id = f"{s.app_id}-{s.instance_id}"
         self.txn = Transaction(
             lambda: Producer(
@@ -151,8 +160,9 @@ class Worker:
             ),
             self.consumer,
             [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
+            self.metrics,
         )
-        self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn)
+        self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
         self.router = IngressRouter(
             self.module.ingresses,
             self.topics.invocations,
@@ -170,12 +180,16 @@ class Worker:
             {e.id: e for e in self.module.egresses},
             self._topic_exists,
             self.timers,
+            self.metrics,
         )
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
-        self.restorer = ChangelogRestorer(restore_consumer, self.topics.changelog)
-        self.timer_restorer = ChangelogRestorer(restore_consumer, self.topics.timers)
+        self.restorer = ChangelogRestorer(restore_consumer, self.topics.changelog, self.metrics)
+        self.timer_restorer = ChangelogRestorer(restore_consumer, self.topics.timers, self.metrics)
+        self.metrics.pending_timers = self.timers.pending_count
+        if s.metrics_port:
+            self._start_health(admin)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -193,6 +207,28 @@ class Worker:
             s.partitions,
             ",".join(self.functions.typenames()),
         )
+
+    def _start_health(self, admin: AdminClient) -> None:
+        s = self.settings
+        registry = CollectorRegistry()
+        registry.register(WorkerCollector(self.metrics, s.app_id, s.instance_id))
+
+        def broker_ok() -> bool:
+            return bool(admin.list_topics(timeout=2).brokers)
+
+        self._health = HealthServer(
+            s.metrics_host, s.metrics_port, registry, broker_ok, lambda: self.ready
+        )
+        self._health.start()
+
+    def _on_stats(self, stats_json: str) -> None:
+        stats = json.loads(stats_json)
+        lag = self.metrics.lag
+        lag.clear()
+        for topic, t in stats.get("topics", {}).items():
+            for p, part in t.get("partitions", {}).items():
+                if p != "-1" and part.get("consumer_lag", -1) >= 0:
+                    lag[(topic, int(p))] = part["consumer_lag"]
 
     def _topic_exists(self, topic: str) -> bool:
         if topic in self._known_topics:
@@ -242,8 +278,11 @@ class Worker:
                 txn.track(batch)
                 invocations = self.topics.invocations
                 dispatch, route = self.dispatcher.dispatch, self.router.route
+                records_in = self.metrics.records_in
                 for msg in batch:
-                    if msg.topic() == invocations:
+                    topic = msg.topic()
+                    records_in[topic] = records_in.get(topic, 0) + 1
+                    if topic == invocations:
                         dispatch(msg)
                     else:
                         route(msg)
@@ -319,6 +358,8 @@ class Worker:
                     log.warning("final commit failed: %s", e)
             self.consumer.close()  # leaves the group; on_revoke finds no open transaction
         finally:
+            if self._health is not None:
+                self._health.stop()
             self.restorer.close()
             self.timer_restorer.close()
             self.dispatcher.close()
@@ -327,9 +368,9 @@ class Worker:
             self.txn.producer.flush(10)
             log.info(
                 "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
-                self.txn.commits,
-                self.txn.aborts,
-                self.txn.records_in,
+                self.metrics.commits,
+                self.metrics.aborts,
+                sum(self.metrics.records_in.values()),
                 self.dispatcher.invocations,
                 self.dead_letters.counts,
             )
@@ -352,6 +393,7 @@ class Worker:
             self.timers.drop_partition(p)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready = False
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
         for p in self.store.partitions() - owned:
@@ -386,6 +428,7 @@ class Worker:
             self.store.restored(p)
         self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
         consumer.assign(partitions)
+        self.ready = True
 
     def _position_ingress(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Where an ingress partition without a committed offset starts (startupPosition)."""

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from kstatefun.observability.metrics import WorkerMetrics
+
 log = logging.getLogger(__name__)
 
 
@@ -21,9 +23,11 @@ class ChangelogRestorer:
         self,
         consumer_factory: Callable[[], Consumer],
         topic: str,
+        metrics: WorkerMetrics | None = None,
         timeout_s: float = 240.0,
         batch: int = 10_000,
     ) -> None:
+        self._metrics = metrics or WorkerMetrics()
         self._factory = consumer_factory
         self._consumer: Consumer | None = None
         self._topic = topic
@@ -85,6 +89,11 @@ class ChangelogRestorer:
         total = sum(ends[p] - positions[p] for p in ends)
         read = 0
         last_log = started
+        per_partition = {p: 0 for p in ends}  # records read (an upper bound: markers count)
+        progress = self._metrics.restore_read
+        for p in ends:
+            self._metrics.restore_total[(self._topic, p)] = ends[p] - positions[p]
+            progress[(self._topic, p)] = 0
         try:
             while ends:
                 for msg in consumer.consume(self._batch, timeout=0.2):
@@ -102,6 +111,7 @@ class ChangelogRestorer:
                         store[key] = value
                     if changes is not None:
                         changes.setdefault(p, {})[key] = value
+                    per_partition[p] += 1
                     read += 1
                 done = [
                     tp
@@ -113,6 +123,8 @@ class ChangelogRestorer:
                     for tp in done:
                         positions[tp.partition] = tp.offset
                         del ends[tp.partition]
+                for p, n in per_partition.items():
+                    progress[(self._topic, p)] = n
                 now = time.monotonic()
                 if now - started > self._timeout_s:
                     raise TimeoutError(
@@ -122,13 +134,17 @@ class ChangelogRestorer:
                 if now - last_log >= 1.0 and ends:
                     last_log = now
                     rate = read / (now - started)
+                    eta = max(total - read, 0) / rate if rate else float("inf")
                     log.info(
-                        "restoring topic=%s partitions=%s records=%d of about %d rate=%.0f/s",
+                        "restoring topic=%s partitions=%s records=%d of about %d (%.0f%%) "
+                        "rate=%.0f/s eta=%.0fs",
                         self._topic,
                         _plist(ends),
                         read,
                         total,
+                        100 * read / max(total, 1),
                         rate,
+                        eta,
                     )
         finally:
             consumer.unassign()
