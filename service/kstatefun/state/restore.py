@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from kstatefun.observability.metrics import WorkerMetrics
 
@@ -59,9 +59,7 @@ class ChangelogRestorer:
         ends: dict[int, int] = {}
         assignment = []
         for p, store in stores.items():
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(self._topic, p), timeout=30, cached=False
-            )
+            low, high = _watermarks(consumer, TopicPartition(self._topic, p))
             start = starts.get(p, 0)
             if start and not low <= start <= high:
                 log.warning(
@@ -159,6 +157,39 @@ class ChangelogRestorer:
             self.last_rate,
         )
         return positions
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """Low and high watermark, retried while leadership settles (a just-created topic, a
+    broker restart): those errors are transient."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            return low, high
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            transient = isinstance(err, KafkaError) and (
+                err.retriable() or err.code() in _TRANSIENT
+            )
+            if not transient or time.monotonic() > deadline:
+                raise
+            log.info(
+                "waiting for partition leadership topic=%s partition=%d: %s",
+                tp.topic,
+                tp.partition,
+                err,
+            )
+            time.sleep(0.2)
+
+
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
 
 
 def _plist(partitions: Iterable[int]) -> str:
