@@ -47,6 +47,13 @@ class OverlayStore(Protocol):
     def discard_overlay(self) -> None: ...
 
 
+def _fenced() -> FencedError:
+    return FencedError(
+        "this worker's transactional id was taken over by another process "
+        "(two workers with the same --instance-id?); stopping"
+    )
+
+
 def _kafka_error(e: BaseException) -> KafkaError | None:
     if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
         return e.args[0]
@@ -86,7 +93,17 @@ class Transaction:
 
     def begin(self) -> None:
         if not self.is_open:
-            self.producer.begin_transaction()
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as e:
+                err = _kafka_error(e)
+                if err is None or not err.fatal():
+                    raise
+                if err.code() in _FENCED:
+                    raise _fenced() from e
+                log.warning("producer failed fatally, recreating it error=%s", err)
+                self.producer = self._new_producer()
+                self.producer.begin_transaction()
             self.is_open = True
             self.opened_at = time.monotonic()
 
@@ -189,10 +206,7 @@ class Transaction:
             except KafkaException as e:
                 err = _kafka_error(e)
                 if err is not None and err.code() in _FENCED:
-                    raise FencedError(
-                        "this worker's transactional id was taken over by another process "
-                        "(two workers with the same --instance-id?); stopping"
-                    ) from e
+                    raise _fenced() from e
                 # Fatal producer state: a new producer's init_transactions aborts for us.
                 log.warning("abort failed, recreating the producer error=%s", err or e)
                 self.producer = self._new_producer()

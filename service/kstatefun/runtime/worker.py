@@ -332,8 +332,9 @@ class Worker:
                 "fenced: another worker uses the same --instance-id"
             ) from e
         log.warning("transaction aborted during %s, rewinding: %s", phase, e)
-        if self.txn.is_open:
-            self.txn.abort()
+        # Also when no transaction is open (begin itself failed): the overlays may hold writes
+        # (a fired timer's tombstone) that must not reach the next commit.
+        self.txn.abort()
 
     def _without_errors(self, batch: list) -> list:  # type: ignore[type-arg]
         good = []
