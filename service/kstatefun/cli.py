@@ -1,4 +1,6 @@
-"""``kstatefun`` command line: ``run`` a worker, ``dev-kafka`` a local broker."""
+"""``kstatefun`` command line: ``run`` a worker, ``dev-kafka`` a local broker, and the
+operator commands that read a running application's topics (``send``, ``state``, ``timers``,
+``dead-letters``, ``topics``; see docs/operations-cli.md)."""
 
 from __future__ import annotations
 
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=None, help="default: a temporary directory")
     dev.add_argument("--port", type=int, default=9092)
     dev.set_defaults(handler=_dev_kafka)
+
+    from kstatefun.tools import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
