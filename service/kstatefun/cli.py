@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except KStatefunError as e:
         print(f"kstatefun: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `kstatefun dead-letters tail --json | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -65,3 +65,13 @@ def test_partitioner_agrees_with_librdkafka_murmur2(kafka_bootstrap, unique_name
             seen[msg.key()] = msg.partition()
     consumer.close()
     assert all(seen[k] == partition_for_key(k, 7) for k in keys)
+
+
+def test_compacted_invocations_topic_is_refused(kafka_admin, unique_name, create_topic):
+    topics = InternalTopics(unique_name("app"))
+    create_topic(topics.invocations, partitions=4, config={"cleanup.policy": "compact"})
+    with pytest.raises(
+        TopicError,
+        match=r"cleanup.policy=compact but needs cleanup.policy=delete \(compaction would drop",
+    ):
+        ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 4))

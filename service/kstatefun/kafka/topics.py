@@ -49,6 +49,7 @@ class TopicSpec:
     create_partitions: int
     config: dict[str, str] = field(default_factory=dict)
     must_match: tuple[str, ...] = ()  # config keys an existing topic must have equal
+    why: str = ""  # what breaks when must_match does not hold
 
 
 def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicSpec]:
@@ -59,13 +60,21 @@ def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicS
     time.
     """
     return [
-        TopicSpec(topics.invocations, partitions, partitions, {"cleanup.policy": "delete"}),
+        TopicSpec(
+            topics.invocations,
+            partitions,
+            partitions,
+            {"cleanup.policy": "delete"},
+            must_match=("cleanup.policy",),
+            why="compaction would drop pending invocations that share a target id",
+        ),
         TopicSpec(
             topics.changelog,
             partitions,
             partitions,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
             must_match=("cleanup.policy",),
+            why="it holds the application's state",
         ),
         TopicSpec(
             topics.timers,
@@ -73,8 +82,16 @@ def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicS
             partitions,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
             must_match=("cleanup.policy",),
+            why="it holds pending delayed messages",
         ),
-        TopicSpec(topics.dead_letters, None, 1, {"cleanup.policy": "delete"}),
+        TopicSpec(
+            topics.dead_letters,
+            None,
+            1,
+            {"cleanup.policy": "delete"},
+            must_match=("cleanup.policy",),
+            why="a compacted topic rejects the dead letters of records without a key",
+        ),
     ]
 
 
@@ -139,7 +156,7 @@ def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: floa
         if have != spec.config[key]:
             raise TopicError(
                 f"topic '{spec.name}' has {key}={have} but needs {key}={spec.config[key]} "
-                f"(it holds the application's state). Fix it with kafka-configs --alter "
+                f"({spec.why}). Fix it with kafka-configs --alter "
                 f"--entity-type topics --entity-name {spec.name} --add-config "
                 f"{key}={spec.config[key]}, or use a new --app-id"
             )

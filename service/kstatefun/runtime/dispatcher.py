@@ -158,7 +158,7 @@ class Dispatcher:
                 record,
                 reason,
                 text,
-                e,
+                None if isinstance(e, _Rejected) else e,  # a rejection is no exception of theirs
                 target=target,
                 caller=caller,
                 typename=env.typename,
