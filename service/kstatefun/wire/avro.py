@@ -116,6 +116,39 @@ class _Reader:
         return None if self.long() == 0 else self.long()
 
 
+def _blob_at(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Avro bytes at ``pos``: (value, position after it); one-byte lengths take a fast path."""
+    z = data[pos]
+    if z < 0x80:
+        if z & 1:
+            raise IndexError("negative length")
+        end = pos + 1 + (z >> 1)
+    else:
+        r = _Reader(data)
+        r.pos = pos
+        n = r.long()
+        if n < 0:
+            raise IndexError("negative length")
+        pos, end = r.pos - 1, r.pos + n
+    if end > len(data):
+        raise IndexError("truncated")
+    return data[pos + 1 : end], end
+
+
+def _text_at(data: bytes, pos: int) -> tuple[str, int]:
+    raw, end = _blob_at(data, pos)
+    return raw.decode(), end
+
+
+def _opt_text_at(data: bytes, pos: int) -> tuple[str | None, int]:
+    branch = data[pos]
+    if branch == 0:
+        return None, pos + 1
+    if branch != 2:
+        raise IndexError("bad union branch")
+    return _text_at(data, pos + 1)
+
+
 # --- invocation envelope ----------------------------------------------------------------------
 
 
@@ -151,15 +184,23 @@ def encode_invocation(
 
 def decode_invocation(data: bytes) -> InvocationEnvelope:
     try:
-        r = _Reader(data)
-        env = InvocationEnvelope(
-            r.text(), r.text(), r.opt_text(), r.opt_text(), r.text(), r.opt_blob()
-        )
+        target_type, pos = _text_at(data, 0)
+        target_id, pos = _text_at(data, pos)
+        caller_type, pos = _opt_text_at(data, pos)
+        caller_id, pos = _opt_text_at(data, pos)
+        typename, pos = _text_at(data, pos)
+        branch = data[pos]
+        if branch == 0:
+            value, pos = None, pos + 1
+        elif branch == 2:
+            value, pos = _blob_at(data, pos + 1)
+        else:
+            raise IndexError("bad union branch")
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid invocation envelope ({e})") from e
-    if r.pos != len(data):
+    if pos != len(data):
         raise DecodeError("invalid invocation envelope (trailing bytes)")
-    return env
+    return InvocationEnvelope(target_type, target_id, caller_type, caller_id, typename, value)
 
 
 # --- changelog --------------------------------------------------------------------------------

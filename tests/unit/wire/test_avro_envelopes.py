@@ -113,3 +113,23 @@ def test_timer_value_matches_fastavro(value):
 @pytest.mark.parametrize("expire", [None, 1, 1_800_000_000_000])
 def test_changelog_expire_at_fast_path(expire):
     assert avro.changelog_expire_at(avro.encode_changelog_value("t/x", b"\x00", expire)) == expire
+
+
+def test_random_bytes_decode_or_raise_decode_error_only():
+    import random
+
+    rng = random.Random(7)
+    valid = avro.encode_invocation("ns/f", "id", "ns/g", "c", "t/x", b"value")
+    for _ in range(20_000):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):  # corrupt a few bytes, or truncate
+            if rng.random() < 0.2:
+                del data[rng.randrange(len(data)) :]
+                if not data:
+                    break
+            else:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            avro.decode_invocation(bytes(data))
+        except DecodeError:
+            pass
