@@ -15,7 +15,7 @@ The ``session`` value counts the reminders set; it expires 30 minutes after it w
 
 Its module (``MODULE_YAML``) routes ``reminder-requests`` (key = user id) to the function.
 ``tests/unit/testing/test_harness_reminder.py`` runs it on the harness's virtual clock; the
-runtime delivers delayed messages once they land there (issue 4).
+worker runs it unchanged (docs/module-yaml.md has its module.yaml).
 """
 
 from datetime import timedelta

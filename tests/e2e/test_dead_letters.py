@@ -42,6 +42,7 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
     bad = [
         (None, json.dumps({"seq": -1}).encode()),  # null key
         (b"\xff\xfe", json.dumps({"seq": -2}).encode()),  # key not UTF-8
+        (b"", json.dumps({"seq": -7}).encode()),  # empty key: no address has an empty id
         (b"k0", b"{not json"),  # undecodable value
         (b"k1", json.dumps({"seq": -3, "boom": True}).encode()),  # function raises
         (b"k2", json.dumps({"seq": -4, "stray": True}).encode()),  # unknown target type
@@ -63,6 +64,7 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
     assert reasons == sorted(
         [
             "null-key",
+            "invalid-key",
             "invalid-key",
             "undecodable-value",
             "function-error",

@@ -67,3 +67,21 @@ def test_kill_minus_nine_mid_stream_is_exactly_once(app):
         app.start_worker("w1")
     records = read_committed(app.bootstrap, app.egress, len(events), timeout=180)
     assert check_exactly_once(records, expected) == [], app.all_logs()
+
+
+def test_a_worker_fenced_by_its_own_instance_id_exits_3(app):
+    events, expected = keyed_events(keys=24, per_key=2)  # keys on every partition
+    produce_events(app.bootstrap, app.ingress, events)
+    first = app.start_worker("w1")
+    read_committed(app.bootstrap, app.egress, len(events), settle=0.2)
+    app.start_worker("w1")  # same instance id: its init_transactions fences the first
+    deadline = time.monotonic() + 60  # both log to worker-w1.log
+    while app.log("w1").count("assigned invocations") < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first learns it is fenced at its next transaction, not before
+    more, expected_more = keyed_events(keys=24, per_key=2, start_seq=1000)
+    for key, seqs in expected_more.items():
+        expected[key] += seqs
+    produce_events(app.bootstrap, app.ingress, more)
+    assert first.wait(60) == 3  # on its first commit after the takeover
+    records = read_committed(app.bootstrap, app.egress, len(events) + len(more))
+    assert check_exactly_once(records, expected) == [], app.all_logs()

@@ -20,7 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.config.module import KafkaEgress
-from kstatefun.errors import DecodeError
+from kstatefun.errors import DecodeError, FunctionError
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
@@ -126,6 +126,13 @@ class Dispatcher:
             value = decode_changelog_value(raw)
             if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
                 return None  # expired: never returned, even before the sweep deletes it
+            declared = spec.specs[name].type.typename
+            if value.typename != declared:
+                raise FunctionError(
+                    f"state '{name}' of '{target}' holds a value of type '{value.typename}' but "
+                    f"its ValueSpec declares '{declared}': migrate or delete the old value "
+                    "before changing a ValueSpec's type"
+                )
             return value.value
 
         storage = Storage(ftype, spec.specs, read)

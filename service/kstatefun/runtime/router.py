@@ -48,6 +48,9 @@ class IngressRouter:
         if key is None:
             self._dlq.write(msg, dl.NULL_KEY, "ingress record has no key; the key is the target id")
             return
+        if not key:
+            self._dlq.write(msg, dl.INVALID_KEY, "ingress key is empty; the key is the target id")
+            return
         try:
             id = key.decode()
         except UnicodeDecodeError as e:

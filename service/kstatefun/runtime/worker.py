@@ -134,9 +134,9 @@ class Worker:
         s = self.settings
         extra = s.kafka_properties
         admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
-        ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
         require_topics_exist(admin, ingress_topics, "ingress")
+        ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
         self._admin = admin
         self._known_topics: set[str] = set()
 
@@ -349,32 +349,43 @@ class Worker:
         return good
 
     def _shutdown(self, commit: bool) -> None:
-        try:
-            if self.txn.is_open and not commit:
-                self.txn.abort(rewind=False)
-            if self.txn.is_open:
+        """Finish (clean stop) or abort the open transaction, leave the group, release
+        everything. Each step runs even if an earlier one fails (e.g. a fenced producer), so
+        the exit code stays the one ``run`` chose."""
+        txn = self.txn
+
+        def finish_transaction() -> None:
+            if txn.is_open and commit:
                 try:
-                    self.txn.commit()
-                except Exception as e:  # already aborted; the next owner redoes the work
+                    txn.commit()
+                except KafkaException as e:  # aborted by commit(); the next owner redoes it
                     log.warning("final commit failed: %s", e)
-            self.consumer.close()  # leaves the group; on_revoke finds no open transaction
-        finally:
-            if self._health is not None:
-                self._health.stop()
-            self.restorer.close()
-            self.timer_restorer.close()
-            self.dispatcher.close()
-            if self.store.snapshot is not None:
-                self.store.snapshot.close()
-            self.txn.producer.flush(10)
-            log.info(
-                "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
-                self.metrics.commits,
-                self.metrics.aborts,
-                sum(self.metrics.records_in.values()),
-                self.dispatcher.invocations,
-                self.dead_letters.counts,
-            )
+            if txn.is_open:
+                txn.abort(rewind=False)
+
+        steps = [
+            finish_transaction,
+            self.consumer.close,  # leaves the group; on_revoke finds no open transaction
+            *([self._health.stop] if self._health is not None else []),
+            self.restorer.close,
+            self.timer_restorer.close,
+            self.dispatcher.close,
+            *([self.store.snapshot.close] if self.store.snapshot is not None else []),
+            lambda: txn.producer.flush(10),
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - keep releasing the rest
+                log.warning("shutdown step failed: %s", e)
+        log.info(
+            "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
+            self.metrics.commits,
+            self.metrics.aborts,
+            sum(self.metrics.records_in.values()),
+            self.dispatcher.invocations,
+            self.dead_letters.counts,
+        )
 
     # --- rebalancing --------------------------------------------------------------------------
 

@@ -107,7 +107,8 @@ def make_json_type(
 def make_protobuf_type(cls: Any, namespace: str | None = None) -> Type:
     """A Type for a protobuf generated message class (``type.googleapis.com/<full name>``).
 
-    As StateFun's ``make_protobuf_type``; kstatefun itself does not depend on protobuf.
+    As StateFun's ``make_protobuf_type``; duck-typed, so any generated class with
+    ``SerializeToString``/``FromString`` and a ``DESCRIPTOR`` works.
     """
     if cls is None:
         raise ConfigError("make_protobuf_type needs the protobuf generated message class")

@@ -198,6 +198,15 @@ class Harness:
                 "ingress record has no key; the key is the target id",
             )
             return
+        if not raw_key:
+            self._dead_ingress(
+                topic,
+                raw_key,
+                data,
+                dl.INVALID_KEY,
+                "ingress key is empty; the key is the target id",
+            )
+            return
         try:
             id = raw_key.decode()
         except UnicodeDecodeError as e:
@@ -418,7 +427,7 @@ class Harness:
             else:
                 reason = dl.FUNCTION_ERROR
                 text = f"function '{target}' raised {type(e).__name__}: {e}"
-            self._dead_invocation(item, reason, text, e)
+            self._dead_invocation(item, reason, text, None if isinstance(e, _Rejected) else e)
             return
 
         self._state.commit(target, fn, cells, mutations, now)

@@ -1,0 +1,100 @@
+"""The dispatcher's per-invocation semantics, without Kafka (fake records and producer)."""
+
+from kstatefun import IntType, LongType, StatefulFunctions, ValueSpec
+from kstatefun.observability.metrics import WorkerMetrics
+from kstatefun.runtime.deadletters import DeadLetters
+from kstatefun.runtime.dispatcher import Dispatcher
+from kstatefun.state.store import StateStore
+from kstatefun.timers.store import TimerStore
+from kstatefun.wire.avro import (
+    decode_dead_letter,
+    encode_changelog_key,
+    encode_changelog_value,
+    encode_invocation,
+)
+from kstatefun.wire.protobuf import encode_int_wrapper
+
+
+class FakeRecord:
+    def __init__(self, value, partition=0, offset=0):
+        self._value, self._partition, self._offset = value, partition, offset
+
+    def topic(self):
+        return "app-invocations"
+
+    def partition(self):
+        return self._partition
+
+    def offset(self):
+        return self._offset
+
+    def key(self):
+        return b"k"
+
+    def value(self):
+        return self._value
+
+
+class FakeTxn:
+    def __init__(self):
+        self.produced = []
+
+    def produce(self, topic, value, key=None, partition=None, headers=None, on_delivery=None):
+        self.produced.append((topic, key, value))
+
+
+def make(functions):
+    store, timers, metrics, txn = StateStore(), TimerStore(), WorkerMetrics(), FakeTxn()
+    store.add_partition(0)
+    timers.add_partition(0)
+    dlq = DeadLetters("app-dead-letters", txn, metrics)
+    d = Dispatcher(
+        functions, store, txn, dlq, "app-invocations", 4, {}, lambda t: True, timers, metrics
+    )
+    return d, store, txn
+
+
+def invoke(d, target="ns/f", id="k", value=encode_int_wrapper(1)):
+    d.dispatch(
+        FakeRecord(encode_invocation(target, id, None, None, "io.statefun.types/int", value))
+    )
+
+
+def dead_letters(txn):
+    return [decode_dead_letter(v) for t, _, v in txn.produced if t == "app-dead-letters"]
+
+
+def test_a_state_written_with_another_type_is_a_clear_dead_letter():
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("count", LongType)])
+    def f(context, message):
+        context.storage.count = (context.storage.count or 0) + 1
+
+    d, store, txn = make(functions)
+    key = encode_changelog_key("ns/f", "k", "count")
+    store.add_partition(0)[key] = encode_changelog_value(IntType.typename, encode_int_wrapper(5))
+    invoke(d)
+    (letter,) = dead_letters(txn)
+    assert letter["reason"] == "function-error"
+    assert "holds a value of type 'io.statefun.types/int'" in letter["message"]
+    assert "declares 'io.statefun.types/long'" in letter["message"]
+    assert not store.has_pending()  # nothing of the failed invocation applied
+
+
+def test_effects_apply_all_or_nothing():
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("count", IntType)])
+    def f(context, message):
+        from kstatefun import message_builder
+
+        context.storage.count = 1
+        context.send(message_builder("ns/g", "x", int_value=1))
+        raise RuntimeError("after the effects")
+
+    d, store, txn = make(functions)
+    invoke(d)
+    assert [t for t, _, _ in txn.produced] == ["app-dead-letters"]
+    assert not store.has_pending()
+    assert d.invocations == 0
