@@ -30,5 +30,33 @@ demo: venv
 dev-kafka: venv
 	$(BIN)/kstatefun dev-kafka
 
+# Benchmarks (bench/, docs/performance.md); not part of `make test`.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench bench-quick
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Regenerates the request-reply protocol code from its .proto with a pinned protoc (from
+# grpcio-tools, in a tool venv cached outside the repo). The generated code checks at import
+# that the protobuf runtime is at least its own version: keep pyproject's protobuf bound in step.
+PROTO_TOOLS ?= $(HOME)/.cache/kstatefun/proto-tools-grpcio-1.81.1
+PROTO_DIR := service/kstatefun/remote/proto
+
+.PHONY: proto
+proto:
+	test -x $(PROTO_TOOLS)/bin/python || $(PYTHON) -m venv $(PROTO_TOOLS)
+	$(PROTO_TOOLS)/bin/pip install --quiet 'grpcio-tools==1.81.1'
+	$(PROTO_TOOLS)/bin/python -m grpc_tools.protoc -Iservice --python_out=service \
+		--pyi_out=service $(PROTO_DIR)/request_reply.proto

@@ -68,7 +68,7 @@ class RemoteCallError(KStatefunError):
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = status  # the (last) HTTP status received, if any
 
 
 class PermanentCallError(RemoteCallError):
@@ -84,13 +84,18 @@ class _Retryable(Exception):
     """One attempt failed in a way another attempt may not."""
 
 
+class _OutOfBudget(_Retryable):
+    """An attempt was cut short by the end of the call budget."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When to retry a remote call and how long to wait first: the one place that decides.
 
     The n-th retry waits ``initial_backoff_ms * multiplier**(n-1)``, at most
     ``max_backoff_ms`` (so a recovered endpoint is noticed within that), spread by
-    ``±jitter`` so that many addresses do not retry in step, and never past the call budget.
+    ``±jitter`` so that many addresses do not retry in step. A call gives up as soon as the
+    next wait would reach the end of its budget, so it ends at most one backoff early.
     """
 
     initial_backoff_ms: float = 10.0
@@ -216,9 +221,14 @@ def _target(url: str, settings: HttpTransport) -> _Target:
             raise PermanentCallError(
                 f"'{url}' names no unix socket: its path must contain a file ending in '.sock'"
             )
-        tls = scheme == "https+unix"
+        if scheme == "https+unix":
+            raise PermanentCallError(
+                f"'{url}': TLS over a unix domain socket (https+unix) is not supported; "
+                "use http+unix"
+            )
+        tls = False
         query = f"?{parts.query}" if parts.query else ""
-        local = f"{'https' if tls else 'http'}://localhost{rest}{query}"
+        local = f"http://localhost{rest}{query}"
         return _Target((settings, "unix", socket_path), local, tls, socket_path)
     if scheme not in ("http", "https") or not parts.hostname:
         raise PermanentCallError(f"'{url}' is not an http(s) URL")
@@ -268,7 +278,11 @@ class RemoteTransport:
         return len(self._live)
 
     def submit(self, request_id: int, url: str, body: bytes, settings: HttpTransport) -> None:
-        """POST ``body`` to ``url``; one :class:`Completion` with ``request_id`` follows."""
+        """POST ``body`` to ``url``; one :class:`Completion` with ``request_id`` follows.
+
+        An id may be used again once its completion was drained (e.g. to resend a batch
+        after the missing-state handshake), not while it is in flight.
+        """
         if self._closed:
             raise RuntimeError("the remote transport is closed")
         if request_id in self._live:
@@ -279,7 +293,7 @@ class RemoteTransport:
 
     def cancel(self, request_id: int) -> None:
         """Stop a request: :meth:`drain` will not return its completion."""
-        if request_id not in self._live:
+        if request_id not in self._live or self._closed:
             return
         self._live.discard(request_id)
         self._inbox.append((request_id,))
@@ -309,7 +323,7 @@ class RemoteTransport:
         if self._closed:
             return
         self._closed = True
-        if self._loop.is_running():
+        if not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
                 with contextlib.suppress(Exception):
@@ -369,12 +383,15 @@ class RemoteTransport:
     def _complete(self, completion: Completion) -> None:
         self._tasks.pop(completion.request_id, None)
         self._done.append(completion)
-        self._done_event.set()
+        if not self._done_event.is_set():  # set() wakes the waiter: once per drain is enough
+            self._done_event.set()
 
     async def _call(self, request_id: int, url: str, body: bytes, settings: HttpTransport) -> None:
         started = time.monotonic()
         deadline = started + settings.call_ms / 1000
         attempts = 0
+        last_status: int | None = None  # the last HTTP status any attempt received
+        cause: str | None = None  # the last failure other than running out of budget
         reply: RemoteResult | MissingStates | None = None
         error: RemoteCallError | None = None
         try:
@@ -386,13 +403,19 @@ class RemoteTransport:
                     reply = await self._attempt(session, target, body, settings, deadline)
                     break
                 except _Retryable as e:
+                    last_status = getattr(e, "status", last_status)
+                    if not isinstance(e, _OutOfBudget):
+                        cause = str(e)
                     remaining_ms = (deadline - time.monotonic()) * 1000
                     delay = self.retry.backoff_ms(attempts, remaining_ms)
                     if delay is None:
+                        why = f"last error: {e}"
+                        if isinstance(e, _OutOfBudget) and cause is not None:
+                            why += f"; before that: {cause}"
                         error = CallBudgetExceeded(
                             f"POST {url} did not succeed within the call budget of "
-                            f"{settings.call_ms} ms ({attempts} attempts); last error: {e}",
-                            status=getattr(e, "status", None),
+                            f"{settings.call_ms} ms ({attempts} attempts); {why}",
+                            status=last_status,
                         )
                         log.warning(
                             "remote call failed url=%s attempts=%d reason=%s", url, attempts, e
@@ -429,7 +452,7 @@ class RemoteTransport:
     ) -> RemoteResult | MissingStates:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _Retryable("no call budget left")
+            raise _OutOfBudget("no call budget left")
         url = target.url
         try:
             async with asyncio.timeout(remaining):
@@ -454,7 +477,7 @@ class RemoteTransport:
         except aiohttp.ServerTimeoutError as e:  # connect or read timeout (a TimeoutError too)
             raise _Retryable(f"{type(e).__name__}: {e}") from None
         except TimeoutError:
-            raise _Retryable(
+            raise _OutOfBudget(
                 f"no complete reply within {remaining * 1000:.0f} ms (call budget)"
             ) from None
         except (aiohttp.ClientError, OSError) as e:
@@ -477,7 +500,7 @@ class RemoteTransport:
                 except ConfigError as e:
                     raise PermanentCallError(str(e)) from None
             ssl_context = context
-        pool: dict[str, Any] = {"limit": settings.pool_size, "ssl": ssl_context}
+        pool: dict[str, Any] = {"limit": settings.pool_size}
         if settings.pool_ttl_ms > 0:
             pool["keepalive_timeout"] = settings.pool_ttl_ms / 1000
         else:
@@ -486,7 +509,7 @@ class RemoteTransport:
         if target.unix_socket is not None:
             connector = aiohttp.UnixConnector(path=target.unix_socket, **pool)
         else:
-            connector = aiohttp.TCPConnector(**pool)
+            connector = aiohttp.TCPConnector(ssl=ssl_context, **pool)
         timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=settings.connect_ms / 1000,

@@ -54,7 +54,10 @@ def make(functions):
     return d, store, txn
 
 
-def invoke(d, target="ns/f", id="k", value=encode_int_wrapper(1)):
+ONE = encode_int_wrapper(1)
+
+
+def invoke(d, target="ns/f", id="k", value=ONE):
     d.dispatch(
         FakeRecord(encode_invocation(target, id, None, None, "io.statefun.types/int", value))
     )
