@@ -47,7 +47,7 @@ def counter(context, message):
     context.storage.count = count
     context.send(
         message_builder(
-            "test/sink",
+            os.environ.get("TEST_SINK", "test/sink"),  # a remote sink in the remote e2e tests
             context.address.id,
             value={"count": count, "seq": event["seq"]},
             value_type=COUNTED,

@@ -104,14 +104,17 @@ class SdkServer:
         self.log.unlink(missing_ok=True)
 
 
-def start_sdk_server(python: Path, port: int = 0, timeout: float = 30.0) -> SdkServer:
-    """Start ``sdk_server.py`` with the SDK venv's ``python``; returns once it listens."""
+def start_sdk_server(
+    python: Path, port: int = 0, timeout: float = 30.0, script: Path | None = None
+) -> SdkServer:
+    """Start ``script`` (default ``sdk_server.py``) with the SDK venv's ``python``; returns
+    once it listens."""
     fd, log_name = tempfile.mkstemp(prefix="statefun-sdk-server-", suffix=".log")
     log = Path(log_name)
     with os.fdopen(fd, "w") as log_file:
         # stderr to a file: a pipe nobody reads would fill up and stall the server
         process = subprocess.Popen(
-            [str(python), str(SERVER_SCRIPT), "--port", str(port)],
+            [str(python), str(script or SERVER_SCRIPT), "--port", str(port)],
             stdout=subprocess.PIPE,
             stderr=log_file,
             text=True,
@@ -131,8 +134,8 @@ def start_sdk_server(python: Path, port: int = 0, timeout: float = 30.0) -> SdkS
 
 
 @contextlib.contextmanager
-def sdk_server(python: Path, port: int = 0) -> Iterator[SdkServer]:
-    server = start_sdk_server(python, port)
+def sdk_server(python: Path, port: int = 0, script: Path | None = None) -> Iterator[SdkServer]:
+    server = start_sdk_server(python, port, script=script)
     try:
         yield server
     finally:

@@ -76,6 +76,7 @@ class Transaction:
         self._producer_factory = producer_factory
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
+        self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
         self._timeout = op_timeout_s
         self._start: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
@@ -200,6 +201,8 @@ class Transaction:
         self.is_open = False
         for _, store in self._stores:
             store.discard_overlay()
+        for hook in self.on_abort:
+            hook()
         if was_open:
             try:
                 self.producer.abort_transaction(self._timeout)

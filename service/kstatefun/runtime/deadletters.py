@@ -26,6 +26,7 @@ UNKNOWN_FUNCTION = "unknown-function"
 UNKNOWN_EGRESS = "unknown-egress"
 FUNCTION_ERROR = "function-error"
 DUPLICATE_TOKEN = "duplicate-cancellation-token"
+REMOTE_ERROR = "remote-error"
 
 REASON_HEADER = "kstatefun.reason"
 

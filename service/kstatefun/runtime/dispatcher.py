@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
@@ -34,7 +34,6 @@ from kstatefun.sdk.storage import Storage, storage_mutations
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import (
-    decode_changelog_key,
     decode_changelog_value,
     decode_invocation,
     encode_changelog_key,
@@ -43,6 +42,9 @@ from kstatefun.wire.avro import (
     encode_timer_key,
     encode_timer_value,
 )
+
+if TYPE_CHECKING:
+    from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.wire.protobuf import KAFKA_PRODUCER_RECORD_TYPENAME, decode_kafka_producer_record
 
 _Egress = tuple[str, bytes | None, bytes]  # topic, key, value
@@ -54,7 +56,7 @@ class _TtlPlan:
     after_call: tuple[str, ...]  # states whose TTL every invocation refreshes
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
     """An invocation's effects cannot be applied; carries the dead-letter reason."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -76,13 +78,14 @@ class Dispatcher:
         timers: TimerStore,
         metrics: WorkerMetrics,
     ) -> None:
-        self._metrics = metrics
+        self._metrics = self.metrics = metrics
+        self.remote: RemoteInvoker | None = None  # set by the worker when endpoints exist
         self._functions = functions
-        self._store = store
+        self._store = self.store = store
         self._timers = timers
         self._ttl: dict[str, _TtlPlan] = {}
         self._txn = txn
-        self._dlq = dead_letters
+        self._dlq = self.dead_letters = dead_letters
         self._topic = invocations_topic
         self._partitions = partitions
         self._egresses = egresses
@@ -102,6 +105,9 @@ class Dispatcher:
         target = Address(env.target_type, env.target_id)
         caller = None if env.caller_type is None else Address(env.caller_type, env.caller_id or "")
         spec = self._functions.for_typename(env.target_type)
+        if spec is None and self.remote is not None and self.remote.serves(env.target_type):
+            self.remote.offer(record, target, caller, TypedValue(env.typename, env.value))
+            return
         if spec is None:
             self._dlq.write(
                 record,
@@ -145,16 +151,16 @@ class Dispatcher:
                 self._loop.run_until_complete(result)
             self._metrics.latency(ftype).observe(time.perf_counter() - started)
             mutations = storage_mutations(storage)
-            egress = [self._resolve_egress(e) for e in context.egress]
+            egress = [self.resolve_egress(e) for e in context.egress]
             timer_ops = (
-                self._plan_timers(context.delayed, target, partition, record.offset(), now_ms)
+                self.plan_timers(context.delayed, target, partition, record.offset(), now_ms)
                 if context.delayed
                 else ()
             )
         except KafkaException:
             raise  # a broker problem aborts the transaction; it is not the input's fault
         except Exception as e:
-            if isinstance(e, _Rejected):
+            if isinstance(e, Rejected):
                 reason, text = e.reason, str(e)
             elif isinstance(e, DecodeError):
                 reason, text = dl.UNDECODABLE_VALUE, str(e)
@@ -165,7 +171,7 @@ class Dispatcher:
                 record,
                 reason,
                 text,
-                None if isinstance(e, _Rejected) else e,  # a rejection is no exception of theirs
+                None if isinstance(e, Rejected) else e,  # a rejection is no exception of theirs
                 target=target,
                 caller=caller,
                 typename=env.typename,
@@ -173,41 +179,57 @@ class Dispatcher:
             )
             return
 
+        ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
+        writes = [
+            (name, spec.specs[name].type.typename, value, ttl.ttl_ms.get(name))
+            for name, value in mutations.items()
+        ]
+        refresh = [(n, ttl.ttl_ms[n]) for n in ttl.after_call if n not in mutations]
+        outgoing = [(out.target, out.typed_value) for out in context.outgoing]
+        self.apply(partition, target, writes, refresh, outgoing, egress, timer_ops, now_ms)
+
+    def apply(
+        self,
+        partition: int,
+        target: Address,
+        writes: list[tuple[str, str, bytes | None, int | None]],
+        refresh: list[tuple[str, int]],
+        outgoing: list[tuple[Address, TypedValue]],
+        egress: list[_Egress],
+        timer_ops: list[tuple[bytes, bytes | None, int]] | tuple[()],
+        now_ms: int,
+    ) -> None:
+        """Apply one invocation's (or one remote batch's) checked effects to the transaction:
+        state writes ``(name, typename, value or None to delete, ttl ms or None)``, TTL refreshes
+        of unwritten ``expire_after_call`` states, messages (caller = ``target``), egress and
+        timer writes."""
+        ftype, fid = target.typename, target.id
         self.invocations += 1
         counts = self._metrics.invocations
         counts[ftype] = counts.get(ftype, 0) + 1
-        ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
-        for name, value in mutations.items():
+        store = self._store
+        for name, typename, value, ttl_ms in writes:
             key = encode_changelog_key(ftype, fid, name)
             if value is None:
                 store.put(partition, key, None)
             else:
-                ttl_ms = ttl.ttl_ms.get(name)
                 expire_at = now_ms + ttl_ms if ttl_ms else None
-                typename = spec.specs[name].type.typename
                 store.put(
                     partition, key, encode_changelog_value(typename, value, expire_at), expire_at
                 )
-        for name in ttl.after_call:  # expire_after_call: every invocation refreshes the value
-            if name not in mutations:
-                self._refresh(partition, encode_changelog_key(ftype, fid, name), now_ms, ttl)
+        for name, ttl_ms in refresh:
+            self._refresh(partition, encode_changelog_key(ftype, fid, name), now_ms, ttl_ms)
         for key, timer, due in timer_ops:
             if timer is None:
                 self._timers.cancel(partition, key)
             else:
                 self._timers.schedule(partition, key, timer, due)
         produce = self._txn.produce
-        for out in context.outgoing:
-            dest = out.target
+        for dest, argument in outgoing:
             produce(
                 self._topic,
                 encode_invocation(
-                    dest.typename,
-                    dest.id,
-                    ftype,
-                    fid,
-                    out.typed_value.typename,
-                    out.typed_value.value,
+                    dest.typename, dest.id, ftype, fid, argument.typename, argument.value
                 ),
                 dest.id.encode(),
                 partition_for_id(dest.id, self._partitions),
@@ -223,15 +245,14 @@ class Dispatcher:
         self._ttl[spec.typename] = plan
         return plan
 
-    def _refresh(self, partition: int, key: bytes, now_ms: int, ttl: _TtlPlan) -> None:
+    def _refresh(self, partition: int, key: bytes, now_ms: int, ttl_ms: int) -> None:
         raw = self._store.get(partition, key)
         if raw is None:
             return
         value = decode_changelog_value(raw)
         if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
             return  # already expired: the sweep deletes it
-        name = decode_changelog_key(key)[2]
-        expire_at = now_ms + ttl.ttl_ms[name]
+        expire_at = now_ms + ttl_ms
         self._store.put(
             partition,
             key,
@@ -239,7 +260,7 @@ class Dispatcher:
             expire_at,
         )
 
-    def _plan_timers(
+    def plan_timers(
         self,
         ops: list[DelayedMessage | CancelDelayed],
         sender: Address,
@@ -261,7 +282,7 @@ class Dispatcher:
             if token:
                 key = encode_timer_key(sender.typename, sender.id, token, False)
                 if pending.get(key, self._timers.get(partition, key) is not None):
-                    raise _Rejected(
+                    raise Rejected(
                         dl.DUPLICATE_TOKEN,
                         f"function '{sender}' scheduled a delayed message with cancellation "
                         f"token '{token}', which is still pending: cancel it first or use "
@@ -289,24 +310,24 @@ class Dispatcher:
             pending[key] = True
         return planned
 
-    def _resolve_egress(self, msg: EgressMessage) -> _Egress:
+    def resolve_egress(self, msg: EgressMessage) -> _Egress:
         if msg.typename not in self._egresses:
             declared = ", ".join(sorted(self._egresses)) or "none"
-            raise _Rejected(
+            raise Rejected(
                 dl.UNKNOWN_EGRESS,
                 f"egress '{msg.typename}' is not declared in module.yaml (declared: {declared}); "
                 "add an io.statefun.kafka.v1/egress document with that id",
             )
         tv = msg.typed_value
         if tv.typename != KAFKA_PRODUCER_RECORD_TYPENAME or tv.value is None:
-            raise _Rejected(
+            raise Rejected(
                 dl.UNKNOWN_EGRESS,
                 f"egress '{msg.typename}' is a Kafka egress and takes records built with "
                 f"kafka_egress_message(), got a value of type '{tv.typename}'",
             )
         topic, key, value = decode_kafka_producer_record(tv.value)
         if not self._topic_exists(topic):
-            raise _Rejected(
+            raise Rejected(
                 dl.UNKNOWN_EGRESS,
                 f"egress '{msg.typename}' names topic '{topic}', which does not exist; create it",
             )

@@ -44,6 +44,7 @@ from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.runtime.commit import Transaction, is_fenced
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
+from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.restore import ChangelogRestorer
@@ -74,11 +75,12 @@ class Worker:
         for ingress in self.module.ingresses:
             for t in ingress.topics:
                 for target in t.targets:
-                    if target not in registered:
+                    if target not in registered and self.module.endpoint_for(target) is None:
                         raise ConfigError(
                             f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', but "
                             f"no function of that type is registered (registered: "
-                            f"{', '.join(sorted(registered)) or 'none'})"
+                            f"{', '.join(sorted(registered)) or 'none'}) and no "
+                            "io.statefun.endpoints.v2/http document serves it"
                         )
             if ingress.consumer_group_id not in (None, self.settings.app_id):
                 log.warning(
@@ -188,6 +190,12 @@ class Worker:
         self.restorer = ChangelogRestorer(restore_consumer, self.topics.changelog, self.metrics)
         self.timer_restorer = ChangelogRestorer(restore_consumer, self.topics.timers, self.metrics)
         self.metrics.pending_timers = self.timers.pending_count
+        self.remote: RemoteInvoker | None = None
+        if self.module.endpoints:
+            self.remote = RemoteInvoker(self.module, self.dispatcher)
+            self.dispatcher.remote = self.remote
+            self.txn.on_abort.append(self.remote.abort)
+            self.metrics.remote_in_flight = self.remote.in_flight
         if s.metrics_port:
             self._start_health(admin)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
@@ -263,8 +271,21 @@ class Worker:
         s = self.settings
         txn = self.txn
         wait_s = self._fire_due()
-        if txn.is_open:
+        remote = self.remote
+        if remote is not None and not remote.idle:
+            try:
+                remote.poll()  # apply completed remote calls to the open transaction
+            except KafkaException as e:
+                self._failed(e, "applying remote results")
+                return
+            wait_s = 0.0
+        if remote is not None and remote.saturated:
+            remote.wait(0.05)  # back-pressure: consume nothing until calls complete
+            batch = []
+        elif txn.is_open:
             batch = self.consumer.consume(s.max_batch_records, timeout=0)
+            if not batch and remote is not None and not remote.idle:
+                remote.wait(0.01)
         else:
             first = self.consumer.poll(wait_s)
             batch = [] if first is None else [first]
@@ -289,11 +310,13 @@ class Worker:
             except KafkaException as e:
                 self._failed(e, "processing")
                 return
-        if txn.is_open and (
-            len(batch) < s.max_batch_records
-            or time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
-        ):
+        due = time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
+        if txn.is_open and (len(batch) < s.max_batch_records or due):
             try:
+                if remote is not None and not remote.idle:
+                    if not due:
+                        return  # commit once the calls whose records it covers complete
+                    remote.wait_idle()
                 txn.commit()
             except KafkaException as e:
                 self._failed(e, "commit")
@@ -357,8 +380,10 @@ class Worker:
         def finish_transaction() -> None:
             if txn.is_open and commit:
                 try:
+                    if self.remote is not None:
+                        self.remote.wait_idle(timeout_s=30)
                     txn.commit()
-                except KafkaException as e:  # aborted by commit(); the next owner redoes it
+                except (KafkaException, TimeoutError) as e:  # the next owner redoes it
                     log.warning("final commit failed: %s", e)
             if txn.is_open:
                 txn.abort(rewind=False)
@@ -370,6 +395,7 @@ class Worker:
             self.restorer.close,
             self.timer_restorer.close,
             self.dispatcher.close,
+            *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
             lambda: txn.producer.flush(10),
         ]
@@ -392,6 +418,8 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.txn.is_open:
             try:
+                if self.remote is not None:
+                    self.remote.wait_idle()
                 self.txn.commit()
             except KafkaException as e:
                 log.warning("commit on revoke failed, work will be redone: %s", e)

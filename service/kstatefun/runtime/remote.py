@@ -1,0 +1,258 @@
+"""Remote invocations: the worker's side of StateFun's request-reply protocol.
+
+Invocations of a function type served by an HTTP endpoint (module.yaml) go to the per-address
+batcher instead of running in-process; at most one request per address is in flight and what
+arrives meanwhile goes as the next batch. Completions are applied on the worker's thread, into
+the open transaction, exactly like an embedded invocation's effects (Dispatcher.apply). The
+worker commits only when nothing is in flight, so every consumed record's effects are in the
+transaction that commits its offset; an abort cancels what is in flight (the rewound records
+are offered again).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from confluent_kafka import Message as KafkaMessage
+
+from kstatefun.config.module import ModuleSpec
+from kstatefun.errors import DecodeError
+from kstatefun.model import Address, TypedValue
+from kstatefun.remote import (
+    AddressBatcher,
+    Batch,
+    BatchItem,
+    DelayedCancel,
+    ExpireMode,
+    MissingStates,
+    RemoteCallError,
+    RemoteProtocolError,
+    RemoteResult,
+    RemoteStateRegistry,
+    RemoteTransport,
+    build_ssl_context,
+    encode_batch,
+)
+from kstatefun.runtime import deadletters as dl
+from kstatefun.runtime.dispatcher import Dispatcher, Rejected
+from kstatefun.sdk.context import CancelDelayed, DelayedMessage
+from kstatefun.sdk.messages import EgressMessage, Message
+from kstatefun.wire.avro import decode_changelog_value, encode_changelog_key
+
+log = logging.getLogger(__name__)
+
+
+class RemoteInvoker:
+    def __init__(
+        self,
+        module: ModuleSpec,
+        dispatcher: Dispatcher,
+        max_in_flight: int = 256,
+        max_backlog: int = 10_000,
+    ) -> None:
+        self._module = module
+        self._dispatcher = dispatcher
+        for endpoint in module.endpoints:
+            build_ssl_context(endpoint.transport)  # a bad TLS path stops the worker at start
+        self._batcher = AddressBatcher(
+            self._batch_limit, max_in_flight=max_in_flight, max_backlog=max_backlog
+        )
+        self._registry = RemoteStateRegistry()
+        self._transport: RemoteTransport | None = None
+        self._sent: dict[int, tuple[Batch, list[str]]] = {}
+        self._served: dict[str, bool] = {}
+        # a failed batch of several invocations is retried one invocation at a time, so only
+        # the invocation that fails becomes a dead letter (StateFun fails the whole batch)
+        self._isolating: dict[Address, deque[BatchItem]] = {}
+        self._single_ids = itertools.count(1 << 48)
+
+    def _batch_limit(self, typename: str) -> int:
+        endpoint = self._module.endpoint_for(typename)
+        return endpoint.max_num_batch_requests if endpoint is not None else 1000
+
+    def serves(self, typename: str) -> bool:
+        served = self._served.get(typename)
+        if served is None:
+            served = self._served[typename] = self._module.endpoint_for(typename) is not None
+        return served
+
+    @property
+    def idle(self) -> bool:
+        return self._batcher.idle
+
+    @property
+    def saturated(self) -> bool:
+        return self._batcher.saturated
+
+    def in_flight(self) -> int:
+        return 0 if self._transport is None else self._transport.outstanding
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- offering and sending -----------------------------------------------------------------
+
+    def offer(
+        self, record: KafkaMessage, target: Address, caller: Address | None, argument: TypedValue
+    ) -> None:
+        batch = self._batcher.offer(target, BatchItem(caller, argument, ref=record))
+        if batch is not None:
+            self._send(batch)
+
+    def _send(self, batch: Batch) -> None:
+        if self._transport is None:
+            self._transport = RemoteTransport()
+        address = batch.address
+        partition = batch.items[0].ref.partition()
+        store = self._dispatcher.store
+        now_ms = int(time.time() * 1000)
+
+        def read(name: str) -> bytes | None:
+            raw = store.get(partition, encode_changelog_key(address.typename, address.id, name))
+            if raw is None:
+                return None
+            value = decode_changelog_value(raw)
+            if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
+                return None
+            return value.value
+
+        states = self._registry.attach(address.typename, read)
+        endpoint = self._module.endpoint_for(address.typename)
+        assert endpoint is not None
+        body = encode_batch(address, states, batch.invocations())
+        self._sent[batch.id] = (batch, [s.name for s in states])
+        self._transport.submit(
+            batch.id, endpoint.url_for(address.typename), body, endpoint.transport
+        )
+
+    # --- completions --------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Apply every completed request; returns how many completed."""
+        if self._transport is None:
+            return 0
+        done = self._transport.drain()
+        for c in done:
+            sent = self._sent.pop(c.request_id, None)
+            if sent is None:
+                continue  # cancelled by an abort
+            batch, attached = sent
+            address = batch.address
+            try:
+                if c.error is not None:
+                    raise c.error
+                if isinstance(c.reply, MissingStates):
+                    self._registry.register(address.typename, c.reply.specs, attached)
+                    self._send(batch)  # the same batch again, now with the states
+                    continue
+                assert isinstance(c.reply, RemoteResult)
+                self._apply(batch, c.reply)
+            except (RemoteCallError, RemoteProtocolError, Rejected, DecodeError) as e:
+                if len(batch.items) > 1:
+                    log.info(
+                        "remote batch failed, retrying its %d invocations one by one "
+                        "address=%s: %s",
+                        len(batch.items),
+                        address,
+                        e,
+                    )
+                    self._isolating[address] = deque(batch.items)
+                else:
+                    self._dead_letter(batch, e)
+            isolating = self._isolating.get(address)
+            if isolating:
+                self._send(Batch(next(self._single_ids), address, [isolating.popleft()]))
+                continue
+            self._isolating.pop(address, None)
+            following = self._batcher.complete(address)
+            if following is not None:
+                self._send(following)
+        return len(done)
+
+    def wait(self, timeout: float) -> None:
+        if self._transport is not None and self._transport.outstanding:
+            self._transport.wait(timeout)
+
+    def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Block until nothing is in flight or queued (before a commit)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._batcher.idle:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("remote requests still in flight")
+            self.wait(0.05)
+            self.poll()
+
+    def abort(self) -> None:
+        """The transaction aborted: forget everything in flight; the rewound records come
+        again and are offered anew."""
+        if self._transport is not None:
+            for request_id in self._sent:
+                self._transport.cancel(request_id)
+        self._sent.clear()
+        self._isolating.clear()
+        self._batcher.clear()
+
+    # --- applying -----------------------------------------------------------------------------
+
+    def _apply(self, batch: Batch, reply: RemoteResult) -> None:
+        address = batch.address
+        ftype = address.typename
+        registry = self._registry
+        registry.check_mutations(ftype, reply.mutations)
+        d = self._dispatcher
+        now_ms = int(time.time() * 1000)
+        last = batch.items[-1].ref
+        partition = last.partition()
+        egress = [d.resolve_egress(EgressMessage(e.egress, e.argument)) for e in reply.egress]
+        ops: list[DelayedMessage | CancelDelayed] = [
+            CancelDelayed(op.cancellation_token)
+            if isinstance(op, DelayedCancel)
+            else DelayedMessage(op.delay_ms, Message(op.target, op.argument), op.cancellation_token)
+            for op in reply.delayed
+        ]
+        timer_ops = d.plan_timers(ops, address, partition, last.offset(), now_ms) if ops else ()
+        writes = []
+        written = set()
+        for m in reply.mutations:
+            spec = registry.spec(ftype, m.name)
+            ttl = spec.expire_after_ms if spec and spec.expire_mode != ExpireMode.NONE else None
+            typename = m.typename or (spec.typename if spec else "")
+            writes.append((m.name, typename, m.value, ttl or None))
+            written.add(m.name)
+        refresh = [
+            (s.name, s.expire_after_ms)
+            for s in registry.specs(ftype)
+            if s.expire_mode == ExpireMode.AFTER_INVOKE
+            and s.expire_after_ms
+            and s.name not in written
+        ]
+        outgoing = [(o.target, o.argument) for o in reply.outgoing]
+        d.apply(partition, address, writes, refresh, outgoing, egress, timer_ops, now_ms)
+        if len(batch.items) > 1:  # one call, several invocations: count them all
+            counts = d.metrics.invocations
+            counts[ftype] = counts.get(ftype, 0) + len(batch.items) - 1
+
+    def _dead_letter(self, batch: Batch, error: Exception) -> None:
+        if isinstance(error, Rejected):
+            reason = error.reason
+        elif isinstance(error, DecodeError):
+            reason = dl.UNDECODABLE_VALUE
+        else:
+            reason = dl.REMOTE_ERROR
+        for item in batch.items:
+            record: Any = item.ref
+            self._dispatcher.dead_letters.write(
+                record,
+                reason,
+                f"remote function '{batch.address}': {error}",
+                None if isinstance(error, Rejected) else error,
+                target=batch.address,
+                caller=item.caller,
+                typename=item.argument.typename,
+                value=item.argument.value,
+            )

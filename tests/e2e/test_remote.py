@@ -1,0 +1,171 @@
+"""Remote functions on a real broker, served by the real StateFun Python SDK 3.3.0 (its own
+virtualenv): state, remote↔embedded messaging, Kafka egress from a remote function, delayed
+messages, a raising function, and exactly-once under kill -9."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from kstatefun.wire.avro import decode_dead_letter
+from tests.harness import App, check_exactly_once, keyed_events, produce_events, read_committed
+from tests.remote import sdk_env
+
+pytestmark = pytest.mark.kafka
+
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "remote" / "sdk_kafka_app.py"
+
+MODULE = """\
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: remote/*
+  urlPathTemplate: {url}
+  transport:
+    type: io.statefun.transports.v1/async
+    call: 3s
+---
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: test/in
+  startupPosition:
+    type: earliest
+  topics:
+    - topic: {ingress}
+      valueType: test/Event
+      targets:
+        - {target}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: test/out
+---
+kind: io.kstatefun.v1/embedded
+spec:
+  functions:
+    - tests.apps.counting:functions
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk_app():
+    try:
+        python = sdk_env.ensure_sdk_venv()
+    except sdk_env.SdkEnvError as e:
+        pytest.fail(str(e), pytrace=False)
+    with sdk_env.sdk_server(python, script=APP_SCRIPT) as server:
+        yield server
+
+
+def make_remote_app(kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, target, egress):
+    ingress = create_topic(unique_name("in"), partitions=4)
+    module = tmp_path / "module.yaml"
+    module.write_text(MODULE.format(url=sdk_app.url("statefun"), ingress=ingress, target=target))
+    return App(kafka_bootstrap, unique_name("app"), ingress, egress, module)
+
+
+@pytest.fixture
+def remote_out(create_topic, kafka_admin):
+    if "remote-e2e-out" not in kafka_admin.list_topics(timeout=10).topics:
+        create_topic("remote-e2e-out", partitions=4)
+    return "remote-e2e-out"
+
+
+def test_remote_counter_to_embedded_sink_is_exactly_once_under_kill(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
+):
+    egress = create_topic(unique_name("out"), partitions=4)
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/counter", egress
+    )
+    events, expected = keyed_events(keys=12, per_key=40)
+    events.insert(100, (b"k3", json.dumps({"seq": -1, "boom": True}).encode()))
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    try:
+        time.sleep(3)
+        app.kill_worker("w1")  # kill -9 mid-stream
+        app.start_worker("w1")
+        records = read_committed(app.bootstrap, egress, len(events) - 1, timeout=120)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        letters = read_committed_dead_letters(app)
+    finally:
+        app.stop_all()
+    assert [(d["reason"], d["target_type"], d["target_id"]) for d in letters] == [
+        ("remote-error", "remote/counter", "k3")
+    ], letters
+    assert "500" in letters[0]["message"]
+
+
+def read_committed_dead_letters(app):
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(
+        {"bootstrap.servers": app.bootstrap, "group.id": "dl", "isolation.level": "read_committed"}
+    )
+    c.assign([TopicPartition(f"{app.app_id}-dead-letters", 0, 0)])
+    out = [decode_dead_letter(m.value()) for m in c.consume(100, timeout=5) if not m.error()]
+    c.close()
+    return out
+
+
+def test_embedded_to_remote_sink_writes_kafka_egress_from_the_sdk(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, remote_out
+):
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "test/counter", remote_out
+    )
+    app.env["TEST_SINK"] = "remote/sink"
+    prefix = unique_name("k")[-12:]  # remote-e2e-out is shared: keys unique to this test
+    events, expected = keyed_events(keys=6, per_key=10)
+    events = [(prefix.encode() + k, v) for k, v in events]
+    expected = {prefix + k: v for k, v in expected.items()}
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    try:
+        records = [
+            (k, v)
+            for k, v in read_committed(app.bootstrap, remote_out, len(events), timeout=90, settle=1)
+            if k.startswith(prefix)
+        ]
+    finally:
+        app.stop_all()
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+
+
+def test_remote_send_after_and_cancel(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, remote_out
+):
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/later", remote_out
+    )
+    key = unique_name("t")[-16:]
+    produce_events(
+        app.bootstrap,
+        app.ingress,
+        [
+            (f"{key}a".encode(), json.dumps({"seq": 1, "delay_ms": 500}).encode()),
+            (f"{key}b".encode(), json.dumps({"seq": 2, "delay_ms": 1500, "token": "x"}).encode()),
+            (f"{key}b".encode(), json.dumps({"cancel": "x"}).encode()),
+            (f"{key}c".encode(), json.dumps({"seq": 3, "delay_ms": 800, "token": "y"}).encode()),
+        ],
+    )
+    app.start_worker("w1")
+    try:
+        deadline = time.monotonic() + 60
+        records = []
+        while len(records) < 2 and time.monotonic() < deadline:
+            records = [
+                v
+                for k, v in read_committed(app.bootstrap, remote_out, 10**9, timeout=1)
+                if k.startswith(key)
+            ]
+        time.sleep(2)  # the cancelled one would be due 1.5 s after scheduling
+        records = [
+            v
+            for k, v in read_committed(app.bootstrap, remote_out, 10**9, timeout=2)
+            if k.startswith(key)
+        ]
+    finally:
+        app.stop_all()
+    assert sorted(records) == [f"{key}a:1:1", f"{key}c:1:3"], app.all_logs()

@@ -1,0 +1,112 @@
+"""StateFun SDK functions for the end-to-end tests on Kafka (tests/e2e/test_remote.py), written
+with the real SDK exactly as a StateFun user would, in its own virtualenv:
+
+    python sdk_kafka_app.py --port 0     # prints "LISTENING <port>"
+
+- ``remote/counter``: state ``count``; for each ``test/Event`` JSON it counts and messages
+  ``test/sink`` (an embedded kstatefun function) with ``{"count", "seq"}``. ``{"boom": true}``
+  raises.
+- ``remote/sink``: takes ``test/Counted`` JSON from an embedded function and writes
+  ``"<id>:<count>:<seq>"`` to Kafka egress ``test/out``, topic ``remote-e2e-out``.
+- ``remote/later``: ``send_after`` to ``remote/sink`` (``{"delay_ms", "seq", "token"}``), or
+  ``cancel_delayed_message`` with ``{"cancel": token}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from datetime import timedelta
+
+from aiohttp import web
+from statefun import (
+    IntType,
+    RequestReplyHandler,
+    StatefulFunctions,
+    ValueSpec,
+    kafka_egress_message,
+    make_json_type,
+    message_builder,
+)
+
+EVENT = make_json_type("test/Event")
+COUNTED = make_json_type("test/Counted")
+EGRESS_TOPIC = "remote-e2e-out"
+
+functions = StatefulFunctions()
+
+
+@functions.bind(typename="remote/counter", specs=[ValueSpec(name="count", type=IntType)])
+def counter(context, message):
+    event = message.as_type(EVENT)
+    if event.get("boom"):
+        raise ValueError("boom requested by the test")
+    count = (context.storage.count or 0) + 1
+    context.storage.count = count
+    context.send(
+        message_builder(
+            "test/sink",
+            context.address.id,
+            value={"count": count, "seq": event["seq"]},
+            value_type=COUNTED,
+        )
+    )
+
+
+@functions.bind(typename="remote/sink")
+def sink(context, message):
+    counted = message.as_type(COUNTED)
+    context.send_egress(
+        kafka_egress_message(
+            typename="test/out",
+            topic=EGRESS_TOPIC,
+            key=context.address.id,
+            value=f"{context.address.id}:{counted['count']}:{counted['seq']}",
+        )
+    )
+
+
+@functions.bind(typename="remote/later")
+def later(context, message):
+    event = message.as_type(EVENT)
+    if "cancel" in event:
+        context.cancel_delayed_message(event["cancel"])
+        return
+    context.send_after(
+        timedelta(milliseconds=event["delay_ms"]),
+        message_builder(
+            "remote/sink",
+            context.address.id,
+            value={"count": 1, "seq": event["seq"]},
+            value_type=COUNTED,
+        ),
+        event.get("token", ""),
+    )
+
+
+handler = RequestReplyHandler(functions)
+
+
+async def handle(request: web.Request) -> web.Response:
+    reply = await handler.handle_async(await request.read())
+    return web.Response(body=reply, content_type="application/octet-stream")
+
+
+async def main(port: int) -> None:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    await web.SockSite(runner, sock).start()
+    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(main(parser.parse_args().port))
