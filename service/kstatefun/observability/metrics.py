@@ -58,6 +58,9 @@ class WorkerMetrics:
     restore_read: dict[tuple[str, int], int] = field(default_factory=dict)
     restore_total: dict[tuple[str, int], int] = field(default_factory=dict)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    remote_call_latency: Histogram = field(default_factory=Histogram)
+    remote_retries: int = 0
+    remote_failures: int = 0
     pending_timers: Callable[[], int] = _zero
     remote_in_flight: Callable[[], int] = _zero
 
@@ -163,6 +166,27 @@ class WorkerCollector:
             "Records behind the end, per consumed partition",
             ["topic", "partition"],
             [(t, str(p), v) for (t, p), v in dict(m.lag).items()],
+        )
+        r = HistogramMetricFamily(
+            "kstatefun_remote_call_latency_seconds",
+            "Duration of a remote function call, retries included",
+            labels=keys,
+        )
+        r.add_metric(
+            list(base.values()), m.remote_call_latency.buckets(), m.remote_call_latency.sum
+        )
+        yield r
+        yield counter(
+            "kstatefun_remote_retries",
+            "Remote function call attempts beyond the first",
+            [],
+            [(m.remote_retries,)],
+        )
+        yield counter(
+            "kstatefun_remote_failures",
+            "Remote function calls that failed past their budget or permanently",
+            [],
+            [(m.remote_failures,)],
         )
         yield gauge(
             "kstatefun_pending_timers", "Delayed messages waiting", [], [(m.pending_timers(),)]

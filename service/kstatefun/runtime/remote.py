@@ -143,6 +143,11 @@ class RemoteInvoker:
                 continue  # cancelled by an abort
             batch, attached = sent
             address = batch.address
+            metrics = self._dispatcher.metrics
+            metrics.remote_call_latency.observe(c.elapsed_ms / 1000)
+            metrics.remote_retries += max(0, c.attempts - 1)
+            if c.error is not None:
+                metrics.remote_failures += 1
             try:
                 if c.error is not None:
                     raise c.error
