@@ -12,11 +12,26 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, NoReturn
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from kstatefun.errors import ConfigError
+from kstatefun.kafka.clients import (
+    REDACTED,
+    SECURITY_PROPERTIES,
+    KafkaProperties,
+    is_sensitive,
+    redacted,
+    security_properties,
+)
 
 __all__ = ["CLI_FLAGS", "ENV_PREFIX", "Settings", "env_var", "load_settings"]
 
@@ -46,6 +61,30 @@ _NAME_RE: Final = re.compile(r"[a-zA-Z0-9._-]+")
 _NAME_MAX: Final = 200
 _FUNCTION_REF_RE: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
+# Kafka security: the secret settings, the file each may come from instead, and the settings
+# that only make sense with SASL or with TLS.
+_SECRET_FILES: Final = {
+    "sasl_password": "sasl_password_file",
+    "ssl_key_password": "ssl_key_password_file",
+}
+_SECRET_SETTINGS: Final = frozenset(_SECRET_FILES)
+_SASL_SETTINGS: Final = ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_file")
+_SSL_SETTINGS: Final = (
+    "ssl_ca_location",
+    "ssl_certificate_location",
+    "ssl_key_location",
+    "ssl_key_password",
+    "ssl_key_password_file",
+    "ssl_endpoint_identification_algorithm",
+)
+_SECURITY_SETTINGS: Final = (
+    "security_protocol",
+    *_SASL_SETTINGS,
+    *_SSL_SETTINGS,
+    "kafka_secret_files",
+)
+_PASSWORD_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 
 def env_var(setting: str) -> str:
     """The environment variable that sets ``setting``, e.g. ``KSTATEFUN_APP_ID``."""
@@ -54,6 +93,42 @@ def env_var(setting: str) -> str:
 
 def _fail(message: str) -> NoReturn:
     raise PydanticCustomError("kstatefun", "{message}", {"message": message})
+
+
+def _fail_setting(name: str, message: str) -> NoReturn:
+    """An error about setting ``name`` raised while validating another field."""
+    raise PydanticCustomError(
+        "kstatefun_setting", "{message}", {"message": f"{_describe_setting(name)}: {message}"}
+    )
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"{path} is not a file" + ("" if path.exists() else " (it does not exist)")
+    if not os.access(path, os.R_OK):
+        return f"{path} is not readable by this process"
+    return None
+
+
+def _check_file(path: Path) -> Path:
+    problem = _file_problem(path)
+    if problem:
+        _fail(problem)
+    return path
+
+
+def _read_secret(name: str, path: Path) -> str:
+    """A secret file's text without its final line break; never echoes the content."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail_setting(name, f"{path} is not UTF-8 text")
+    except OSError as e:
+        _fail_setting(name, f"cannot read {path}: {e.strerror}")
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        _fail_setting(name, f"{path} is empty")
+    return secret
 
 
 def _default_instance_id() -> str:
@@ -88,6 +163,22 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     metrics_port: int = Field(0, ge=0, le=65_535)
     metrics_host: str = "127.0.0.1"
+    # Kafka security (kafka/clients.py maps them to librdkafka properties). Declared before
+    # kafka_properties, whose validator merges them in.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None
+    ) = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = None
+    ssl_endpoint_identification_algorithm: Literal["https", "none"] | None = None
+    kafka_secret_files: dict[str, Path] = Field(default_factory=dict)
     kafka_properties: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("functions", mode="before")
@@ -138,13 +229,58 @@ class Settings(BaseSettings):
             _fail(f"'{value}' is not one of: {', '.join(LOG_LEVELS)}")
         return level
 
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("ssl_endpoint_identification_algorithm", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "ssl_certificate_location",
+        "ssl_key_location",
+        "sasl_password_file",
+        "ssl_key_password_file",
+    )
+    @classmethod
+    def _check_files(cls, value: Path | None) -> Path | None:
+        return None if value is None else _check_file(value)
+
+    @field_validator("ssl_ca_location")
+    @classmethod
+    def _check_ca(cls, value: Path | None) -> Path | None:
+        # 'probe': librdkafka looks for the system's CA certificates itself.
+        return value if value is None or str(value) == "probe" else _check_file(value)
+
+    @field_validator("sasl_username")
+    @classmethod
+    def _check_username(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            _fail("is blank")
+        return value
+
+    @field_validator("kafka_secret_files")
+    @classmethod
+    def _check_secret_files(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for prop, path in value.items():
+            if prop in SECURITY_PROPERTIES.values():
+                name = next(n for n, p in SECURITY_PROPERTIES.items() if p == prop)
+                _fail(f"'{prop}' has a setting of its own: use {env_var(name)}")
+            problem = _file_problem(path)
+            if problem:
+                _fail(f"['{prop}'] {problem}")
+        return value
+
     @field_validator("kafka_properties", mode="before")
     @classmethod
     def _stringify_properties(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             _fail(
                 'expected a JSON object of librdkafka properties, e.g. {"linger.ms": "5"}, '
-                f"got {value!r}"
+                f"got a JSON {type(value).__name__}"
             )
         out: dict[str, str] = {}
         for key, raw in value.items():
@@ -153,8 +289,43 @@ class Settings(BaseSettings):
             elif isinstance(raw, int | float | str):
                 out[str(key)] = str(raw)
             else:
-                _fail(f"property '{key}' needs a plain value (text or number), got {raw!r}")
+                shown = REDACTED if is_sensitive(str(key)) else repr(raw)
+                _fail(f"property '{key}' needs a plain value (text or number), got {shown}")
         return out
+
+    @field_validator("kafka_properties")
+    @classmethod
+    def _add_security_properties(
+        cls, value: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        """Merge the security settings and secret files into the properties every client gets;
+        check that together they make sense. Secrets stay out of repr() (KafkaProperties)."""
+        data = info.data
+        if any(name not in data for name in _SECURITY_SETTINGS):
+            return KafkaProperties(value)  # a security setting is invalid; that error is reported
+        given = {name: data[name] for name in _SECURITY_SETTINGS if data[name]}
+        for secret, file_setting in _SECRET_FILES.items():
+            if secret in given and file_setting in given:
+                _fail_setting(
+                    file_setting,
+                    f"{secret} ({env_var(secret)}) is set too: give the secret one way",
+                )
+            if file_setting in given:
+                given[secret] = SecretStr(_read_secret(file_setting, given[file_setting]))
+        mapped = security_properties(given)
+        for prop, path in given.get("kafka_secret_files", {}).items():
+            mapped[prop] = _read_secret("kafka_secret_files", path)
+        for prop in mapped:
+            if prop in value:
+                name = next((n for n, p in SECURITY_PROPERTIES.items() if p == prop), None)
+                source = _describe_setting(name) if name else f"kafka_secret_files ['{prop}']"
+                _fail_setting(
+                    "kafka_properties",
+                    f"'{prop}' is also set by {source}: set it in one place",
+                )
+        merged = KafkaProperties({**value, **mapped})
+        _check_security(given, merged)
+        return merged
 
     @model_validator(mode="after")
     def _check_timeouts(self) -> Settings:
@@ -173,6 +344,72 @@ class Settings(BaseSettings):
         return self
 
 
+def _check_security(given: dict[str, Any], props: dict[str, str]) -> None:
+    """Settings that librdkafka would ignore or reject only at connection time."""
+    protocol = props.get("security.protocol", "PLAINTEXT").upper()
+    mechanism = props.get("sasl.mechanism", "GSSAPI").upper()
+    sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+    where = (
+        "security_protocol"
+        if "security_protocol" in given
+        else "kafka_properties ['security.protocol']"
+        if "security.protocol" in props
+        else "the default"
+    )
+    env = env_var("security_protocol")
+    for name in _SASL_SETTINGS:
+        if name in given and not sasl:
+            _fail_setting(
+                name,
+                f"needs security_protocol SASL_SSL or SASL_PLAINTEXT ({env}), "
+                f"but {where} is {protocol}",
+            )
+    for name in _SSL_SETTINGS:
+        if name in given and not tls:
+            _fail_setting(
+                name,
+                f"needs security_protocol SSL or SASL_SSL ({env}), but {where} is {protocol}",
+            )
+    for name in ("sasl_username", "sasl_password", "sasl_password_file"):
+        if name in given and mechanism not in _PASSWORD_MECHANISMS:
+            set_by = "sasl_mechanism" if "sasl.mechanism" in props else "librdkafka's default"
+            _fail_setting(
+                name,
+                f"is used only by the mechanisms {', '.join(_PASSWORD_MECHANISMS)}, but "
+                f"{set_by} is {mechanism}: set sasl_mechanism ({env_var('sasl_mechanism')})",
+            )
+    if sasl and mechanism in _PASSWORD_MECHANISMS:
+        if "sasl.username" not in props:
+            _fail_setting("sasl_username", f"sasl_mechanism {mechanism} needs a user name")
+        if "sasl.password" not in props:
+            _fail_setting(
+                "sasl_password",
+                f"sasl_mechanism {mechanism} needs a password: set {env_var('sasl_password')} "
+                f"or {env_var('sasl_password_file')}",
+            )
+        if mechanism == "PLAIN" and not tls:
+            log.warning(
+                "sasl_mechanism=PLAIN over %s sends the Kafka password unencrypted; "
+                "use security_protocol=SASL_SSL",
+                protocol,
+            )
+    if ("ssl.certificate.location" in props) != ("ssl.key.location" in props):
+        _fail_setting(
+            "ssl_key_location"
+            if "ssl.certificate.location" in props
+            else "ssl_certificate_location",
+            "ssl_certificate_location and ssl_key_location go together (the client certificate "
+            "and its private key, PEM): set both or neither",
+        )
+    if ("ssl_key_password" in given or "ssl_key_password_file" in given) and (
+        "ssl.key.location" not in props
+    ):
+        _fail_setting(
+            "ssl_key_password",
+            "is the password of ssl_key_location's private key, which is not set",
+        )
+
+
 def _describe_setting(name: str) -> str:
     flag = CLI_FLAGS.get(name)
     return f"setting '{name}' ({env_var(name)}" + (f", {flag})" if flag else ")")
@@ -187,7 +424,11 @@ def _translate(error: Any) -> str:
     where = _describe_setting(name)
     if len(loc) > 1:
         where += f" [{'.'.join(str(p) for p in loc[1:])}]"
-    got = error.get("input")
+    got = REDACTED if name in _SECRET_SETTINGS else error.get("input")
+    if name == "kafka_properties" and isinstance(got, dict):
+        got = redacted(got)
+    if kind == "kstatefun_setting":
+        return str(ctx["message"])
     if kind == "kstatefun":
         return f"{where}: {ctx['message']}"
     if kind == "greater_than_equal":

@@ -5,5 +5,6 @@ The broker is Apache Kafka run from its Maven Central jars with the JDK on PATH;
 
 from kstatefun.devkafka.broker import LocalKafka
 from kstatefun.devkafka.foreground import run_foreground
+from kstatefun.devkafka.security import SaslSslConfig
 
-__all__ = ["LocalKafka", "run_foreground"]
+__all__ = ["LocalKafka", "SaslSslConfig", "run_foreground"]

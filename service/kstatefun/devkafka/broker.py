@@ -2,7 +2,7 @@
 
 The broker binds to 127.0.0.1 only and keeps everything in one data directory::
 
-    <data_dir>/server.properties   written on every start
+    <data_dir>/server.properties   written on every start (mode 0600 with a SASL_SSL listener)
     <data_dir>/kafka-logs/         log.dirs; formatted once (meta.properties marks it)
     <data_dir>/broker.log          log4j2: WARN and above, plus "Kafka Server started"
     <data_dir>/broker.out          the JVM's own stdout/stderr (crashes, bad options)
@@ -31,9 +31,16 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from kstatefun.devkafka.jars import KafkaRuntime, ensure_runtime
+from kstatefun.devkafka.security import LISTENER, SCRAM_ITERATIONS, SaslSslConfig
 from kstatefun.errors import DevKafkaError
 
 logger = logging.getLogger(__name__)
@@ -156,16 +163,32 @@ class LocalKafka:
 
     The data directory survives stop(), kill() and restart(); it is formatted only when it holds
     no ``meta.properties``. Port 0 picks a free port once, kept across restarts.
+
+    With ``sasl_ssl`` the broker also listens for SASL_SSL (SCRAM over TLS) on
+    ``sasl_ssl_bootstrap_servers``; ``bootstrap_servers`` stays PLAINTEXT. Its SCRAM users are
+    created when the storage is formatted, or through the Admin API when the data directory was
+    formatted before.
     """
 
-    def __init__(self, data_dir: Path, port: int = 0, controller_port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 0,
+        controller_port: int = 0,
+        *,
+        sasl_ssl: SaslSslConfig | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
-        picked = iter(free_ports(2))
+        picked = iter(free_ports(3))
         self.port = port or next(picked)
         self.controller_port = controller_port or next(picked)
-        if self.port == self.controller_port:
+        self.sasl_ssl = sasl_ssl
+        self.sasl_ssl_port = (sasl_ssl.port or next(picked)) if sasl_ssl is not None else None
+        ports = [p for p in (self.port, self.controller_port, self.sasl_ssl_port) if p]
+        if len(set(ports)) != len(ports):
             raise DevKafkaError(
-                f"port and controller_port are both {self.port}: give the controller another port"
+                f"port, controller_port and the SASL_SSL port must differ, got {ports}: give "
+                "each listener its own port"
             )
         self._process: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
@@ -176,6 +199,13 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:PORT``, for clients' ``bootstrap.servers``."""
         return f"{HOST}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """``127.0.0.1:PORT`` of the SASL_SSL listener; DevKafkaError without ``sasl_ssl``."""
+        if self.sasl_ssl_port is None:
+            raise DevKafkaError("this LocalKafka was created without sasl_ssl")
+        return f"{HOST}:{self.sasl_ssl_port}"
 
     @property
     def pid(self) -> int | None:
@@ -206,10 +236,12 @@ class LocalKafka:
         self._runtime = runtime
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties = self.data_dir / "server.properties"
-        properties.write_text(_render_properties(self._settings()))
-        for port in (self.port, self.controller_port):
-            _check_port_free(port)
-        if not (self.data_dir / _LOG_DIRS / "meta.properties").exists():
+        _write_properties(properties, self._settings(), private=self.sasl_ssl is not None)
+        for port in (self.port, self.controller_port, self.sasl_ssl_port):
+            if port is not None:
+                _check_port_free(port)
+        formatted_before = (self.data_dir / _LOG_DIRS / "meta.properties").exists()
+        if not formatted_before:
             self._format(runtime, properties)
 
         started = time.monotonic()
@@ -235,6 +267,8 @@ class LocalKafka:
         _running_brokers.add(self)
         try:
             wait_until_ready(self.bootstrap_servers, timeout, still_starting=self._check_alive)
+            if self.sasl_ssl is not None and formatted_before:
+                self._upsert_scram_users(self.sasl_ssl, timeout)
         except TimeoutError as e:
             self.kill()
             raise DevKafkaError(
@@ -310,24 +344,57 @@ class LocalKafka:
         return f"LocalKafka({self.bootstrap_servers}, data_dir={self.data_dir}, pid={self.pid})"
 
     def _settings(self) -> dict[str, str]:
+        listeners = f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+        advertised = f"PLAINTEXT://{HOST}:{self.port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        security: dict[str, str] = {}
+        if self.sasl_ssl is not None and self.sasl_ssl_port is not None:
+            listeners += f",{LISTENER}://{HOST}:{self.sasl_ssl_port}"
+            advertised += f",{LISTENER}://{HOST}:{self.sasl_ssl_port}"
+            protocols += f",{LISTENER}:{LISTENER}"
+            security = self.sasl_ssl.broker_properties()
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": listeners,
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": protocols,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir / _LOG_DIRS),
             **TUNING,
+            **security,
         }
+
+    def _upsert_scram_users(self, config: SaslSslConfig, timeout: float) -> None:
+        """Create or update the SCRAM users through the PLAINTEXT listener (KIP-554)."""
+        admin_config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": logging.getLogger(f"{__name__}.client"),
+        }
+        admin = AdminClient(admin_config)
+        mechanism = ScramMechanism[config.mechanism.replace("-", "_")]
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(
+                name, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS), password.encode("utf-8")
+            )
+            for name, password in config.users.items()
+        ]
+        futures = admin.alter_user_scram_credentials(upserts, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+            except KafkaException as e:
+                raise DevKafkaError(f"creating SCRAM user {name!r} failed: {e}") from e
+        logger.info("kafka SCRAM users upserted users=%s", ",".join(config.users))
 
     def _format(self, runtime: KafkaRuntime, properties: Path) -> None:
         cluster_id = new_cluster_id()
+        scram = self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []
         command = runtime.java_command(
             "kafka.tools.StorageTool",
-            ["format", "-t", cluster_id, "-c", str(properties)],
+            ["format", "-t", cluster_id, "-c", str(properties), *scram],
             log_file=self.log_file,
             jvm_options=("-Xmx256m", "-XX:TieredStopAtLevel=1"),
         )
@@ -386,6 +453,18 @@ def _render_properties(settings: Mapping[str, str]) -> str:
     lines = ["# Written by kstatefun.devkafka on every start; edits are overwritten."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _write_properties(path: Path, settings: Mapping[str, str], *, private: bool) -> None:
+    """Write server.properties; ``private`` (it holds keystore passwords): owner-only, 0600."""
+    text = _render_properties(settings)
+    if not private:
+        path.write_text(text)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the file may exist from a start without sasl_ssl
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _check_port_free(port: int) -> None:

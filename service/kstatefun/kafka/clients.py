@@ -2,11 +2,79 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
+
+from pydantic import SecretStr
+
+REDACTED: Final = "**********"
+
+SECURITY_PROPERTIES: Final[dict[str, str]] = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password": "sasl.password",
+    "ssl_ca_location": "ssl.ca.location",
+    "ssl_certificate_location": "ssl.certificate.location",
+    "ssl_key_location": "ssl.key.location",
+    "ssl_key_password": "ssl.key.password",
+    "ssl_endpoint_identification_algorithm": "ssl.endpoint.identification.algorithm",
+}
+"""Each first-class security setting (config/settings.py) and the librdkafka property it sets."""
+
+# Properties whose values are secrets: passwords, private keys, OAuth client secrets, and the
+# two free-form configs that may embed one.
+_SENSITIVE = re.compile(r"password|secret|passphrase|key\.pem$|^ssl_key$|jaas|oauthbearer\.config$")
+
+
+def is_sensitive(prop: str) -> bool:
+    """True for a librdkafka property whose value must never be logged."""
+    return _SENSITIVE.search(prop.lower()) is not None
+
+
+class KafkaProperties(dict[str, str]):
+    """librdkafka properties whose secret values are hidden from ``repr``/``str`` (and so from
+    every log line and error message that formats them); lookups return the real values."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redacted(self))
+
+    __str__ = __repr__
+
+
+def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client configuration that can be logged: secrets replaced by asterisks."""
+    return {key: REDACTED if is_sensitive(key) else value for key, value in conf.items()}
+
+
+def security_properties(settings: Mapping[str, Any]) -> KafkaProperties:
+    """The librdkafka properties that the security settings given (not None) map to.
+
+    ``settings`` maps setting names of :data:`SECURITY_PROPERTIES` to values (str, Path,
+    SecretStr); config/settings.py merges the result into ``Settings.kafka_properties``,
+    which every client's configuration starts from (:func:`base_config`).
+    """
+    out = KafkaProperties()
+    for name, prop in SECURITY_PROPERTIES.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        out[prop] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return out
 
 
 def base_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """What every client's configuration starts from: the brokers, then ``extra``.
+
+    ``extra`` is ``Settings.kafka_properties``: KSTATEFUN_KAFKA_PROPERTIES, the secret files of
+    KSTATEFUN_KAFKA_SECRET_FILES and the properties of the security settings
+    (:data:`SECURITY_PROPERTIES`), so the admin client, the transactional producer, the group
+    and restore consumers and the CLI tools all connect the same way. The result holds secrets
+    in the clear for librdkafka: log it only through :func:`redacted`.
+    """
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
     conf.update(extra)
     return conf
