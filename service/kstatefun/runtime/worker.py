@@ -137,8 +137,15 @@ class Worker:
         extra = s.kafka_properties
         admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
-        require_topics_exist(admin, ingress_topics, "ingress")
-        ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
+        try:
+            require_topics_exist(admin, ingress_topics, "ingress")
+            ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
+        except KafkaException as e:
+            raise ConfigError(
+                f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
+                "Check --bootstrap-servers and the security settings (security_protocol, "
+                "sasl_*, ssl_*); librdkafka's log lines above name the cause"
+            ) from e
         self._admin = admin
         self._known_topics: set[str] = set()
 
