@@ -56,6 +56,33 @@ class _TtlPlan:
     after_call: tuple[str, ...]  # states whose TTL every invocation refreshes
 
 
+class DueTimerRecord:
+    """A fired delayed message delivered straight to a target this worker owns, in the
+    transaction that fires it (no round trip through <app>-invocations). Quacks like the
+    consumed record the dispatcher otherwise gets."""
+
+    __slots__ = ("_topic", "_partition", "_key", "_value", "origin")
+
+    def __init__(self, topic: str, partition: int, key: bytes, value: bytes, origin: str) -> None:
+        self._topic, self._partition, self._key, self._value = topic, partition, key, value
+        self.origin = origin
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return -1  # not a record of its own: the timer's tombstone commits with it
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+
 class Rejected(Exception):
     """An invocation's effects cannot be applied; carries the dead-letter reason."""
 
@@ -153,7 +180,13 @@ class Dispatcher:
             mutations = storage_mutations(storage)
             egress = [self.resolve_egress(e) for e in context.egress]
             timer_ops = (
-                self.plan_timers(context.delayed, target, partition, record.offset(), now_ms)
+                self.plan_timers(
+                    context.delayed,
+                    target,
+                    partition,
+                    getattr(record, "origin", None) or f"{partition}-{record.offset()}",
+                    now_ms,
+                )
                 if context.delayed
                 else ()
             )
@@ -265,11 +298,13 @@ class Dispatcher:
         ops: list[DelayedMessage | CancelDelayed],
         sender: Address,
         partition: int,
-        offset: int,
+        origin: str,
         now_ms: int,
     ) -> list[tuple[bytes, bytes | None, int]]:
         """Timer writes of one invocation, in call order, checked before anything applies: a
-        token that is still pending cannot be scheduled again (the invocation is rejected)."""
+        token that is still pending cannot be scheduled again (the invocation is rejected).
+        ``origin`` identifies the invocation uniquely and the same on a replay (e.g.
+        "<partition>-<offset>" of its record); timers without a token are keyed by it."""
         planned: list[tuple[bytes, bytes | None, int]] = []
         pending: dict[bytes, bool] = {}  # this invocation's own schedules and cancels
         for i, op in enumerate(ops):
@@ -289,9 +324,7 @@ class Dispatcher:
                         "another token",
                     )
             else:  # unique and deterministic: a replay after an abort writes the same key
-                key = encode_timer_key(
-                    sender.typename, sender.id, f"{partition}-{offset}-{i}", True
-                )
+                key = encode_timer_key(sender.typename, sender.id, f"{origin}-{i}", True)
             due = now_ms + op.delay_ms
             m = op.message
             planned.append(

@@ -220,7 +220,8 @@ class RemoteInvoker:
             else DelayedMessage(op.delay_ms, Message(op.target, op.argument), op.cancellation_token)
             for op in reply.delayed
         ]
-        timer_ops = d.plan_timers(ops, address, partition, last.offset(), now_ms) if ops else ()
+        origin = getattr(last, "origin", None) or f"{partition}-{last.offset()}"
+        timer_ops = d.plan_timers(ops, address, partition, origin, now_ms) if ops else ()
         writes = []
         written = set()
         for m in reply.mutations:

@@ -12,6 +12,7 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -43,7 +44,7 @@ from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.runtime.commit import Transaction, is_fenced
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import Dispatcher
+from kstatefun.runtime.dispatcher import Dispatcher, DueTimerRecord
 from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.sdk.functions import StatefulFunctions
@@ -334,18 +335,32 @@ class Worker:
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
+            owned: set[int] | None = None
             for _partition, key, value in self.timers.pop_due(now_ms):
                 txn.begin()
+                if owned is None:
+                    owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                txn.produce(
-                    self.topics.invocations,
-                    encode_invocation(
-                        t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
-                    ),
-                    t.target_id.encode(),
-                    partition_for_id(t.target_id, self.settings.partitions),
+                envelope = encode_invocation(
+                    t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
                 )
+                target_partition = partition_for_id(t.target_id, self.settings.partitions)
+                if target_partition in owned:  # deliver now, in the transaction that fires it
+                    origin = "t" + hashlib.blake2b(key, digest_size=8).hexdigest()
+                    self.dispatcher.dispatch(
+                        DueTimerRecord(
+                            self.topics.timers,
+                            target_partition,
+                            t.target_id.encode(),
+                            envelope,
+                            origin,
+                        )
+                    )
+                else:
+                    txn.produce(
+                        self.topics.invocations, envelope, t.target_id.encode(), target_partition
+                    )
             if self.store.expire_due(now_ms):
                 txn.begin()
         except KafkaException as e:
