@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from tests.harness import MODULE_TEMPLATE, App, produce_events, read_committed
 
 from kstatefun.devkafka import LocalKafka
-from tests.harness import MODULE_TEMPLATE, App, produce_events, read_committed
 
 
 def main() -> None:
