@@ -1,0 +1,1 @@
+"""kstatefun applications the benchmark runs (embedded functions)."""

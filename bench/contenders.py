@@ -1,0 +1,407 @@
+"""The contenders: how each one is started for a workload, as a process of its own.
+
+Every contender reads the same kind of input (key = "<k>", value = a few bytes), keeps a count
+per key in exactly-once state and writes "<key>:<count>" to the egress topic, so one reader
+and one validation serve them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from bench import venvs
+from bench.kafkautil import create_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+@dataclass
+class Topics:
+    """One contender's fresh topics (and group / app id) for one workload."""
+
+    app: str
+    ingress: str
+    egress: str
+    internal: str
+    changelog: str
+
+    @classmethod
+    def fresh(cls, contender: str, workload: str, run_id: str) -> Topics:
+        app = f"{contender}-{workload}-{run_id}"
+        return cls(app, f"{app}-in", f"{app}-out", f"{app}-int", f"{app}-cl")
+
+
+class Proc:
+    """A contender process with its log file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._out = log.open("ab")
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code (None if killed)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        self._out.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(30)
+        self._out.close()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return self.log_text()[-chars:]
+
+
+@dataclass
+class Contender:
+    name: str
+    label: str
+    guarantee: str
+    version: str = ""
+    notes: list[str] = field(default_factory=list)
+    workloads: tuple[str, ...] = ("w1", "latency", "w2", "scale")
+    error: str | None = None
+
+    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
+        """Create the topics this contender needs besides ingress and egress."""
+
+    def spawn(
+        self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
+    ) -> Proc:
+        raise NotImplementedError
+
+    def group(self, t: Topics) -> str:
+        return t.app
+
+
+class Kstatefun(Contender):
+    def spawn(
+        self,
+        workload: str,
+        t: Topics,
+        instance: str,
+        run_dir: Path,
+        partitions: int,
+        extra: tuple[str, ...] = (),
+    ) -> Proc:
+        module = run_dir / f"{t.app}.yaml"
+        app_module, target = {
+            "w1": ("bench.apps.count", "bench/counter"),
+            "w2": ("bench.apps.chain", "bench/a"),
+        }[workload]
+        module.write_text(
+            MODULE_TEMPLATE.format(ingress=t.ingress, target=target, functions=app_module)
+        )
+        return Proc(
+            [
+                sys.executable,
+                "-m",
+                "kstatefun.cli",
+                "run",
+                "--module",
+                str(module),
+                "--bootstrap-servers",
+                self.bootstrap,
+                "--app-id",
+                t.app,
+                "--instance-id",
+                instance,
+                "--partitions",
+                str(partitions),
+                *extra,
+            ],
+            run_dir / f"{t.app}-{instance}.log",
+            {"BENCH_EGRESS_TOPIC": t.egress},
+        )
+
+    bootstrap: str = ""
+
+
+MODULE_TEMPLATE = """\
+kind: io.statefun.kafka.v1/ingress
+spec:
+  id: bench/in
+  startupPosition:
+    type: earliest
+  topics:
+    - topic: {ingress}
+      valueType: bench/Event
+      targets:
+        - {target}
+---
+kind: io.statefun.kafka.v1/egress
+spec:
+  id: bench/out
+---
+kind: io.kstatefun.v1/embedded
+spec:
+  functions:
+    - {functions}:functions
+"""
+
+
+class Bare(Contender):
+    mode_for: dict[str, str]
+    bootstrap: str = ""
+
+    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
+        create_topics(admin, [t.internal], partitions, {"cleanup.policy": "delete"})
+        create_topics(
+            admin,
+            [t.changelog],
+            partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        )
+
+    def spawn(
+        self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
+    ) -> Proc:
+        return Proc(
+            [
+                sys.executable,
+                str(PEERS / "bare.py"),
+                "--mode",
+                self.mode_for[workload],
+                "--bootstrap",
+                self.bootstrap,
+                "--group",
+                t.app,
+                "--instance",
+                instance,
+                "--ingress",
+                t.ingress,
+                "--egress",
+                t.egress,
+                "--internal",
+                t.internal,
+                "--changelog",
+                t.changelog,
+            ],
+            run_dir / f"{t.app}-{instance}.log",
+        )
+
+
+class Quix(Contender):
+    python: Path
+    bootstrap: str = ""
+    commit_interval: float | None = 0.1  # None: the framework's default
+
+    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
+        if workload == "w2":
+            create_topics(admin, [t.internal], partitions)
+
+    def spawn(
+        self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
+    ) -> Proc:
+        state = run_dir / "quix-state" / f"{t.app}-{instance}"
+        state.mkdir(parents=True, exist_ok=True)
+        return Proc(
+            [
+                str(self.python),
+                str(PEERS / "quix_app.py"),
+                "--mode",
+                workload,
+                "--bootstrap",
+                self.bootstrap,
+                "--group",
+                t.app,
+                "--ingress",
+                t.ingress,
+                "--egress",
+                t.egress,
+                "--mid",
+                t.internal,
+                "--partitions",
+                str(partitions),
+                "--state-dir",
+                str(state),
+                *(
+                    ["--commit-interval", str(self.commit_interval)]
+                    if self.commit_interval is not None
+                    else []
+                ),
+            ],
+            run_dir / f"{t.app}-{instance}.log",
+        )
+
+
+class Faust(Contender):
+    python: Path
+    bootstrap: str = ""
+    commit_interval: float | None = 0.1  # None: the framework's default
+
+    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
+        if workload == "w2":
+            create_topics(admin, [t.internal], partitions)
+
+    def spawn(
+        self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
+    ) -> Proc:
+        data = run_dir / "faust-data" / f"{t.app}-{instance}"
+        data.mkdir(parents=True, exist_ok=True)
+        return Proc(
+            [
+                str(self.python),
+                str(PEERS / "faust_app.py"),
+                "--mode",
+                workload,
+                "--bootstrap",
+                self.bootstrap,
+                "--group",
+                t.app,
+                "--ingress",
+                t.ingress,
+                "--egress",
+                t.egress,
+                "--mid",
+                t.internal,
+                "--partitions",
+                str(partitions),
+                "--data-dir",
+                str(data),
+                *(
+                    ["--commit-interval", str(self.commit_interval)]
+                    if self.commit_interval is not None
+                    else []
+                ),
+            ],
+            run_dir / f"{t.app}-{instance}.log",
+        )
+
+
+def build(
+    bootstrap: str, run_dir: Path, want: set[str], defaults_too: bool = False
+) -> list[Contender]:
+    """The contenders of this run, in table order; a peer whose venv cannot be built stays in
+    the list with ``error`` set. ``defaults_too`` adds each peer once more with its own default
+    commit interval, for W1 throughput only."""
+    import confluent_kafka
+
+    ck_version = confluent_kafka.version()
+    if isinstance(ck_version, tuple):  # older confluent-kafka returns (str, int)
+        ck_version = ck_version[0]
+    ck = f"confluent-kafka {ck_version}, librdkafka {confluent_kafka.libversion()[0]}"
+    out: list[Contender] = []
+    if "bare" in want:
+        for name, label, modes, note in (
+            (
+                "bare-direct",
+                "bare loop, no hop",
+                {"w1": "direct"},
+                "ingress → count → changelog + egress: the floor of any exactly-once counter",
+            ),
+            (
+                "bare-hop",
+                "bare loop, kstatefun's I/O",
+                {"w1": "hop", "w2": "chain"},
+                "ingress → internal topic → count → changelog + egress, as kstatefun routes",
+            ),
+        ):
+            c = Bare(
+                name,
+                label,
+                "exactly-once (Kafka transactions, read_committed, offsets in the transaction)",
+                ck,
+                [note, "commit policy and client settings copied from kstatefun"],
+                workloads=("w1", "latency", "w2", "scale") if "w2" in modes else ("w1", "latency"),
+            )
+            c.mode_for = modes
+            c.bootstrap = bootstrap
+            out.append(c)
+    for peer, cls, label, guarantee, default_interval, notes in (
+        (
+            "quix",
+            Quix,
+            "Quix Streams",
+            'processing_guarantee="exactly-once"',
+            "commit_interval=5 s",
+            [
+                "RocksDB state with changelog topics",
+                "commit_interval=0.1 s (its default is 5 s) and fetch.wait.max.ms=10, as kstatefun",
+            ],
+        ),
+        (
+            "faust",
+            Faust,
+            "Faust-streaming",
+            'processing_guarantee="exactly_once"',
+            "broker_commit_interval=2.8 s",
+            [
+                "Table with memory:// store and changelog topic",
+                "broker_commit_interval=0.1 s (its default is 2.8 s)",
+            ],
+        ),
+    ):
+        if peer not in want:
+            continue
+        c = cls(peer, label, guarantee, notes=list(notes))
+        c.bootstrap = bootstrap
+        try:
+            c.python = venvs.ensure(peer, run_dir / f"venv-{peer}.log")
+            c.version = ", ".join(
+                f"{dist} {venvs.package_version(c.python, dist)}" for dist in venvs.SHOWN[peer]
+            )
+        except Exception as e:  # recorded in the results instead of a number
+            c.error = f"could not install {venvs.PEERS[peer]}: {e}"
+        out.append(c)
+        if defaults_too and c.error is None:
+            d = cls(
+                f"{peer}-default",
+                f"{label}, default commit",
+                guarantee,
+                c.version,
+                [notes[0], f"its default commit interval ({default_interval}); W1 only"],
+                workloads=("w1",),
+            )
+            d.bootstrap, d.python, d.commit_interval = bootstrap, c.python, None
+            out.append(d)
+    if "kstatefun" in want:
+        from importlib.metadata import version
+
+        k = Kstatefun(
+            "kstatefun",
+            "kstatefun",
+            "exactly-once (one Kafka transaction per commit)",
+            f"kstatefun {version('kstatefun')}, {ck}",
+            ["workers are `python -m kstatefun.cli run` subprocesses, default settings"],
+        )
+        k.bootstrap = bootstrap
+        out.append(k)
+    return out

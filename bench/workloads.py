@@ -1,0 +1,525 @@
+"""The workloads: what the driver does with one contender, and what it measures.
+
+Times are monotonic seconds in the driver process: an egress record's time is when the driver's
+read_committed reader received it (bench/kafkautil.py Reader), an input's time is when the
+driver handed it to its producer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.contenders import PEERS, Contender, Kstatefun, Proc, Topics
+from bench.kafkautil import (
+    Event,
+    GroupWatcher,
+    Reader,
+    create_topics,
+    keyed_events,
+    produce,
+    wait_group_stable,
+)
+
+
+@dataclass
+class Env:
+    bootstrap: str
+    admin: AdminClient
+    run_dir: Path
+    run_id: str
+    partitions: int
+    log: Any  # print-like
+
+    def topics(self, c: Contender, workload: str, ingress: str | None = None) -> Topics:
+        """Fresh topics for one contender and workload; ``ingress`` shares an existing,
+        pre-produced input topic instead of a fresh one (each contender reads it in a group
+        of its own)."""
+        t = Topics.fresh(c.name, workload, self.run_id)
+        if ingress is not None:
+            t.ingress = ingress
+        create_topics(self.admin, [t.egress] if ingress else [t.ingress, t.egress], self.partitions)
+        c.prepare(self.admin, t, workload, self.partitions)
+        return t
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate(
+    records: Sequence[tuple[float, bytes | None, bytes | None, int]],
+    sent: Counter,
+    complete: bool,
+) -> dict:
+    """Exactly-once check of "<key>:<count>" records against the events sent per key.
+
+    Every key must show the counts 1..m once each, with m ≤ the events sent for it; when the
+    run was ``complete`` (not stopped by the time cap), m must equal them. A stopped run may
+    stop anywhere, but each key's events are in order in one partition, so what is visible is
+    always a prefix 1..m: a gap is a lost record."""
+    seen: dict[bytes, list[int]] = defaultdict(list)
+    malformed = 0
+    for _, key, value, _ in records:
+        try:
+            k, _, c = (value or b"").rpartition(b":")
+            seen[k].append(int(c))
+            if key is not None and key != k:
+                malformed += 1
+        except ValueError:
+            malformed += 1
+    lost = duplicated = wrong = not_reached = 0
+    for key, n in sent.items():
+        have = seen.pop(key, [])
+        distinct = set(have)
+        duplicated += len(have) - len(distinct)
+        wrong += sum(1 for c in distinct if not 1 <= c <= n)
+        top = max((c for c in distinct if c <= n), default=0)
+        lost += top - len([c for c in distinct if c <= top])  # gaps below the highest count
+        not_reached += n - top
+    unexpected = sum(len(v) for v in seen.values())
+    if complete:
+        lost += not_reached
+        not_reached = 0
+    ok = not (lost or duplicated or wrong or unexpected or malformed)
+    return {
+        "exactly_once": ok,
+        "lost": lost,
+        "duplicated": duplicated,
+        "wrong_count": wrong,
+        "unexpected": unexpected,
+        "malformed": malformed,
+        "not_reached_in_time": not_reached,
+    }
+
+
+# --- throughput -----------------------------------------------------------------------------------
+
+
+def throughput(
+    env: Env, c: Contender, workload: str, ingress: str, events: int, sent: Counter, cfg: Any
+) -> dict:
+    """One worker on the pre-produced ``ingress``. The clock starts when its consumer group is
+    first seen Stable (partitions assigned: processing can start) and stops at the last of the
+    ``events`` outputs, or at ``cfg.throughput_cap_s`` (then the rate is what was visible by
+    then). Timing from the group, not from the first output, matters for pipelines: a routing
+    stage may run far ahead before the first egress record becomes visible."""
+    t = env.topics(c, workload, ingress)
+    reader = Reader(env.bootstrap, t.egress)
+    proc = c.spawn(workload, t, "w0", env.run_dir, env.partitions)
+    watcher = GroupWatcher(env.admin, c.group(t), 1)
+    result: dict[str, Any] = {"events": events}
+    complete = False
+    try:
+        if reader.wait_for(1, cfg.phase_timeout, proc.alive):
+            first = reader.records[0][0]
+            start = watcher.stable_at if watcher.stable_at is not None else first
+            remaining = start + cfg.throughput_cap_s - time.monotonic()
+            complete = reader.wait_for(events, max(0.0, remaining), proc.alive)
+            visible = reader.records[:events]
+            last = visible[-1][0]
+            rate = len(visible) / (last - start) if last > start else None
+            result.update(
+                complete=complete,
+                outputs=len(visible),
+                startup_s=round(start - proc.started, 2),
+                first_output_s=round(first - proc.started, 2),
+                events_per_s=(round(rate) if rate >= 10 else round(rate, 2)) if rate else None,
+                measured_s=round(last - start, 2),
+                clock_from="group stable" if watcher.stable_at is not None else "first output",
+            )
+            if not complete and proc.alive():
+                result["note"] = (
+                    f"stopped at the {cfg.throughput_cap_s:.0f} s cap after {len(visible):,} "
+                    f"of {events:,} events"
+                )
+        if not proc.alive() or not reader.records:
+            result["error"] = (
+                f"{'exited' if not proc.alive() else 'no output within'} "
+                f"{cfg.phase_timeout:.0f} s; log tail: {proc.log_tail(600)}"
+            )
+        time.sleep(cfg.settle_s)
+    finally:
+        watcher.close()
+        result["exit_code"] = proc.stop()
+        reader.close()
+    result["validation"] = validate(reader.records, sent, complete)
+    return result
+
+
+def latency(env: Env, c: Contender, cfg: Any, max_rate: float | None) -> dict:
+    """W1 latency: a worker on an empty ingress; after a warm-up has come through, fresh keys
+    at each fixed rate. A rate above what the contender sustained in W1 is not run."""
+    t = env.topics(c, "lat")
+    reader = Reader(env.bootstrap, t.egress)
+    proc = c.spawn("w1", t, "w0", env.run_dir, env.partitions)
+    sent: Counter = Counter()
+    out: dict[str, Any] = {}
+    try:
+        warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
+        produce(env.bootstrap, t.ingress, warm)
+        sent.update(k for k, _ in warm)
+        if not reader.wait_for(len(warm), cfg.phase_timeout, proc.alive):
+            raise RuntimeError(f"warm-up did not come through; {proc.log_tail(800)}")
+        for rate in cfg.latency_rates:
+            if max_rate is not None and max_rate < rate * 1.2:
+                out[str(rate)] = {
+                    "rate": rate,
+                    "skipped": f"W1 throughput {max_rate:.0f}/s is below 1.2 × {rate}/s: "
+                    "the input queue would only grow",
+                }
+                continue
+            time.sleep(0.5)
+            out[str(rate)] = paced_latency(
+                env, proc, reader, t.ingress, rate, cfg.latency_seconds, cfg.latency_keys, sent
+            )
+        time.sleep(cfg.settle_s)
+    finally:
+        exit_code = proc.stop()
+        reader.close()
+    out["validation"] = validate(reader.records, sent, True)
+    out["exit_code"] = exit_code
+    return out
+
+
+# --- latency --------------------------------------------------------------------------------------
+
+
+def paced_latency(
+    env: Env,
+    proc: Proc,
+    reader: Reader,
+    ingress: str,
+    rate: int,
+    seconds: float,
+    keys: int,
+    sent_counter: Counter,
+) -> dict:
+    """Produce ``rate`` events/s for ``seconds`` on fresh keys and time each one's egress
+    record: produce call → visible to the read_committed reader. The egress record's own
+    timestamp (when the contender produced it, wall-clock ms) splits that into the time until
+    the contender wrote the output and the time until its transaction made it visible."""
+    prefix = f"L{rate}-"
+    n = int(rate * seconds)
+    names = [f"{prefix}{i}".encode() for i in range(keys)]
+    sent = [0.0] * n
+    producer = Producer(
+        {
+            "bootstrap.servers": env.bootstrap,
+            "linger.ms": 0,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+        }
+    )
+    before = len(reader)
+    now = time.monotonic
+    start = now() + 0.05
+    for j in range(n):
+        due = start + j / rate
+        wait = due - now()
+        if wait > 0:
+            time.sleep(wait)
+        sent[j] = now()
+        producer.produce(ingress, b'{"seq":%d}' % j, names[j % keys])
+        if j % 64 == 0:
+            producer.poll(0)
+    produced_s = now() - start
+    producer.flush(30)
+    for j in range(n):
+        sent_counter[names[j % keys]] += 1
+    reader.wait_for(before + n, max(30.0, seconds * 3), proc.alive)
+    lat, to_write, to_visible = [], [], []
+    wall = time.time() - time.monotonic()  # monotonic → wall clock, for CreateTime
+    pattern = re.compile(rb"^" + re.escape(prefix.encode()) + rb"(\d+):(\d+)$")
+    for t, _key, value, create_ms in reader.records[before:]:
+        m = pattern.match(value or b"")
+        if m is None:
+            continue
+        j = (int(m.group(2)) - 1) * keys + int(m.group(1))
+        if 0 <= j < n:
+            lat.append(t - sent[j])
+            if create_ms > 0:
+                written = create_ms / 1000 - wall
+                to_write.append(written - sent[j])
+                to_visible.append(t - written)
+    lat.sort()
+    to_write.sort()
+    to_visible.sort()
+    out: dict[str, Any] = {
+        "rate": rate,
+        "seconds": seconds,
+        "sent": n,
+        "received": len(lat),
+        "send_rate_achieved": round(n / produced_s) if produced_s > 0 else None,
+    }
+    if lat:
+        out.update(
+            p50_ms=round(_pct(lat, 50) * 1000, 1),
+            p99_ms=round(_pct(lat, 99) * 1000, 1),
+            max_ms=round(lat[-1] * 1000, 1),
+        )
+    if to_write and _pct(to_write, 50) > 0.0005:  # Quix Streams copies the input's timestamp
+        out.update(
+            written_p50_ms=round(_pct(to_write, 50) * 1000, 1),
+            visible_after_write_p50_ms=round(_pct(to_visible, 50) * 1000, 1),
+        )
+    return out
+
+
+def _pct(sorted_values: Sequence[float], p: float) -> float:
+    i = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[i]
+
+
+# --- scale ----------------------------------------------------------------------------------------
+
+
+def scale(env: Env, c: Contender, workers: int, events: list[Event], cfg: Any) -> dict:
+    """W1 with ``workers`` processes. The workers start on an empty ingress; once a warm-up
+    has come through and the group is stable, the burst is produced at once and timed from
+    the start of producing it to its last visible output (start-up and rebalances excluded;
+    the driver produces several times faster than any contender consumes)."""
+    t = env.topics(c, f"s{workers}")
+    reader = Reader(env.bootstrap, t.egress)
+    procs = [c.spawn("w1", t, f"w{i}", env.run_dir, env.partitions) for i in range(workers)]
+    sent: Counter = Counter()
+    result: dict[str, Any] = {"workers": workers, "events": len(events)}
+    try:
+        warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
+        produce(env.bootstrap, t.ingress, warm)
+        sent.update(k for k, _ in warm)
+        alive = lambda: all(p.alive() for p in procs)  # noqa: E731
+        if not reader.wait_for(len(warm), cfg.phase_timeout, alive):
+            raise RuntimeError(
+                f"warm-up did not come through ({len(reader)}/{len(warm)}); "
+                f"{procs[0].log_tail(800)}"
+            )
+        if not wait_group_stable(env.admin, c.group(t), workers, 60):
+            result["note"] = "group not reported stable within 60 s; measured anyway"
+        time.sleep(1.0)
+        before = len(reader)
+        started = time.monotonic()
+        produce_s = produce(env.bootstrap, t.ingress, events)
+        sent.update(k for k, _ in events)
+        done = reader.wait_for(before + len(events), cfg.phase_timeout, alive)
+        out = reader.records[before : before + len(events)]
+        result.update(
+            complete=done,
+            outputs=len(out),
+            events_per_s=round(len(out) / (out[-1][0] - started)) if out else None,
+            produce_s=round(produce_s, 2),
+        )
+        time.sleep(cfg.settle_s)
+    finally:
+        for p in procs:
+            p.stop()
+        reader.close()
+    result["validation"] = validate(reader.records, sent, True)
+    return result
+
+
+# --- restart --------------------------------------------------------------------------------------
+
+RESTORED = re.compile(
+    r"restored topic=\S+ partitions=\S+ records=(\d+) seconds=([\d.]+) rate=(\d+)"
+)
+
+ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*?assigned invocations partitions=", re.M)
+
+
+def seed_changelog(bootstrap: str, app: str, partitions: int, keys: int) -> float:
+    """Write ``keys`` committed counter states (count = 1 for ids r0..r{keys-1}) straight into a
+    kstatefun application's changelog, in kstatefun's own record format and partitions, as a
+    transactional producer would have left them. Returns seconds."""
+    from kstatefun.kafka.partitioner import partition_for_key
+    from kstatefun.kafka.topics import InternalTopics
+    from kstatefun.sdk.types import IntType
+    from kstatefun.wire.avro import encode_changelog_key, encode_changelog_value
+
+    started = time.monotonic()
+    topic = InternalTopics(app).changelog
+    value = encode_changelog_value(IntType.typename, IntType.serialize(1))
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"{app}-seed",
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    producer.init_transactions(30)
+    per_txn = 50_000
+    for first in range(0, keys, per_txn):
+        producer.begin_transaction()
+        for i in range(first, min(keys, first + per_txn)):
+            rid = f"r{i}"
+            key = encode_changelog_key("bench/counter", rid, "count")
+            while True:
+                try:
+                    producer.produce(
+                        topic, value, key, partition=partition_for_key(rid.encode(), partitions)
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.commit_transaction(60)
+    return time.monotonic() - started
+
+
+def restart(env: Env, k: Kstatefun, keys: int, cfg: Any, state_dir: bool) -> dict:
+    """N keys in state; start, output, kill -9, restart: time to the next output, and the
+    restore rate the worker logs."""
+    from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
+
+    t = env.topics(k, "rsd" if state_dir else "rs")
+    ensure_internal_topics(env.admin, internal_topic_specs(InternalTopics(t.app), env.partitions))
+    seed_s = seed_changelog(env.bootstrap, t.app, env.partitions, keys)
+    env.log(f"    seeded {keys} keys into {t.app}-changelog in {seed_s:.1f}s")
+    extra = ("--state-dir", str(env.run_dir / "state")) if state_dir else ()
+    reader = Reader(env.bootstrap, t.egress)
+    result: dict[str, Any] = {
+        "app": t.app,
+        "keys": keys,
+        "state_dir": state_dir,
+        "seed_s": round(seed_s, 1),
+    }
+    proc = None
+    try:
+        for phase, rid in (("first_start", "r0"), ("restart", "r1")):
+            before = len(reader)
+            log_from = proc.log.stat().st_size if proc is not None else 0
+            produce(env.bootstrap, t.ingress, [(rid.encode(), b'{"seq":0}')])
+            proc = k.spawn("w1", t, "w0", env.run_dir, env.partitions, extra)
+            ok = reader.wait_for(before + 1, cfg.restart_timeout, proc.alive)
+            log = proc.log.read_bytes()[log_from:].decode(errors="replace")
+            restored = RESTORED.findall(log)
+            phase_result: dict[str, Any] = {
+                "to_next_output_s": round(reader.records[before][0] - proc.started, 2)
+                if ok
+                else None,
+                "output": (reader.records[before][2] or b"").decode() if ok else None,
+                "expected": f"{rid}:2",
+            }
+            if restored:
+                phase_result["restore"] = {
+                    "records": sum(int(r[0]) for r in restored),
+                    "seconds": round(sum(float(r[1]) for r in restored), 2),
+                    "rate": round(
+                        sum(int(r[0]) for r in restored)
+                        / max(1e-9, sum(float(r[1]) for r in restored))
+                    ),
+                }
+            assigned = ASSIGNED.search(log)
+            if assigned:
+                at = datetime.strptime(assigned.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                phase_result["assigned_after_s"] = round(at - proc.started_wall, 2)
+            snap = re.findall(r"loaded local snapshot partition=\d+ keys=(\d+)", log)
+            if snap:
+                phase_result["snapshot_keys_loaded"] = sum(map(int, snap))
+            if not ok:
+                phase_result["error"] = f"no output; log tail: {proc.log_tail(800)}"
+            result[phase] = phase_result
+            if not ok:
+                break
+            if phase == "first_start":
+                time.sleep(cfg.settle_s)
+                proc.kill()  # kill -9
+    finally:
+        if proc is not None:
+            proc.stop()
+        reader.close()
+    return result
+
+
+def bare_restore(env: Env, app: str) -> dict:
+    """The limit for restore: a bare consumer reading the same changelog into a dict."""
+    from kstatefun.kafka.topics import InternalTopics
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(PEERS / "bare.py"),
+            "--mode",
+            "restore",
+            "--bootstrap",
+            env.bootstrap,
+            "--changelog",
+            InternalTopics(app).changelog,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": (out.stdout + out.stderr)[-800:]}
+
+
+# --- the broker's transaction floor ---------------------------------------------------------------
+
+
+def txn_floor(env: Env, transactions: int = 40) -> dict:
+    """Transactions of one record plus its consumed offset, with kstatefun's producer
+    settings: what one commit costs on this broker and client, the floor under the latency of
+    every hop in every contender. Timed back to back (as a worker under light load commits)
+    and with a 25 ms pause between transactions, per step: begin + produce + flush (this
+    includes registering the partition with the transaction), send_offsets, commit."""
+    from confluent_kafka import Consumer
+
+    topic = f"floor-{env.run_id}"
+    create_topics(env.admin, [topic], 1)
+    out: dict[str, Any] = {}
+    for variant, pause in (("back_to_back", 0.0), ("paused_25ms", 0.025)):
+        producer = Producer(
+            {
+                "bootstrap.servers": env.bootstrap,
+                "transactional.id": f"floor-{env.run_id}-{variant}",
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "retry.backoff.ms": 10,
+            }
+        )
+        consumer = Consumer({"bootstrap.servers": env.bootstrap, "group.id": f"floor-{env.run_id}"})
+        producer.init_transactions(30)
+        steps: dict[str, list[float]] = {"produce": [], "send_offsets": [], "commit": []}
+        total = []
+        try:
+            for i in range(transactions + 5):
+                t0 = time.monotonic()
+                producer.begin_transaction()
+                producer.produce(topic, b"x", b"k")
+                producer.flush(30)
+                t1 = time.monotonic()
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(topic, 0, i + 1)], consumer.consumer_group_metadata(), 30
+                )
+                t2 = time.monotonic()
+                producer.commit_transaction(30)
+                t3 = time.monotonic()
+                if i >= 5:  # the first ones find the coordinators
+                    steps["produce"].append(t1 - t0)
+                    steps["send_offsets"].append(t2 - t1)
+                    steps["commit"].append(t3 - t2)
+                    total.append(t3 - t0)
+                time.sleep(pause)
+        finally:
+            consumer.close()
+        out[variant] = {
+            "p50_ms": round(_pct(sorted(total), 50) * 1000, 1),
+            "p99_ms": round(_pct(sorted(total), 99) * 1000, 1),
+            **{f"{k}_p50_ms": round(_pct(sorted(v), 50) * 1000, 1) for k, v in steps.items()},
+        }
+    return out
