@@ -127,18 +127,15 @@ class Transaction:
         headers: list[tuple[str, bytes]] | None = None,
         on_delivery: Any = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"key": key, "value": value}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
-        if on_delivery is not None:
-            kwargs["on_delivery"] = on_delivery
         out = self._out
         out[topic] = out.get(topic, 0) + 1
+        if partition is None:
+            partition = -1  # librdkafka's "unassigned": the producer's partitioner decides
         while True:
             try:
-                self.producer.produce(topic, **kwargs)
+                self.producer.produce(
+                    topic, value, key, partition, on_delivery=on_delivery, headers=headers
+                )
                 return
             except BufferError:  # local queue full: let librdkafka drain it
                 self.producer.poll(0.05)

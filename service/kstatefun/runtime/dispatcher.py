@@ -351,17 +351,23 @@ class Dispatcher:
                 f"egress '{msg.typename}' is not declared in module.yaml (declared: {declared}); "
                 "add an io.statefun.kafka.v1/egress document with that id",
             )
-        tv = msg.typed_value
-        if tv.typename != KAFKA_PRODUCER_RECORD_TYPENAME or tv.value is None:
+        record: _Egress
+        if msg.kafka_record is not None:  # built in-process: no protobuf round trip
+            record = msg.kafka_record
+        else:
+            tv = msg.typed_value
+            if tv.typename != KAFKA_PRODUCER_RECORD_TYPENAME or tv.value is None:
+                raise Rejected(
+                    dl.UNKNOWN_EGRESS,
+                    f"egress '{msg.typename}' is a Kafka egress and takes records built with "
+                    f"kafka_egress_message(), got a value of type '{tv.typename}'",
+                )
+            topic, text_key, value = decode_kafka_producer_record(tv.value)
+            record = (topic, None if text_key is None else text_key.encode(), value)
+        if not self._topic_exists(record[0]):
             raise Rejected(
                 dl.UNKNOWN_EGRESS,
-                f"egress '{msg.typename}' is a Kafka egress and takes records built with "
-                f"kafka_egress_message(), got a value of type '{tv.typename}'",
+                f"egress '{msg.typename}' names topic '{record[0]}', which does not exist; "
+                "create it",
             )
-        topic, key, value = decode_kafka_producer_record(tv.value)
-        if not self._topic_exists(topic):
-            raise Rejected(
-                dl.UNKNOWN_EGRESS,
-                f"egress '{msg.typename}' names topic '{topic}', which does not exist; create it",
-            )
-        return topic, None if key is None else key.encode(), value
+        return record

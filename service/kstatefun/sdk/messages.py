@@ -102,11 +102,30 @@ class Message:
 class EgressMessage:
     """A record for an egress (``typename`` as declared in module.yaml) and its typed value."""
 
-    __slots__ = ("typename", "typed_value")
+    __slots__ = ("typename", "_typed_value", "kafka_record")
 
-    def __init__(self, typename: str, typed_value: TypedValue) -> None:
+    def __init__(
+        self,
+        typename: str,
+        typed_value: TypedValue | None,
+        kafka_record: tuple[str, bytes | None, bytes] | None = None,
+    ) -> None:
         self.typename = typename
-        self.typed_value = typed_value
+        self._typed_value = typed_value
+        # (topic, key or None, value) when built by kafka_egress_message: the runtime writes it
+        # as is, and the StateFun wire form (a KafkaProducerRecord) is made only if asked for
+        self.kafka_record = kafka_record
+
+    @property
+    def typed_value(self) -> TypedValue:
+        if self._typed_value is None:
+            assert self.kafka_record is not None
+            topic, key, value = self.kafka_record
+            record = encode_kafka_producer_record(
+                topic, None if key is None else key.decode(), value
+            )
+            self._typed_value = TypedValue(KAFKA_PRODUCER_RECORD_TYPENAME, record)
+        return self._typed_value
 
     def value_typename(self) -> str:
         return self.typed_value.typename
@@ -232,8 +251,7 @@ def kafka_egress_message(
             f"cannot convert {type(value).__name__} to bytes: pass value_type= "
             "or a str, bytes, int or float"
         )
-    record = encode_kafka_producer_record(topic, key, data)
-    return EgressMessage(typename, TypedValue(KAFKA_PRODUCER_RECORD_TYPENAME, record))
+    return EgressMessage(typename, None, (topic, key.encode() if key else None, data))
 
 
 def _check_typename(typename: Any, what: str) -> None:
