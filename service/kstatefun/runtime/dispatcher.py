@@ -56,10 +56,12 @@ class _TtlPlan:
     after_call: tuple[str, ...]  # states whose TTL every invocation refreshes
 
 
-class DueTimerRecord:
-    """A fired delayed message delivered straight to a target this worker owns, in the
-    transaction that fires it (no round trip through <app>-invocations). Quacks like the
-    consumed record the dispatcher otherwise gets."""
+class LocalInvocation:
+    """An invocation delivered straight to a target this worker owns, in the open transaction,
+    without a round trip through <app>-invocations: a fired delayed message, or an ingress
+    record whose target partition this worker owns (runtime/router.py). Quacks like the
+    consumed record the dispatcher otherwise gets; ``origin`` identifies it uniquely and the
+    same on a replay."""
 
     __slots__ = ("_topic", "_partition", "_key", "_value", "origin")
 
@@ -74,7 +76,7 @@ class DueTimerRecord:
         return self._partition
 
     def offset(self) -> int:
-        return -1  # not a record of its own: the timer's tombstone commits with it
+        return -1  # not a record of its own: it commits with the record or timer it came from
 
     def key(self) -> bytes:
         return self._key

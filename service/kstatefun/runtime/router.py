@@ -3,11 +3,18 @@
 The record key (UTF-8) is the target id; the value passes through unchanged, typed with the
 topic's ``valueType``; there is no caller. Invocations go to <app>-invocations, partition
 murmur2(id) mod P, inside the open transaction.
+
+Shortcut: when the record sits in ingress partition p, its id's invocations partition is also
+p, and this worker owns both (``direct`` holds (topic, p)), the invocation is dispatched at
+once in the same transaction instead of taking a round trip through <app>-invocations. The
+worker enables it for an ingress partition only after it has consumed everything that was in
+invocations partition p when it got the assignment (runtime/worker.py), so an earlier record
+of the same id still waiting in the topic can never be overtaken: per-id order holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Message
 
@@ -16,11 +23,12 @@ from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
+from kstatefun.runtime.dispatcher import LocalInvocation
 from kstatefun.wire.avro import encode_invocation
 
 
 class IngressRouter:
-    __slots__ = ("_routes", "_txn", "_dlq", "_topic", "_partitions")
+    __slots__ = ("_routes", "_txn", "_dlq", "_topic", "_partitions", "direct", "dispatch")
 
     def __init__(
         self,
@@ -38,6 +46,8 @@ class IngressRouter:
         self._partitions = partitions
         self._txn = txn
         self._dlq = dead_letters
+        self.direct: set[tuple[str, int]] = set()  # (ingress topic, partition): see above
+        self.dispatch: Callable[[LocalInvocation], None] | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -60,12 +70,14 @@ class IngressRouter:
         if value is None:
             self._dlq.write(msg, dl.NULL_VALUE, "ingress record has no value (a tombstone?)")
             return
-        typename, targets = self._routes[msg.topic()]
+        topic = msg.topic()
+        typename, targets = self._routes[topic]
         partition = partition_for_id(id, self._partitions)
-        for target in targets:
-            self._txn.produce(
-                self._topic,
-                encode_invocation(target, id, None, None, typename, value),
-                key,
-                partition,
-            )
+        direct = partition == msg.partition() and (topic, partition) in self.direct
+        for i, target in enumerate(targets):
+            envelope = encode_invocation(target, id, None, None, typename, value)
+            if direct and self.dispatch is not None:
+                origin = f"i:{topic}:{partition}:{msg.offset()}:{i}"
+                self.dispatch(LocalInvocation(self._topic, partition, key, envelope, origin))
+            else:
+                self._txn.produce(self._topic, envelope, key, partition)

@@ -44,7 +44,7 @@ from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.runtime.commit import Transaction, is_fenced
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import Dispatcher, DueTimerRecord
+from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.sdk.functions import StatefulFunctions
@@ -206,6 +206,10 @@ class Worker:
             self.metrics.remote_in_flight = self.remote.in_flight
         if s.metrics_port:
             self._start_health(admin)
+        self.router.dispatch = self.dispatcher.dispatch
+        # ingress partitions paused until invocations partition p is consumed up to this offset
+        self._draining: dict[tuple[str, int], int] = {}
+        self._drain_checked = 0.0
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -279,6 +283,8 @@ class Worker:
         s = self.settings
         txn = self.txn
         wait_s = self._fire_due()
+        if self._draining:
+            self._check_drained()
         remote = self.remote
         if remote is not None and not remote.idle:
             try:
@@ -349,7 +355,7 @@ class Worker:
                 if target_partition in owned:  # deliver now, in the transaction that fires it
                     origin = "t" + hashlib.blake2b(key, digest_size=8).hexdigest()
                     self.dispatcher.dispatch(
-                        DueTimerRecord(
+                        LocalInvocation(
                             self.topics.timers,
                             target_partition,
                             t.target_id.encode(),
@@ -437,6 +443,52 @@ class Worker:
 
     # --- rebalancing --------------------------------------------------------------------------
 
+    def _check_drained(self) -> None:
+        """Turn on direct dispatch for ingress partitions whose invocations partition has been
+        consumed past everything that was in it at assignment (router.py explains why)."""
+        now = time.monotonic()
+        if now - self._drain_checked < 0.02:
+            return
+        self._drain_checked = now
+        inv = self.topics.invocations
+        positions = self.consumer.position(
+            [TopicPartition(inv, p) for p in {p for _, p in self._draining}]
+        )
+        reached = {tp.partition: tp.offset for tp in positions}
+        done = [
+            (topic, p) for (topic, p), end in self._draining.items() if reached.get(p, -1) >= end
+        ]
+        if done:
+            self.consumer.resume([TopicPartition(topic, p) for topic, p in done])
+            for key in done:
+                del self._draining[key]
+                self.router.direct.add(key)
+
+    def _plan_direct(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """Ingress partitions that may take the direct path once drained; returns those to
+        pause until then."""
+        self.router.direct.clear()
+        self._draining.clear()
+        inv = self.topics.invocations
+        owned = {tp.partition for tp in partitions if tp.topic == inv}
+        ends: dict[int, int] = {}
+        pause = []
+        for tp in partitions:
+            if tp.topic == inv or tp.partition not in owned:
+                continue
+            if tp.partition not in ends:
+                _, ends[tp.partition] = consumer.get_watermark_offsets(
+                    TopicPartition(inv, tp.partition), timeout=10, cached=False
+                )
+            if ends[tp.partition] == 0:
+                self.router.direct.add((tp.topic, tp.partition))  # nothing can be waiting
+            else:
+                self._draining[(tp.topic, tp.partition)] = ends[tp.partition]
+                pause.append(TopicPartition(tp.topic, tp.partition))
+        return pause
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.txn.is_open:
             try:
@@ -448,6 +500,8 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
+        self.router.direct.clear()
+        self._draining.clear()
         self.txn.abort(rewind=False)
         for p in list(self.store.partitions()):
             self.store.drop_partition(p)
@@ -489,7 +543,10 @@ class Worker:
         for p in fresh:
             self.store.restored(p)
         self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
+        pause = self._plan_direct(consumer, partitions)
         consumer.assign(partitions)
+        if pause:
+            consumer.pause(pause)
         self.ready = True
 
     def _position_ingress(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
