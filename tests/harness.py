@@ -147,10 +147,15 @@ def make_app(
 
 
 def produce_events(
-    bootstrap: str, topic: str, events: list[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    events: list[tuple[bytes | None, bytes | None]],
+    partitioner: str = "murmur2_random",
 ) -> None:
+    """``murmur2_random`` puts a key where kstatefun's partitioner does (the direct path);
+    librdkafka's default ``consistent_random`` mostly elsewhere (the routing hop)."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": partitioner}
     )
     for key, value in events:
         while True:
