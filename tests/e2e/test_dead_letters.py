@@ -49,6 +49,7 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
         (b"k0", None),  # tombstone: no value
         (b"k1", json.dumps({"seq": -5, "egress_topic": "no-such-topic"}).encode()),
         (b"k2", json.dumps({"seq": -6, "egress_id": "test/undeclared"}).encode()),
+        (b"k3", b'"' + b"x" * 998_000 + b'"'),  # fits Kafka, not with an envelope around it
     ]
     # bad records between the good ones, same keys, so ordering around them is checked too
     events = good[:6] + bad + good[6:]
@@ -72,12 +73,15 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
             "null-value",
             "unknown-egress",
             "unknown-egress",
+            "record-too-large",
         ]
     ), letters
     egress_messages = sorted(d["message"] for _, d, _ in letters if d["reason"] == "unknown-egress")
     assert "names topic 'no-such-topic', which does not exist" in egress_messages[0]
     assert "egress 'test/undeclared' is not declared in module.yaml" in egress_messages[1]
     by_reason = {d["reason"]: (k, d, h) for k, d, h in letters}
+    _, record, _ = by_reason["record-too-large"]
+    assert len(record["value"]) == 64 * 1024 and "cut to" in record["message"]
     key, record, headers = by_reason["function-error"]
     assert key == b"k1"
     assert record["target_type"] == "test/counter" and record["target_id"] == "k1"

@@ -80,6 +80,14 @@ def base_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, A
     return conf
 
 
+# The largest record a worker produces (librdkafka's message.max.bytes, the broker's default
+# max.message.bytes is about the same). Larger effects are refused before they are produced:
+# a produce that fails for size would abort and replay the same record forever.
+MAX_RECORD_BYTES = 1_000_000
+# what an envelope, a changelog or timer record adds around a value (names, ids, type names)
+RECORD_OVERHEAD_BYTES = 4096
+
+
 def transactional_producer_config(
     bootstrap_servers: str,
     transactional_id: str,
@@ -98,6 +106,7 @@ def transactional_producer_config(
             # default 100 ms makes back-to-back transactions slow (ARCHITECTURE §10)
             "retry.backoff.ms": 10,
             "queue.buffering.max.messages": 1_000_000,
+            "message.max.bytes": MAX_RECORD_BYTES,
         }
     )
     return conf

@@ -27,6 +27,11 @@ UNKNOWN_EGRESS = "unknown-egress"
 FUNCTION_ERROR = "function-error"
 DUPLICATE_TOKEN = "duplicate-cancellation-token"
 REMOTE_ERROR = "remote-error"
+RECORD_TOO_LARGE = "record-too-large"
+
+# a dead letter keeps at most this much of the original key and value (the original record
+# stays on its topic, at the source offset the dead letter names)
+_KEEP_BYTES = 64 * 1024
 
 REASON_HEADER = "kstatefun.reason"
 
@@ -52,9 +57,17 @@ class DeadLetters:
         value: bytes | None = None,
     ) -> None:
         """Dead-letter ``source``; ``value`` defaults to the record's own value."""
+        key = source.key()
+        if value is None and typename is None:
+            value = source.value()
+        note = ""
+        if (key and len(key) > _KEEP_BYTES) or (value and len(value) > _KEEP_BYTES):
+            note = f" (key/value cut to {_KEEP_BYTES} bytes in this dead letter)"
+            key = key[:_KEEP_BYTES] if key else key
+            value = value[:_KEEP_BYTES] if value else value
         record = {
             "reason": reason,
-            "message": message,
+            "message": message + note,
             "exception_type": None if exc is None else type(exc).__qualname__,
             "source_topic": source.topic(),
             "source_partition": source.partition(),
@@ -64,14 +77,14 @@ class DeadLetters:
             "caller_type": None if caller is None else caller.typename,
             "caller_id": None if caller is None else caller.id,
             "typename": typename,
-            "key": source.key(),
-            "value": source.value() if value is None and typename is None else value,
+            "key": key,
+            "value": value,
             "timestamp_ms": int(time.time() * 1000),
         }
         self._txn.produce(
             self._topic,
             encode_dead_letter(record),
-            source.key(),
+            key,
             headers=[(REASON_HEADER, reason.encode())],
         )
         self.counts[reason] = self.counts.get(reason, 0) + 1

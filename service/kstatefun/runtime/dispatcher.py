@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.config.module import KafkaEgress
 from kstatefun.errors import DecodeError, FunctionError
+from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
@@ -181,6 +182,16 @@ class Dispatcher:
             self._metrics.latency(ftype).observe(time.perf_counter() - started)
             mutations = storage_mutations(storage)
             egress = [self.resolve_egress(e) for e in context.egress]
+            self.check_sizes(
+                [v for v in mutations.values() if v is not None],
+                [out.typed_value.value for out in context.outgoing],
+                egress,
+                [
+                    op.message.typed_value.value
+                    for op in context.delayed
+                    if isinstance(op, DelayedMessage)
+                ],
+            )
             timer_ops = (
                 self.plan_timers(
                     context.delayed,
@@ -222,6 +233,28 @@ class Dispatcher:
         refresh = [(n, ttl.ttl_ms[n]) for n in ttl.after_call if n not in mutations]
         outgoing = [(out.target, out.typed_value) for out in context.outgoing]
         self.apply(partition, target, writes, refresh, outgoing, egress, timer_ops, now_ms)
+
+    def check_sizes(
+        self,
+        state_values: list[bytes],
+        argument_values: list[bytes | None],
+        egress: list[_Egress],
+        delayed_values: Sequence[bytes | None] = (),
+    ) -> None:
+        """Refuse (before anything applies) an effect too large to produce."""
+        limit = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES
+        sizes = [
+            *(len(v) for v in state_values),
+            *(len(v) for v in argument_values if v),
+            *(len(v) for v in delayed_values if v),
+            *(len(value) + len(key or b"") for _, key, value in egress),
+        ]
+        if sizes and max(sizes) > limit:
+            raise Rejected(
+                dl.RECORD_TOO_LARGE,
+                f"an effect of {max(sizes)} bytes exceeds the {limit}-byte limit of a record "
+                "(state value, message, delayed message or egress record)",
+            )
 
     def apply(
         self,

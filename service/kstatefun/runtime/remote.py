@@ -238,6 +238,12 @@ class RemoteInvoker:
             and s.name not in written
         ]
         outgoing = [(o.target, o.argument) for o in reply.outgoing]
+        d.check_sizes(
+            [m.value for m in reply.mutations if m.value is not None],
+            [o.argument.value for o in reply.outgoing],
+            egress,
+            [op.argument.value for op in reply.delayed if not isinstance(op, DelayedCancel)],
+        )
         d.apply(partition, address, writes, refresh, outgoing, egress, timer_ops, now_ms)
         if len(batch.items) > 1:  # one call, several invocations: count them all
             counts = d.metrics.invocations

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import Message
 
 from kstatefun.config.module import KafkaIngress
+from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
@@ -69,6 +70,14 @@ class IngressRouter:
         value = msg.value()
         if value is None:
             self._dlq.write(msg, dl.NULL_VALUE, "ingress record has no value (a tombstone?)")
+            return
+        if len(value) + len(key) > MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES:
+            self._dlq.write(
+                msg,
+                dl.RECORD_TOO_LARGE,
+                f"ingress record of {len(value) + len(key)} bytes leaves no room for the "
+                f"invocation envelope (limit {MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES} bytes)",
+            )
             return
         topic = msg.topic()
         typename, targets = self._routes[topic]

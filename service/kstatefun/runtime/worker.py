@@ -207,6 +207,8 @@ class Worker:
         if s.metrics_port:
             self._start_health(admin)
         self.router.dispatch = self.dispatcher.dispatch
+        self.txn.on_abort.append(self._redrain)
+        self._drain_ends: dict[tuple[str, int], int] = {}
         # ingress partitions paused until invocations partition p is consumed up to this offset
         self._draining: dict[tuple[str, int], int] = {}
         self._drain_checked = 0.0
@@ -353,7 +355,8 @@ class Worker:
                 )
                 target_partition = partition_for_id(t.target_id, self.settings.partitions)
                 if target_partition in owned:  # deliver now, in the transaction that fires it
-                    origin = "t" + hashlib.blake2b(key, digest_size=8).hexdigest()
+                    # unique per firing (a token can be reused once fired), same on a replay
+                    origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
                     self.dispatcher.dispatch(
                         LocalInvocation(
                             self.topics.timers,
@@ -461,8 +464,22 @@ class Worker:
         if done:
             self.consumer.resume([TopicPartition(topic, p) for topic, p in done])
             for key in done:
-                del self._draining[key]
+                self._drain_ends[key] = self._draining.pop(key)
                 self.router.direct.add(key)
+
+    def _redrain(self) -> None:
+        """After an abort the consumer rewinds: invocations it had read to enable the direct
+        path are unread again, so go back to draining before taking the direct path."""
+        again = [key for key in self.router.direct if key in self._drain_ends]
+        if not again:
+            return
+        for key in again:
+            self.router.direct.discard(key)
+            self._draining[key] = self._drain_ends[key]
+        try:
+            self.consumer.pause([TopicPartition(topic, p) for topic, p in again])
+        except KafkaException as e:  # no longer assigned: the next assignment starts over
+            log.info("not pausing after abort: %s", e)
 
     def _plan_direct(
         self, consumer: Consumer, partitions: list[TopicPartition]
@@ -471,6 +488,7 @@ class Worker:
         pause until then."""
         self.router.direct.clear()
         self._draining.clear()
+        self._drain_ends.clear()
         inv = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == inv}
         ends: dict[int, int] = {}
@@ -497,6 +515,8 @@ class Worker:
                 self.txn.commit()
             except KafkaException as e:
                 log.warning("commit on revoke failed, work will be redone: %s", e)
+                if self.txn.is_open:
+                    self.txn.abort(rewind=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")

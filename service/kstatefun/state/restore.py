@@ -70,10 +70,10 @@ class ChangelogRestorer:
                     low,
                     high,
                 )
-                store.clear()
-                start = 0
                 if changes is not None:
                     changes[p] = dict.fromkeys(store)  # make the snapshot forget it all
+                store.clear()
+                start = 0
             positions[p] = max(start, low)
             if high > positions[p]:
                 ends[p] = high

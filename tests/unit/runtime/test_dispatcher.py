@@ -101,3 +101,21 @@ def test_effects_apply_all_or_nothing():
     assert [t for t, _, _ in txn.produced] == ["app-dead-letters"]
     assert not store.has_pending()
     assert d.invocations == 0
+
+
+def test_an_effect_too_large_to_produce_is_a_dead_letter_not_a_stuck_worker():
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("count", IntType)])
+    def f(context, message):
+        from kstatefun import message_builder
+
+        context.storage.count = 1
+        context.send(message_builder("ns/g", "x", str_value="x" * 999_000))
+
+    d, store, txn = make(functions)
+    invoke(d)
+    (letter,) = dead_letters(txn)
+    assert letter["reason"] == "record-too-large" and "exceeds" in letter["message"]
+    assert [t for t, _, _ in txn.produced] == ["app-dead-letters"]
+    assert not store.has_pending()
