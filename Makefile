@@ -30,6 +30,16 @@ demo: venv
 dev-kafka: venv
 	$(BIN)/kstatefun dev-kafka
 
+# Chaos run (tests/chaos/run.py, docs/guarantees.md): three workers, a broker of its own, the
+# StateFun SDK; random faults for CHAOS_MINUTES of input, then a read_committed verification.
+# Bounded: ends by itself (well under 20 minutes with the default 10). CHAOS_SEED repeats a run.
+CHAOS_MINUTES ?= 10
+CHAOS_SEED ?=
+
+.PHONY: chaos
+chaos: venv
+	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
 # Benchmarks (bench/, docs/performance.md); not part of `make test`.
 BENCH_STAMP := $(VENV)/.bench-installed
 

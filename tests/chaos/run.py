@@ -1,0 +1,768 @@
+"""The chaos runner: three workers of the chaos application under a steady input while faults
+are injected at random (seeded), then a read_committed verification.
+
+    python -m tests.chaos.run --minutes 10 --seed 42
+
+It starts its own single-node broker (a LocalKafka on a data directory it owns, because one
+fault kills the broker), the application's remote functions with the real StateFun SDK 3.3.0
+(tests/chaos/sdk_app.py in the SDK's cached virtualenv), and the workers. While the input
+runs, one fault at a time, chosen by the seed:
+
+- ``kill9``: SIGKILL a worker, restart it with the same instance id;
+- ``sigterm``: SIGTERM a worker (it must commit, leave the group and exit 0), restart it;
+- ``zombie``: SIGSTOP a worker for longer than session.timeout.ms (10 s), so the group
+  moves its partitions and the broker aborts its open transaction, then SIGCONT it: nothing
+  it writes may commit (it is fenced, loses its partitions, or exits 3 and is restarted);
+- ``broker``: SIGKILL the broker and start it again on its data directory;
+- ``remote``: SIGSTOP the SDK server for a few seconds (within its call budget), then SIGCONT.
+
+Then every worker is stopped cleanly and tests/chaos/verify.py checks the output against what
+the committed input implies. The run prints the figures and exits 1 on any violation (2 when
+it could not run). Logs stay in the work directory when the run fails (or with ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from kstatefun.devkafka import LocalKafka
+from tests import kafka_fixture
+from tests.chaos import verify
+from tests.remote import sdk_env
+
+ROOT = Path(__file__).resolve().parents[2]
+# the runner's own Kafka clients keep quiet while the broker is down on purpose
+QUIET = logging.getLogger("tests.chaos.kafka")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+QUIET.setLevel(logging.CRITICAL + 1)
+HERE = Path(__file__).resolve().parent
+SDK_APP = HERE / "sdk_app.py"
+MODULE_TEMPLATE = HERE / "module.template.yaml"
+APP_ID = "chaos"
+TTL_MS = 2000  # CHAOS_TTL_MS of functions.py and sdk_app.py (their default)
+SESSION_TIMEOUT_S = 10.0  # kafka/clients.py group_consumer_config
+FAULT_KINDS = ("kill9", "sigterm", "zombie", "broker", "remote")
+BAD_KINDS = ("null-key", "null-value", "invalid-key", "boom", "stray", "rboom")
+DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of the input
+RDELAY_MS = 800
+
+
+@dataclass
+class ChaosConfig:
+    seconds: float = 600.0  # how long the input (and the faults) run
+    seed: int = 0
+    rate: float = 40.0  # events per second
+    keys: int = 120
+    workers: int = 3
+    partitions: int = 6
+    faults: tuple[str, ...] | None = None  # a fixed sequence; None: each kind once, then random
+    gap_s: tuple[float, float] = (3.0, 8.0)  # quiet time between two faults
+    zombie_s: tuple[float, float] = (12.0, 15.0)  # > SESSION_TIMEOUT_S
+    remote_outage_s: tuple[float, float] = (2.0, 4.0)  # < the remote call budget
+    broker_down_s: tuple[float, float] = (0.0, 3.0)
+    remote_call_budget: str = "8s"
+    bad_each: int = 2  # injected bad records of each kind
+    kafka_debug: str = ""  # librdkafka ``debug`` contexts for the workers' clients
+    kafka_properties: dict[str, str] = field(default_factory=dict)  # KSTATEFUN_KAFKA_PROPERTIES
+    zombie_lull: float = 0.5  # probability that the input pauses for 1 s before a zombie
+    drain_timeout_s: float = 240.0
+    work_dir: Path | None = None
+    keep: bool = False
+    say: Callable[[str], None] = lambda text: print(text, flush=True)
+
+
+@dataclass
+class ChaosReport:
+    seed: int
+    events: int = 0
+    valid: int = 0
+    bad: int = 0
+    delivery_failures: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    # worker exits the runner did not ask for, as (worker, exit code or None for "still
+    # running when the SIGTERM's patience ran out", when): code 3 (fenced) is reported, not
+    # a violation; a hang or any other code is
+    exits: list[tuple[str, int | None, str]] = field(default_factory=list)
+    verdict: verify.Verdict | None = None
+    expected_egress: int = 0
+    wall_s: float = 0.0
+    setup_s: float = 0.0
+    drain_s: float = 0.0
+    drained: bool = True  # the egress topic reached the expected count within the drain timeout
+    work_dir: str = ""
+    error: str | None = None
+    log_counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def bad_exits(self) -> list[tuple[str, int | None, str]]:
+        return [e for e in self.exits if e[1] != 3]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.error is None
+            and self.verdict is not None
+            and self.verdict.ok
+            and not self.bad_exits
+        )
+
+    def lines(self) -> list[str]:
+        v = self.verdict or verify.Verdict()
+        faults = " ".join(f"{k}={self.faults[k]}" for k in FAULT_KINDS)
+        out = [
+            f"seed: {self.seed}",
+            f"events: {self.events} (valid {self.valid}, bad {self.bad}; "
+            f"input delivery failures {self.delivery_failures})",
+            f"faults: {faults}",
+            f"egress: expected {self.expected_egress}, read {v.egress_read}"
+            + ("" if self.drained else " (the output stopped coming: missing ones count as lost)"),
+            f"lost: {v.lost}",
+            f"duplicated: {v.duplicated}",
+            f"out of order: {v.out_of_order}",
+            f"unexpected egress: {v.unexpected}",
+            f"state: {v.state_checked} values checked, {v.state_wrong} wrong, "
+            f"{v.ttl_not_purged} expired but not purged; pending timers wrong: {v.timers_wrong}",
+            f"dead letters: {dict(sorted(v.letters.items()))}, wrong {v.letters_wrong}",
+            f"open transactions (stuck partitions): {v.stuck_partitions}",
+            f"worker exits not caused by a fault: {len(self.exits)}, of which hung or crashed "
+            f"{len(self.bad_exits)}"
+            + (
+                " ("
+                + "; ".join(
+                    f"{n} {'hung (still running after SIGTERM)' if c is None else f'exit {c}'}"
+                    f" {when}"
+                    for n, c, when in self.exits[:8]
+                )
+                + ")"
+                if self.exits
+                else ""
+            ),
+            f"worker log: {dict(sorted(self.log_counts.items()))}",
+            f"wall time: {self.wall_s:.0f} s "
+            f"(setup {self.setup_s:.0f} s, drain {self.drain_s:.0f} s)",
+        ]
+        if self.error:
+            out.append(f"error: {self.error}")
+        out += [f"problem: {p}" for p in v.problems[:40]]
+        out.append(f"RESULT: {'PASS' if self.ok else 'FAIL'}")
+        return out
+
+    def figures(self) -> dict[str, object]:
+        v = self.verdict or verify.Verdict()
+        return {
+            "seed": self.seed,
+            "events": self.events,
+            "faults": dict(self.faults),
+            "lost": v.lost,
+            "duplicated": v.duplicated,
+            "out_of_order": v.out_of_order,
+            "unexpected": v.unexpected,
+            "state_wrong": v.state_wrong,
+            "timers_wrong": v.timers_wrong,
+            "letters_wrong": v.letters_wrong,
+            "stuck_partitions": v.stuck_partitions,
+            "exits": [list(e) for e in self.exits],
+            "wall_s": round(self.wall_s),
+            "drained": self.drained,
+            "ok": self.ok,
+        }
+
+
+# --- the input --------------------------------------------------------------------------------
+
+
+def make_input(cfg: ChaosConfig) -> list[tuple[bytes | None, bytes | None]]:
+    """The whole input, from the seed: valid events with random flags, and ``bad_each`` bad
+    records of each kind spread over it."""
+    rng = random.Random(f"input-{cfg.seed}")
+    total = max(1, int(cfg.seconds * cfg.rate))
+    events: list[tuple[bytes | None, bytes | None]] = []
+    for seq in range(total):
+        key = f"k{rng.randrange(cfg.keys)}".encode()
+        event: dict[str, object] = {"seq": seq}
+        if rng.random() < 0.10:
+            event["cycle"] = rng.choice((2, 3, 4, 6))
+        if rng.random() < 0.12:
+            event["delay"] = DELAY_MS
+        if rng.random() < 0.08:
+            event["rdelay"] = RDELAY_MS
+        if rng.random() < 0.10:
+            event["ttl"] = True
+        if rng.random() < 0.05:
+            event["hold"] = True
+        events.append((key, json.dumps(event).encode()))
+    bad = [kind for kind in BAD_KINDS for _ in range(cfg.bad_each)]
+    rng.shuffle(bad)
+    for i, kind in enumerate(bad):
+        seq = total + i
+        key = f"k{rng.randrange(cfg.keys)}".encode()
+        record: tuple[bytes | None, bytes | None]
+        if kind == "null-key":
+            record = (None, json.dumps({"seq": seq}).encode())
+        elif kind == "null-value":
+            record = (key, None)
+        elif kind == "invalid-key":
+            record = (b"\xff\xfe" + str(seq).encode(), json.dumps({"seq": seq}).encode())
+        else:
+            record = (key, json.dumps({"seq": seq, kind: True}).encode())
+        # spread over the middle of the run, where the faults are
+        position = int(len(events) * (0.1 + 0.8 * (i + 0.5) / len(bad)))
+        events.insert(position, record)
+    return events
+
+
+class InputThread(threading.Thread):
+    """Produces the input at a steady rate with an idempotent producer that outlives broker
+    restarts (records wait in its queue while the broker is down)."""
+
+    def __init__(self, bootstrap: str, topic: str, events: list, rate: float) -> None:
+        super().__init__(name="chaos-input", daemon=True)
+        self.bootstrap, self.topic, self.events, self.rate = bootstrap, topic, events, rate
+        self.failures = 0
+        self.produced = 0
+        self.error: BaseException | None = None
+        self.go = threading.Event()  # cleared: the input pauses (and then catches up)
+        self.go.set()
+
+    def _delivered(self, err, msg) -> None:  # type: ignore[no-untyped-def]
+        if err is not None:
+            self.failures += 1
+
+    def run(self) -> None:
+        try:
+            producer = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "message.timeout.ms": 300_000,
+                    "partitioner": "murmur2_random",
+                    "logger": QUIET,
+                }
+            )
+            started = time.monotonic()
+            for i, (key, value) in enumerate(self.events):
+                if not self.go.is_set():
+                    paused = time.monotonic()
+                    while not self.go.wait(0.1):
+                        producer.poll(0)
+                    started += time.monotonic() - paused  # no burst after a pause
+                wait = started + i / self.rate - time.monotonic()
+                if wait > 0:
+                    producer.poll(wait)
+                while True:
+                    try:
+                        producer.produce(self.topic, value, key, on_delivery=self._delivered)
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                self.produced += 1
+                producer.poll(0)
+            left = producer.flush(300)
+            self.failures += left
+        except BaseException as e:  # noqa: BLE001 - reported by the runner
+            self.error = e
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Workers:
+    """The application's worker processes, each restarted under its own instance id."""
+
+    def __init__(self, bootstrap: str, module: Path, egress: str, cfg: ChaosConfig, logs: Path):
+        self.bootstrap, self.module, self.egress, self.cfg, self.logs = (
+            bootstrap,
+            module,
+            egress,
+            cfg,
+            logs,
+        )
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stopped: set[str] = set()  # SIGSTOPped right now
+        self.down: set[str] = set()  # killed or terminated by the runner, not restarted yet
+        self.exits: list[tuple[str, int | None, str]] = []
+        self.t0 = time.monotonic()
+        self.expect_exit: dict[str, set[int]] = {}
+
+    def start(self, name: str) -> None:
+        self.down.discard(name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KSTATEFUN_")}
+        env.update(CHAOS_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1", CHAOS_TTL_MS=str(TTL_MS))
+        properties = dict(self.cfg.kafka_properties)
+        if self.cfg.kafka_debug:
+            properties["debug"] = self.cfg.kafka_debug
+        if properties:
+            env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(properties)
+        log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
+        log.flush()
+        self.procs[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kstatefun.cli",
+                "run",
+                "--module",
+                str(self.module),
+                "--bootstrap-servers",
+                self.bootstrap,
+                "--app-id",
+                APP_ID,
+                "--instance-id",
+                name,
+                "--partitions",
+                str(self.cfg.partitions),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def check(self, say: Callable[[str], None]) -> None:
+        """Restart any worker that exited on its own (and record it)."""
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None or name in self.down:
+                continue
+            allowed = self.expect_exit.pop(name, set())
+            if code not in allowed:
+                self.exits.append((name, code, f"at {time.monotonic() - self.t0:.0f} s"))
+                say(f"worker {name} exited with code {code} on its own; restarting it")
+            else:
+                say(f"worker {name} exited with code {code} (expected); restarting it")
+            self.stopped.discard(name)
+            self.start(name)
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+    def kill(self, name: str) -> int:
+        self.down.add(name)
+        proc = self.procs[name]
+        proc.kill()
+        return proc.wait(30)
+
+    def terminate(self, name: str, timeout: float = 30.0) -> int | None:
+        self.down.add(name)
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGCONT)  # a stopped process could not act on SIGTERM
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+            return None
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, cfg: ChaosConfig) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(f"faults-{cfg.seed}")
+        self.report = ChaosReport(seed=cfg.seed)
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.cfg.say(f"[{time.monotonic() - self.t0:6.1f}s] {text}")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep while restarting workers that died on their own."""
+        end = time.monotonic() + seconds
+        while True:
+            self.workers.check(self.say)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.2, left))
+
+    # faults
+
+    def _pick_worker(self) -> str:
+        # from every worker, running or not, so that the seed alone decides the fault sequence
+        return self.rng.choice(sorted(self.workers.procs))
+
+    def fault_kill9(self) -> None:
+        name = self._pick_worker()
+        self.workers.kill(name)
+        self.say(f"fault kill9: SIGKILL {name}")
+        self.sleep(self.rng.uniform(0.0, 2.0))
+        self.workers.start(name)
+        self.say(f"  {name} restarted")
+
+    def fault_sigterm(self) -> None:
+        name = self._pick_worker()
+        started = time.monotonic()
+        code = self.workers.terminate(name, timeout=20.0)
+        self.say(f"fault sigterm: {name} exited {code} after {time.monotonic() - started:.1f} s")
+        if code != 0:
+            self.report.exits.append((name, code, "20 s after the SIGTERM fault"))
+        self.sleep(self.rng.uniform(0.0, 2.0))
+        self.workers.start(name)
+        self.say(f"  {name} restarted")
+
+    def fault_zombie(self) -> None:
+        name = self._pick_worker()
+        pause = self.rng.uniform(*self.cfg.zombie_s)
+        lull = self.rng.random() < self.cfg.zombie_lull
+        if lull:
+            # Let the workers catch up first, so that this one is most likely between
+            # transactions when it stops, with delayed messages and TTLs falling due while
+            # it sleeps: a zombie without an open transaction is not fenced by the broker's
+            # transaction timeout, and what it commits without consumed offsets is not
+            # fenced by the group generation (KIP-447).
+            self.feed.go.clear()
+            self.sleep(1.0)
+        self.workers.signal(name, signal.SIGSTOP)
+        self.workers.stopped.add(name)
+        self.say(f"fault zombie: SIGSTOP {name} for {pause:.1f} s{' after a lull' if lull else ''}")
+        self.feed.go.set()
+        self.sleep(pause)
+        # a fenced zombie may stop with exit code 3; anything else is reported
+        self.workers.expect_exit[name] = {0, 3}
+        self.workers.signal(name, signal.SIGCONT)
+        self.workers.stopped.discard(name)
+        self.say(f"  SIGCONT {name}")
+
+    def fault_broker(self) -> None:
+        down = self.rng.uniform(*self.cfg.broker_down_s)
+        self.broker.kill()
+        self.say(f"fault broker: SIGKILL the broker, down for {down:.1f} s")
+        self.sleep(down)
+        started = time.monotonic()
+        self.broker.start(timeout=120)
+        self.say(f"  broker restarted in {time.monotonic() - started:.1f} s")
+
+    def fault_remote(self) -> None:
+        outage = self.rng.uniform(*self.cfg.remote_outage_s)
+        pid = self.sdk.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.say(f"fault remote: SIGSTOP the SDK server for {outage:.1f} s")
+        try:
+            self.sleep(outage)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.say("  SIGCONT the SDK server")
+
+    # phases
+
+    def setup(self, work: Path) -> None:
+        cfg = self.cfg
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.broker = LocalKafka(work / "kafka")
+        self.broker.start(timeout=120)
+        self.bootstrap = self.broker.bootstrap_servers
+        self.say(f"broker up at {self.bootstrap} (data dir {self.broker.data_dir})")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
+        self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
+        python = sdk_env.ensure_sdk_venv()
+        self.sdk = sdk_env.start_sdk_server(python, script=SDK_APP)
+        self.say(f"StateFun SDK server up at {self.sdk.base_url} (pid {self.sdk.process.pid})")
+        module = work / "module.yaml"
+        module.write_text(
+            MODULE_TEMPLATE.read_text().format(
+                url=self.sdk.url("statefun"),
+                remote_call_budget=cfg.remote_call_budget,
+                ingress=self.ingress,
+            )
+        )
+        self.workers = Workers(self.bootstrap, module, self.egress, cfg, self.logs)
+        for i in range(cfg.workers):
+            self.workers.start(f"w{i + 1}")
+        self._wait_assigned()
+
+    def _wait_assigned(self, timeout: float = 60.0) -> None:
+        """Until every worker logged an assignment (the group has formed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.workers.check(self.say)
+            logs = [(self.logs / f"worker-{n}.log") for n in self.workers.procs]
+            if all(
+                p.exists() and "assigned invocations" in p.read_text("utf-8", "replace")
+                for p in logs
+            ):
+                self.say(f"{len(logs)} workers joined the group")
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the workers did not all get an assignment within 60 s")
+
+    def chaos(self, feed: InputThread) -> None:
+        """Inject faults one at a time while the input runs. A fixed plan runs to its end even
+        if the input ends first; otherwise each kind once in random order, then random kinds,
+        until the input ends."""
+        cfg = self.cfg
+        end = time.monotonic() + cfg.seconds
+        if cfg.faults is not None:
+            plan = list(cfg.faults)
+        else:
+            plan = list(FAULT_KINDS)
+            self.rng.shuffle(plan)
+        i = 0
+        self.sleep(self.rng.uniform(*cfg.gap_s) / 2)
+        while True:
+            if cfg.faults is not None:
+                if i >= len(plan):
+                    break
+                kind = plan[i]
+            else:
+                if time.monotonic() >= end - 2.0:
+                    break
+                kind = plan[i] if i < len(plan) else self.rng.choice(FAULT_KINDS)
+            i += 1
+            getattr(self, f"fault_{kind}")()
+            self.report.faults[kind] += 1
+            self.sleep(self.rng.uniform(*cfg.gap_s))
+        while feed.is_alive():
+            self.sleep(0.5)
+        self.say(f"input done: {feed.produced} records produced")
+
+    def drain(self, expected: int) -> bool:
+        """Wait (bounded) until the egress topic holds at least what the input implies."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"chaos-drain-{time.monotonic_ns()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "logger": QUIET,
+            }
+        )
+        md = consumer.list_topics(self.egress, timeout=30)
+        consumer.assign(
+            [TopicPartition(self.egress, p, 0) for p in md.topics[self.egress].partitions]
+        )
+        seen = 0
+        started = time.monotonic()
+        deadline = started + self.cfg.drain_timeout_s
+        last_say = started
+        try:
+            while seen < expected and time.monotonic() < deadline:
+                self.workers.check(self.say)
+                seen += sum(1 for m in consumer.consume(1000, timeout=0.5) if m.error() is None)
+                if time.monotonic() - last_say > 15:
+                    last_say = time.monotonic()
+                    self.say(f"draining: {seen}/{expected} egress records")
+        finally:
+            consumer.close()
+        self.report.drain_s = time.monotonic() - started
+        self.say(f"drained {seen}/{expected} egress records in {self.report.drain_s:.1f} s")
+        return seen >= expected
+
+    def run(self) -> ChaosReport:
+        cfg = self.cfg
+        report = self.report
+        work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="kstatefun-chaos-"))
+        work.mkdir(parents=True, exist_ok=True)
+        report.work_dir = str(work)
+        self.say(f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work}")
+        self.broker: LocalKafka | None = None  # type: ignore[assignment]
+        self.sdk = None  # type: ignore[assignment]
+        self.workers = None  # type: ignore[assignment]
+        try:
+            self.setup(work)
+            report.setup_s = time.monotonic() - self.t0
+            events = make_input(cfg)
+            report.bad = len(BAD_KINDS) * cfg.bad_each
+            feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
+            feed.start()
+            self.chaos(feed)
+            if feed.error is not None:
+                raise RuntimeError(f"the input producer failed: {feed.error!r}")
+            report.delivery_failures = feed.failures
+            ingress = verify.read_topic(self.bootstrap, self.ingress)
+            exp = verify.expect(ingress.records)
+            report.events, report.valid = exp.events, exp.valid
+            report.expected_egress = exp.egress_total
+            drained = report.drained = self.drain(exp.egress_total)
+            if drained:
+                self.sleep(TTL_MS / 1000 + 3.0)  # the last TTL values expire and are deleted
+            # a worker that hangs would hang again: less patience once the output is missing
+            self.stop_workers(timeout=30.0 if drained else 10.0)
+            now_ms = int(time.time() * 1000)
+            topics = {
+                t: verify.read_topic(self.bootstrap, t, stall_s=5.0)
+                for t in (
+                    self.egress,
+                    f"{APP_ID}-changelog",
+                    f"{APP_ID}-timers",
+                    f"{APP_ID}-dead-letters",
+                )
+            }
+            tails = [
+                verify.read_topic(self.bootstrap, t, tail_only=True, stall_s=5.0)
+                for t in (self.ingress, f"{APP_ID}-invocations")
+            ]
+            report.verdict = verify.verify(
+                exp,
+                topics[self.egress],
+                topics[f"{APP_ID}-changelog"],
+                topics[f"{APP_ID}-timers"],
+                topics[f"{APP_ID}-dead-letters"],
+                tails,
+                now_ms,
+            )
+        except Exception as e:  # noqa: BLE001 - reported, with the logs kept
+            report.error = f"{type(e).__name__}: {e}"
+        finally:
+            report.exits = report.exits + (self.workers.exits if self.workers else [])
+            if self.workers is not None:
+                self.workers.kill_all()
+            if self.sdk is not None:
+                with_suppressed(lambda: os.kill(self.sdk.process.pid, signal.SIGCONT))
+                self.sdk.stop()
+            if self.broker is not None:
+                self.broker.stop()
+            report.wall_s = time.monotonic() - self.t0
+            report.log_counts = count_log_lines(work / "logs")
+            if report.ok and not cfg.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                self.say(f"logs kept in {work}")
+        return report
+
+    def stop_workers(self, timeout: float) -> None:
+        for name in sorted(self.workers.procs):
+            code = self.workers.terminate(name, timeout)
+            if code != 0:
+                self.report.exits.append((name, code, f"{timeout:.0f} s after the final SIGTERM"))
+        self.say("workers stopped")
+
+
+def with_suppressed(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(OSError):
+        fn()
+
+
+LOG_MARKERS = {
+    "fenced": "was taken over by another process",
+    "partitions_lost": "partitions lost",
+    "aborted": "transaction aborted during",
+    "commit_failed_on_revoke": "commit on revoke failed",
+    "producer_recreated": "recreating the producer",
+    "traceback": "Traceback",
+}
+
+
+def count_log_lines(logs: Path) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    if not logs.is_dir():
+        return counts
+    for path in logs.glob("worker-*.log"):
+        text = path.read_text("utf-8", "replace")
+        for name, marker in LOG_MARKERS.items():
+            counts[name] += text.count(marker)
+    return +counts
+
+
+def run_chaos(cfg: ChaosConfig) -> ChaosReport:
+    return Run(cfg).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long input and faults run")
+    parser.add_argument("--seed", type=int, default=None, help="default: a random seed (printed)")
+    parser.add_argument("--rate", type=float, default=40.0, help="input events per second")
+    parser.add_argument("--keys", type=int, default=120)
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help=f"a fixed, comma-separated fault sequence of {','.join(FAULT_KINDS)} "
+        "(default: each kind once in random order, then random kinds)",
+    )
+    parser.add_argument(
+        "--zombie-lull",
+        type=float,
+        default=0.5,
+        help="probability that the input pauses 1 s before a zombie fault (default 0.5)",
+    )
+    parser.add_argument(
+        "--kafka-debug",
+        default="",
+        help="librdkafka debug contexts for the workers, e.g. eos,broker",
+    )
+    parser.add_argument(
+        "--kafka-properties",
+        type=json.loads,
+        default={},
+        help="JSON object of librdkafka properties for the workers (KSTATEFUN_KAFKA_PROPERTIES)",
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=180.0, help="longest wait for the output (s)"
+    )
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    faults = None
+    if args.faults:
+        faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+        unknown = set(faults) - set(FAULT_KINDS)
+        if unknown:
+            parser.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    cfg = ChaosConfig(
+        seconds=args.minutes * 60,
+        seed=seed,
+        rate=args.rate,
+        keys=args.keys,
+        faults=faults,
+        work_dir=args.work_dir,
+        keep=args.keep,
+        zombie_lull=args.zombie_lull,
+        kafka_debug=args.kafka_debug,
+        kafka_properties=args.kafka_properties,
+        drain_timeout_s=args.drain_timeout,
+        bad_each=max(1, min(3, int(args.minutes))),
+    )
+    print(f"chaos seed: {seed}", flush=True)
+    report = run_chaos(cfg)
+    print("\n".join(report.lines()), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report.figures(), indent=2) + "\n")
+    if report.error and report.verdict is None:
+        return 2
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
