@@ -75,7 +75,13 @@ def base_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, A
     and restore consumers and the CLI tools all connect the same way. The result holds secrets
     in the clear for librdkafka: log it only through :func:`redacted`.
     """
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        # librdkafka's default "rebootstrap" forgets every broker after an outage of all of
+        # them; a transactional producer then hangs in send_offsets_to_transaction
+        # (librdkafka #5511, found by tests/chaos after a broker kill -9 and restart)
+        "metadata.recovery.strategy": "none",
+    }
     conf.update(extra)
     return conf
 

@@ -383,7 +383,9 @@ class Worker:
         if is_fenced(e):
             raise FencedError(
                 f"transactional id {self.settings.app_id}-{self.settings.instance_id} was "
-                "fenced: another worker uses the same --instance-id"
+                "fenced: another worker uses the same --instance-id, or the broker aborted this "
+                "worker's transaction after transaction.timeout.ms (e.g. a broker outage); "
+                "restart it (a supervisor should) unless another worker has its instance id"
             ) from e
         log.warning("transaction aborted during %s, rewinding: %s", phase, e)
         # Also when no transaction is open (begin itself failed): the overlays may hold writes

@@ -66,7 +66,8 @@ def test_no_security_settings_change_nothing():
     s = load_settings()
     assert s.kafka_properties == {}
     assert clients.base_config(s.bootstrap_servers, s.kafka_properties) == {
-        "bootstrap.servers": "127.0.0.1:9092"
+        "bootstrap.servers": "127.0.0.1:9092",
+        "metadata.recovery.strategy": "none",
     }
 
 
@@ -77,6 +78,7 @@ def test_security_settings_map_to_librdkafka_properties(monkeypatch, tls_files):
     conf = clients.base_config(s.bootstrap_servers, s.kafka_properties)
     assert conf == {
         "bootstrap.servers": "127.0.0.1:9092",
+        "metadata.recovery.strategy": "none",
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "worker",
