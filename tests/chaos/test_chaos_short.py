@@ -4,8 +4,8 @@ SIGSTOPped zombie (after a lull, so that it is most likely between transactions)
 kill -9 and restart, a SIGSTOPped remote endpoint. It passes only when the output is exactly
 what the committed input implies, no transaction is left open and no worker hangs or crashes.
 
-It fails while a worker can hang for good in ``send_offsets_to_transaction`` after the broker
-restarts (docs/guarantees.md, "Open issue found by the chaos test"): the runtime must not hang.
+It caught a worker hanging for good in ``send_offsets_to_transaction`` after the broker
+restarted (docs/guarantees.md, "Issue found by the chaos test"): the runtime must not hang.
 
 It starts a broker of its own (it kills it). ``KSTATEFUN_CHAOS_SEED`` picks another seed; the
 seed and the figures are printed (``pytest -s`` shows them, a failure always does).
