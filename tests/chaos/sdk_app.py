@@ -14,22 +14,22 @@ run with the SDK's own virtualenv (tests/remote/sdk_env.py), never kstatefun's:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import socket
+import sys
 from datetime import timedelta
+from pathlib import Path
 
-from aiohttp import web
 from statefun import (
     IntType,
-    RequestReplyHandler,
     StatefulFunctions,
     ValueSpec,
     kafka_egress_message,
     make_json_type,
     message_builder,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "remote"))
+from sdk_serving import serve  # noqa: E402 - tests/remote/sdk_serving.py
 
 EVENT = make_json_type("chaos/Event")
 HOP = make_json_type("chaos/Hop")
@@ -85,28 +85,5 @@ def boom(context, message):
     raise ValueError("remote boom injected by the chaos test")
 
 
-handler = RequestReplyHandler(functions)
-
-
-async def handle(request: web.Request) -> web.Response:
-    reply = await handler.handle_async(await request.read())
-    return web.Response(body=reply, content_type="application/octet-stream")
-
-
-async def main(port: int) -> None:
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    await web.SockSite(runner, sock).start()
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=0)
-    asyncio.run(main(parser.parse_args().port))
+    serve(functions)

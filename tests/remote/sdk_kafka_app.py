@@ -14,15 +14,11 @@ with the real SDK exactly as a StateFun user would, in its own virtualenv:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import socket
 from datetime import timedelta
 
-from aiohttp import web
+from sdk_serving import serve  # noqa: E402 - a sibling module: scripts run by path
 from statefun import (
     IntType,
-    RequestReplyHandler,
     StatefulFunctions,
     ValueSpec,
     kafka_egress_message,
@@ -85,28 +81,5 @@ def later(context, message):
     )
 
 
-handler = RequestReplyHandler(functions)
-
-
-async def handle(request: web.Request) -> web.Response:
-    reply = await handler.handle_async(await request.read())
-    return web.Response(body=reply, content_type="application/octet-stream")
-
-
-async def main(port: int) -> None:
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    await web.SockSite(runner, sock).start()
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=0)
-    asyncio.run(main(parser.parse_args().port))
+    serve(functions)

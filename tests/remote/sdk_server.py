@@ -25,19 +25,15 @@ Functions (all ids are free-form):
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import socket
 from datetime import timedelta
 
-from aiohttp import web
+from sdk_serving import serve  # noqa: E402 - a sibling module: scripts run by path
 from statefun import (
     BoolType,
     Context,
     IntType,
     LongType,
     Message,
-    RequestReplyHandler,
     StatefulFunctions,
     StringType,
     ValueSpec,
@@ -114,30 +110,5 @@ def ttl(context: Context, message: Message) -> None:
     context.storage.w = message.as_string()
 
 
-handler = RequestReplyHandler(functions)
-
-
-async def handle(request: web.Request) -> web.Response:
-    # The handler of StateFun's aiohttp example; an exception becomes aiohttp's HTTP 500.
-    body = await request.read()
-    reply = await handler.handle_async(body)
-    return web.Response(body=reply, content_type="application/octet-stream")
-
-
-async def main(port: int) -> None:
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    await web.SockSite(runner, sock).start()
-    print(f"LISTENING {sock.getsockname()[1]}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=0)
-    asyncio.run(main(parser.parse_args().port))
+    serve(functions)
