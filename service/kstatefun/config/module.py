@@ -208,7 +208,9 @@ class HttpEndpoint:
     def matches(self, typename: str) -> bool:
         """Whether this endpoint serves the function type ``typename``."""
         if self.is_wildcard:
-            return typename.partition("/")[0] == self.namespace
+            # as split_typename reads it: the namespace is everything before the last '/'
+            namespace, sep, name = typename.rpartition("/")
+            return bool(sep and name) and namespace == self.namespace
         return typename == self.functions
 
     def url_for(self, typename: str) -> str:
@@ -491,6 +493,10 @@ def _check_url_template(value: str) -> str:
         )
     if parts.scheme in ("http", "https") and not parts.netloc:
         _fail(f"'{value}' has no host; {example}")
+    try:
+        parts.port  # noqa: B018 - parsed on access; raises for a port that is not 0-65535
+    except ValueError as exc:
+        _fail(f"'{value}' has an invalid port ({exc}); {example}")
     return value
 
 
@@ -839,10 +845,15 @@ class _Document:
     duplicate_keys: list[tuple[_Loc, int]]
 
 
-def _walk(node: yaml.Node, path: _Loc, doc: _Document, depth: int = 0) -> None:
+def _walk(
+    node: yaml.Node, path: _Loc, doc: _Document, seen_nodes: set[int], depth: int = 0
+) -> None:
     doc.lines.setdefault(path, node.start_mark.line + 1)
-    if depth > 64:  # recursive aliases
+    # An alias repeats a node that was walked already: walking it again would be exponential
+    # in the nesting of aliases (a "billion laughs" document), and recursive ones never end.
+    if depth > 64 or id(node) in seen_nodes:
         return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -853,22 +864,25 @@ def _walk(node: yaml.Node, path: _Loc, doc: _Document, depth: int = 0) -> None:
                 doc.duplicate_keys.append((path + (key,), key_node.start_mark.line + 1))
             seen.add(key)
             doc.lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), doc, depth + 1)
+            _walk(value_node, path + (key,), doc, seen_nodes, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), doc, depth + 1)
+            _walk(item, path + (i,), doc, seen_nodes, depth + 1)
 
 
 def _read_documents(text: str, source: str) -> list[_Document]:
-    loader = _Loader(text)
     documents: list[_Document] = []
+    try:
+        loader = _Loader(text)  # reads the text at once: a NUL or a control character raises
+    except yaml.YAMLError as exc:
+        raise ModuleError(f"{source}: invalid YAML: {exc}") from None
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 break
             doc = _Document(len(documents) + 1, None, node.start_mark.line + 1, {}, [])
-            _walk(node, (), doc)
+            _walk(node, (), doc, set())
             doc.data = loader.construct_document(node)
             documents.append(doc)
     except yaml.MarkedYAMLError as exc:
@@ -881,6 +895,11 @@ def _read_documents(text: str, source: str) -> list[_Document]:
         ) from None
     except yaml.YAMLError as exc:
         raise ModuleError(f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ModuleError(
+            f"{source}: invalid YAML: collections nested too deeply to read; a module.yaml "
+            "needs only a few levels"
+        ) from None
     finally:
         loader.dispose()
     return documents
@@ -1093,11 +1112,14 @@ class _Builder:
             )
             return
         if not isinstance(kind, str) or kind not in _SCHEMAS:
-            close = difflib.get_close_matches(str(kind), SUPPORTED_KINDS, n=1, cutoff=0.8)
+            # a list or mapping is named, not printed: aliases can make its text exponential
+            text = _text(kind)
+            shown = f"'{text}'" if text is not None else _describe(kind)
+            close = difflib.get_close_matches(text or "", SUPPORTED_KINDS, n=1, cutoff=0.8)
             hint = f"did you mean '{close[0]}'? " if close else ""
             self.problem(
                 doc,
-                f"unknown kind '{kind}'; {hint}supported kinds: {', '.join(SUPPORTED_KINDS)}",
+                f"unknown kind {shown}; {hint}supported kinds: {', '.join(SUPPORTED_KINDS)}",
                 ("kind",),
             )
             return

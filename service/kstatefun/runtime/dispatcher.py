@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,11 @@ from kstatefun.sdk.storage import Storage, storage_mutations
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import (
+    changelog_key_prefix,
+    changelog_key_suffix,
+    changelog_value_of_type,
     decode_changelog_value,
     decode_invocation,
-    encode_changelog_key,
     encode_changelog_value,
     encode_invocation,
     encode_timer_key,
@@ -59,16 +61,32 @@ class _TtlPlan:
 
 class LocalInvocation:
     """An invocation delivered straight to a target this worker owns, in the open transaction,
-    without a round trip through <app>-invocations: a fired delayed message, or an ingress
-    record whose target partition this worker owns (runtime/router.py). Quacks like the
-    consumed record the dispatcher otherwise gets; ``origin`` identifies it uniquely and the
-    same on a replay."""
+    without a round trip through <app>-invocations: an ingress record whose target partition
+    this worker owns (runtime/router.py), or a fired delayed message. Quacks like the record it
+    came from (topic, partition, offset, key, value: what a dead letter names as its source);
+    ``origin`` identifies the invocation uniquely and the same on a replay."""
 
-    __slots__ = ("_topic", "_partition", "_key", "_value", "origin")
+    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_origin", "_index")
 
-    def __init__(self, topic: str, partition: int, key: bytes, value: bytes, origin: str) -> None:
-        self._topic, self._partition, self._key, self._value = topic, partition, key, value
-        self.origin = origin
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes,
+        value: bytes | None,
+        origin: str | None = None,
+        index: int = 0,
+    ) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._key, self._value = key, value
+        self._origin, self._index = origin, index  # without an origin: the ingress target index
+
+    @property
+    def origin(self) -> str:
+        if self._origin is None:  # made only when needed (delayed messages)
+            self._origin = f"i:{self._topic}:{self._partition}:{self._offset}:{self._index}"
+        return self._origin
 
     def topic(self) -> str:
         return self._topic
@@ -77,13 +95,19 @@ class LocalInvocation:
         return self._partition
 
     def offset(self) -> int:
-        return -1  # not a record of its own: it commits with the record or timer it came from
+        return self._offset  # -1: not a record of its own (a fired timer)
 
     def key(self) -> bytes:
         return self._key
 
-    def value(self) -> bytes:
+    def value(self) -> bytes | None:
         return self._value
+
+
+# Dispatcher.invoke(source, function type, id, caller, argument typename, argument value)
+Invoke = Callable[
+    [KafkaMessage | LocalInvocation, str, str, Address | None, str, bytes | None], None
+]
 
 
 class Rejected(Exception):
@@ -127,80 +151,97 @@ class Dispatcher:
         self._loop.close()
 
     def dispatch(self, record: KafkaMessage) -> None:
+        """Run the invocation in a record of <app>-invocations."""
         try:
             env = decode_invocation(record.value())
         except DecodeError as e:
             self._dlq.write(record, dl.UNDECODABLE_VALUE, f"not a kstatefun invocation: {e}", e)
             return
-        target = Address(env.target_type, env.target_id)
         caller = None if env.caller_type is None else Address(env.caller_type, env.caller_id or "")
-        spec = self._functions.for_typename(env.target_type)
-        if spec is None and self.remote is not None and self.remote.serves(env.target_type):
-            self.remote.offer(record, target, caller, TypedValue(env.typename, env.value))
-            return
+        self.invoke(record, env.target_type, env.target_id, caller, env.typename, env.value)
+
+    def invoke(
+        self,
+        record: KafkaMessage | LocalInvocation,
+        ftype: str,
+        fid: str,
+        caller: Address | None,
+        typename: str,
+        value: bytes | None,
+    ) -> None:
+        """Run one invocation of ``ftype/fid`` with the argument ``typename``/``value``;
+        ``record`` is where it came from (its partition is the target's partition)."""
+        target = Address(ftype, fid)
+        spec = self._functions.for_typename(ftype)
         if spec is None:
+            if self.remote is not None and self.remote.serves(ftype):
+                self.remote.offer(record, target, caller, TypedValue(typename, value))
+                return
             self._dlq.write(
                 record,
                 dl.UNKNOWN_FUNCTION,
-                f"no function is registered for type '{env.target_type}'",
+                f"no function is registered for type '{ftype}'",
                 target=target,
                 caller=caller,
-                typename=env.typename,
-                value=env.value,
+                typename=typename,
+                value=value,
             )
             return
 
         partition = record.partition()
-        store = self._store
-        ftype, fid = env.target_type, env.target_id
+        store_get = self._store.get
+        specs = spec.specs
         now_ms = int(time.time() * 1000)
 
+        key_prefix = changelog_key_prefix(ftype, fid)
+
         def read(name: str) -> bytes | None:
-            raw = store.get(partition, encode_changelog_key(ftype, fid, name))
+            raw = store_get(partition, key_prefix + changelog_key_suffix(name))
             if raw is None:
                 return None
-            value = decode_changelog_value(raw)
-            if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
-                return None  # expired: never returned, even before the sweep deletes it
-            declared = spec.specs[name].type.typename
-            if value.typename != declared:
+            declared = specs[name].type.typename
+            found = changelog_value_of_type(raw, declared)
+            if found is None:
                 raise FunctionError(
-                    f"state '{name}' of '{target}' holds a value of type '{value.typename}' but "
-                    f"its ValueSpec declares '{declared}': migrate or delete the old value "
-                    "before changing a ValueSpec's type"
+                    f"state '{name}' of '{target}' holds a value of type "
+                    f"'{decode_changelog_value(raw).typename}' but its ValueSpec declares "
+                    f"'{declared}': migrate or delete the old value before changing a "
+                    "ValueSpec's type"
                 )
-            return value.value
+            data, expire_at = found
+            if expire_at is not None and expire_at <= now_ms:
+                return None  # expired: never returned, even before the sweep deletes it
+            return data
 
-        storage = Storage(ftype, spec.specs, read)
+        storage = Storage(ftype, specs, read)
         context = Context(target, caller, storage)
-        message = Message(target, TypedValue(env.typename, env.value))
         started = time.perf_counter()
         try:
-            result = spec.fun(context, message)
-            if spec.is_async or asyncio.iscoroutine(result):
+            result = spec.fun(context, Message(target, TypedValue(typename, value)))
+            if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
                 self._loop.run_until_complete(result)
             self._metrics.latency(ftype).observe(time.perf_counter() - started)
             mutations = storage_mutations(storage)
-            egress = [self.resolve_egress(e) for e in context.egress]
+            egress = [self.resolve_egress(e) for e in context.egress] if context.egress else []
+            outgoing = context.outgoing
+            delayed = context.delayed
             self.check_sizes(
                 [v for v in mutations.values() if v is not None],
-                [out.typed_value.value for out in context.outgoing],
+                [out.typed_value.value for out in outgoing] if outgoing else [],
                 egress,
-                [
-                    op.message.typed_value.value
-                    for op in context.delayed
-                    if isinstance(op, DelayedMessage)
-                ],
+                [op.message.typed_value.value for op in delayed if isinstance(op, DelayedMessage)]
+                if delayed
+                else (),
             )
             timer_ops = (
                 self.plan_timers(
-                    context.delayed,
+                    delayed,
                     target,
                     partition,
                     getattr(record, "origin", None) or f"{partition}-{record.offset()}",
                     now_ms,
                 )
-                if context.delayed
+                if delayed
                 else ()
             )
         except KafkaException:
@@ -220,19 +261,29 @@ class Dispatcher:
                 None if isinstance(e, Rejected) else e,  # a rejection is no exception of theirs
                 target=target,
                 caller=caller,
-                typename=env.typename,
-                value=env.value,
+                typename=typename,
+                value=value,
             )
             return
 
         ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
+        ttl_ms = ttl.ttl_ms
         writes = [
-            (name, spec.specs[name].type.typename, value, ttl.ttl_ms.get(name))
-            for name, value in mutations.items()
+            (name, specs[name].type.typename, data, ttl_ms.get(name) if ttl_ms else None)
+            for name, data in mutations.items()
         ]
-        refresh = [(n, ttl.ttl_ms[n]) for n in ttl.after_call if n not in mutations]
-        outgoing = [(out.target, out.typed_value) for out in context.outgoing]
-        self.apply(partition, target, writes, refresh, outgoing, egress, timer_ops, now_ms)
+        refresh = [(n, ttl_ms[n]) for n in ttl.after_call if n not in mutations]
+        self.apply(
+            partition,
+            target,
+            writes,
+            refresh,
+            [(out.target, out.typed_value) for out in outgoing] if outgoing else (),
+            egress,
+            timer_ops,
+            now_ms,
+            key_prefix,
+        )
 
     def check_sizes(
         self,
@@ -243,16 +294,20 @@ class Dispatcher:
     ) -> None:
         """Refuse (before anything applies) an effect too large to produce."""
         limit = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES
-        sizes = [
-            *(len(v) for v in state_values),
-            *(len(v) for v in argument_values if v),
-            *(len(v) for v in delayed_values if v),
-            *(len(value) + len(key or b"") for _, key, value in egress),
-        ]
-        if sizes and max(sizes) > limit:
+        largest = 0
+        for v in state_values:
+            if len(v) > largest:
+                largest = len(v)
+        for v in (*argument_values, *delayed_values):
+            if v and len(v) > largest:
+                largest = len(v)
+        for _, key, value in egress:
+            if len(value) + len(key or b"") > largest:
+                largest = len(value) + len(key or b"")
+        if largest > limit:
             raise Rejected(
                 dl.RECORD_TOO_LARGE,
-                f"an effect of {max(sizes)} bytes exceeds the {limit}-byte limit of a record "
+                f"an effect of {largest} bytes exceeds the {limit}-byte limit of a record "
                 "(state value, message, delayed message or egress record)",
             )
 
@@ -262,22 +317,25 @@ class Dispatcher:
         target: Address,
         writes: list[tuple[str, str, bytes | None, int | None]],
         refresh: list[tuple[str, int]],
-        outgoing: list[tuple[Address, TypedValue]],
+        outgoing: Sequence[tuple[Address, TypedValue]],
         egress: list[_Egress],
         timer_ops: list[tuple[bytes, bytes | None, int]] | tuple[()],
         now_ms: int,
+        key_prefix: bytes | None = None,
     ) -> None:
         """Apply one invocation's (or one remote batch's) checked effects to the transaction:
         state writes ``(name, typename, value or None to delete, ttl ms or None)``, TTL refreshes
         of unwritten ``expire_after_call`` states, messages (caller = ``target``), egress and
-        timer writes."""
+        timer writes. ``key_prefix``: ``changelog_key_prefix`` of ``target``, if at hand."""
         ftype, fid = target.typename, target.id
+        if key_prefix is None:
+            key_prefix = changelog_key_prefix(ftype, fid)
         self.invocations += 1
         counts = self._metrics.invocations
         counts[ftype] = counts.get(ftype, 0) + 1
         store = self._store
         for name, typename, value, ttl_ms in writes:
-            key = encode_changelog_key(ftype, fid, name)
+            key = key_prefix + changelog_key_suffix(name)
             if value is None:
                 store.put(partition, key, None)
             else:
@@ -286,7 +344,7 @@ class Dispatcher:
                     partition, key, encode_changelog_value(typename, value, expire_at), expire_at
                 )
         for name, ttl_ms in refresh:
-            self._refresh(partition, encode_changelog_key(ftype, fid, name), now_ms, ttl_ms)
+            self._refresh(partition, key_prefix + changelog_key_suffix(name), now_ms, ttl_ms)
         for key, timer, due in timer_ops:
             if timer is None:
                 self._timers.cancel(partition, key)

@@ -14,7 +14,7 @@ of the same id still waiting in the topic can never be overtaken: per-id order h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from confluent_kafka import Message
 
@@ -24,12 +24,12 @@ from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import LocalInvocation
+from kstatefun.runtime.dispatcher import Invoke, LocalInvocation
 from kstatefun.wire.avro import encode_invocation
 
 
 class IngressRouter:
-    __slots__ = ("_routes", "_txn", "_dlq", "_topic", "_partitions", "direct", "dispatch")
+    __slots__ = ("_routes", "_txn", "_dlq", "_topic", "_partitions", "direct", "invoke")
 
     def __init__(
         self,
@@ -48,7 +48,7 @@ class IngressRouter:
         self._txn = txn
         self._dlq = dead_letters
         self.direct: set[tuple[str, int]] = set()  # (ingress topic, partition): see above
-        self.dispatch: Callable[[LocalInvocation], None] | None = None
+        self.invoke: Invoke | None = None  # Dispatcher.invoke, for the direct path
 
     @property
     def topics(self) -> list[str]:
@@ -82,11 +82,13 @@ class IngressRouter:
         topic = msg.topic()
         typename, targets = self._routes[topic]
         partition = partition_for_id(id, self._partitions)
-        direct = partition == msg.partition() and (topic, partition) in self.direct
-        for i, target in enumerate(targets):
+        if partition == msg.partition() and (topic, partition) in self.direct:
+            invoke = self.invoke
+            assert invoke is not None
+            for i, target in enumerate(targets):
+                source = LocalInvocation(topic, partition, msg.offset(), key, value, None, i)
+                invoke(source, target, id, None, typename, value)
+            return
+        for target in targets:
             envelope = encode_invocation(target, id, None, None, typename, value)
-            if direct and self.dispatch is not None:
-                origin = f"i:{topic}:{partition}:{msg.offset()}:{i}"
-                self.dispatch(LocalInvocation(self._topic, partition, key, envelope, origin))
-            else:
-                self._txn.produce(self._topic, envelope, key, partition)
+            self._txn.produce(self._topic, envelope, key, partition)

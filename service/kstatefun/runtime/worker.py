@@ -40,6 +40,7 @@ from kstatefun.kafka.topics import (
     internal_topic_specs,
     require_topics_exist,
 )
+from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.runtime.commit import Transaction, is_fenced
@@ -206,7 +207,7 @@ class Worker:
             self.metrics.remote_in_flight = self.remote.in_flight
         if s.metrics_port:
             self._start_health(admin)
-        self.router.dispatch = self.dispatcher.dispatch
+        self.router.invoke = self.dispatcher.invoke
         self.txn.on_abort.append(self._redrain)
         self._drain_ends: dict[tuple[str, int], int] = {}
         # ingress partitions paused until invocations partition p is consumed up to this offset
@@ -350,23 +351,29 @@ class Worker:
                     owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                envelope = encode_invocation(
-                    t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
-                )
                 target_partition = partition_for_id(t.target_id, self.settings.partitions)
                 if target_partition in owned:  # deliver now, in the transaction that fires it
                     # unique per firing (a token can be reused once fired), same on a replay
                     origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
-                    self.dispatcher.dispatch(
+                    self.dispatcher.invoke(
                         LocalInvocation(
                             self.topics.timers,
                             target_partition,
+                            -1,
                             t.target_id.encode(),
-                            envelope,
+                            value,
                             origin,
-                        )
+                        ),
+                        t.target_type,
+                        t.target_id,
+                        Address(sender_type, sender_id),
+                        t.typename,
+                        t.value,
                     )
                 else:
+                    envelope = encode_invocation(
+                        t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
+                    )
                     txn.produce(
                         self.topics.invocations, envelope, t.target_id.encode(), target_partition
                     )

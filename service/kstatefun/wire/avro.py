@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 
@@ -50,15 +50,26 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
+_SHORT_LEN = [bytes((n << 1,)) for n in range(64)]  # the one-byte length of 0..63 bytes
+
+
 def _bytes(b: bytes) -> bytes:
     n = len(b)
     if n < 64:
-        return bytes((n << 1,)) + b
+        return _SHORT_LEN[n] + b
     return _long(n) + b
 
 
 def _str(s: str) -> bytes:
-    return _bytes(s.encode())
+    b = s.encode()
+    n = len(b)
+    if n < 64:
+        return _SHORT_LEN[n] + b
+    return _long(n) + b
+
+
+# Type names and state names recur in every record: their encodings are cached (bounded).
+_name = lru_cache(maxsize=4096)(_str)
 
 
 _NULL = b"\x00"  # union branch 0 = null
@@ -152,8 +163,7 @@ def _opt_text_at(data: bytes, pos: int) -> tuple[str | None, int]:
 # --- invocation envelope ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationEnvelope:
+class InvocationEnvelope(NamedTuple):  # a tuple: built for every invocation record
     target_type: str
     target_id: str
     caller_type: str | None
@@ -172,17 +182,19 @@ def encode_invocation(
 ) -> bytes:
     return b"".join(
         (
-            _str(target_type),
+            _name(target_type),
             _str(target_id),
-            _opt_str(caller_type),
+            _NULL if caller_type is None else _SOME + _name(caller_type),
             _opt_str(caller_id),
-            _str(typename),
+            _name(typename),
             _opt_bytes(value),
         )
     )
 
 
-def decode_invocation(data: bytes) -> InvocationEnvelope:
+def decode_invocation(data: bytes | None) -> InvocationEnvelope:
+    if data is None:  # a tombstone someone wrote to <app>-invocations
+        raise DecodeError("invalid invocation envelope (the record has no value)")
     try:
         target_type, pos = _text_at(data, 0)
         target_id, pos = _text_at(data, pos)
@@ -207,7 +219,15 @@ def decode_invocation(data: bytes) -> InvocationEnvelope:
 
 
 def encode_changelog_key(function_type: str, id: str, state: str) -> bytes:
-    return _str(function_type) + _str(id) + _str(state)
+    return _name(function_type) + _str(id) + _name(state)
+
+
+def changelog_key_prefix(function_type: str, id: str) -> bytes:
+    """What every changelog key of one address starts with: + ``changelog_key_suffix(state)``."""
+    return _name(function_type) + _str(id)
+
+
+changelog_key_suffix = _name
 
 
 def decode_changelog_key(data: bytes) -> tuple[str, str, str]:
@@ -227,7 +247,7 @@ class ChangelogValue:
 
 def encode_changelog_value(typename: str, value: bytes, expire_at_ms: int | None = None) -> bytes:
     tail = _NULL if expire_at_ms is None else _SOME + _long(expire_at_ms)
-    return _str(typename) + _bytes(value) + tail
+    return _name(typename) + _bytes(value) + tail
 
 
 def decode_changelog_value(data: bytes) -> ChangelogValue:
@@ -236,6 +256,24 @@ def decode_changelog_value(data: bytes) -> ChangelogValue:
         return ChangelogValue(r.text(), r.blob(), r.opt_long())
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"invalid changelog value ({e})") from e
+
+
+def changelog_value_of_type(data: bytes, typename: str) -> tuple[bytes, int | None] | None:
+    """(value, expire_at_ms) of an encoded changelog value if its type is ``typename``, else
+    None (the hot read path: no object built, the type compared as encoded bytes)."""
+    head = _name(typename)
+    if not data.startswith(head):
+        return None
+    try:
+        value, end = _blob_at(data, len(head))
+        if data[end] == 0 and end == len(data) - 1:
+            return value, None
+        r = _Reader(data)
+        r.pos = end
+        expire_at = r.opt_long()
+    except IndexError as e:
+        raise DecodeError(f"invalid changelog value ({e})") from e
+    return value, expire_at
 
 
 def changelog_expire_at(data: bytes) -> int | None:
