@@ -31,7 +31,7 @@ from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.sdk.context import CancelDelayed, Context, DelayedMessage
 from kstatefun.sdk.functions import FunctionSpec, StatefulFunctions
 from kstatefun.sdk.messages import EgressMessage, Message
-from kstatefun.sdk.storage import Storage, storage_mutations
+from kstatefun.sdk.storage import Storage, storage_class, storage_mutations
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import (
@@ -54,7 +54,10 @@ _Egress = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
 @dataclass(frozen=True, slots=True)
-class _TtlPlan:
+class _Plan:
+    """What the dispatcher derives once per embedded function type."""
+
+    storage: Callable[..., Storage]  # storage_class(...): build with (read)
     ttl_ms: dict[str, int]  # state name → TTL, for states that have one
     after_call: tuple[str, ...]  # states whose TTL every invocation refreshes
 
@@ -137,7 +140,7 @@ class Dispatcher:
         self._functions = functions
         self._store = self.store = store
         self._timers = timers
-        self._ttl: dict[str, _TtlPlan] = {}
+        self._plans: dict[str, _Plan] = {}
         self._txn = txn
         self._dlq = self.dead_letters = dead_letters
         self._topic = invocations_topic
@@ -213,7 +216,8 @@ class Dispatcher:
                 return None  # expired: never returned, even before the sweep deletes it
             return data
 
-        storage = Storage(ftype, specs, read)
+        plan = self._plans.get(ftype) or self._plan(spec)
+        storage = plan.storage(read)
         context = Context(target, caller, storage)
         started = time.perf_counter()
         try:
@@ -266,13 +270,12 @@ class Dispatcher:
             )
             return
 
-        ttl = self._ttl.get(ftype) or self._ttl_plan(spec)
-        ttl_ms = ttl.ttl_ms
+        ttl_ms = plan.ttl_ms
         writes = [
             (name, specs[name].type.typename, data, ttl_ms.get(name) if ttl_ms else None)
             for name, data in mutations.items()
         ]
-        refresh = [(n, ttl_ms[n]) for n in ttl.after_call if n not in mutations]
+        refresh = [(n, ttl_ms[n]) for n in plan.after_call if n not in mutations]
         self.apply(
             partition,
             target,
@@ -363,12 +366,13 @@ class Dispatcher:
         for topic, key, value in egress:
             produce(topic, value, key)
 
-    def _ttl_plan(self, spec: FunctionSpec) -> _TtlPlan:
-        plan = _TtlPlan(
+    def _plan(self, spec: FunctionSpec) -> _Plan:
+        plan = _Plan(
+            storage_class(spec.typename, spec.specs),
             {n: v.duration for n, v in spec.specs.items() if v.duration},
             tuple(n for n, v in spec.specs.items() if v.after_call),
         )
-        self._ttl[spec.typename] = plan
+        self._plans[spec.typename] = plan
         return plan
 
     def _refresh(self, partition: int, key: bytes, now_ms: int, ttl_ms: int) -> None:

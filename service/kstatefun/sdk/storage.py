@@ -8,10 +8,12 @@ encodes at once, ``del`` deletes. The runtime collects the changes with ``storag
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from kstatefun.errors import FunctionError
 from kstatefun.sdk.functions import ValueSpec
+from kstatefun.sdk.types import Type
 
 _UNREAD = object()
 
@@ -80,6 +82,50 @@ class Storage:
 
     def __unknown(self, name: str) -> str:
         return f"'{name}' is not a registered ValueSpec for the function '{self.__owner}'"
+
+
+def storage_class(owner: str, specs: dict[str, ValueSpec]) -> Callable[..., Storage]:
+    """``Storage`` for one function, made once per function type: each ValueSpec name is a
+    property, which reads faster than ``__getattr__`` (called only after a failed lookup).
+    Build an instance with ``cls(read)``."""
+    return _storage_class(owner, tuple(specs.items()))
+
+
+@lru_cache(maxsize=1024)
+def _storage_class(owner: str, items: tuple[tuple[str, ValueSpec], ...]) -> Callable[..., Storage]:
+    specs = dict(items)
+    slots = {name: getattr(Storage, f"_Storage__{name}") for name in _SLOTS}
+    set_owner, set_specs, set_read = (slots[n].__set__ for n in ("owner", "specs", "read"))
+    set_raw, set_mutations = slots["raw"].__set__, slots["mutations"].__set__
+
+    def __init__(self: Storage, read: Callable[[str], bytes | None]) -> None:
+        set_owner(self, owner)
+        set_specs(self, specs)
+        set_read(self, read)
+        set_raw(self, {})
+        set_mutations(self, {})
+
+    namespace: dict[str, Any] = {"__slots__": (), "__init__": __init__}
+    for name, spec in items:
+        if not hasattr(Storage, name):  # a name like __init__ stays with __getattr__
+            namespace[name] = property(_getter(name, spec.type))
+    return type(f"Storage[{owner}]", (Storage,), namespace)
+
+
+_SLOTS = ("owner", "specs", "read", "raw", "mutations")
+
+
+def _getter(name: str, tpe: Type) -> Callable[[Storage], Any]:
+    deserialize = tpe.deserialize
+
+    def get(self: Storage) -> Any:
+        raw = self._Storage__raw  # type: ignore[attr-defined]
+        data = raw.get(name, _UNREAD)
+        if data is _UNREAD:
+            data = raw[name] = self._Storage__read(name)  # type: ignore[attr-defined]
+        return None if data is None else deserialize(data)
+
+    return get
 
 
 def storage_mutations(storage: Storage) -> dict[str, bytes | None]:

@@ -23,7 +23,7 @@ from kstatefun.runtime import deadletters as dl
 from kstatefun.sdk.context import Context
 from kstatefun.sdk.functions import StatefulFunctions, load_functions
 from kstatefun.sdk.messages import EgressMessage, Message, message_builder
-from kstatefun.sdk.storage import Storage, storage_mutations
+from kstatefun.sdk.storage import storage_class, storage_mutations
 from kstatefun.sdk.types import BoolType, FloatType, IntType, StringType, Type
 from kstatefun.testing.records import DeadLetter, EgressRecord, InvocationRecord, PendingTimer
 from kstatefun.testing.state import Cells, FunctionInfo, MemoryState
@@ -400,7 +400,7 @@ class Harness:
             cell = found.get(name)
             return None if cell is None else cell.data
 
-        storage = Storage(target.typename, spec.specs, read)
+        storage = storage_class(target.typename, spec.specs)(read)
         context = Context(target, caller, storage)
         try:
             result = spec.fun(context, Message(target, argument))
