@@ -28,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap_servers,
         app_id=args.app_id,
         instance_id=args.instance_id,
+        static_membership=args.static_membership,
         state_dir=args.state_dir,
         partitions=args.partitions,
         commit_interval_ms=args.commit_interval_ms,
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bootstrap-servers", help="HOST:PORT (env KSTATEFUN_BOOTSTRAP_SERVERS)")
     run.add_argument("--app-id", help="names the group and internal topics (env KSTATEFUN_APP_ID)")
     run.add_argument("--instance-id", help="stable per worker (env KSTATEFUN_INSTANCE_ID)")
+    run.add_argument(
+        "--static-membership",
+        action="store_true",
+        default=None,
+        help="join the group as a static member named by the instance id: a restarted worker "
+        "gets its partitions back without a rebalance (env KSTATEFUN_STATIC_MEMBERSHIP)",
+    )
     run.add_argument(
         "--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)"
     )

@@ -46,6 +46,7 @@ CLI_FLAGS: Final[dict[str, str]] = {
     "bootstrap_servers": "--bootstrap-servers",
     "app_id": "--app-id",
     "instance_id": "--instance-id",
+    "static_membership": "--static-membership",
     "state_dir": "--state-dir",
     "partitions": "--partitions",
     "commit_interval_ms": "--commit-interval-ms",
@@ -154,6 +155,7 @@ class Settings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str = "kstatefun"
     instance_id: str = Field(default_factory=_default_instance_id)
+    static_membership: bool = False
     state_dir: Path | None = None
     partitions: int = Field(8, ge=1)
     commit_interval_ms: int = Field(100, ge=1)

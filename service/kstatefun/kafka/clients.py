@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
 
 REDACTED: Final = "**********"
 
@@ -66,6 +69,12 @@ def security_properties(settings: Mapping[str, Any]) -> KafkaProperties:
     return out
 
 
+# librdkafka's default "rebootstrap" forgets every broker after an outage of all of them; a
+# transactional producer then hangs in send_offsets_to_transaction (librdkafka #5511, found by
+# tests/chaos after a broker kill -9 and restart)
+_RECOVERY: Final = {"metadata.recovery.strategy": "none"}
+
+
 def base_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
     """What every client's configuration starts from: the brokers, then ``extra``.
 
@@ -75,15 +84,7 @@ def base_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, A
     and restore consumers and the CLI tools all connect the same way. The result holds secrets
     in the clear for librdkafka: log it only through :func:`redacted`.
     """
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
-        # librdkafka's default "rebootstrap" forgets every broker after an outage of all of
-        # them; a transactional producer then hangs in send_offsets_to_transaction
-        # (librdkafka #5511, found by tests/chaos after a broker kill -9 and restart)
-        "metadata.recovery.strategy": "none",
-    }
-    conf.update(extra)
-    return conf
+    return {"bootstrap.servers": bootstrap_servers, **_RECOVERY, **extra}
 
 
 # The largest record a worker produces (librdkafka's message.max.bytes, the broker's default
@@ -94,55 +95,87 @@ MAX_RECORD_BYTES = 1_000_000
 RECORD_OVERHEAD_BYTES = 4096
 
 
+def _compose(
+    bootstrap_servers: str,
+    extra: Mapping[str, str],
+    tunables: Mapping[str, Any],
+    required: Mapping[str, Any],
+    client: str,
+) -> dict[str, Any]:
+    """``tunables`` (kstatefun's defaults, which ``extra`` overrides), then ``extra``, then
+    ``required`` (what kstatefun's guarantees rest on; overriding one is refused with a
+    warning)."""
+    conf = base_config(bootstrap_servers, {**tunables, **extra})
+    for prop in sorted(set(extra) & set(required)):
+        if str(extra[prop]) != str(required[prop]):
+            log.warning(
+                "kafka_properties sets %s for the %s, which kstatefun sets itself "
+                "(kafka/clients.py); ignoring it",
+                prop,
+                client,
+            )
+    conf.update(required)
+    return conf
+
+
 def transactional_producer_config(
     bootstrap_servers: str,
     transactional_id: str,
     transaction_timeout_ms: int,
     extra: Mapping[str, str],
 ) -> dict[str, Any]:
-    conf = base_config(bootstrap_servers, extra)
-    conf.update(
+    return _compose(
+        bootstrap_servers,
+        extra,
+        {
+            "linger.ms": 2,
+            # default 100 ms makes back-to-back transactions slow (ARCHITECTURE §10)
+            "retry.backoff.ms": 10,
+            "queue.buffering.max.messages": 1_000_000,
+        },
         {
             "transactional.id": transactional_id,
             "enable.idempotence": True,
             "transaction.timeout.ms": transaction_timeout_ms,
             # egress keys land where a Java producer would put them
             "partitioner": "murmur2_random",
-            "linger.ms": 2,
-            # default 100 ms makes back-to-back transactions slow (ARCHITECTURE §10)
-            "retry.backoff.ms": 10,
-            "queue.buffering.max.messages": 1_000_000,
             "message.max.bytes": MAX_RECORD_BYTES,
-        }
+        },
+        "transactional producer",
     )
-    return conf
 
 
 def group_consumer_config(
     bootstrap_servers: str, group_id: str, extra: Mapping[str, str]
 ) -> dict[str, Any]:
-    conf = base_config(bootstrap_servers, extra)
-    conf.update(
+    return _compose(
+        bootstrap_servers,
+        extra,
+        {
+            "fetch.wait.max.ms": 10,
+            # a crashed worker's partitions move after this (static members: it may rejoin)
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+        },
         {
             "group.id": group_id,
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
             # eager protocols: runtime/worker.py's rebalance callbacks assume a full revoke
             # followed by a full assignment
             "partition.assignment.strategy": "range,roundrobin",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-        }
+        },
+        "group consumer",
     )
-    return conf
 
 
 def restore_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
-    conf = base_config(bootstrap_servers, extra)
-    conf.update(
+    return _compose(
+        bootstrap_servers,
+        extra,
+        {"fetch.wait.max.ms": 10},
         {
             # manual assignment only; the group id is required by librdkafka but never joined
             "group.id": "kstatefun-restore",
@@ -150,7 +183,6 @@ def restore_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) ->
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
-        }
+        },
+        "restore consumer",
     )
-    return conf

@@ -158,6 +158,8 @@ class Worker:
         self.store = StateStore(snapshot)
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
+        if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
+            consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
         if s.metrics_port:
             consumer_config["statistics.interval.ms"] = 5000
             consumer_config["stats_cb"] = self._on_stats
@@ -405,7 +407,15 @@ class Worker:
             err = msg.error()
             if err is None:
                 good.append(msg)
-            elif err.fatal():
+            elif err.fatal() or err.code() == KafkaError._FATAL:
+                # A consumer's only fatal error (librdkafka): a static member fenced by another
+                # one with the same group.instance.id.
+                if self.settings.static_membership:
+                    raise FencedError(
+                        f"group member {self.settings.app_id}-{self.settings.instance_id} was "
+                        "fenced: another worker joined the group with the same --instance-id "
+                        f"(static membership); give every running worker its own ({err.str()})"
+                    )
                 raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
