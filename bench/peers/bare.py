@@ -194,6 +194,7 @@ def restore(bootstrap: str, changelog: str) -> int:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
+            "queued.min.messages": 1_000_000,  # as kstatefun's restore consumer
         }
     )
     md = consumer.list_topics(changelog, timeout=30)

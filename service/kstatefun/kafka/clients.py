@@ -175,7 +175,12 @@ def restore_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) ->
     return _compose(
         bootstrap_servers,
         extra,
-        {"fetch.wait.max.ms": 10},
+        {
+            "fetch.wait.max.ms": 10,
+            # librdkafka's default (100,000) stalls the prefetch of a fast reader: restoring
+            # 1M records measured 150-180k records/s with it, 700-800k with this
+            "queued.min.messages": 1_000_000,
+        },
         {
             # manual assignment only; the group id is required by librdkafka but never joined
             "group.id": "kstatefun-restore",
