@@ -40,6 +40,12 @@ CHAOS_SEED ?=
 chaos: venv
 	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
+# Fuzzing (tests/fuzz, docs/guarantees.md "Fuzzing"): the hypothesis `long` profile, random
+# examples, many more of them than `make test` runs. Bounded: ends by itself in a few minutes.
+.PHONY: fuzz
+fuzz: venv
+	HYPOTHESIS_PROFILE=long timeout 900 $(BIN)/python -m pytest -q tests/fuzz
+
 # Benchmarks (bench/, docs/performance.md); not part of `make test`.
 BENCH_STAMP := $(VENV)/.bench-installed
 

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,11 +185,22 @@ def keyed_events(
     return events, expected
 
 
+def _key_and_value(msg: Message) -> tuple[str, str]:
+    key = msg.key().decode() if msg.key() is not None else None
+    return key, msg.value().decode() if msg.value() is not None else None  # type: ignore[return-value]
+
+
 def read_committed(
-    bootstrap: str, topic: str, expected: int, timeout: float = 90, settle: float = 2.0
-) -> list[tuple[str, str]]:
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 90,
+    settle: float = 2.0,
+    convert: Callable[[Message], Any] = _key_and_value,
+) -> list[Any]:
     """Read ``topic`` from the beginning with read_committed until ``expected`` records arrived
-    (and then ``settle`` more seconds, to catch duplicates) or ``timeout``."""
+    (and then ``settle`` more seconds, to catch duplicates) or ``timeout``; each record as
+    ``convert(msg)`` gives it (default: key and value as text)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -199,7 +212,7 @@ def read_committed(
     )
     md = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-    out: list[tuple[str, str]] = []
+    out: list[Any] = []
     deadline = time.monotonic() + timeout
     settle_until = None
     try:
@@ -211,8 +224,7 @@ def read_committed(
             for msg in consumer.consume(1000, timeout=0.2):
                 if msg.error():
                     continue
-                key = msg.key().decode() if msg.key() is not None else None
-                out.append((key, msg.value().decode() if msg.value() is not None else None))
+                out.append(convert(msg))
     finally:
         consumer.close()
     return out
