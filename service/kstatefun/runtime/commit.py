@@ -7,7 +7,10 @@
    first offset of the transaction (where to rewind) and the next offset (what to commit).
 3. ``commit``: a. produce each overlay, coalesced, to its topic (state → changelog, timers →
    timers topic); b. send the next offsets of every consumed partition with the group's
-   metadata (KIP-447 fencing); c. commit the transaction; d. fold each overlay into its store.
+   metadata (KIP-447 fencing) — a transaction that consumed nothing (fired delayed messages,
+   TTL deletions) sends the committed offsets of the assigned partitions again, so that a
+   zombie whose partitions moved on is refused here too; c. commit the transaction; d. fold
+   each overlay into its store.
 4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlays, seek
    every consumed partition back to the transaction's first offset.
 
@@ -80,6 +83,9 @@ class Transaction:
         self._timeout = op_timeout_s
         self._start: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
+        # the committed offsets of the assigned partitions (the worker sets them on assignment;
+        # each commit updates them): what a transaction that consumed nothing commits again
+        self.fence_offsets: dict[tuple[str, int], int] = {}
         self.is_open = False
         self.opened_at = 0.0
         self.producer = self._new_producer()
@@ -161,8 +167,9 @@ class Transaction:
                         # the last record's offset tells a local snapshot how far it is complete
                         on_delivery = delivered if i == last else None
                         self.produce(topic, value, key, partition, None, on_delivery)
-            if self._next:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
+            consumed = self._next or self.fence_offsets
+            if consumed:
+                offsets = [TopicPartition(t, p, o) for (t, p), o in consumed.items()]
                 self.producer.send_offsets_to_transaction(
                     offsets, self._consumer.consumer_group_metadata(), self._timeout
                 )
@@ -173,6 +180,7 @@ class Transaction:
         self.producer.poll(0)  # serve the delivery reports behind ``positions``
         for topic, store in self._stores:
             store.apply_overlay(positions[topic])
+        self.fence_offsets.update(self._next)
         self._start.clear()
         self._next.clear()
         self.is_open = False

@@ -536,9 +536,11 @@ class Worker:
                 log.warning("commit on revoke failed, work will be redone: %s", e)
                 if self.txn.is_open:
                     self.txn.abort(rewind=False)
+        self.txn.fence_offsets = {}
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
+        self.txn.fence_offsets = {}
         self.router.direct.clear()
         self._draining.clear()
         self.txn.abort(rewind=False)
@@ -581,20 +583,23 @@ class Worker:
             snapshot.save(changes, positions)
         for p in fresh:
             self.store.restored(p)
-        self._position_ingress(consumer, [tp for tp in partitions if tp.topic != invocations])
+        committed = consumer.committed(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+        )
+        self.txn.fence_offsets = {
+            (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
+        }
+        self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
         pause = self._plan_direct(consumer, partitions)
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
         self.ready = True
 
-    def _position_ingress(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _position_ingress(
+        self, partitions: list[TopicPartition], committed: list[TopicPartition]
+    ) -> None:
         """Where an ingress partition without a committed offset starts (startupPosition)."""
-        if not partitions:
-            return
-        committed = consumer.committed(
-            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
-        )
         have = {(tp.topic, tp.partition) for tp in committed if tp.offset >= 0}
         for tp in partitions:
             if (tp.topic, tp.partition) in have:
@@ -609,7 +614,7 @@ class Worker:
                     continue
                 kind = "group-offsets"
             if kind == "date":
-                found = consumer.offsets_for_times(
+                found = self.consumer.offsets_for_times(
                     [TopicPartition(tp.topic, tp.partition, pos.date_ms)], timeout=30
                 )[0]
                 tp.offset = found.offset if found.offset >= 0 else OFFSET_END
