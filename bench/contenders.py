@@ -112,6 +112,24 @@ class Contender:
 
 
 class Kstatefun(Contender):
+    bootstrap: str = ""
+    endpoint_url: str = ""  # W3: the StateFun SDK endpoint that serves bench/*
+    worker_args: tuple[str, ...] = ()  # extra `kstatefun run` arguments for every spawn
+
+    def module(self, workload: str, ingress: str) -> str:
+        """The worker's module.yaml: W1 and W2 embed their functions, W3 calls the SDK."""
+        if workload == "w3":
+            return INGRESS_EGRESS.format(ingress=ingress, target="bench/counter") + (
+                ENDPOINT.format(url=self.endpoint_url)
+            )
+        app_module, target = {
+            "w1": ("bench.apps.count", "bench/counter"),
+            "w2": ("bench.apps.chain", "bench/a"),
+        }[workload]
+        return INGRESS_EGRESS.format(ingress=ingress, target=target) + EMBEDDED.format(
+            functions=app_module
+        )
+
     def spawn(
         self,
         workload: str,
@@ -122,13 +140,7 @@ class Kstatefun(Contender):
         extra: tuple[str, ...] = (),
     ) -> Proc:
         module = run_dir / f"{t.app}.yaml"
-        app_module, target = {
-            "w1": ("bench.apps.count", "bench/counter"),
-            "w2": ("bench.apps.chain", "bench/a"),
-        }[workload]
-        module.write_text(
-            MODULE_TEMPLATE.format(ingress=t.ingress, target=target, functions=app_module)
-        )
+        module.write_text(self.module(workload, t.ingress))
         return Proc(
             [
                 sys.executable,
@@ -145,16 +157,15 @@ class Kstatefun(Contender):
                 instance,
                 "--partitions",
                 str(partitions),
+                *self.worker_args,
                 *extra,
             ],
             run_dir / f"{t.app}-{instance}.log",
             {"BENCH_EGRESS_TOPIC": t.egress},
         )
 
-    bootstrap: str = ""
 
-
-MODULE_TEMPLATE = """\
+INGRESS_EGRESS = """\
 kind: io.statefun.kafka.v1/ingress
 spec:
   id: bench/in
@@ -170,10 +181,21 @@ kind: io.statefun.kafka.v1/egress
 spec:
   id: bench/out
 ---
+"""
+
+EMBEDDED = """\
 kind: io.kstatefun.v1/embedded
 spec:
   functions:
     - {functions}:functions
+"""
+
+# StateFun's defaults otherwise: maxNumBatchRequests 1000, async transport, call 2 min
+ENDPOINT = """\
+kind: io.statefun.endpoints.v2/http
+spec:
+  functions: bench/*
+  urlPathTemplate: {url}
 """
 
 

@@ -29,6 +29,29 @@ def brief(r: dict) -> str:
     return s + f", exactly-once {_eo(r)}"
 
 
+def brief_w3(r: dict) -> str:
+    if not r:
+        return "not run"
+    if r.get("error"):
+        return f"error: {r['error'][:300]}"
+    if r.get("status"):  # result files from before W3 ran
+        return f"{r['status']}: {r.get('reason')}"
+    k, worker = r.get("kstatefun") or {}, r.get("worker") or {}
+    d, b = r.get("direct") or {}, r.get("direct_batched") or {}
+    s = (
+        f"through kstatefun {brief(k)}; {worker.get('batch_mean')} invocations per request, "
+        f"{worker.get('in_flight_mean')} requests in flight (mean); SDK direct "
+        f"{_num(d.get('invocations_per_s'))} inv/s at {d.get('concurrency')} in flight, "
+        f"1 per request: ratio {_num(r.get('ratio'))}"
+    )
+    if b:
+        s += (
+            f"; SDK direct batched {b.get('batch')} per request "
+            f"{_num(b.get('invocations_per_s'))} inv/s: ratio {_num(r.get('ratio_batched'))}"
+        )
+    return s
+
+
 def brief_latency(r: dict) -> str:
     parts = []
     for rate, x in r.items():
@@ -131,7 +154,7 @@ def table(res: dict) -> str:
             f"{w2_eo:>6} {_lat(lat.get('1000')):>14} "
             f"{_lat(lat.get('5000')):>18} {scale_s:>18}"
         )
-    lines.append(f"{'W3 remote (SDK over HTTP)':<32} {res['w3']['status']}: {res['w3']['reason']}")
+    lines.append(f"{'W3 kstatefun + SDK over HTTP':<32} {brief_w3(res.get('w3') or {})}")
     for section in ("w1", "w2"):
         for name, r in res[section].items():
             if r.get("error"):
@@ -221,7 +244,8 @@ def chart(res: dict, path: Path) -> None:
         vals = [((res[section].get(n) or {}).get("events_per_s") or 0) for n in names]
         bars = ax1.bar([x + (i - 0.5) * width for x in xs], vals, width, label=title)
         _annotate(ax1, bars, [f"{v:,.0f}" if v else "" for v in vals])
-    ax1.set_xticks(xs, labels, fontsize=8)
+    w3_labels = _w3_bars(ax1, res, len(names))
+    ax1.set_xticks(list(range(len(names) + len(w3_labels))), labels + w3_labels, fontsize=8)
     ax1.set_ylabel("events/s, exactly-once")
     ax1.set_title("Throughput, one worker (higher is better)")
     ax1.legend(fontsize=8)
@@ -264,12 +288,43 @@ def chart(res: dict, path: Path) -> None:
     fig.suptitle(
         f"kstatefun benchmark ({res['run']['mode']} run {res['run']['started_utc']}): "
         f"{m.get('nproc')} cores, {m.get('cpu')}, one local Kafka 4.1.1 broker; "
-        "W3 (remote functions) not run yet",
+        f"{_w3_title(res)}",
         fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _w3_title(res: dict) -> str:
+    w = res.get("w3") or {}
+    rate = (w.get("kstatefun") or {}).get("events_per_s")
+    direct = (w.get("direct") or {}).get("invocations_per_s")
+    if not rate or not direct:
+        return "W3 (remote functions) not run" + (": error" if w.get("error") else "")
+    title = f"W3: {rate:,} events/s = {w['ratio']:.0%} of the SDK endpoint direct ({direct:,}/s)"
+    if w.get("ratio_batched"):
+        title += f", {w['ratio_batched']:.0%} of it batched as the worker"
+    return title
+
+
+def _w3_bars(ax: Any, res: dict, x0: float) -> list[str]:
+    """W3 next to W1/W2: the worker with the SDK, and the SDK endpoint called directly."""
+    w = res.get("w3") or {}
+    bars = [
+        ("W3\nkstatefun\n+ SDK", (w.get("kstatefun") or {}).get("events_per_s")),
+        ("SDK\ndirect\n1/request", (w.get("direct") or {}).get("invocations_per_s")),
+    ]
+    if w.get("direct_batched"):
+        b = w["direct_batched"]
+        bars.append((f"SDK\ndirect\n{b['batch']}/request", b.get("invocations_per_s")))
+    bars = [(label, v) for label, v in bars if v]
+    if not bars:
+        return []
+    xs = [x0 + i for i in range(len(bars))]
+    rects = ax.bar(xs, [v for _, v in bars], 0.5, color="tab:green", label="W3 remote")
+    _annotate(ax, rects, [f"{v:,.0f}" for _, v in bars])
+    return [label for label, _ in bars]
 
 
 def _restart_panel(ax: Any, res: dict) -> None:
@@ -366,4 +421,22 @@ def markdown(res: dict) -> str:
             f"| {_lat(lat.get('1000')).replace('/', ' / ')} "
             f"| {_lat(lat.get('5000')).replace('/', ' / ')} | {eo} |"
         )
+    w = res.get("w3") or {}
+    if w.get("kstatefun"):
+        k, worker = w["kstatefun"], w.get("worker") or {}
+        d, b = w.get("direct") or {}, w.get("direct_batched") or {}
+        out += [
+            "",
+            "| W3 | events/s | SDK direct, 1 invocation/request | W3 ÷ direct | "
+            "SDK direct, batched as the worker | W3 ÷ batched | invocations/request | "
+            "requests in flight | exactly-once |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+            f"| kstatefun + StateFun SDK over HTTP"
+            f"{' (at the cap)' if k.get('note', '').startswith('stopped') else ''} "
+            f"| {_num(k.get('events_per_s'))} | {_num(d.get('invocations_per_s'))} "
+            f"| {_num(w.get('ratio'))} | {_num(b.get('invocations_per_s'))} "
+            f"| {_num(w.get('ratio_batched'))} | {_num(worker.get('batch_mean'))} "
+            f"| {worker.get('in_flight_mean', 0):.0f} (max {_num(worker.get('in_flight_max'))}) "
+            f"| {_eo(k)} |",
+        ]
     return "\n".join(out)

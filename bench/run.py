@@ -31,6 +31,7 @@ from bench import report
 from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
+from bench.remote import w3
 from bench.workloads import (
     Env,
     bare_restore,
@@ -65,6 +66,7 @@ class Config:
     phase_timeout: float = 90.0
     restart_timeout: float = 300.0
     settle_s: float = 1.0
+    w3_direct_s: float = 8.0  # the SDK endpoint called directly, per variant
 
 
 FULL = Config("full")
@@ -83,6 +85,7 @@ QUICK = Config(
     phase_timeout=20.0,
     restart_timeout=120.0,
     settle_s=0.5,
+    w3_direct_s=2.0,
 )
 
 
@@ -116,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated contenders: bare,quix,faust,kstatefun",
     )
     parser.add_argument(
-        "--skip", default="", help="comma-separated parts to skip: w1,w2,scale,restart,profile"
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
@@ -157,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "w1": {},
         "latency": {},
         "w2": {},
-        "w3": {
-            "status": "not run",
-            "reason": "remote functions (StateFun request-reply over HTTP) are being built; "
-            "W3 runs once they land",
-        },
+        "w3": {},
         "floor": {},
         "scale": {},
         "restart": {},
@@ -226,7 +227,8 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
     log(f"  {results['floor']}")
     events = keyed_events(cfg.input_events, cfg.input_keys)
     sent = Counter(k for k, _ in events)
-    if not {"w1", "w2"} <= skip:
+    k = next((c for c in contenders if isinstance(c, Kstatefun)), None)
+    if not {"w1", "w2", "w3"} <= skip:
         ingress = f"bench-input-{env.run_id}"
         create_topics(env.admin, [ingress], cfg.partitions)
         seconds = produce(env.bootstrap, ingress, events)
@@ -266,6 +268,11 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 if r is not None:
                     results["latency"][c.name] = r
                     log(f"  {report.brief_latency(r)}")
+    if k is not None and "w3" not in skip:
+        log("W3: W1 with the counter served by the StateFun SDK over HTTP, then the SDK direct")
+        r = _guard(results, "w3", "error", log, w3, env, k, cfg, ingress, len(events), sent)
+        results["w3"] = r if r is not None else results["w3"]["error"]  # {"error": ...}
+        log(f"  {report.brief_w3(results['w3'])}")
     if "scale" not in skip:
         for c in contenders:
             if c.name not in cfg.scale_contenders:
@@ -291,7 +298,6 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 log(f"  {report.brief(r)}")
             if per:
                 results["scale"][c.name] = per
-    k = next((c for c in contenders if isinstance(c, Kstatefun)), None)
     if k is not None and "restart" not in skip:
         for state_dir in (False, True) if cfg.restart_state_dir else (False,):
             name = "kstatefun --state-dir" if state_dir else "kstatefun"

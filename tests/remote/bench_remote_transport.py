@@ -23,7 +23,7 @@ import asyncio
 import statistics
 import time
 
-import aiohttp
+from bench.httpload import direct_load
 
 from kstatefun.config.module import HttpTransport
 from kstatefun.model import Address, TypedValue
@@ -46,23 +46,8 @@ async def _direct(url: str, seconds: float, concurrency: int) -> Result:
         )
         for i in range(concurrency)
     ]
-    done = 0
-    deadline = time.monotonic() + seconds
-    headers = {"Content-Type": "application/octet-stream"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
-
-        async def worker(body: bytes) -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                async with s.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    assert resp.status == 200
-                done += 1
-
-        started, cpu = time.monotonic(), time.process_time()
-        await asyncio.gather(*(worker(b) for b in bodies))
-        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
-        return done / elapsed, 1.0, cpu / done * 1e6
+    rate, cpu_us = await direct_load(url, bodies, seconds)
+    return rate, 1.0, cpu_us
 
 
 def _through_transport(url: str, seconds: float, concurrency: int, addresses: int) -> Result:
