@@ -169,3 +169,25 @@ def test_remote_send_after_and_cancel(
     finally:
         app.stop_all()
     assert sorted(records) == [f"{key}a:1:1", f"{key}c:1:3"], app.all_logs()
+
+
+def test_a_slow_remote_function_is_not_fenced_on_a_backlog(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
+):
+    """A backlog of 1,600 invocations at 5 ms each (8 s of the endpoint's time) with a 4 s
+    transaction timeout: a transaction that took all of it would be aborted by the broker
+    and the worker fenced. The worker must split it into transactions that fit."""
+    egress = create_topic(unique_name("out"), partitions=4)
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/slow_counter", egress
+    )
+    app.env["KSTATEFUN_TRANSACTION_TIMEOUT_MS"] = "4000"
+    events, expected = keyed_events(keys=8, per_key=200)
+    produce_events(app.bootstrap, app.ingress, events)
+    worker = app.start_worker("w1")
+    try:
+        records = read_committed(app.bootstrap, egress, len(events), timeout=120)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        assert worker.poll() is None, app.all_logs()  # still running: not fenced
+    finally:
+        app.stop_all()

@@ -6,6 +6,7 @@ with the real SDK exactly as a StateFun user would, in its own virtualenv:
 - ``remote/counter``: state ``count``; for each ``test/Event`` JSON it counts and messages
   ``test/sink`` (an embedded kstatefun function) with ``{"count", "seq"}``. ``{"boom": true}``
   raises.
+- ``remote/slow_counter``: ``remote/counter`` after 5 ms of blocking work per invocation.
 - ``remote/sink``: takes ``test/Counted`` JSON from an embedded function and writes
   ``"<id>:<count>:<seq>"`` to Kafka egress ``test/out``, topic ``remote-e2e-out``.
 - ``remote/later``: ``send_after`` to ``remote/sink`` (``{"delay_ms", "seq", "token"}``), or
@@ -14,6 +15,7 @@ with the real SDK exactly as a StateFun user would, in its own virtualenv:
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sdk_serving import serve  # noqa: E402 - a sibling module: scripts run by path
@@ -29,6 +31,7 @@ from statefun import (
 EVENT = make_json_type("test/Event")
 COUNTED = make_json_type("test/Counted")
 EGRESS_TOPIC = "remote-e2e-out"
+SLOW_S = 0.005
 
 functions = StatefulFunctions()
 
@@ -48,6 +51,12 @@ def counter(context, message):
             value_type=COUNTED,
         )
     )
+
+
+@functions.bind(typename="remote/slow_counter", specs=[ValueSpec(name="count", type=IntType)])
+def slow_counter(context, message):
+    time.sleep(SLOW_S)  # blocking, as CPU-bound or synchronous I/O code would be
+    counter(context, message)
 
 
 @functions.bind(typename="remote/sink")

@@ -53,6 +53,8 @@ class RemoteInvoker:
         dispatcher: Dispatcher,
         max_in_flight: int = 256,
         max_backlog: int = 10_000,
+        target_s: float = 1.0,
+        initial_budget: int = 1_000,
     ) -> None:
         self._module = module
         self._dispatcher = dispatcher
@@ -69,6 +71,13 @@ class RemoteInvoker:
         # the invocation that fails becomes a dead letter (StateFun fails the whole batch)
         self._isolating: dict[Address, deque[BatchItem]] = {}
         self._single_ids = itertools.count(1 << 48)
+        # Invocations one transaction may offer: sized from the rate the endpoints completed
+        # the last transaction's calls at, so that a transaction (which commits only when its
+        # calls are done) lasts about ``target_s`` however slow the functions are.
+        self.budget = initial_budget
+        self._target_s = target_s
+        self._offered = 0
+        self._first_offer = 0.0
 
     def _batch_limit(self, typename: str) -> int:
         endpoint = self._module.endpoint_for(typename)
@@ -86,7 +95,29 @@ class RemoteInvoker:
 
     @property
     def saturated(self) -> bool:
-        return self._batcher.saturated
+        """Consume nothing more for now: the batcher is full, or the open transaction has
+        offered its budget of invocations."""
+        return self._offered >= self.budget or self._batcher.saturated
+
+    @property
+    def room(self) -> int:
+        """How many more records the open transaction may consume (at least 1)."""
+        return max(1, self.budget - self._offered)
+
+    def settled(self) -> None:
+        """The open transaction's calls are all done and it is about to commit: size the next
+        transaction's budget from the rate they completed at."""
+        if self._offered:
+            elapsed = max(time.monotonic() - self._first_offer, 1e-3)
+            rate = self._offered / elapsed
+            self.budget = max(1, min(self._batcher.max_pending, round(rate * self._target_s)))
+        self._offered = 0
+
+    def too_slow(self) -> int:
+        """The open transaction's calls did not finish in time (it will be aborted): offer at
+        most half as many next time; returns the new budget."""
+        self.budget = max(1, min(self.budget, self._offered) // 2)
+        return self.budget
 
     def in_flight(self) -> int:
         return 0 if self._transport is None else self._transport.outstanding
@@ -100,6 +131,9 @@ class RemoteInvoker:
     def offer(
         self, record: KafkaMessage, target: Address, caller: Address | None, argument: TypedValue
     ) -> None:
+        if not self._offered:
+            self._first_offer = time.monotonic()
+        self._offered += 1
         batch = self._batcher.offer(target, BatchItem(caller, argument, ref=record))
         if batch is not None:
             self._send(batch)
@@ -201,6 +235,7 @@ class RemoteInvoker:
         self._sent.clear()
         self._isolating.clear()
         self._batcher.clear()
+        self._offered = 0
 
     # --- applying -----------------------------------------------------------------------------
 

@@ -203,7 +203,9 @@ class Worker:
         self.metrics.pending_timers = self.timers.pending_count
         self.remote: RemoteInvoker | None = None
         if self.module.endpoints:
-            self.remote = RemoteInvoker(self.module, self.dispatcher)
+            self.remote = RemoteInvoker(
+                self.module, self.dispatcher, target_s=min(1.0, s.transaction_timeout_ms / 5000)
+            )
             self.dispatcher.remote = self.remote
             self.txn.on_abort.append(self.remote.abort)
             self.metrics.remote_in_flight = self.remote.in_flight
@@ -298,18 +300,20 @@ class Worker:
                 self._failed(e, "applying remote results")
                 return
             wait_s = 0.0
+        # with remote functions, a transaction consumes at most its budget (runtime/remote.py)
+        limit = s.max_batch_records if remote is None else min(s.max_batch_records, remote.room)
         if remote is not None and remote.saturated:
             remote.wait(0.05)  # back-pressure: consume nothing until calls complete
             batch = []
         elif txn.is_open:
-            batch = self.consumer.consume(s.max_batch_records, timeout=0)
+            batch = self.consumer.consume(limit, timeout=0)
             if not batch and remote is not None and not remote.idle:
                 remote.wait(0.01)
         else:
             first = self.consumer.poll(wait_s)
             batch = [] if first is None else [first]
-            if first is not None:
-                batch += self.consumer.consume(s.max_batch_records - 1, timeout=0)
+            if first is not None and limit > 1:
+                batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
             batch = self._without_errors(batch)
         if batch:
@@ -332,13 +336,37 @@ class Worker:
         due = time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
         if txn.is_open and (len(batch) < s.max_batch_records or due):
             try:
-                if remote is not None and not remote.idle:
-                    if not due:
+                if remote is not None:
+                    if not remote.idle and not due:
                         return  # commit once the calls whose records it covers complete
-                    remote.wait_idle()
+                    if not self._wait_remote(rewind=True):
+                        return
                 txn.commit()
             except KafkaException as e:
                 self._failed(e, "commit")
+
+    def _wait_remote(self, rewind: bool) -> bool:
+        """Before a commit: wait for the open transaction's remote calls, at most until half its
+        timeout has passed: a slower transaction would be aborted by the broker and this worker
+        fenced. Past that, abort it here (the records come again, in smaller transactions) and
+        return False."""
+        assert self.remote is not None
+        limit_s = self.settings.transaction_timeout_ms / 2000
+        try:
+            self.remote.wait_idle(timeout_s=limit_s - (time.monotonic() - self.txn.opened_at))
+            self.remote.settled()
+            return True
+        except TimeoutError:
+            budget = self.remote.too_slow()
+            log.warning(
+                "remote calls of the open transaction are not done after %.1f s (half of "
+                "transaction_timeout_ms): aborting it; the next transactions offer at most %d "
+                "invocations",
+                limit_s,
+                budget,
+            )
+            self.txn.abort(rewind=rewind)
+            return False
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
@@ -529,9 +557,8 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.txn.is_open:
             try:
-                if self.remote is not None:
-                    self.remote.wait_idle()
-                self.txn.commit()
+                if self.remote is None or self._wait_remote(rewind=False):
+                    self.txn.commit()
             except KafkaException as e:
                 log.warning("commit on revoke failed, work will be redone: %s", e)
                 if self.txn.is_open:
