@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     commit_interval_ms: int = Field(100, ge=1)
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)
+    watchdog_timeout_s: int = Field(300, ge=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_port: int = Field(0, ge=0, le=65_535)

@@ -48,6 +48,7 @@ from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
+from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.snapshot import LocalSnapshot
@@ -198,8 +199,14 @@ class Worker:
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
-        self.restorer = ChangelogRestorer(restore_consumer, self.topics.changelog, self.metrics)
-        self.timer_restorer = ChangelogRestorer(restore_consumer, self.topics.timers, self.metrics)
+        self.watchdog = Watchdog(s.watchdog_timeout_s) if s.watchdog_timeout_s else None
+        beat = self.watchdog.beat if self.watchdog is not None else None
+        self.restorer = ChangelogRestorer(
+            restore_consumer, self.topics.changelog, self.metrics, on_progress=beat
+        )
+        self.timer_restorer = ChangelogRestorer(
+            restore_consumer, self.topics.timers, self.metrics, on_progress=beat
+        )
         self.metrics.pending_timers = self.timers.pending_count
         self.remote: RemoteInvoker | None = None
         if self.module.endpoints:
@@ -273,8 +280,13 @@ class Worker:
         """Run until ``stop()``; returns the process exit code."""
         self._start()
         clean = False
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.start()
         try:
             while not self._stopping:
+                if watchdog is not None:
+                    watchdog.beat()
                 self._step()
             clean = True
         except FencedError as e:
@@ -476,6 +488,7 @@ class Worker:
             *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
             lambda: txn.producer.flush(10),
+            *([self.watchdog.stop] if self.watchdog is not None else []),
         ]
         for step in steps:
             try:

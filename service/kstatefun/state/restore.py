@@ -26,6 +26,7 @@ class ChangelogRestorer:
         metrics: WorkerMetrics | None = None,
         timeout_s: float = 240.0,
         batch: int = 10_000,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics or WorkerMetrics()
         self._factory = consumer_factory
@@ -33,6 +34,7 @@ class ChangelogRestorer:
         self._topic = topic
         self._timeout_s = timeout_s
         self._batch = batch
+        self._on_progress = on_progress or (lambda: None)  # e.g. the watchdog's beat
         self.last_rate = 0.0  # records/s of the last restore, for logs and benchmarks
 
     def close(self) -> None:
@@ -94,6 +96,7 @@ class ChangelogRestorer:
             progress[(self._topic, p)] = 0
         try:
             while ends:
+                self._on_progress()
                 for msg in consumer.consume(self._batch, timeout=0.2):
                     err = msg.error()
                     if err is not None:
