@@ -102,11 +102,16 @@ class Reader:
         self._thread.start()
 
     def _run(self) -> None:
-        consume = self._consumer.consume
+        # consume(n, timeout) returns only when n records arrived or the timeout passed: it
+        # would hold back what is already visible, so wait for one record, then take the rest
+        consume, poll = self._consumer.consume, self._consumer.poll
         records = self.records
         now = time.monotonic
         while not self._stop.is_set():
-            batch = consume(10_000, timeout=0.05)
+            first = poll(0.05)
+            if first is None:
+                continue
+            batch = [first, *consume(10_000, timeout=0)]
             if batch:
                 t = now()
                 records.extend(

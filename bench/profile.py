@@ -86,13 +86,14 @@ def _frame(text: str, with_line: bool) -> str:
 
 def summarise(raw: str, top: int = 25) -> dict[str, Any]:
     """Top frames by self samples (the leaf: where the time is spent, with line) and by
-    inclusive samples (anywhere on the stack), as shares of all samples."""
+    inclusive samples (anywhere on the stack), as shares of all samples. The watchdog's
+    thread, which only sleeps, is left out (it would be half of the wall-clock samples)."""
     self_t: Counter = Counter()
     incl: Counter = Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not stack or not count.isdigit() or "runtime/watchdog.py" in stack:
             continue
         n = int(count)
         total += n

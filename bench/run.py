@@ -299,11 +299,25 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
             if per:
                 results["scale"][c.name] = per
     if k is not None and "restart" not in skip:
-        for state_dir in (False, True) if cfg.restart_state_dir else (False,):
-            name = "kstatefun --state-dir" if state_dir else "kstatefun"
+        variants = [(False, False)]
+        if cfg.restart_state_dir:
+            variants += [(True, False), (True, True)]
+        for state_dir, static in variants:
+            name = "kstatefun" + (" --state-dir" if state_dir else "")
+            name += " --static-membership" if static else ""
             log(f"restart: {name}, {cfg.restart_keys:,} keys")
             r = _guard(
-                results, "restart", name, log, restart, env, k, cfg.restart_keys, cfg, state_dir
+                results,
+                "restart",
+                name,
+                log,
+                restart,
+                env,
+                k,
+                cfg.restart_keys,
+                cfg,
+                state_dir,
+                static,
             )
             if r is None:
                 continue

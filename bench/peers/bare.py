@@ -3,7 +3,7 @@
 No framework, no envelopes, no SDK: the least Python per record that still does the Kafka I/O
 kstatefun does, with kstatefun's client settings (kafka/clients.py) and its commit policy
 (commit when a consume returns less than a full batch, or when the transaction has been open
-for the commit interval).
+for the commit interval; begin the next transaction no sooner than SETTLE_S after a commit).
 
 Modes (W1 = count per key, W2 = chain):
 
@@ -29,6 +29,8 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from kstatefun.runtime.commit import SETTLE_S
 
 STAGE_A = b"A"
 STAGE_B = b"B"
@@ -98,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
     dirty: dict[tuple[int, bytes], bytes] = {}  # (partition, state key) -> changelog value
     offsets: dict[tuple[str, int], int] = {}
     is_open = False
-    opened_at = 0.0
+    opened_at = committed_at = 0.0
     produce = producer.produce
 
     def commit() -> None:
-        nonlocal is_open
+        nonlocal is_open, committed_at
         for (partition, skey), value in dirty.items():
             while True:
                 try:
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         dirty.clear()
         offsets.clear()
         is_open = False
+        committed_at = time.monotonic()
 
     def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
         if is_open:
@@ -136,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
                     batch += consumer.consume(max_batch - 1, timeout=0)
             if batch:
                 if not is_open:
+                    settle = committed_at + SETTLE_S - time.monotonic()
+                    if settle > 0:  # as kstatefun's commit protocol does (runtime/commit.py)
+                        time.sleep(settle)
                     producer.begin_transaction()
                     is_open = True
                     opened_at = time.monotonic()

@@ -241,8 +241,11 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     boom = found["bad1"]
     assert boom["reason"] == "function-error" and boom["exception_type"] == "RuntimeError"
     assert "function 'test/counter/bad1' raised RuntimeError: boom requested" in boom["message"]
-    assert boom["source"]["topic"] == invocations
+    # the ingress record sat in its target's partition: delivered directly, so the dead letter
+    # names the ingress record itself as its source
+    assert boom["source"]["topic"] == app.ingress
     assert boom["source"]["partition"] == partition_for_id("bad1", app.partitions)
+    assert found["bad2"]["source"]["topic"] == invocations
     assert boom["target"] == {"type": "test/counter", "id": "bad1"} and boom["caller"] is None
     assert boom["key"]["value"] == "bad1"
     assert boom["value"]["typename"] == "test/Event"
@@ -261,7 +264,7 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     human = cli(app, "dead-letters", "tail", "-n", "100000")
     block = human.split(f"[{label(boom)}] ", 1)[1].split("\n\n", 1)[0]
     assert block.split("\n")[0].endswith("function-error (RuntimeError)")
-    assert f"source    {invocations} partition {boom['source']['partition']} offset" in block
+    assert f"source    {app.ingress} partition {boom['source']['partition']} offset" in block
     assert "target    test/counter/bad1" in block and "caller    -" in block
     assert 'key       "bad1"' in block
     assert 'argument  test/Event {"seq": 3, "boom": true}' in block

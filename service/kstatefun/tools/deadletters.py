@@ -4,10 +4,12 @@ A dead letter is an Avro ``DeadLetter`` on ``<app>-dead-letters`` (docs/architec
 input and dead letters). It names its source record (topic, partition, offset) and, for an
 invocation, the target, caller, argument type and argument bytes, which is all a replay needs:
 
-- a dead letter whose source is ``<app>-invocations`` is replayed as a new invocation envelope
-  to the same target, with the same caller, type name and argument, in the target's partition;
-- any other dead letter came from an ingress record, which is written again to its source
-  topic (and partition) with the original key and value.
+- a dead letter of an invocation (it names a target and an argument type: its source is
+  ``<app>-invocations``, or an ingress record or a fired delayed message delivered directly) is
+  replayed as a new invocation envelope on ``<app>-invocations``, to the same target, with the
+  same caller, type name and argument, in the target's partition;
+- any other dead letter came from an ingress record the router refused, which is written again
+  to its source topic (and partition) with the original key and value.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ REPLAY_HELP = """\
 Re-inject selected dead letters, e.g. after fixing the function that failed, creating a
 missing egress topic or deploying a worker that registers a missing function type.
 
-- A dead letter of an invocation (its source is <app>-invocations) becomes a new invocation
-  of the same target, with the same caller, argument type and argument.
-- A dead letter of an ingress record is written back to its source topic and partition with
+- A dead letter of an invocation (it names a target: its source is <app>-invocations, or an
+  ingress record or delayed message delivered directly) becomes a new invocation of the same
+  target on <app>-invocations, with the same caller, argument type and argument.
+- Any other dead letter of an ingress record is written back to its source topic and partition with
   the original key and value. Records dead-lettered as null-key, invalid-key or null-value are
   at fault themselves and will be dead-lettered again.
 - A record that was not a valid invocation envelope cannot be rebuilt and is skipped.
@@ -371,15 +374,18 @@ def _parse_offset(text: str) -> tuple[int, int]:
 def _plan(tool: Tool, d: DeadLetter) -> Replay:
     r = d.record
     source = r["source_topic"]
-    if source == tool.topics.invocations:
-        if r["target_type"] is None or r["typename"] is None:
-            return Replay(d, note="not a valid invocation envelope: nothing to rebuild it from")
+    invocations = tool.topics.invocations
+    if r["target_type"] is not None and r["typename"] is not None:
+        # an invocation: from <app>-invocations, or delivered directly (an ingress record in
+        # its target's partition, a fired delayed message); rebuilt for its target alone
         target_id = r["target_id"]
         envelope = encode_invocation(
             r["target_type"], target_id, r["caller_type"], r["caller_id"], r["typename"], r["value"]
         )
-        partition = partition_for_id(target_id, tool.partition_count(source))
-        return Replay(d, source, partition, target_id.encode(), envelope)
+        partition = partition_for_id(target_id, tool.partition_count(invocations))
+        return Replay(d, invocations, partition, target_id.encode(), envelope)
+    if source in (invocations, tool.topics.timers):
+        return Replay(d, note="not a valid invocation envelope: nothing to rebuild it from")
     topic_md = tool.metadata().topics.get(source)
     if topic_md is None or topic_md.error is not None:
         return Replay(d, note=f"source topic '{source}' does not exist any more")
