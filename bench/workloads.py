@@ -378,21 +378,27 @@ def seed_changelog(bootstrap: str, app: str, partitions: int, keys: int) -> floa
     return time.monotonic() - started
 
 
-def restart(env: Env, k: Kstatefun, keys: int, cfg: Any, state_dir: bool) -> dict:
+def restart(
+    env: Env, k: Kstatefun, keys: int, cfg: Any, state_dir: bool, static: bool = False
+) -> dict:
     """N keys in state; start, output, kill -9, restart: time to the next output, and the
-    restore rate the worker logs."""
+    restore rate the worker logs. ``static``: the worker is a static group member
+    (--static-membership), so the restarted one does not wait for the killed one's session
+    to expire."""
     from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
 
-    t = env.topics(k, "rsd" if state_dir else "rs")
+    t = env.topics(k, ("rsd" if state_dir else "rs") + ("s" if static else ""))
     ensure_internal_topics(env.admin, internal_topic_specs(InternalTopics(t.app), env.partitions))
     seed_s = seed_changelog(env.bootstrap, t.app, env.partitions, keys)
     env.log(f"    seeded {keys} keys into {t.app}-changelog in {seed_s:.1f}s")
-    extra = ("--state-dir", str(env.run_dir / "state")) if state_dir else ()
+    extra: tuple[str, ...] = ("--state-dir", str(env.run_dir / "state")) if state_dir else ()
+    extra += ("--static-membership",) if static else ()
     reader = Reader(env.bootstrap, t.egress)
     result: dict[str, Any] = {
         "app": t.app,
         "keys": keys,
         "state_dir": state_dir,
+        "static_membership": static,
         "seed_s": round(seed_s, 1),
     }
     proc = None
