@@ -344,7 +344,8 @@ def _restart_panel(ax: Any, res: dict) -> None:
                 note = f"{x['snapshot_keys_loaded']:,} keys\nfrom snapshot"
             else:
                 note = f"restore\n{rs.get('rate') or 0:,}/s"
-            label = f"{name.replace('kstatefun ', '')}\n{phase.replace('_', ' ')}"
+            flags = name.replace("kstatefun", "").replace("--static-membership", "--static")
+            label = "\n".join([*flags.split(), phase.replace("_", " ")])
             bars.append((label, x["to_next_output_s"], note))
     if not bars:
         ax.set_axis_off()
