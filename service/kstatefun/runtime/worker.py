@@ -623,8 +623,12 @@ class Worker:
             snapshot.save(changes, positions)
         for p in fresh:
             self.store.restored(p)
-        committed = consumer.committed(
-            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+        committed = (
+            consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+            )
+            if partitions
+            else []
         )
         self.txn.fence_offsets = {
             (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
