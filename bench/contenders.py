@@ -240,10 +240,15 @@ class Bare(Contender):
         )
 
 
-class Quix(Contender):
+class _Peer(Contender):
+    """A peer framework's app (bench/peers/), run in the peer's own virtualenv."""
+
     python: Path
     bootstrap: str = ""
     commit_interval: float | None = 0.1  # None: the framework's default
+    script = ""  # in bench/peers/
+    scratch = ""  # the app's local storage, one directory per instance under the run's logs
+    scratch_flag = ""
 
     def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
         if workload == "w2":
@@ -252,12 +257,12 @@ class Quix(Contender):
     def spawn(
         self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
     ) -> Proc:
-        state = run_dir / "quix-state" / f"{t.app}-{instance}"
-        state.mkdir(parents=True, exist_ok=True)
+        scratch = run_dir / self.scratch / f"{t.app}-{instance}"
+        scratch.mkdir(parents=True, exist_ok=True)
         return Proc(
             [
                 str(self.python),
-                str(PEERS / "quix_app.py"),
+                str(PEERS / self.script),
                 "--mode",
                 workload,
                 "--bootstrap",
@@ -272,8 +277,8 @@ class Quix(Contender):
                 t.internal,
                 "--partitions",
                 str(partitions),
-                "--state-dir",
-                str(state),
+                self.scratch_flag,
+                str(scratch),
                 *(
                     ["--commit-interval", str(self.commit_interval)]
                     if self.commit_interval is not None
@@ -284,48 +289,12 @@ class Quix(Contender):
         )
 
 
-class Faust(Contender):
-    python: Path
-    bootstrap: str = ""
-    commit_interval: float | None = 0.1  # None: the framework's default
+class Quix(_Peer):
+    script, scratch, scratch_flag = "quix_app.py", "quix-state", "--state-dir"
 
-    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
-        if workload == "w2":
-            create_topics(admin, [t.internal], partitions)
 
-    def spawn(
-        self, workload: str, t: Topics, instance: str, run_dir: Path, partitions: int
-    ) -> Proc:
-        data = run_dir / "faust-data" / f"{t.app}-{instance}"
-        data.mkdir(parents=True, exist_ok=True)
-        return Proc(
-            [
-                str(self.python),
-                str(PEERS / "faust_app.py"),
-                "--mode",
-                workload,
-                "--bootstrap",
-                self.bootstrap,
-                "--group",
-                t.app,
-                "--ingress",
-                t.ingress,
-                "--egress",
-                t.egress,
-                "--mid",
-                t.internal,
-                "--partitions",
-                str(partitions),
-                "--data-dir",
-                str(data),
-                *(
-                    ["--commit-interval", str(self.commit_interval)]
-                    if self.commit_interval is not None
-                    else []
-                ),
-            ],
-            run_dir / f"{t.app}-{instance}.log",
-        )
+class Faust(_Peer):
+    script, scratch, scratch_flag = "faust_app.py", "faust-data", "--data-dir"
 
 
 def build(
