@@ -191,3 +191,38 @@ def test_a_slow_remote_function_is_not_fenced_on_a_backlog(
         assert worker.poll() is None, app.all_logs()  # still running: not fenced
     finally:
         app.stop_all()
+
+
+def test_an_endpoint_down_longer_than_the_transaction_timeout_loses_nothing(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
+):
+    """The endpoint stops answering for 12 s, three times the 4 s transaction timeout, within
+    the 60 s call budget: the worker aborts its open transactions (rather than being fenced)
+    and retries; once the endpoint answers, every event comes through exactly once and no
+    dead letter is written."""
+    import signal
+
+    egress = create_topic(unique_name("out"), partitions=4)
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/counter", egress
+    )
+    app.module.write_text(app.module.read_text().replace("call: 3s", "call: 60s"))
+    app.env["KSTATEFUN_TRANSACTION_TIMEOUT_MS"] = "4000"
+    events, expected = keyed_events(keys=8, per_key=40)
+    produce_events(app.bootstrap, app.ingress, events[:80])
+    worker = app.start_worker("w1")
+    try:
+        read_committed(app.bootstrap, egress, 80, timeout=60, settle=0)
+        sdk_app.process.send_signal(signal.SIGSTOP)
+        try:
+            produce_events(app.bootstrap, app.ingress, events[80:])
+            time.sleep(12)
+        finally:
+            sdk_app.process.send_signal(signal.SIGCONT)
+        records = read_committed(app.bootstrap, egress, len(events), timeout=120)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        assert worker.poll() is None, app.all_logs()  # not fenced
+        assert "aborting it; the next transactions offer at most" in app.log("w1")
+        assert read_committed_dead_letters(app) == []
+    finally:
+        app.stop_all()
