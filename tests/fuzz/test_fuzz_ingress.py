@@ -24,8 +24,8 @@ from kstatefun.runtime.router import IngressRouter
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_dead_letter, decode_invocation, encode_invocation
+from tests.fakes import Record, Txn
 from tests.fuzz.conftest import scaled
-from tests.fuzz.fakes import Record, Txn
 
 P = 4
 INVOCATIONS = "app-invocations"

@@ -42,8 +42,8 @@ from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_dead_letter
+from tests.fakes import Record, Txn
 from tests.fuzz.conftest import scaled
-from tests.fuzz.fakes import Record, Txn
 from tests.remote.conftest import RogueServer
 
 OCTETS = "application/octet-stream"

@@ -1,5 +1,7 @@
 """The commit protocol's offsets: what each transaction sends with the group's metadata."""
 
+from tests.fakes import Record
+
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.commit import Transaction
 
@@ -34,20 +36,6 @@ class FakeConsumer:
         return "generation-7"
 
 
-class Record:
-    def __init__(self, topic, partition, offset):
-        self._t, self._p, self._o = topic, partition, offset
-
-    def topic(self):
-        return self._t
-
-    def partition(self):
-        return self._p
-
-    def offset(self):
-        return self._o
-
-
 def make_txn():
     producer = FakeProducer()
     txn = Transaction(lambda: producer, FakeConsumer(), [], WorkerMetrics())
@@ -58,7 +46,7 @@ def test_consumed_offsets_are_sent_and_become_the_fence_offsets():
     txn, producer = make_txn()
     txn.fence_offsets = {("in", 0): 5, ("inv", 0): 9}
     txn.begin()
-    txn.track([Record("in", 0, 5), Record("in", 0, 6)])
+    txn.track([Record("in", 0, 5, b"k", b"v"), Record("in", 0, 6, b"k", b"v")])
     txn.commit()
     assert producer.offsets == [{("in", 0): 7}]
     assert txn.fence_offsets == {("in", 0): 7, ("inv", 0): 9}

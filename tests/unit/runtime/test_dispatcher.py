@@ -1,5 +1,7 @@
 """The dispatcher's per-invocation semantics, without Kafka (fake records and producer)."""
 
+from tests.fakes import Record, Txn
+
 from kstatefun import IntType, LongType, StatefulFunctions, ValueSpec
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.deadletters import DeadLetters
@@ -15,36 +17,8 @@ from kstatefun.wire.avro import (
 from kstatefun.wire.protobuf import encode_int_wrapper
 
 
-class FakeRecord:
-    def __init__(self, value, partition=0, offset=0):
-        self._value, self._partition, self._offset = value, partition, offset
-
-    def topic(self):
-        return "app-invocations"
-
-    def partition(self):
-        return self._partition
-
-    def offset(self):
-        return self._offset
-
-    def key(self):
-        return b"k"
-
-    def value(self):
-        return self._value
-
-
-class FakeTxn:
-    def __init__(self):
-        self.produced = []
-
-    def produce(self, topic, value, key=None, partition=None, headers=None, on_delivery=None):
-        self.produced.append((topic, key, value))
-
-
 def make(functions):
-    store, timers, metrics, txn = StateStore(), TimerStore(), WorkerMetrics(), FakeTxn()
+    store, timers, metrics, txn = StateStore(), TimerStore(), WorkerMetrics(), Txn()
     store.add_partition(0)
     timers.add_partition(0)
     dlq = DeadLetters("app-dead-letters", txn, metrics)
@@ -59,12 +33,18 @@ ONE = encode_int_wrapper(1)
 
 def invoke(d, target="ns/f", id="k", value=ONE):
     d.dispatch(
-        FakeRecord(encode_invocation(target, id, None, None, "io.statefun.types/int", value))
+        Record(
+            "app-invocations",
+            0,
+            0,
+            b"k",
+            encode_invocation(target, id, None, None, "io.statefun.types/int", value),
+        )
     )
 
 
 def dead_letters(txn):
-    return [decode_dead_letter(v) for t, _, v in txn.produced if t == "app-dead-letters"]
+    return [decode_dead_letter(v) for _, _, v, *_ in txn.of("app-dead-letters")]
 
 
 def test_a_state_written_with_another_type_is_a_clear_dead_letter():
@@ -98,7 +78,7 @@ def test_effects_apply_all_or_nothing():
 
     d, store, txn = make(functions)
     invoke(d)
-    assert [t for t, _, _ in txn.produced] == ["app-dead-letters"]
+    assert [p[0] for p in txn.produced] == ["app-dead-letters"]
     assert not store.has_pending()
     assert d.invocations == 0
 
@@ -117,5 +97,5 @@ def test_an_effect_too_large_to_produce_is_a_dead_letter_not_a_stuck_worker():
     invoke(d)
     (letter,) = dead_letters(txn)
     assert letter["reason"] == "record-too-large" and "exceeds" in letter["message"]
-    assert [t for t, _, _ in txn.produced] == ["app-dead-letters"]
+    assert [p[0] for p in txn.produced] == ["app-dead-letters"]
     assert not store.has_pending()

@@ -1,5 +1,5 @@
-"""Stand-ins for a consumed Kafka record and the worker's transaction, for the fuzz tests that
-run the router, the dispatcher and the remote invoker without Kafka."""
+"""Stand-ins for a consumed Kafka record and the worker's transaction, for the tests that run
+the router, the dispatcher, the remote invoker or the commit protocol without Kafka."""
 
 from __future__ import annotations
 
