@@ -19,7 +19,7 @@ _UNREAD = object()
 
 
 class Storage:
-    """Address-scoped storage, built once per invocation.
+    """Address-scoped storage, built once per invocation: ``storage_class(owner, specs)(read)``.
 
     ``read(name)`` returns the stored bytes of a value or None; it is called at most once per
     name, on first access.
@@ -27,16 +27,6 @@ class Storage:
 
     # Name-mangled (``_Storage__x``): capitalised, so no lower-case ValueSpec name can clash.
     __slots__ = ("__owner", "__specs", "__read", "__raw", "__mutations")
-
-    def __init__(
-        self, owner: str, specs: dict[str, ValueSpec], read: Callable[[str], bytes | None]
-    ) -> None:
-        init = object.__setattr__
-        init(self, "_Storage__owner", owner)
-        init(self, "_Storage__specs", specs)
-        init(self, "_Storage__read", read)
-        init(self, "_Storage__raw", {})
-        init(self, "_Storage__mutations", {})
 
     def __getattr__(self, name: str) -> Any:
         spec = self.__specs.get(name)

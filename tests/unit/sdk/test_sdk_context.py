@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from kstatefun import *  # noqa: F403
-from kstatefun.sdk.storage import Storage, storage_mutations
+from kstatefun.sdk.storage import storage_class, storage_mutations
 from kstatefun.wire.protobuf import decode_kafka_producer_record
 
 # --- a StateFun greeter, unchanged but for its import -----------------------------------------
@@ -34,7 +34,7 @@ async def greeter(context: Context, message: Message):
 
 def invoke(stored: dict[str, bytes], argument: Message, caller: Address | None = None) -> Context:
     spec = functions.for_typename("example/greeter")
-    storage = Storage(spec.typename, spec.specs, stored.get)
+    storage = storage_class(spec.typename, spec.specs)(stored.get)
     context = Context(argument.target, caller, storage)
     result = spec.fun(context, argument)
     if spec.is_async:
@@ -76,7 +76,7 @@ def test_context_exposes_address_and_caller():
 
 
 def make_context() -> Context:
-    storage = Storage("example/f", {}, lambda name: None)
+    storage = storage_class("example/f", {})(lambda name: None)
     return Context(Address("example/f", "1"), None, storage)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from kstatefun import IntType, StringType, ValueSpec, make_json_type
 from kstatefun.errors import DecodeError, FunctionError
-from kstatefun.sdk.storage import Storage, storage_mutations
+from kstatefun.sdk.storage import storage_class, storage_mutations
 
 SPECS = {
     "seen": ValueSpec("seen", IntType),
@@ -22,7 +22,7 @@ def make(stored=None):
         reads.append(name)
         return stored.get(name)
 
-    return Storage("example/greeter", SPECS, read), reads
+    return storage_class("example/greeter", SPECS)(read), reads
 
 
 def test_get_decodes_lazily_and_reads_each_name_once():
