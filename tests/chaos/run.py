@@ -704,6 +704,7 @@ def with_suppressed(fn: Callable[[], object]) -> None:
 LOG_MARKERS = {
     "fenced": "was taken over by another process",
     "partitions_lost": "partitions lost",
+    "missed_rebalance": "missed a rebalance",  # kept state caught up (state/recovery.py)
     "aborted": "transaction aborted during",
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
