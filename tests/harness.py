@@ -61,7 +61,10 @@ class App:
     logs: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
-    def start_worker(self, instance_id: str, *extra_args: str) -> subprocess.Popen:
+    def start_worker(
+        self, instance_id: str, *extra_args: str, partitions: bool = True
+    ) -> subprocess.Popen:
+        """``partitions=False`` leaves ``--partitions`` out: the worker chooses P itself."""
         env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1", **self.env)
         log_path = self.module.parent / f"worker-{instance_id}.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
@@ -79,8 +82,7 @@ class App:
                 self.app_id,
                 "--instance-id",
                 instance_id,
-                "--partitions",
-                str(self.partitions),
+                *(["--partitions", str(self.partitions)] if partitions else []),
                 *extra_args,
             ],
             cwd=ROOT,

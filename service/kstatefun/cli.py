@@ -87,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)"
     )
     run.add_argument(
-        "--partitions", type=int, help="internal topic partitions (env KSTATEFUN_PARTITIONS)"
+        "--partitions",
+        type=int,
+        help="partitions of the internal topics, the most workers that share the work (env "
+        "KSTATEFUN_PARTITIONS). Default: the count the application's internal topics already "
+        "have; for a new application the largest partition count of its ingress topics, so "
+        "that ingress records keyed by the target id skip a hop (8 without ingress topics). "
+        "A value that differs from existing internal topics is refused",
     )
     run.add_argument("--commit-interval-ms", type=int, help="env KSTATEFUN_COMMIT_INTERVAL_MS")
     run.add_argument(

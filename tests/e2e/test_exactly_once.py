@@ -100,3 +100,40 @@ def test_two_workers_with_keys_off_their_partitions_keep_order_under_kill(app):
     app.start_worker("w1")
     records = read_committed(app.bootstrap, app.egress, len(events), timeout=180)
     assert check_exactly_once(records, expected) == [], app.all_logs()
+
+
+def test_a_worker_without_partitions_joins_an_app_created_with_6(app):
+    app.partitions = 6  # the ingress topic has 4: the first worker's flag decides
+    events, expected = keyed_events(keys=12, per_key=3)
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
+
+    app.start_worker("w2", partitions=False)
+    deadline = time.monotonic() + 120
+    while "assigned invocations partitions=[" not in app.log("w2").replace("=[]", ""):
+        assert time.monotonic() < deadline and app.workers["w2"].poll() is None, app.all_logs()
+        time.sleep(0.2)
+    assert f"partitions=6 partitions_from='existing topic {app.app_id}-invocations'" in app.log(
+        "w2"
+    )
+    assert app.stop_worker("w1") == 0, app.all_logs()
+    more, expected_more = keyed_events(keys=12, per_key=3, start_seq=1000)
+    for key, seqs in expected_more.items():
+        expected[key] += seqs
+    produce_events(app.bootstrap, app.ingress, more)
+    records = read_committed(app.bootstrap, app.egress, len(events) + len(more))
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+
+    app.partitions = 8  # given and different: refused
+    assert app.start_worker("w3").wait(120) == 2, app.all_logs()
+    assert "has 6 partitions" in app.log("w3") and "set it to 6" in app.log("w3")
+
+
+def test_a_new_app_without_partitions_takes_the_ingress_count(app):
+    events, expected = keyed_events(keys=8, per_key=2)
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1", partitions=False)
+    records = read_committed(app.bootstrap, app.egress, len(events))
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert f"partitions=4 partitions_from='ingress topic {app.ingress}'" in app.log("w1")

@@ -8,7 +8,9 @@ from confluent_kafka.admin import ConfigResource
 from kstatefun.errors import TopicError
 from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.kafka.topics import (
+    DEFAULT_PARTITIONS,
     InternalTopics,
+    choose_partitions,
     ensure_internal_topics,
     internal_topic_specs,
     require_topics_exist,
@@ -33,7 +35,7 @@ def test_created_with_partitions_and_compaction(kafka_admin, unique_name):
 def test_wrong_partition_count_is_a_clear_error(kafka_admin, unique_name, create_topic):
     topics = InternalTopics(unique_name("app"))
     create_topic(topics.invocations, partitions=2)
-    with pytest.raises(TopicError, match=r"has 2 partitions .* partitions=4.*--partitions 2"):
+    with pytest.raises(TopicError, match=r"has 2 partitions .* partitions=4.*set it to 2"):
         ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 4))
 
 
@@ -75,3 +77,27 @@ def test_compacted_invocations_topic_is_refused(kafka_admin, unique_name, create
         match=r"cleanup.policy=compact but needs cleanup.policy=delete \(compaction would drop",
     ):
         ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 4))
+
+
+def test_partitions_come_from_existing_topics_then_flag_then_ingress(
+    kafka_admin, unique_name, create_topic
+):
+    small, large = create_topic(unique_name("in"), 2), create_topic(unique_name("in"), 5)
+    new = InternalTopics(unique_name("app"))
+    assert choose_partitions(kafka_admin, new, None, [small, large]) == (
+        5,
+        f"ingress topic {large}",
+    )
+    assert choose_partitions(kafka_admin, new, 3, [small, large]) == (3, "--partitions")
+    assert choose_partitions(kafka_admin, new, None, [])[0] == DEFAULT_PARTITIONS
+
+    existing = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(existing, 6))
+    assert choose_partitions(kafka_admin, existing, None, [small, large]) == (
+        6,
+        f"existing topic {existing.invocations}",
+    )
+    # a flag that differs is kept, so that ensure_internal_topics refuses it
+    count, _ = choose_partitions(kafka_admin, existing, 4, [large])
+    with pytest.raises(TopicError, match=r"has 6 partitions .* partitions=4.*set it to 6"):
+        ensure_internal_topics(kafka_admin, internal_topic_specs(existing, count))

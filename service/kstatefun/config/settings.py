@@ -157,7 +157,8 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     static_membership: bool = False
     state_dir: Path | None = None
-    partitions: int = Field(8, ge=1)
+    # None: the existing internal topics' count, else chosen at start (kafka/topics.py)
+    partitions: int | None = Field(None, ge=1)
     commit_interval_ms: int = Field(100, ge=1)
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)

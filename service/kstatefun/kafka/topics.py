@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -17,6 +18,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kstatefun.errors import TopicError
 
 log = logging.getLogger(__name__)
+
+# A new application without ingress topics of its own (only HTTP playground ingresses).
+DEFAULT_PARTITIONS: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,44 @@ def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicS
     ]
 
 
+def choose_partitions(
+    admin: AdminClient,
+    topics: InternalTopics,
+    given: int | None,
+    ingress_topics: Iterable[str],
+    timeout: float = 30.0,
+) -> tuple[int, str]:
+    """The partition count P of the application's internal topics, and what decided it.
+
+    An application that exists keeps its count: an unset ``given`` takes it from the internal
+    topics (a ``given`` that differs is refused by ``ensure_internal_topics``). A new
+    application takes ``given``, else the largest partition count of its ingress topics, as
+    Kafka Streams sizes its internal topics from their sources: an ingress record keyed by the
+    target id then sits in the partition its invocations go to, so the worker owning both can
+    dispatch it without the round trip through <app>-invocations (runtime/router.py). Without
+    ingress topics: DEFAULT_PARTITIONS.
+    """
+    metadata = admin.list_topics(timeout=timeout)
+    for name in (topics.invocations, topics.changelog, topics.timers):
+        t = metadata.topics.get(name)
+        if t is not None and t.error is None and t.partitions:
+            if given is None:
+                return len(t.partitions), f"existing topic {name}"
+            return given, "--partitions"
+    if given is not None:
+        return given, "--partitions"
+    counts = {
+        name: len(metadata.topics[name].partitions)
+        for name in set(ingress_topics)
+        if name in metadata.topics and metadata.topics[name].partitions
+    }
+    if not counts:
+        return DEFAULT_PARTITIONS, "the default (no ingress topics)"
+    largest = max(counts.values())
+    source = f"ingress topic {min(n for n, c in counts.items() if c == largest)}"
+    return largest, source
+
+
 def ensure_internal_topics(
     admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0
 ) -> None:
@@ -144,8 +186,9 @@ def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: floa
     if spec.partitions is not None and actual != spec.partitions:
         raise TopicError(
             f"topic '{spec.name}' has {actual} partitions but this application is configured "
-            f"with partitions={spec.partitions}: internal topics must be co-partitioned. Set "
-            f"--partitions {actual} (KSTATEFUN_PARTITIONS), or use a new --app-id"
+            f"with partitions={spec.partitions}: internal topics must be co-partitioned. Leave "
+            f"--partitions (KSTATEFUN_PARTITIONS) unset or set it to {actual}, or use a new "
+            "--app-id"
         )
     if not spec.must_match:
         return

@@ -36,6 +36,7 @@ from kstatefun.kafka import clients
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.kafka.topics import (
     InternalTopics,
+    choose_partitions,
     ensure_internal_topics,
     internal_topic_specs,
     require_topics_exist,
@@ -146,7 +147,10 @@ class Worker:
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
         try:
             require_topics_exist(admin, ingress_topics, "ingress")
-            ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
+            self.partitions, partitions_from = choose_partitions(
+                admin, self.topics, s.partitions, ingress_topics
+            )
+            ensure_internal_topics(admin, internal_topic_specs(self.topics, self.partitions))
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
@@ -184,7 +188,7 @@ class Worker:
         self.router = IngressRouter(
             self.module.ingresses,
             self.topics.invocations,
-            s.partitions,
+            self.partitions,
             self.txn,
             self.dead_letters,
         )
@@ -194,7 +198,7 @@ class Worker:
             self.txn,
             self.dead_letters,
             self.topics.invocations,
-            s.partitions,
+            self.partitions,
             {e.id: e for e in self.module.egresses},
             self._topic_exists,
             self.timers,
@@ -238,11 +242,13 @@ class Worker:
             on_lost=self._on_lost,
         )
         log.info(
-            "worker started app=%s instance=%s transactional_id=%s partitions=%d functions=%s",
+            "worker started app=%s instance=%s transactional_id=%s partitions=%d "
+            "partitions_from=%r functions=%s",
             s.app_id,
             s.instance_id,
             transactional_id,
-            s.partitions,
+            self.partitions,
+            partitions_from,
             ",".join(self.functions.typenames()),
         )
 
@@ -399,7 +405,7 @@ class Worker:
                     owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                target_partition = partition_for_id(t.target_id, self.settings.partitions)
+                target_partition = partition_for_id(t.target_id, self.partitions)
                 if target_partition in owned:  # deliver now, in the transaction that fires it
                     # unique per firing (a token can be reused once fired), same on a replay
                     origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()

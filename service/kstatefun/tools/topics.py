@@ -10,7 +10,6 @@ tolerates but should not (a compacted invocations or dead-letters topic).
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from confluent_kafka.admin import ConfigResource
 from kstatefun.config.module import load_module
 from kstatefun.config.settings import env_var
 from kstatefun.errors import KStatefunError
-from kstatefun.kafka.topics import TopicSpec, internal_topic_specs
+from kstatefun.kafka.topics import DEFAULT_PARTITIONS, TopicSpec, internal_topic_specs
 from kstatefun.tools.common import Tool, common_arguments, print_json
 
 CHECK_HELP = """\
@@ -98,14 +97,15 @@ def run_check(args: argparse.Namespace) -> int:
         for name, t in md.topics.items()
         if t.error is None and name.startswith(f"{s.app_id}-")
     }
-    explicit = args.partitions is not None or bool(os.environ.get(env_var("partitions")))
+    explicit = s.partitions is not None
     if explicit:
         expected: int | None = s.partitions
         source = "--partitions" if args.partitions is not None else env_var("partitions")
     else:
         expected = counts.get(names.invocations)
         source = names.invocations
-    specs = internal_topic_specs(names, expected or s.partitions)
+    # the count only matters once known (compared, or shown in the fix for a missing topic)
+    specs = internal_topic_specs(names, expected or DEFAULT_PARTITIONS)
     configs = _configs(tool, [spec.name for spec in specs if spec.name in counts])
     want = _Expected(expected, source, explicit)
     reports = [

@@ -32,7 +32,7 @@ def test_defaults(monkeypatch):
     assert s.app_id == "kstatefun"
     assert s.instance_id == "worker-7.local"
     assert s.state_dir is None
-    assert s.partitions == 8
+    assert s.partitions is None  # chosen at start from the topics
     assert s.commit_interval_ms == 100
     assert s.max_batch_records == 500
     assert s.transaction_timeout_ms == 10_000
@@ -89,7 +89,7 @@ def test_functions_flag_accepts_list_or_comma_string():
 
 def test_empty_environment_variable_is_ignored(monkeypatch):
     monkeypatch.setenv("KSTATEFUN_PARTITIONS", "")
-    assert load_settings().partitions == 8
+    assert load_settings().partitions is None
 
 
 def test_settings_are_immutable():
@@ -172,7 +172,7 @@ def test_unknown_environment_variable_is_warned_about(monkeypatch, caplog):
     monkeypatch.setenv("KSTATEFUN_PARTITONS", "3")
     with caplog.at_level(logging.WARNING, logger="kstatefun.config.settings"):
         s = load_settings()
-    assert s.partitions == 8
+    assert s.partitions is None  # chosen at start from the topics
     assert "env=KSTATEFUN_PARTITONS" in caplog.text
     assert "did_you_mean=KSTATEFUN_PARTITIONS" in caplog.text
 
