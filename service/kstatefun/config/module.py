@@ -60,6 +60,8 @@ __all__ = [
     "IngressTopic",
     "KafkaEgress",
     "KafkaIngress",
+    "PlaygroundEgress",
+    "PlaygroundIngress",
     "ModuleError",
     "ModuleSpec",
     "StartupPosition",
@@ -73,7 +75,20 @@ KIND_EGRESS: Final = "io.statefun.kafka.v1/egress"
 KIND_HTTP_V2: Final = "io.statefun.endpoints.v2/http"
 KIND_HTTP_V1: Final = "io.statefun.endpoints.v1/http"
 KIND_EMBEDDED: Final = "io.kstatefun.v1/embedded"
-SUPPORTED_KINDS: Final = (KIND_HTTP_V2, KIND_HTTP_V1, KIND_INGRESS, KIND_EGRESS, KIND_EMBEDDED)
+KIND_PLAYGROUND_INGRESS: Final = "io.statefun.playground.v1/ingress"
+KIND_PLAYGROUND_EGRESS: Final = "io.statefun.playground.v1/egress"
+SUPPORTED_KINDS: Final = (
+    KIND_HTTP_V2,
+    KIND_HTTP_V1,
+    KIND_INGRESS,
+    KIND_EGRESS,
+    KIND_EMBEDDED,
+    KIND_PLAYGROUND_INGRESS,
+    KIND_PLAYGROUND_EGRESS,
+)
+# What StateFun's playground fixes: the egress id functions send to and its record type.
+PLAYGROUND_EGRESS_ID: Final = "io.statefun.playground/egress"
+PLAYGROUND_EGRESS_RECORD: Final = "io.statefun.playground/EgressRecord"
 
 TRANSPORT_ASYNC: Final = "io.statefun.transports.v1/async"
 TRANSPORT_OKHTTP: Final = "io.statefun.transports.v1/okhttp"
@@ -167,6 +182,24 @@ class KafkaEgress:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaygroundIngress:
+    """``io.statefun.playground.v1/ingress``: an HTTP server on ``port`` that takes a request
+    to ``/{namespace}/{type}/{id}`` as a message to that address (kstatefun/playground/)."""
+
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaygroundEgress:
+    """``io.statefun.playground.v1/egress``: functions send ``EgressRecord``s (topic, payload)
+    to the egress ``io.statefun.playground/egress``; an HTTP server on ``port`` hands them out
+    one ``GET /{topic}`` at a time."""
+
+    port: int
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class HttpTransport:
     """Resolved transport settings of an HTTP endpoint (all durations in milliseconds)."""
 
@@ -228,6 +261,8 @@ class ModuleSpec:
     endpoints: tuple[HttpEndpoint, ...] = ()
     embedded: tuple[str, ...] = ()
     source: str = "<string>"
+    playground_ingress: PlaygroundIngress | None = None
+    playground_egress: PlaygroundEgress | None = None
 
     def ingress(self, typename: str) -> KafkaIngress | None:
         return next((i for i in self.ingresses if i.id == typename), None)
@@ -700,12 +735,51 @@ class _EmbeddedSchema(_Schema):
         return self
 
 
+def _port(value: int) -> int:
+    if not 1 <= value <= 65_535:
+        _fail(f"expected a TCP port from 1 to 65535, got {value}")
+    return value
+
+
+def _check_playground_topic(value: str) -> str:
+    # it names a Kafka topic of the application (kafka/topics.py)
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value):
+        _fail(
+            f"'{value}' is not a valid playground topic; use letters, digits, '.', '_' and '-' "
+            "(at most 200), e.g. 'greetings'"
+        )
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_whole_number), AfterValidator(_port)]
+
+
+class _PlaygroundIngressSchema(_Schema):
+    port: Port
+
+
+class _PlaygroundEgressSchema(_Schema):
+    port: Port
+    topics: list[Annotated[str, AfterValidator(_check_playground_topic)]]
+
+    @model_validator(mode="after")
+    def _has_topics(self) -> _PlaygroundEgressSchema:
+        if not self.topics:
+            _fail("list at least one topic that functions send to, e.g. 'topics: [greetings]'")
+        repeated = sorted({t for t in self.topics if self.topics.count(t) > 1})
+        if repeated:
+            _fail(f"topic '{repeated[0]}' is listed twice; list each once")
+        return self
+
+
 _SCHEMAS: Final[dict[str, type[_Schema]]] = {
     KIND_INGRESS: _IngressSchema,
     KIND_EGRESS: _EgressSchema,
     KIND_HTTP_V2: _HttpV2Schema,
     KIND_HTTP_V1: _HttpV1Schema,
     KIND_EMBEDDED: _EmbeddedSchema,
+    KIND_PLAYGROUND_INGRESS: _PlaygroundIngressSchema,
+    KIND_PLAYGROUND_EGRESS: _PlaygroundEgressSchema,
 }
 
 
@@ -1048,6 +1122,9 @@ class _Builder:
     egresses: list[tuple[KafkaEgress, _Document]]
     endpoints: list[tuple[HttpEndpoint, _Document]]
     embedded: list[str]
+    playground: dict[str, tuple[PlaygroundIngress | PlaygroundEgress, _Document]] = field(
+        default_factory=dict
+    )
 
     def problem(
         self, doc: _Document, message: str, path: _Loc = (), kind: str | None = None
@@ -1155,6 +1232,21 @@ class _Builder:
                 self.problem(doc, problem, where, kind)
                 return
             self.endpoints.append((endpoint, doc))
+        elif isinstance(parsed, _PlaygroundIngressSchema | _PlaygroundEgressSchema):
+            if kind in self.playground:
+                first = self.playground[kind][1]
+                message = (
+                    f"{kind} is already declared by document {first.index}; StateFun's "
+                    "playground has one of each, so declare it once"
+                )
+                self.problem(doc, message, (), kind)
+                return
+            component: PlaygroundIngress | PlaygroundEgress = (
+                PlaygroundIngress(parsed.port)
+                if isinstance(parsed, _PlaygroundIngressSchema)
+                else PlaygroundEgress(parsed.port, tuple(parsed.topics))
+            )
+            self.playground[kind] = (component, doc)
         elif isinstance(parsed, _EmbeddedSchema):
             for ref in parsed.functions:
                 if ref in self.embedded:
@@ -1242,6 +1334,20 @@ def parse_module(text: str, source: str = "<string>") -> ModuleSpec:
                 "urlPathTemplate: http://functions:8000/{function.name}}'"
             )
         )
+    playground_in = builder.playground.get(KIND_PLAYGROUND_INGRESS)
+    playground_out = builder.playground.get(KIND_PLAYGROUND_EGRESS)
+    if (
+        playground_in is not None
+        and playground_out is not None
+        and playground_in[0].port == playground_out[0].port
+    ):
+        builder.problem(
+            playground_out[1],
+            f"port {playground_out[0].port} is also the playground ingress's (document "
+            f"{playground_in[1].index}); give each its own, e.g. 8090 and 8091",
+            ("spec", "port"),
+            KIND_PLAYGROUND_EGRESS,
+        )
     if builder.problems:
         raise ModuleError(_render(source, builder.problems))
     return ModuleSpec(
@@ -1250,6 +1356,8 @@ def parse_module(text: str, source: str = "<string>") -> ModuleSpec:
         endpoints=tuple(e for e, _ in builder.endpoints),
         embedded=tuple(builder.embedded),
         source=source,
+        playground_ingress=playground_in[0] if playground_in else None,  # type: ignore[arg-type]
+        playground_egress=playground_out[0] if playground_out else None,  # type: ignore[arg-type]
     )
 
 

@@ -167,6 +167,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     metrics_port: int = Field(0, ge=0, le=65_535)
     metrics_host: str = "127.0.0.1"
+    playground_host: str = "127.0.0.1"  # where the io.statefun.playground.v1 servers listen
     # Kafka security (kafka/clients.py maps them to librdkafka properties). Declared before
     # kafka_properties, whose validator merges them in.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None

@@ -145,6 +145,18 @@ def transactional_producer_config(
     )
 
 
+def idempotent_producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """A producer outside transactions (the CLI, the playground ingress): a retried send is
+    written once, in order per partition, and visible at once."""
+    return _compose(
+        bootstrap_servers,
+        extra,
+        {},
+        {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"},
+        "idempotent producer",
+    )
+
+
 def group_consumer_config(
     bootstrap_servers: str, group_id: str, extra: Mapping[str, str]
 ) -> dict[str, Any]:

@@ -45,6 +45,10 @@ class InternalTopics:
     def dead_letters(self) -> str:
         return f"{self.app_id}-dead-letters"
 
+    def playground(self, topic: str) -> str:
+        """Where the playground egress keeps the records of its topic ``topic``."""
+        return f"{self.app_id}-playground-{topic}"
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -135,6 +139,22 @@ def choose_partitions(
     largest = max(counts.values())
     source = f"ingress topic {min(n for n, c in counts.items() if c == largest)}"
     return largest, source
+
+
+def playground_topic_specs(topics: InternalTopics, names: Iterable[str]) -> list[TopicSpec]:
+    """One single-partition topic per playground egress topic: the HTTP egress hands its
+    records out in order and remembers how far it got as one committed offset."""
+    return [
+        TopicSpec(
+            topics.playground(name),
+            1,
+            1,
+            {"cleanup.policy": "delete"},
+            must_match=("cleanup.policy",),
+            why="compaction would drop records of the same key",
+        )
+        for name in names
+    ]
 
 
 def ensure_internal_topics(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
-from kstatefun.config.module import KafkaEgress
+from kstatefun.config.module import PLAYGROUND_EGRESS_ID, KafkaEgress
 from kstatefun.errors import DecodeError, FunctionError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 from kstatefun.kafka.partitioner import partition_for_id
@@ -137,6 +137,8 @@ class Dispatcher:
     ) -> None:
         self._metrics = self.metrics = metrics
         self.remote: RemoteInvoker | None = None  # set by the worker when endpoints exist
+        # set by the worker with an io.statefun.playground.v1/egress (kstatefun/playground/)
+        self.playground_egress: Callable[[TypedValue], _Egress] | None = None
         self._functions = functions
         self._store = self.store = store
         self._timers = timers
@@ -441,6 +443,11 @@ class Dispatcher:
         return planned
 
     def resolve_egress(self, msg: EgressMessage) -> _Egress:
+        if msg.typename == PLAYGROUND_EGRESS_ID and self.playground_egress is not None:
+            try:
+                return self.playground_egress(msg.typed_value)
+            except ValueError as e:
+                raise Rejected(dl.UNKNOWN_EGRESS, str(e)) from e
         if msg.typename not in self._egresses:
             declared = ", ".join(sorted(self._egresses)) or "none"
             raise Rejected(

@@ -44,6 +44,7 @@ from kstatefun.kafka.topics import (
 from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
+from kstatefun.playground import start_playground
 from kstatefun.runtime.commit import Transaction, is_fenced
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
@@ -78,12 +79,16 @@ class Worker:
         self._stopping = False
         self._validate()
 
+    def _serves(self, typename: str) -> bool:
+        """Whether a function of type ``typename`` is registered or served by an endpoint."""
+        return typename in self.functions.typenames() or bool(self.module.endpoint_for(typename))
+
     def _validate(self) -> None:
         registered = set(self.functions.typenames())
         for ingress in self.module.ingresses:
             for t in ingress.topics:
                 for target in t.targets:
-                    if target not in registered and self.module.endpoint_for(target) is None:
+                    if not self._serves(target):
                         raise ConfigError(
                             f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', but "
                             f"no function of that type is registered (registered: "
@@ -129,9 +134,10 @@ class Worker:
                     egress.address,
                     self.settings.bootstrap_servers,
                 )
-        if not self.module.ingresses:
+        if not self.module.ingresses and self.module.playground_ingress is None:
             raise ConfigError(
-                "module.yaml declares no io.statefun.kafka.v1/ingress: nothing to run"
+                "module.yaml declares no io.statefun.kafka.v1/ingress (nor an "
+                "io.statefun.playground.v1/ingress): nothing to run"
             )
 
     def stop(self) -> None:
@@ -224,6 +230,11 @@ class Worker:
             self.dispatcher.remote = self.remote
             self.txn.on_abort.append(self.remote.abort)
             self.metrics.remote_in_flight = self.remote.in_flight
+        self.playground = start_playground(
+            admin, s, self.module, self.topics, self.partitions, self._serves
+        )
+        if self.playground is not None:
+            self.dispatcher.playground_egress = self.playground.egress_record
         if s.metrics_port:
             self._start_health(admin)
         self.router.invoke = self.dispatcher.invoke
@@ -494,6 +505,7 @@ class Worker:
             finish_transaction,
             self.consumer.close,  # leaves the group; on_revoke finds no open transaction
             *([self._health.stop] if self._health is not None else []),
+            *([self.playground.close] if self.playground is not None else []),
             self.restorer.close,
             self.timer_restorer.close,
             self.dispatcher.close,

@@ -98,8 +98,9 @@ class Tool:
 
     def producer(self) -> Producer:
         """An idempotent producer: a retried send is written once, in order per partition."""
-        conf = self._config()
-        conf.update({"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
+        s = self.settings
+        conf = clients.idempotent_producer_config(s.bootstrap_servers, s.kafka_properties)
+        conf["logger"] = _client_log
         return Producer(conf)
 
     def metadata(self, refresh: bool = False) -> Any:

@@ -411,3 +411,30 @@ def test_shipped_example_module_is_the_greeter():
     egress = module.egress("example/greetings")
     assert egress is not None and egress.delivery_semantic == "exactly-once"
     assert module.embedded == ("examples.greeter:functions",)
+
+
+def test_statefun_playground_module_parses():
+    # the python/greeter module.yaml of StateFun's playground (release 3.3), our own names
+    module = parse_module(
+        "kind: io.statefun.endpoints.v2/http\n"
+        "spec:\n"
+        "  functions: example/*\n"
+        "  urlPathTemplate: http://functions:8000/statefun\n"
+        "---\n"
+        "kind: io.statefun.playground.v1/ingress\n"
+        "spec:\n"
+        "  port: 8090\n"
+        "---\n"
+        "kind: io.statefun.playground.v1/egress\n"
+        "spec:\n"
+        "  port: 8091\n"
+        "  topics:\n"
+        "    - greetings\n"
+    )
+    assert module.playground_ingress is not None and module.playground_ingress.port == 8090
+    assert module.playground_egress is not None
+    assert (module.playground_egress.port, module.playground_egress.topics) == (
+        8091,
+        ("greetings",),
+    )
+    assert module.ingresses == () and module.egresses == ()

@@ -101,7 +101,38 @@ def test_unknown_kind_suggests_and_lists_supported_kinds():
         "app/module.yaml, document 1, line 1: kind: unknown kind 'io.statefun.kafka.v1/ingres'",
         "did you mean 'io.statefun.kafka.v1/ingress'?",
         "supported kinds: io.statefun.endpoints.v2/http, io.statefun.endpoints.v1/http, "
-        "io.statefun.kafka.v1/ingress, io.statefun.kafka.v1/egress, io.kstatefun.v1/embedded",
+        "io.statefun.kafka.v1/ingress, io.statefun.kafka.v1/egress, io.kstatefun.v1/embedded, "
+        "io.statefun.playground.v1/ingress, io.statefun.playground.v1/egress",
+    )
+
+
+def test_playground_documents_name_the_field_at_fault():
+    assert_names(
+        error_of("kind: io.statefun.playground.v1/ingress\nspec:\n  port: 99999\n"),
+        "document 1 (io.statefun.playground.v1/ingress), line 3: spec.port",
+        "a TCP port from 1 to 65535, got 99999",
+    )
+    assert_names(
+        error_of("kind: io.statefun.playground.v1/egress\nspec:\n  port: 8091\n  topics: []\n"),
+        "document 1 (io.statefun.playground.v1/egress)",
+        "list at least one topic",
+    )
+    assert_names(
+        error_of("kind: io.statefun.playground.v1/egress\nspec:\n  port: 8091\n  topics: [a b]\n"),
+        "spec.topics[0]",
+        "'a b' is not a valid playground topic",
+    )
+    twice = (
+        "kind: io.statefun.playground.v1/ingress\nspec: {port: 8090}\n---\n"
+        "kind: io.statefun.playground.v1/ingress\nspec: {port: 8092}\n---\n"
+        "kind: io.statefun.playground.v1/egress\nspec: {port: 8090, topics: [greetings]}\n"
+    )
+    assert_names(
+        error_of(twice),
+        "document 2 (io.statefun.playground.v1/ingress)",
+        "already declared by document 1",
+        "document 3 (io.statefun.playground.v1/egress)",
+        "port 8090 is also the playground ingress's (document 1)",
     )
 
 
