@@ -1,6 +1,5 @@
-"""``kstatefun`` command line: ``run`` a worker, ``dev-kafka`` a local broker, and the
-operator commands that read a running application's topics (``send``, ``state``, ``timers``,
-``dead-letters``, ``topics``; see docs/operations-cli.md)."""
+"""The ``kstatefun`` command line: ``run`` a worker, ``dev-kafka`` a local broker, and the
+operator commands that read a running application's topics (``kstatefun/tools``)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,16 @@ import argparse
 import logging
 import signal
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from kstatefun.devkafka.jars import (
+    KAFKA_VERSION,
+    LOG4J_VERSION,
+    MIN_JAVA_MAJOR,
+    SCALA_VERSION,
+    SLF4J_VERSION,
+)
 from kstatefun.errors import KStatefunError
 
 log = logging.getLogger("kstatefun")
@@ -44,7 +51,13 @@ def _run(args: argparse.Namespace) -> int:
     module = load_module(settings.module)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # so 'examples.greeter:functions' imports
-    functions = load_functions(dict.fromkeys([*module.embedded, *settings.functions]))
+
+    def source(ref: str) -> str:
+        if ref in settings.functions:
+            return "--functions or KSTATEFUN_FUNCTIONS"
+        return f"io.kstatefun.v1/embedded in {module.source}"
+
+    functions = load_functions(dict.fromkeys([*module.embedded, *settings.functions]), source)
     worker = Worker(settings, module, functions)
 
     def on_signal(signum: int, frame: object) -> None:
@@ -62,29 +75,94 @@ def _dev_kafka(args: argparse.Namespace) -> int:
     return run_foreground(args.data_dir, args.port)
 
 
+DESCRIPTION = """\
+Stateful Functions on Kafka. Commands: run (a worker), dev-kafka (a local broker), and the
+operator commands that read a running application's topics: send, state, timers,
+dead-letters, topics (docs/operations-cli.md)."""
+
+RUN_EPILOG = """\
+Every flag also has an environment variable; a flag wins over the variable, the variable over
+the default. All settings: config/settings.md.
+
+exit codes:
+  0  clean stop after SIGTERM or SIGINT (the open transaction committed)
+  2  invalid configuration or input, printed as one 'kstatefun: error: ...' line
+  3  another worker took over this worker's transactional id (same --instance-id)
+  4  the watchdog ended a worker that made no progress (watchdog_timeout_s)
+  1  any other error, with a traceback"""
+
+DEV_KAFKA_DESCRIPTION = f"""\
+Run a local single-node Kafka {KAFKA_VERSION} broker (KRaft mode) in the foreground, for
+development and tests. It prints bootstrap.servers=127.0.0.1:PORT once clients can connect,
+and stops on SIGTERM or Ctrl-C.
+
+Needs Java {MIN_JAVA_MAJOR} or newer (java on PATH) and, on first use, Apache Maven (mvn on
+PATH): Maven downloads the broker's jars from Maven Central (kafka_{SCALA_VERSION}
+{KAFKA_VERSION} with its dependencies, log4j {LOG4J_VERSION} and slf4j-api {SLF4J_VERSION},
+about 45 MB) into ~/.cache/kstatefun/kafka-{KAFKA_VERSION} (or $KSTATEFUN_CACHE_DIR), once.
+
+exit codes: 0 after a signal, 1 when the broker dies on its own, 2 when it cannot start
+(no Java 17, no Maven, the port in use)."""
+
+
+def _version() -> str:
+    try:
+        return version("kstatefun")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kstatefun", description=__doc__)
+    parser = argparse.ArgumentParser(prog="kstatefun", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"kstatefun {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a worker of an application")
-    run.add_argument("--module", type=Path, help="module.yaml (env KSTATEFUN_MODULE)")
+    run = sub.add_parser(
+        "run",
+        help="run a worker of an application",
+        description="Run one worker of an application: it joins the application's consumer "
+        "group and processes its share of the partitions until SIGTERM or SIGINT.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--module", type=Path, help="the module.yaml to run (env KSTATEFUN_MODULE; required)"
+    )
     run.add_argument(
         "--functions",
         action="append",
-        help="embedded functions as package.module:attribute, repeatable (env KSTATEFUN_FUNCTIONS)",
+        metavar="PACKAGE.MODULE:ATTRIBUTE",
+        help="a StatefulFunctions object to load besides the module's embedded ones; "
+        "repeatable (env KSTATEFUN_FUNCTIONS, comma-separated; default: none)",
     )
-    run.add_argument("--bootstrap-servers", help="HOST:PORT (env KSTATEFUN_BOOTSTRAP_SERVERS)")
-    run.add_argument("--app-id", help="names the group and internal topics (env KSTATEFUN_APP_ID)")
-    run.add_argument("--instance-id", help="stable per worker (env KSTATEFUN_INSTANCE_ID)")
+    run.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="the Kafka cluster (env KSTATEFUN_BOOTSTRAP_SERVERS; default 127.0.0.1:9092)",
+    )
+    run.add_argument(
+        "--app-id",
+        help="names the consumer group and prefixes the internal topics "
+        "(env KSTATEFUN_APP_ID; default kstatefun)",
+    )
+    run.add_argument(
+        "--instance-id",
+        help="stable and unique per worker; names its transactional id "
+        "(env KSTATEFUN_INSTANCE_ID; default: the host name)",
+    )
     run.add_argument(
         "--static-membership",
         action="store_true",
         default=None,
         help="join the group as a static member named by the instance id: a restarted worker "
-        "gets its partitions back without a rebalance (env KSTATEFUN_STATIC_MEMBERSHIP)",
+        "gets its partitions back without a rebalance (env KSTATEFUN_STATIC_MEMBERSHIP; "
+        "default off)",
     )
     run.add_argument(
-        "--state-dir", type=Path, help="local state directory (env KSTATEFUN_STATE_DIR)"
+        "--state-dir",
+        type=Path,
+        help="keep a local snapshot of the committed state there, for faster restarts "
+        "(env KSTATEFUN_STATE_DIR; default: none, restore from the changelog)",
     )
     run.add_argument(
         "--partitions",
@@ -95,23 +173,47 @@ def build_parser() -> argparse.ArgumentParser:
         "that ingress records keyed by the target id skip a hop (8 without ingress topics). "
         "A value that differs from existing internal topics is refused",
     )
-    run.add_argument("--commit-interval-ms", type=int, help="env KSTATEFUN_COMMIT_INTERVAL_MS")
+    run.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        help="commit at least this often under load (env KSTATEFUN_COMMIT_INTERVAL_MS; "
+        "default 100)",
+    )
     run.add_argument(
         "--metrics-port",
         type=int,
-        help="serve /metrics, /healthz, /readyz; 0 disables (env KSTATEFUN_METRICS_PORT)",
+        help="serve /metrics, /healthz, /readyz on this port (env KSTATEFUN_METRICS_PORT; "
+        "default 0: off)",
     )
     run.add_argument(
-        "--metrics-host", help="bind address, default 127.0.0.1 (env KSTATEFUN_METRICS_HOST)"
+        "--metrics-host",
+        help="the address the metrics port binds (env KSTATEFUN_METRICS_HOST; default 127.0.0.1)",
     )
     run.add_argument(
-        "--log-format", choices=["text", "json"], help="env KSTATEFUN_LOG_FORMAT (default text)"
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines as key=value text or JSON (env KSTATEFUN_LOG_FORMAT; default text)",
     )
     run.set_defaults(handler=_run)
 
-    dev = sub.add_parser("dev-kafka", help="run a local single-node Kafka broker (KRaft)")
-    dev.add_argument("--data-dir", type=Path, default=None, help="default: a temporary directory")
-    dev.add_argument("--port", type=int, default=9092)
+    dev = sub.add_parser(
+        "dev-kafka",
+        help="run a local single-node Kafka broker (KRaft; needs Java 17 and Maven)",
+        description=DEV_KAFKA_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the broker's data there (default: a temporary directory, removed at exit)",
+    )
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="the port to listen on; 0 picks a free one (default 9092)",
+    )
     dev.set_defaults(handler=_dev_kafka)
 
     from kstatefun.tools import add_parsers

@@ -53,7 +53,7 @@ _INPUT_AT_FAULT = (dl.NULL_KEY, dl.INVALID_KEY, dl.NULL_VALUE)
 TAIL_HELP = """\
 The last dead letters, oldest first: reason, message, source topic/partition/offset, target,
 caller, key and a preview of the value. Each is labelled [PARTITION:OFFSET] of
-<app>-dead-letters, which is what `dead-letters replay --offset` takes.
+<app>-dead-letters, which is what 'dead-letters replay --offset' takes.
 
 --follow keeps printing new ones until Ctrl-C. With --json, each dead letter is one line of
 JSON (JSON Lines), with key and value in base64.
