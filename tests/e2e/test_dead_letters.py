@@ -94,3 +94,24 @@ def test_each_bad_input_is_a_dead_letter_and_good_ones_flow(
     assert record["target_type"] == "test/nobody" and record["caller_type"] == "test/counter"
     _, record, _ = by_reason["undecodable-value"]
     assert record["value"] == b"{not json" and record["target_id"] == "k0"
+
+
+def test_plain_text_on_a_string_ingress_is_a_dead_letter_with_the_raw_type_hint(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    app = make_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, value_type="io.statefun.types/string"
+    )
+    produce_events(app.bootstrap, app.ingress, [(b"ann", b"hello from a console producer")])
+    app.start_worker("w1")
+    try:
+        letters = read_dead_letters(app.bootstrap, f"{app.app_id}-dead-letters", 1)
+    finally:
+        app.stop_all()
+    assert len(letters) == 1, app.all_logs()
+    _, letter, _ = letters[0]
+    assert letter["reason"] == "undecodable-value"
+    assert letter["source_topic"] == app.ingress
+    message = letter["message"]
+    assert f"ingress topic '{app.ingress}' has valueType io.statefun.types/string" in message
+    assert "raw type" in message and "message.raw_value()" in message

@@ -2,6 +2,7 @@
 offsets starts: specific-offsets, date and latest, each on its own ingress."""
 
 import json
+import re
 import time
 
 import pytest
@@ -93,3 +94,8 @@ def test_specific_offsets_date_and_latest(kafka_bootstrap, tmp_path, unique_name
         app.stop_all()
     seqs = sorted(int(value.split(":")[2]) for key, value in records if key != "probe")
     assert seqs == [3, 4, 5, 13, 14, 15, 23, 24, 25], app.all_logs()
+    # the records before the start are said to be skipped (the three, and the probes that came
+    # before the assignment), on the latest topic only
+    said = re.search(rf"topic={latest} partitions=\[0\] skipped_records=(\d+)", app.log("w1"))
+    assert said is not None and 3 <= int(said[1]) <= 3 + probes, app.all_logs()
+    assert f"topic={specific} partitions" not in app.log("w1")

@@ -1,9 +1,15 @@
 """The command line as a user meets it: bad configuration fails fast with a clear message."""
 
+import argparse
+import socket
 import subprocess
 import sys
+import tomllib
 
-from tests.harness import ROOT
+import pytest
+
+from kstatefun.cli import build_parser
+from tests.harness import ROOT, make_app
 
 
 def run_cli(*args, env=None):
@@ -67,3 +73,65 @@ def test_missing_module_and_bad_functions_reference(tmp_path):
     )
     result = run_cli("run", "--module", str(module), "--functions", "tests.apps.nope:functions")
     assert result.returncode == 2 and "cannot import 'tests.apps.nope'" in result.stderr
+    result = run_cli("run", "--module", str(module), "--functions", "tests.apps.counting:nope")
+    assert result.returncode == 2, result.stderr
+    assert "functions reference 'tests.apps.counting:nope' (--functions" in result.stderr
+    assert "has no attribute 'nope'" in result.stderr and "functions" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_matches_the_package():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"kstatefun {project['version']}"
+
+
+def _all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_no_help_text_shows_doc_markup():
+    for parser in _all_parsers(build_parser()):
+        text = parser.format_help()
+        for markup in ("``", "`", "**", ":func:", ":class:"):
+            assert markup not in text, f"{parser.prog} --help shows {markup!r}:\n{text}"
+
+
+def test_run_help_shows_every_default_and_the_exit_codes():
+    run = next(p for p in _all_parsers(build_parser()) if p.prog.endswith(" run"))
+    for action in run._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in (action.help or "").lower() or "required" in (action.help or ""), (
+                action.option_strings
+            )
+    text = run_cli("run", "--help").stdout
+    assert "exit codes:" in text
+    for code in ("0", "1", "2", "3", "4"):
+        assert f"\n  {code}  " in text, code
+
+
+def test_dev_kafka_help_names_java_maven_and_the_download():
+    text = run_cli("dev-kafka", "--help").stdout
+    assert "Java 17" in text and "Maven" in text and "Maven Central" in text
+    assert "~/.cache/kstatefun/kafka-" in text and "KSTATEFUN_CACHE_DIR" in text
+
+
+@pytest.mark.kafka
+def test_a_metrics_port_in_use_is_a_plain_error(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    app = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = app.start_worker("w1", "--metrics-port", str(port)).wait(120)
+    log = app.log("w1")
+    assert code == 2, log
+    assert f"cannot serve metrics on 127.0.0.1:{port} (--metrics-port" in log
+    assert "in use" in log and "Traceback" not in log

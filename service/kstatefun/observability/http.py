@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kstatefun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,17 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every few seconds would drown the worker's log
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} (--metrics-port, --metrics-host): "
+                + (
+                    "the port is in use; choose another port or stop the process that has it"
+                    if e.errno == errno.EADDRINUSE
+                    else f"{e.strerror}"
+                )
+            ) from None
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from confluent_kafka import Message
 
 from kstatefun.config.module import KafkaIngress
+from kstatefun.errors import DecodeError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.runtime import deadletters as dl
@@ -26,6 +27,26 @@ from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Invoke, LocalInvocation
 from kstatefun.wire.avro import encode_invocation
+from kstatefun.wire.protobuf import decode_string_wrapper
+
+STRING_TYPENAME = "io.statefun.types/string"
+
+
+def _is_string_wrapper(value: bytes) -> bool:
+    try:
+        decode_string_wrapper(value)
+        return True
+    except DecodeError:
+        return False
+
+
+def _not_a_string_wrapper(topic: str) -> str:
+    return (
+        f"ingress topic '{topic}' has valueType {STRING_TYPENAME}, but this value is not one "
+        "(StateFun's string type is a protobuf StringWrapper, not plain text). For plain UTF-8 "
+        "text give the topic a raw type of its own, e.g. 'valueType: example/Text', and read "
+        "it with message.raw_value().decode()"
+    )
 
 
 class IngressRouter:
@@ -81,6 +102,9 @@ class IngressRouter:
             return
         topic = msg.topic()
         typename, targets = self._routes[topic]
+        if typename == STRING_TYPENAME and not _is_string_wrapper(value):
+            self._dlq.write(msg, dl.UNDECODABLE_VALUE, _not_a_string_wrapper(topic))
+            return
         partition = partition_for_id(id, self._partitions)
         if partition == msg.partition() and (topic, partition) in self.direct:
             invoke = self.invoke

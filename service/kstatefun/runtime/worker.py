@@ -649,6 +649,7 @@ class Worker:
     ) -> None:
         """Where an ingress partition without a committed offset starts (startupPosition)."""
         have = {(tp.topic, tp.partition) for tp in committed if tp.offset >= 0}
+        at_end: dict[str, list[int]] = {}
         for tp in partitions:
             if (tp.topic, tp.partition) in have:
                 continue
@@ -670,3 +671,24 @@ class Worker:
             if kind == "group-offsets":
                 kind = ingress.auto_offset_reset
             tp.offset = OFFSET_BEGINNING if kind == "earliest" else OFFSET_END
+            if tp.offset == OFFSET_END:
+                at_end.setdefault(tp.topic, []).append(tp.partition)
+        self._log_skipped(at_end)
+
+    def _log_skipped(self, at_end: dict[str, list[int]]) -> None:
+        """Say per topic how many existing records starting at the end leaves unread."""
+        for topic, partitions in at_end.items():
+            skipped = 0
+            for p in partitions:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10, cached=False
+                )
+                skipped += max(0, high - low)
+            log.info(
+                "ingress starts at the end topic=%s partitions=%s skipped_records=%d "
+                "(startupPosition latest, or autoOffsetResetPosition latest; use earliest to "
+                "read them)",
+                topic,
+                sorted(partitions),
+                skipped,
+            )

@@ -183,23 +183,41 @@ def _check_arity(typename: str, fun: Callable[..., Any]) -> None:
         ) from None
 
 
-def load_functions(refs: Iterable[str]) -> StatefulFunctions:
-    """Import each ``package.module:attribute`` and merge the StatefulFunctions they name."""
+def load_functions(
+    refs: Iterable[str], source: Callable[[str], str] | None = None
+) -> StatefulFunctions:
+    """Import each ``package.module:attribute`` and merge the StatefulFunctions they name.
+
+    ``source(ref)`` says where a reference came from (a flag, module.yaml) in error messages.
+    """
     merged = StatefulFunctions()
     for ref in refs:
+        where = f" ({source(ref)})" if source is not None else ""
         module_name, sep, attr = ref.partition(":")
         if not sep or not module_name or not attr:
             raise ConfigError(
-                f"functions reference '{ref}' must look like 'package.module:attribute'"
+                f"functions reference '{ref}'{where} must look like 'package.module:attribute'"
             )
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
-            raise ConfigError(f"cannot import '{module_name}' (from '{ref}'): {e}") from e
-        obj = getattr(module, attr, None)
+            raise ConfigError(f"cannot import '{module_name}' (from '{ref}'{where}): {e}") from e
+        obj: Any = module
+        for i, part in enumerate(attr.split(".")):
+            if not hasattr(obj, part):
+                owner = ".".join([module_name, *attr.split(".")[:i]])
+                found = sorted(
+                    name for name, v in vars(module).items() if isinstance(v, StatefulFunctions)
+                )
+                raise ConfigError(
+                    f"functions reference '{ref}'{where}: '{owner}' has no attribute '{part}'; "
+                    f"StatefulFunctions objects in {module_name}: {', '.join(found) or 'none'}"
+                )
+            obj = getattr(obj, part)
         if not isinstance(obj, StatefulFunctions):
             raise ConfigError(
-                f"'{ref}' is {type(obj).__name__}, not a kstatefun StatefulFunctions object"
+                f"functions reference '{ref}'{where} is a {type(obj).__name__}, not a kstatefun "
+                "StatefulFunctions object"
             )
         merged.include(obj)
     return merged
