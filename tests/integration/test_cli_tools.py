@@ -177,6 +177,38 @@ def test_send_to_an_address_then_state_get_and_history(app):
     assert "test/countr/ann: no state" in out and "for: test/counter" in out
 
 
+def test_state_list_and_export_read_every_address_of_a_type(app):
+    events = [(f"lst-{k}".encode(), b'{"seq": 1}') for k in "abc"] + [(b"lst-b", b'{"seq": 2}')]
+    produce_events(app.bootstrap, app.ingress, events)
+
+    def three_listed() -> dict[str, Any]:
+        doc = cli_json(app, "state", "list", "test/counter", "--prefix", "lst-")
+        assert [(a["id"], a["states"]) for a in doc["addresses"]] == [
+            ("lst-a", ["count"]),
+            ("lst-b", ["count"]),
+            ("lst-c", ["count"]),
+        ], doc
+        return doc
+
+    doc = eventually(three_listed)
+    assert doc["more"] == 0 and all(a["written"].endswith("Z") for a in doc["addresses"])
+    limited = cli_json(app, "state", "list", "test/counter", "--prefix", "lst-", "--limit", "2")
+    assert [a["id"] for a in limited["addresses"]] == ["lst-a", "lst-b"] and limited["more"] == 1
+    human = cli(app, "state", "list", "test/counter", "--prefix", "lst-", "--limit", "2")
+    assert "3 address(es) of test/counter with ids starting 'lst-'" in human
+    assert re.search(r"^lst-a\s+count\s+\S+Z$", human, re.M) and "and 1 more" in human
+    assert "no address of test/nobody has state" in cli(app, "state", "list", "test/nobody")
+
+    lines = [json.loads(line) for line in cli(app, "state", "export", "test/counter").splitlines()]
+    assert all(d["type"] == "test/counter" for d in lines)
+    ids = [d["id"] for d in lines]
+    assert ids == sorted(ids) and {"lst-a", "lst-b", "lst-c"} <= set(ids)
+    exported = {d["id"]: d["states"]["count"] for d in lines if d["id"].startswith("lst-")}
+    assert {i: s["value"] for i, s in exported.items()} == {"lst-a": 1, "lst-b": 2, "lst-c": 1}
+    assert base64.b64decode(exported["lst-b"]["base64"]) == IntType.serialize(2)
+    assert exported["lst-b"]["typename"] == "io.statefun.types/int"
+
+
 # --- timers -------------------------------------------------------------------------------------
 
 

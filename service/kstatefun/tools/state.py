@@ -1,4 +1,5 @@
-"""``kstatefun state get|history TYPE ID``: one address's state, read from the changelog.
+"""``kstatefun state get|history TYPE ID``: one address's state, read from the changelog;
+``state list|export TYPE``: the state of every address of a function type.
 
 Every state value of an address is a record on ``<app>-changelog`` in the partition of its id,
 keyed by (function type, id, state name); a deleted or expired value is a tombstone. Reading
@@ -15,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from kstatefun.errors import DecodeError
+from kstatefun.errors import ConfigError, DecodeError
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address
 from kstatefun.tools import values
@@ -52,8 +53,28 @@ the history is complete only back to the last compaction; what it shows is alway
 """
 
 
+LIST_HELP = """\
+The addresses of one function type that have state, as of the last committed transaction,
+sorted by id: each id with the names of its live state values and when it was last written.
+
+Reads every partition of the changelog to its end; deleted and expired values are left out.
+--prefix keeps the ids that start with it, --limit stops after that many (default 100).
+"""
+
+EXPORT_HELP = """\
+The live state of every address of one function type, as JSON Lines on stdout, one line per
+address sorted by id: {"type", "id", "states": {NAME: {"typename", "format", "value",
+"base64", "size", "written"}}}. "value" is decoded as in 'state get' (null when the bytes are
+not a known type, JSON or text); "base64" always holds the exact bytes.
+
+Reads every partition of the changelog to its end, as of the last committed transaction.
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    state = sub.add_parser("state", help="inspect the state of an address (get, history)")
+    state = sub.add_parser(
+        "state", help="inspect state (get and history of an address, list and export a type)"
+    )
     commands = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
     common = common_arguments()
     fmt = argparse.RawDescriptionHelpFormatter
@@ -80,6 +101,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     get.add_argument("--all", action="store_true", help="also deleted and expired values")
     get.set_defaults(handler=run_get)
     history.set_defaults(handler=run_history)
+    listing = commands.add_parser(
+        "list",
+        parents=[common],
+        help="addresses of a type that have state",
+        description=LIST_HELP,
+        formatter_class=fmt,
+    )
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="all state of a type as JSON Lines",
+        description=EXPORT_HELP,
+        formatter_class=fmt,
+    )
+    for p in (listing, export):
+        p.add_argument("type", metavar="TYPE", help="function type, e.g. example/counter")
+    listing.add_argument("--prefix", default="", help="only ids that start with this")
+    listing.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N addresses (default 100)"
+    )
+    listing.set_defaults(handler=run_list)
+    export.set_defaults(handler=run_export)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +266,79 @@ def run_history(args: argparse.Namespace) -> int:
     ]
     print(table(["OFFSET", "WRITTEN", "STATE", "TYPE", "VALUE"], rows))
     print("(older versions may have been removed by compaction)")
+    return 0
+
+
+def read_type(tool: Tool, typename: str) -> dict[str, dict[str, Version]]:
+    """``{id: {state: latest live version}}`` of every address of ``typename``."""
+    make_address(typename, "-")  # checks the type name
+    topic = tool.topics.changelog
+    reader = PartitionReader(tool.consumer(), topic, tool.timeout)
+    latest: dict[tuple[str, str], Version] = {}
+    bad = 0
+    for msg in reader.read(reader.bounds(range(tool.partition_count(topic)))):
+        try:
+            ftype, fid, name = decode_changelog_key(msg.key() or b"")
+            if ftype != typename:
+                continue
+            raw = msg.value()
+            value = None if raw is None else decode_changelog_value(raw)
+        except DecodeError:
+            bad += 1
+            continue
+        latest[(fid, name)] = Version(name, _offset(msg), record_timestamp(msg), value)
+    if bad:
+        warn(f"{bad} record(s) in {topic} are not changelog records")
+    now_ms = int(time.time() * 1000)
+    out: dict[str, dict[str, Version]] = {}
+    for (fid, name), v in sorted(latest.items()):
+        if v.status(now_ms) == "live":
+            out.setdefault(fid, {})[name] = v
+    return out
+
+
+def run_list(args: argparse.Namespace) -> int:
+    tool = Tool.from_args(args)
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    ids = {i: s for i, s in read_type(tool, args.type).items() if i.startswith(args.prefix)}
+    shown = list(ids.items())[: args.limit]
+    more = len(ids) - len(shown)
+
+    def written(states: dict[str, Version]) -> int | None:
+        return max((v.timestamp_ms for v in states.values() if v.timestamp_ms), default=None)
+
+    if tool.json:
+        rows = [
+            {"id": fid, "states": sorted(states), "written": iso(written(states))}
+            for fid, states in shown
+        ]
+        print_json({"type": args.type, "addresses": rows, "more": more})
+        return 0
+    prefix = f" with ids starting '{args.prefix}'" if args.prefix else ""
+    if not shown:
+        print(f"no address of {args.type}{prefix} has state")
+        return 0
+    print(f"{len(ids)} address(es) of {args.type}{prefix} with state")
+    lines = [[fid, ", ".join(sorted(st)), iso(written(st)) or "-"] for fid, st in shown]
+    print(table(["ID", "STATES", "LAST WRITTEN"], lines))
+    if more:
+        print(f"... and {more} more (--limit, --prefix)")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    tool = Tool.from_args(args)
+    for fid, states in read_type(tool, args.type).items():
+        doc = {
+            "type": args.type,
+            "id": fid,
+            "states": {
+                name: {**_shown(v.value).to_json(), "written": iso(v.timestamp_ms)}
+                for name, v in states.items()
+            },
+        }
+        print_json(doc, lines=True)
     return 0
 
 
