@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+import zipfile
 
 import pytest
 
@@ -135,3 +136,26 @@ def test_a_metrics_port_in_use_is_a_plain_error(
     assert code == 2, log
     assert f"cannot serve metrics on 127.0.0.1:{port} (--metrics-port" in log
     assert "in use" in log and "Traceback" not in log
+
+
+def test_the_wheel_ships_the_apache_license_and_py_typed(tmp_path):
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("kstatefun-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        assert "kstatefun/py.typed" in names
+        (license_name,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        license_text = z.read(license_name).decode()
+        metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    assert "License: Apache-2.0" in metadata.splitlines()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in license_text
