@@ -37,11 +37,10 @@ MAX_WAIT_S = 30.0
 _MIN_WAIT_S = 0.2
 
 
-def egress_record(
-    topics: InternalTopics, declared: Sequence[str], value: TypedValue
-) -> tuple[str, None, bytes]:
-    """The Kafka record (topic, key, value) of a value sent to ``io.statefun.playground/egress``;
-    ``ValueError`` says why a value is not a valid ``EgressRecord``."""
+def decode_egress_record(declared: Sequence[str], value: TypedValue) -> tuple[str, bytes]:
+    """The playground topic and payload of a value sent to ``io.statefun.playground/egress``;
+    ``ValueError`` says why a value is not a valid ``EgressRecord`` for the ``declared``
+    topics."""
     example = '{"topic": "greetings", "payload": "Hello"}'
     if value.typename != PLAYGROUND_EGRESS_RECORD or value.value is None:
         raise ValueError(
@@ -64,7 +63,16 @@ def egress_record(
             f"{KIND_PLAYGROUND_EGRESS} document does not list (topics: {', '.join(declared)})"
         )
     text = payload if isinstance(payload, str) else json.dumps(payload)
-    return topics.playground(topic), None, text.encode()
+    return topic, text.encode()
+
+
+def egress_record(
+    topics: InternalTopics, declared: Sequence[str], value: TypedValue
+) -> tuple[str, None, bytes]:
+    """The Kafka record (topic, key, value) the worker writes for a value sent to
+    ``io.statefun.playground/egress`` (see ``decode_egress_record``)."""
+    topic, payload = decode_egress_record(declared, value)
+    return topics.playground(topic), None, payload
 
 
 class _Topic:

@@ -32,21 +32,22 @@ from kstatefun.wire.protobuf import decode_string_wrapper
 STRING_TYPENAME = "io.statefun.types/string"
 
 
-def _is_string_wrapper(value: bytes) -> bool:
+def ingress_value_problem(topic: str, typename: str, value: bytes) -> str | None:
+    """Why an ingress value cannot be of its topic's ``valueType``, when that can be told
+    up front: a value on an ``io.statefun.types/string`` topic must be StateFun's protobuf
+    StringWrapper, and plain text (a console producer's) is the usual mistake."""
+    if typename != STRING_TYPENAME:
+        return None
     try:
         decode_string_wrapper(value)
-        return True
+        return None
     except DecodeError:
-        return False
-
-
-def _not_a_string_wrapper(topic: str) -> str:
-    return (
-        f"ingress topic '{topic}' has valueType {STRING_TYPENAME}, but this value is not one "
-        "(StateFun's string type is a protobuf StringWrapper, not plain text). For plain UTF-8 "
-        "text give the topic a raw type of its own, e.g. 'valueType: example/Text', and read "
-        "it with message.raw_value().decode()"
-    )
+        return (
+            f"ingress topic '{topic}' has valueType {STRING_TYPENAME}, but this value is not "
+            "one (StateFun's string type is a protobuf StringWrapper, not plain text). For "
+            "plain UTF-8 text give the topic a raw type of its own, e.g. 'valueType: "
+            "example/Text', and read it with message.raw_value().decode()"
+        )
 
 
 class IngressRouter:
@@ -102,8 +103,9 @@ class IngressRouter:
             return
         topic = msg.topic()
         typename, targets = self._routes[topic]
-        if typename == STRING_TYPENAME and not _is_string_wrapper(value):
-            self._dlq.write(msg, dl.UNDECODABLE_VALUE, _not_a_string_wrapper(topic))
+        problem = ingress_value_problem(topic, typename, value)
+        if problem is not None:
+            self._dlq.write(msg, dl.UNDECODABLE_VALUE, problem)
             return
         partition = partition_for_id(id, self._partitions)
         if partition == msg.partition() and (topic, partition) in self.direct:

@@ -16,10 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kstatefun.config.module import ModuleSpec, load_module
+from kstatefun.config.module import PLAYGROUND_EGRESS_ID, ModuleSpec, load_module
 from kstatefun.errors import ConfigError, DecodeError, KStatefunError
 from kstatefun.model import Address, TypedValue, split_typename
+from kstatefun.playground.egress import decode_egress_record
 from kstatefun.runtime import deadletters as dl
+from kstatefun.runtime.router import ingress_value_problem
 from kstatefun.sdk.context import Context
 from kstatefun.sdk.functions import StatefulFunctions, load_functions
 from kstatefun.sdk.messages import EgressMessage, Message, message_builder
@@ -123,9 +125,16 @@ class Harness:
             self._egresses: frozenset[str] | None = frozenset(egresses)
         elif spec is not None:
             self._egresses = frozenset(e.id for e in spec.egresses)
+            if spec.playground_egress is not None:
+                self._egresses |= {PLAYGROUND_EGRESS_ID}
         else:
             self._egresses = None
         self._egress_topics = None if egress_topics is None else frozenset(egress_topics)
+        self._playground_topics = (
+            spec.playground_egress.topics
+            if spec is not None and spec.playground_egress is not None
+            else None
+        )
         self._step_limit = step_limit
 
         self.clock = VirtualClock(start_ms)
@@ -178,7 +187,8 @@ class Harness:
         unchanged, typed with the topic's ``valueType``: one message per target listed for the
         topic, in the listed order, without a caller. A record without a key, with a key that
         is not UTF-8 or without a value is a dead letter (``null-key``, ``invalid-key``,
-        ``null-value``) and reaches no function. ``run()`` delivers the messages.
+        ``null-value``) and reaches no function, as is a value on an ``io.statefun.types/string``
+        topic that is not StateFun's StringWrapper (``undecodable-value``). ``run()`` delivers the messages.
         """
         route = self._routes.get(topic)
         if route is None:
@@ -220,6 +230,10 @@ class Harness:
             )
             return
         typename, targets = route
+        problem = ingress_value_problem(topic, typename, data)
+        if problem is not None:
+            self._dead_ingress(topic, raw_key, data, dl.UNDECODABLE_VALUE, problem)
+            return
         argument = TypedValue(typename, data)
         for target in targets:
             self._queue.append(_Queued(Address(target, id), None, argument, False))
@@ -461,6 +475,12 @@ class Harness:
                 "add an io.statefun.kafka.v1/egress document with that id",
             )
         tv = msg.typed_value
+        if msg.typename == PLAYGROUND_EGRESS_ID and self._playground_topics is not None:
+            try:
+                topic, payload = decode_egress_record(self._playground_topics, tv)
+            except ValueError as e:
+                raise _Rejected(dl.UNKNOWN_EGRESS, str(e)) from e
+            return msg.typename, topic, None, payload
         if tv.typename != KAFKA_PRODUCER_RECORD_TYPENAME or tv.value is None:
             raise _Rejected(
                 dl.UNKNOWN_EGRESS,
