@@ -187,8 +187,9 @@ class Harness:
         unchanged, typed with the topic's ``valueType``: one message per target listed for the
         topic, in the listed order, without a caller. A record without a key, with a key that
         is not UTF-8 or without a value is a dead letter (``null-key``, ``invalid-key``,
-        ``null-value``) and reaches no function, as is a value on an ``io.statefun.types/string``
-        topic that is not StateFun's StringWrapper (``undecodable-value``). ``run()`` delivers the messages.
+        ``null-value``) and reaches no function, as is a value on an
+        ``io.statefun.types/string`` topic that is not StateFun's StringWrapper
+        (``undecodable-value``). ``run()`` delivers the messages.
         """
         route = self._routes.get(topic)
         if route is None:
