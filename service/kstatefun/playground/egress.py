@@ -5,8 +5,10 @@ for a record instead of answering 404 at once.
 
 Records come from ``<app>-playground-<topic>`` read ``read_committed``: only what the worker's
 transactions committed is handed out, once. How far each topic was handed out is committed to
-the consumer group ``<app>-playground-egress`` after the answer is written, so a restarted
-worker continues there (a crash between the two hands the last record out again).
+the consumer group ``<app>-playground-egress`` before the answer is written, so a restarted
+worker continues there: a client that got a record never gets it again. A record whose answer
+cannot be written is handed out again, unless the worker dies between the commit and the write
+(the client then sees its request fail).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kstatefun.config.module import (
     KIND_PLAYGROUND_EGRESS,
@@ -96,11 +98,13 @@ class _Topic:
             if time.monotonic() >= deadline:
                 return None
 
-    def handed_out(self, msg: Any) -> None:
-        offset = TopicPartition(self.kafka_topic, 0, msg.offset() + 1)
-        self.consumer.commit(offsets=[offset], asynchronous=False)
+    def commit(self, offset: int) -> None:
+        position = TopicPartition(self.kafka_topic, 0, offset)
+        self.consumer.commit(offsets=[position], asynchronous=False)
 
     def again(self, msg: Any) -> None:
+        """Hand ``msg`` out again: its answer could not be written."""
+        self.commit(msg.offset())
         self.consumer.seek(TopicPartition(self.kafka_topic, 0, msg.offset()))
 
 
@@ -156,8 +160,12 @@ class _EgressHandler(Handler):
                 self.error(404, f"no record on {name} yet")
                 return
             try:
-                self.reply(200, msg.value() or b"", "text/plain; charset=utf-8")
-            except OSError:  # the client went away: hand the record out again
-                topic.again(msg)
+                topic.commit(msg.offset() + 1)
+            except KafkaException as e:
+                topic.consumer.seek(TopicPartition(topic.kafka_topic, 0, msg.offset()))
+                self.error(503, f"cannot record the hand-out in Kafka, ask again: {e}")
                 return
-            topic.handed_out(msg)
+            try:
+                self.reply(200, msg.value() or b"", "text/plain; charset=utf-8")
+            except OSError:  # the client went away
+                topic.again(msg)
