@@ -85,6 +85,7 @@ class _Topic:
         self.consumer = consumer
         self.kafka_topic = kafka_topic
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # ends a waiting GET, so that stop() gets the lock
         consumer.assign([TopicPartition(kafka_topic, 0)])  # from the committed offset
 
     def take(self, wait_s: float) -> Any:
@@ -95,7 +96,7 @@ class _Topic:
                 return msg
             if msg is not None:
                 log.warning("playground egress topic=%s: %s", self.kafka_topic, msg.error())
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.closing.is_set():
                 return None
 
     def commit(self, offset: int) -> None:
@@ -128,6 +129,7 @@ class EgressServer(Server):
 
     def close_consumers(self) -> None:
         for t in self.topics.values():
+            t.closing.set()
             with t.lock:
                 t.consumer.close()
 
@@ -155,6 +157,9 @@ class _EgressHandler(Handler):
             return
         wait_s = min(MAX_WAIT_S, max(_MIN_WAIT_S, wait_s))
         with topic.lock:
+            if topic.closing.is_set():
+                self.error(503, "the worker is stopping; ask another one or again later")
+                return
             msg = topic.take(wait_s)
             if msg is None:
                 self.error(404, f"no record on {name} yet")
