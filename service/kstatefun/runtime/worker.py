@@ -53,7 +53,7 @@ from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import recover
-from kstatefun.state.restore import ChangelogRestorer
+from kstatefun.state.restore import ChangelogRestorer, watermarks
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
@@ -581,9 +581,8 @@ class Worker:
             if tp.topic == inv or tp.partition not in owned:
                 continue
             if tp.partition not in ends:
-                _, ends[tp.partition] = consumer.get_watermark_offsets(
-                    TopicPartition(inv, tp.partition), timeout=10, cached=False
-                )
+                # retried: a just-created topic's leaders may not be serving yet
+                _, ends[tp.partition] = watermarks(consumer, TopicPartition(inv, tp.partition))
             if ends[tp.partition] == 0:
                 self.router.direct.add((tp.topic, tp.partition))  # nothing can be waiting
             else:
@@ -680,9 +679,7 @@ class Worker:
         for topic, partitions in at_end.items():
             skipped = 0
             for p in partitions:
-                low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
+                low, high = watermarks(self.consumer, TopicPartition(topic, p))
                 skipped += max(0, high - low)
             log.info(
                 "ingress starts at the end topic=%s partitions=%s skipped_records=%d "

@@ -64,7 +64,7 @@ class ChangelogRestorer:
         ends: dict[int, int] = {}
         assignment = []
         for p, store in stores.items():
-            low, high = _watermarks(consumer, TopicPartition(self.topic, p))
+            low, high = watermarks(consumer, TopicPartition(self.topic, p))
             start = starts.get(p, 0)
             if start and not low <= start <= high:
                 log.warning(
@@ -169,7 +169,7 @@ class ChangelogRestorer:
         return positions
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
     """Low and high watermark, retried while leadership settles (a just-created topic, a
     broker restart): those errors are transient."""
     deadline = time.monotonic() + timeout_s
