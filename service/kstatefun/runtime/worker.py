@@ -211,7 +211,10 @@ class Worker:
         self.remote: RemoteInvoker | None = None
         if self.module.endpoints:
             self.remote = RemoteInvoker(
-                self.module, self.dispatcher, target_s=min(1.0, s.transaction_timeout_ms / 5000)
+                self.module,
+                self.dispatcher,
+                target_s=min(1.0, s.transaction_timeout_ms / 5000),
+                transaction_timeout_ms=s.transaction_timeout_ms,
             )
             self.dispatcher.remote = self.remote
             self.txn.on_abort.append(self.remote.abort)
