@@ -97,14 +97,21 @@ def test_remote_counter_to_embedded_sink_is_exactly_once_under_kill(
     assert "500" in letters[0]["message"]
 
 
-def read_committed_dead_letters(app):
+def read_committed_dead_letters(app, with_headers=False):
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer(
         {"bootstrap.servers": app.bootstrap, "group.id": "dl", "isolation.level": "read_committed"}
     )
     c.assign([TopicPartition(f"{app.app_id}-dead-letters", 0, 0)])
-    out = [decode_dead_letter(m.value()) for m in c.consume(100, timeout=5) if not m.error()]
+    out = [
+        {
+            **decode_dead_letter(m.value()),
+            **({"headers": dict(m.headers())} if with_headers else {}),
+        }
+        for m in c.consume(100, timeout=5)
+        if not m.error()
+    ]
     c.close()
     return out
 
@@ -275,7 +282,7 @@ def test_a_remote_function_that_always_fails_is_dead_lettered_once_its_budget_is
         records = read_committed(app.bootstrap, app.egress, len(events) - 1, timeout=120)
         assert check_exactly_once(records, expected) == [], app.all_logs()
         time.sleep(2)  # a second dead letter of the same event would show by now
-        letters = read_committed_dead_letters(app)
+        letters = read_committed_dead_letters(app, with_headers=True)
         assert worker.poll() is None, app.all_logs()  # not fenced
         log = app.log("w1")
     finally:
@@ -283,6 +290,10 @@ def test_a_remote_function_that_always_fails_is_dead_lettered_once_its_budget_is
     assert [(d["reason"], d["target_type"], d["target_id"]) for d in letters] == [
         ("remote-error", "remote/counter", "k2")
     ], letters
+    # the HTTP status and the start of the body (aiohttp's page for an unhandled exception)
+    headers = letters[0]["headers"]
+    assert headers["kstatefun.http-status"] == b"500", headers
+    assert headers["kstatefun.detail"].startswith(b"HTTP 500\n500 Internal Server Error"), headers
     assert "within the call budget of 10000 ms" in letters[0]["message"], letters
     assert "HTTP 500" in letters[0]["message"], letters
     # the transactions were cut short while the call failed (what used to restart its budget)

@@ -394,6 +394,10 @@ class RemoteInvoker:
             reason = dl.UNDECODABLE_VALUE
         else:
             reason = dl.REMOTE_ERROR
+        status = body = None
+        if isinstance(error, RemoteCallError):
+            status, body = error.status, error.body
+        detail = None if status is None else f"HTTP {status}\n{body or ''}"
         for item in batch.items:
             record: Any = item.ref
             self._dispatcher.dead_letters.write(
@@ -405,4 +409,6 @@ class RemoteInvoker:
                 caller=item.caller,
                 typename=item.argument.typename,
                 value=item.argument.value,
+                detail=detail,
+                http_status=status,
             )
