@@ -6,10 +6,12 @@ ingress (JSON {"seq": n}) → test/counter (state: count) → test/sink → egre
 So for every key the egress must read 1, 2, 3, ... with the seqs in produced order: a lost,
 duplicated or reordered record shows up at once. Bad-input hooks: {"boom": true} raises in the
 function, {"stray": true} messages an unregistered function type, {"egress_topic": t} and
-{"egress_id": e} write egress to a missing topic or an undeclared egress.
+{"egress_id": e} write egress to a missing topic or an undeclared egress. {"sleep_ms": n} makes
+the invocation take that long (a backlog that drains slowly).
 """
 
 import os
+import time
 
 from kstatefun import (
     IntType,
@@ -31,6 +33,8 @@ def counter(context, message):
     event = message.as_type(EVENT)
     if event.get("boom"):
         raise RuntimeError("boom requested by the test")
+    if event.get("sleep_ms"):
+        time.sleep(event["sleep_ms"] / 1000)
     if event.get("stray"):
         context.send(message_builder("test/nobody", context.address.id, str_value="lost?"))
         return
