@@ -113,8 +113,10 @@ class CallProgress:
     body: str | None = None  # the start of that response's body
     cause: str | None = None  # the last failure other than running out of budget
 
-    def remaining_ms(self, call_ms: int) -> float:
-        return call_ms - (time.monotonic() - self.started) * 1000
+    @property
+    def failed(self) -> bool:
+        """Whether an attempt has failed (not counting running out of budget)."""
+        return self.cause is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ worker commits only when nothing is in flight, so every consumed record's effect
 transaction that commits its offset; an abort cancels what is in flight (the rewound records
 are offered again).
 
-A call cut short by an abort is not started over: its progress (when its first attempt
-started, how many attempts it made, its last failure) is kept by the origin of its invocation,
-which is the same when the abort replays the record, and the replayed call continues it. So a
-call that keeps failing ends as one ``remote-error`` dead letter once its ``call`` budget is
-spent, whatever the transaction timeout (docs/architecture.md, "Remote functions").
+A call cut short by an abort after an attempt failed is not started over: its progress (when
+its first attempt started, how many attempts it made, its last failure) is kept by the origin
+of its invocation, which is the same when the abort replays the record, and the replayed call
+continues it. So a call that keeps failing ends as one ``remote-error`` dead letter once its
+``call`` budget is spent, whatever the transaction timeout (docs/architecture.md, "Remote
+functions").
 """
 
 from __future__ import annotations
@@ -119,10 +120,11 @@ class RemoteInvoker:
             log.warning(
                 "endpoint functions=%s: its call budget (%d ms) is longer than half of "
                 "transaction_timeout_ms (%d ms), how long a transaction waits for its remote "
-                "calls. A call still running then is cut short with its transaction and "
-                "continued in the next one: a single attempt that needs more than %d ms never "
-                "succeeds, and a call that keeps failing holds back this worker's other "
-                "records until its budget is spent and it becomes a remote-error dead letter. "
+                "calls. A call still running then is cut short with its transaction: one "
+                "whose attempts keep failing continues in the next transaction and holds back "
+                "this worker's other records until its budget is spent and it becomes a "
+                "remote-error dead letter; one whose attempt needs more than %d ms starts over "
+                "with every transaction, never succeeds, and holds them back meanwhile. "
                 "To let one attempt use the whole budget, set transaction_timeout_ms to at "
                 "least %d (2 x call; the brokers' transaction.max.timeout.ms permitting) or "
                 "lower the endpoint's call timeout",
@@ -318,12 +320,17 @@ class RemoteInvoker:
 
     def abort(self) -> None:
         """The transaction aborted: forget everything in flight; the rewound records come
-        again and are offered anew, and the calls cut short continue where they were."""
+        again and are offered anew, and the calls cut short after a failed attempt continue
+        where they were. A call whose first attempt was still waiting starts over: nothing
+        failed yet, and the wait is most likely the endpoint working through this worker's
+        own backlog (the halved transaction budget shortens it)."""
         now = time.monotonic()
         ledger = self._ledger
         if self._transport is not None:
             for request_id, (batch, _, progress) in self._sent.items():
                 self._transport.cancel(request_id)
+                if not progress.failed:
+                    continue
                 if len(batch.items) == 1:
                     ledger[_origin(batch.items[0].ref)] = (progress.started, progress)
                 else:

@@ -278,7 +278,9 @@ class Worker:
                 tp for tp in positions if tp.offset < 0 and (tp.topic, tp.partition) not in start
             ]
             if unknown:
-                for c in consumer.committed(unknown, timeout=5):
+                for tp in unknown:  # asked once, even if the broker does not answer now
+                    start[(tp.topic, tp.partition)] = -1
+                for c in consumer.committed(unknown, timeout=2):
                     start[(c.topic, c.partition)] = c.offset
             for tp in positions:
                 key = (tp.topic, tp.partition)
