@@ -299,7 +299,7 @@ def test_a_remote_function_that_always_fails_is_dead_lettered_once_its_budget_is
     # the transactions were cut short while the call failed (what used to restart its budget)
     assert "aborting it; the next transactions offer at most" in log
     # and the start-up explains the budget against the transaction timeout
-    assert "is longer than half of transaction_timeout_ms" in log
+    assert "(10000 ms) is longer than 2000 ms, half of transaction_timeout_ms (4000 ms)" in log
 
 
 def test_a_remote_function_that_fails_twice_then_succeeds_leaves_no_dead_letter(

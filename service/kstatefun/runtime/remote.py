@@ -118,8 +118,8 @@ class RemoteInvoker:
             if call_ms <= limit_ms:
                 continue
             log.warning(
-                "endpoint functions=%s: its call budget (%d ms) is longer than half of "
-                "transaction_timeout_ms (%d ms), how long a transaction waits for its remote "
+                "endpoint functions=%s: its call budget (%d ms) is longer than %d ms, half of "
+                "transaction_timeout_ms (%d ms) and how long a transaction waits for its remote "
                 "calls. A call still running then is cut short with its transaction: one "
                 "whose attempts keep failing continues in the next transaction and holds back "
                 "this worker's other records until its budget is spent and it becomes a "
@@ -131,6 +131,7 @@ class RemoteInvoker:
                 endpoint.functions,
                 call_ms,
                 limit_ms,
+                transaction_timeout_ms,
                 limit_ms,
                 2 * call_ms,
             )
