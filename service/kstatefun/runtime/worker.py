@@ -49,6 +49,7 @@ from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
+from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
@@ -70,6 +71,9 @@ class Worker:
         self.topics = InternalTopics(settings.app_id)
         self.metrics = WorkerMetrics()
         self.ready = False  # every assigned partition restored (readiness probe)
+        # False from a revocation to the next assignment: the worker owns nothing then, although
+        # its stores keep their partitions in case it gets them back (state/recovery.py)
+        self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
         self._validate()
@@ -416,6 +420,8 @@ class Worker:
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
         returns how long the loop may wait for input before something else falls due."""
+        if not self._assigned:
+            return 0.2  # a partition's next owner may fire or expire the same entries
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
@@ -601,6 +607,11 @@ class Worker:
         return pause
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = False
+        log.info(
+            "revoked invocations partitions=%s",
+            sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
+        )
         if self.txn.is_open:
             try:
                 if self.remote is None or self._wait_remote(rewind=False):
@@ -613,49 +624,23 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
+        self._assigned = False
         self.txn.fence_offsets = {}
         self.router.direct.clear()
         self._draining.clear()
         self.txn.abort(rewind=False)
-        for p in list(self.store.partitions()):
+        for p in self.store.partitions():
             self.store.drop_partition(p)
-        for p in list(self.timers.partitions()):
+        for p in self.timers.partitions():
             self.timers.drop_partition(p)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = False
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
-        for p in self.store.partitions() - owned:
-            self.store.drop_partition(p)
-        for p in self.timers.partitions() - owned:
-            self.timers.drop_partition(p)
-        fresh_timers = {p: self.timers.add_partition(p) for p in owned - self.timers.partitions()}
-        self.timer_restorer.restore(fresh_timers)
-        for p in fresh_timers:
-            self.timers.restored(p)
-        fresh = {p: self.store.add_partition(p) for p in owned - self.store.partitions()}
-        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh))
-        snapshot = self.store.snapshot
-        if snapshot is None:
-            self.restorer.restore(fresh)
-        else:
-            starts = {}
-            for p, rows in fresh.items():
-                loaded, starts[p] = snapshot.load(p)
-                rows.update(loaded)
-                if loaded:
-                    log.info(
-                        "loaded local snapshot partition=%d keys=%d replaying_from=%d",
-                        p,
-                        len(loaded),
-                        starts[p],
-                    )
-            changes: dict[int, dict[bytes, bytes | None]] = {}
-            positions = self.restorer.restore(fresh, starts, changes)
-            snapshot.save(changes, positions)
-        for p in fresh:
-            self.store.restored(p)
+        recover(self.timers, self.timer_restorer, owned)
+        fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
+        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)
         committed = (
             consumer.committed(
                 [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
@@ -671,6 +656,7 @@ class Worker:
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
+        self._assigned = True
         self.ready = True
 
     def _position_ingress(
