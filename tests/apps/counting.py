@@ -9,6 +9,7 @@ function, {"stray": true} messages an unregistered function type, {"egress_topic
 {"egress_id": e} write egress to a missing topic or an undeclared egress. {"block_s": s} blocks
 the worker's main thread for s seconds, once per file ``$TEST_BLOCK_MARKER`` (the first worker
 to see it creates the file), then counts as usual: a worker that misses a rebalance.
+{"sleep_ms": n} makes the invocation take that long (a backlog that drains slowly).
 """
 
 import os
@@ -34,6 +35,8 @@ def counter(context, message):
     event = message.as_type(EVENT)
     if event.get("boom"):
         raise RuntimeError("boom requested by the test")
+    if event.get("sleep_ms"):
+        time.sleep(event["sleep_ms"] / 1000)
     if event.get("stray"):
         context.send(message_builder("test/nobody", context.address.id, str_value="lost?"))
         return

@@ -85,3 +85,54 @@ def test_metrics_health_ready_and_json_logs(kafka_bootstrap, tmp_path, unique_na
     assert records and all(r["app"] == app.app_id and r["instance"] == "w1" for r in records)
     assert any("worker stopped" in r["message"] for r in records)
     assert any(r["level"] == "WARNING" and "dead letter" in r["message"] for r in records)
+
+
+def samples(text, name):
+    """Every sample of ``name`` as {(topic, partition): value}."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels = dict(
+                part.split("=", 1) for part in line[len(name) + 1 : line.index("}")].split(",")
+            )
+            key = (labels["topic"].strip('"'), int(labels["partition"].strip('"')))
+            out[key] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_consumer_lag_is_sampled_while_a_backlog_drains_and_reaches_zero(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    """A backlog of 4,000 events at 2 ms each (8 s of work at least): kstatefun_consumer_lag
+    shows it on the ingress partitions while it drains, and reads 0 on every consumed
+    partition (ingress and <app>-invocations) once it has drained."""
+    app = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
+    port = free_port()
+    events, _ = keyed_events(keys=8, per_key=500)
+    events = [(k, json.dumps({**json.loads(v), "sleep_ms": 2}).encode()) for k, v in events]
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1", "--metrics-port", str(port))
+    seen: list[dict] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                status, text = get(f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                continue
+            lag = samples(text, "kstatefun_consumer_lag")
+            seen.append(lag)
+            drained = sample(text, "kstatefun_records_out_total", topic=app.egress) == len(events)
+            ingress = {k: v for k, v in lag.items() if k[0] == app.ingress}
+            if drained and len(ingress) == 4 and not any(lag.values()):
+                break
+        out = read_committed(app.bootstrap, app.egress, len(events), settle=0)
+    finally:
+        app.stop_all()
+    assert len(out) == len(events), app.all_logs()
+    assert any(v > 0 for lag in seen for (t, _), v in lag.items() if t == app.ingress), seen
+    final = seen[-1]
+    assert len([k for k in final if k[0] == app.ingress]) == 4, seen[-3:]
+    assert f"{app.app_id}-invocations" in {t for t, _ in final}, seen[-3:]
+    assert not any(final.values()), seen[-3:]

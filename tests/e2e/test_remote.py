@@ -97,14 +97,21 @@ def test_remote_counter_to_embedded_sink_is_exactly_once_under_kill(
     assert "500" in letters[0]["message"]
 
 
-def read_committed_dead_letters(app):
+def read_committed_dead_letters(app, with_headers=False):
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer(
         {"bootstrap.servers": app.bootstrap, "group.id": "dl", "isolation.level": "read_committed"}
     )
     c.assign([TopicPartition(f"{app.app_id}-dead-letters", 0, 0)])
-    out = [decode_dead_letter(m.value()) for m in c.consume(100, timeout=5) if not m.error()]
+    out = [
+        {
+            **decode_dead_letter(m.value()),
+            **({"headers": dict(m.headers())} if with_headers else {}),
+        }
+        for m in c.consume(100, timeout=5)
+        if not m.error()
+    ]
     c.close()
     return out
 
@@ -226,3 +233,101 @@ def test_an_endpoint_down_longer_than_the_transaction_timeout_loses_nothing(
         assert read_committed_dead_letters(app) == []
     finally:
         app.stop_all()
+
+
+# A call budget longer than half the transaction timeout (how long a transaction waits for its
+# calls): every failing call outlives several transactions, which abort and replay it.
+BUDGET_S = 10
+SHORT_TXN_MS = "4000"
+
+
+def make_budget_app(kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, target):
+    egress = create_topic(unique_name("out"), partitions=4)
+    app = make_remote_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, target, egress
+    )
+    app.module.write_text(app.module.read_text().replace("call: 3s", f"call: {BUDGET_S}s"))
+    app.env["KSTATEFUN_TRANSACTION_TIMEOUT_MS"] = SHORT_TXN_MS
+    return app
+
+
+def wait_for_dead_letters(app, count, timeout):
+    deadline = time.monotonic() + timeout
+    letters = read_committed_dead_letters(app)
+    while len(letters) < count and time.monotonic() < deadline:
+        time.sleep(1)
+        letters = read_committed_dead_letters(app)
+    return letters
+
+
+def test_a_remote_function_that_always_fails_is_dead_lettered_once_its_budget_is_spent(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
+):
+    """The SDK function raises (HTTP 500) for one event, for good. Its call outlives several
+    transactions, which the worker aborts (half the 4 s timeout each); the call continues its
+    10 s budget across them instead of starting over, so the event becomes exactly one
+    remote-error dead letter, and every other event of every key comes through exactly once."""
+    app = make_budget_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/counter"
+    )
+    events, expected = keyed_events(keys=6, per_key=20)
+    events.insert(30, (b"k2", json.dumps({"seq": -1, "boom": True}).encode()))
+    produce_events(app.bootstrap, app.ingress, events)
+    worker = app.start_worker("w1")
+    try:
+        # the budget plus generous slack for a slow machine; a budget that restarts with each
+        # transaction would never be spent
+        letters = wait_for_dead_letters(app, 1, timeout=BUDGET_S + 80)
+        assert len(letters) == 1, app.all_logs()
+        records = read_committed(app.bootstrap, app.egress, len(events) - 1, timeout=120)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        time.sleep(2)  # a second dead letter of the same event would show by now
+        letters = read_committed_dead_letters(app, with_headers=True)
+        assert worker.poll() is None, app.all_logs()  # not fenced
+        log = app.log("w1")
+    finally:
+        app.stop_all()
+    assert [(d["reason"], d["target_type"], d["target_id"]) for d in letters] == [
+        ("remote-error", "remote/counter", "k2")
+    ], letters
+    # the HTTP status and the start of the body (aiohttp's page for an unhandled exception)
+    headers = letters[0]["headers"]
+    assert headers["kstatefun.http-status"] == b"500", headers
+    assert headers["kstatefun.detail"].startswith(b"HTTP 500\n500 Internal Server Error"), headers
+    assert "within the call budget of 10000 ms" in letters[0]["message"], letters
+    assert "HTTP 500" in letters[0]["message"], letters
+    # the transactions were cut short while the call failed (what used to restart its budget)
+    assert "aborting it; the next transactions offer at most" in log
+    # and the start-up explains the budget against the transaction timeout
+    assert "(10000 ms) is longer than 2000 ms, half of transaction_timeout_ms (4000 ms)" in log
+
+
+def test_a_remote_function_that_fails_twice_then_succeeds_leaves_no_dead_letter(
+    kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
+):
+    """Events that raise on their first two calls are retried within their budget: no dead
+    letter, and each event's output exactly once, in order."""
+    app = make_budget_app(
+        kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app, "remote/flaky"
+    )
+    prefix = unique_name("f")[-10:]  # the SDK process counts calls per id: ids of this test
+    events, expected = keyed_events(keys=4, per_key=10)
+    events = [
+        (
+            prefix.encode() + k,
+            json.dumps({**json.loads(v), "fail": 2}).encode() if i % 7 == 0 else v,
+        )
+        for i, (k, v) in enumerate(events)
+    ]
+    expected = {prefix + k: v for k, v in expected.items()}
+    produce_events(app.bootstrap, app.ingress, events)
+    app.start_worker("w1")
+    try:
+        records = read_committed(app.bootstrap, app.egress, len(events), timeout=120)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        letters = read_committed_dead_letters(app)
+        log = app.log("w1")
+    finally:
+        app.stop_all()
+    assert letters == [], letters
+    assert "remote call failed, retrying" in log  # the failures did happen, and were retried

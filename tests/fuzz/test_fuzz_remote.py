@@ -310,7 +310,7 @@ def test_the_transport_classifies_whatever_the_endpoint_answers(rogue, transport
 # --- the worker's side: RemoteInvoker with the real dispatcher -------------------------------
 
 
-def make_invoker(url: str) -> tuple[RemoteInvoker, Dispatcher, Txn]:
+def make_invoker(url: str, call_ms: int = CALL_MS) -> tuple[RemoteInvoker, Dispatcher, Txn]:
     module = parse_module(
         f"""
 kind: io.statefun.endpoints.v2/http
@@ -318,7 +318,7 @@ spec:
   functions: rm/*
   urlPathTemplate: {url}
   transport:
-    call: {CALL_MS}ms
+    call: {call_ms}ms
     payload_max_bytes: {LIMIT}
 ---
 kind: io.statefun.kafka.v1/egress

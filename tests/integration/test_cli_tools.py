@@ -282,6 +282,11 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     assert boom["key"]["value"] == "bad1"
     assert boom["value"]["typename"] == "test/Event"
     assert boom["value"]["value"] == {"seq": 3, "boom": True}
+    # the function's traceback: file, line and the exception
+    assert boom["detail"].startswith("Traceback (most recent call last):")
+    assert 'tests/apps/counting.py", line' in boom["detail"]
+    assert boom["detail"].rstrip().endswith("RuntimeError: boom requested by the test")
+    assert boom["http_status"] is None
     wrong = found["bad2"]
     assert wrong["reason"] == "undecodable-value" and "as 'test/Event'" in wrong["message"]
     assert wrong["value"]["typename"] == "io.statefun.types/int" and wrong["value"]["value"] == -7
@@ -300,6 +305,8 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     assert "target    test/counter/bad1" in block and "caller    -" in block
     assert 'key       "bad1"' in block
     assert 'argument  test/Event {"seq": 3, "boom": true}' in block
+    assert "\n  detail    Traceback (most recent call last):\n" in block
+    assert "            RuntimeError: boom requested by the test" in block
 
 
 def test_dead_letters_tail_follow_prints_new_ones_until_stopped(app):

@@ -7,6 +7,8 @@ with the real SDK exactly as a StateFun user would, in its own virtualenv:
   ``test/sink`` (an embedded kstatefun function) with ``{"count", "seq"}``. ``{"boom": true}``
   raises.
 - ``remote/slow_counter``: ``remote/counter`` after 5 ms of blocking work per invocation.
+- ``remote/flaky``: ``remote/counter``, but an event with ``{"fail": n}`` raises the first n
+  times it is invoked (counted per id and seq in this process).
 - ``remote/sink``: takes ``test/Counted`` JSON from an embedded function and writes
   ``"<id>:<count>:<seq>"`` to Kafka egress ``test/out``, topic ``remote-e2e-out``.
 - ``remote/later``: ``send_after`` to ``remote/sink`` (``{"delay_ms", "seq", "token"}``), or
@@ -56,6 +58,19 @@ def counter(context, message):
 @functions.bind(typename="remote/slow_counter", specs=[ValueSpec(name="count", type=IntType)])
 def slow_counter(context, message):
     time.sleep(SLOW_S)  # blocking, as CPU-bound or synchronous I/O code would be
+    counter(context, message)
+
+
+_calls: dict[tuple[str, int], int] = {}
+
+
+@functions.bind(typename="remote/flaky", specs=[ValueSpec(name="count", type=IntType)])
+def flaky(context, message):
+    event = message.as_type(EVENT)
+    key = (context.address.id, event["seq"])
+    calls = _calls[key] = _calls.get(key, 0) + 1
+    if calls <= event.get("fail", 0):
+        raise RuntimeError(f"failure {calls} of {event['fail']} requested by the test")
     counter(context, message)
 
 

@@ -31,6 +31,7 @@ from kstatefun.remote.protocol import (
 )
 from kstatefun.remote.transport import (
     CallBudgetExceeded,
+    CallProgress,
     Completion,
     PermanentCallError,
     RemoteCallError,
@@ -44,6 +45,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "CallBudgetExceeded",
+    "CallProgress",
     "Completion",
     "DelayedCancel",
     "DelayedSend",

@@ -16,6 +16,11 @@ What is accepted: a 2xx reply with content type ``application/octet-stream``, at
 5xx, 408 and 429 are retried; any other status, another content type, an oversized body or a
 malformed one fail at once (:class:`PermanentCallError`), and retries that outlast the
 budget fail with :class:`CallBudgetExceeded`. The transport never touches state or Kafka.
+
+The budget is the invocation's, not the request's: a caller that cancels a request (its
+transaction aborted) and submits it again with the same :class:`CallProgress` continues the
+budget and the attempt count where they were, so a call that keeps failing ends once its
+budget is spent, however often it is cut short.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -48,6 +53,7 @@ from kstatefun.remote.protocol import (
 __all__ = [
     "CONTENT_TYPE",
     "CallBudgetExceeded",
+    "CallProgress",
     "Completion",
     "PermanentCallError",
     "RemoteCallError",
@@ -61,14 +67,17 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/octet-stream"
 _HEADERS = {"Content-Type": CONTENT_TYPE}
 _CHUNK = 64 * 1024
+# how much of an error reply's body a failure keeps (for a dead letter's detail)
+BODY_KEEP = 2048
 
 
 class RemoteCallError(KStatefunError):
     """A remote call failed for good; ``str(error)`` is the reason for the dead letter."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
         super().__init__(message)
         self.status = status  # the (last) HTTP status received, if any
+        self.body = body  # the start of the response body with that status, if any
 
 
 class PermanentCallError(RemoteCallError):
@@ -83,9 +92,31 @@ class CallBudgetExceeded(RemoteCallError):
 class _Retryable(Exception):
     """One attempt failed in a way another attempt may not."""
 
+    status: int | None = None
+    body: str | None = None
+
 
 class _OutOfBudget(_Retryable):
     """An attempt was cut short by the end of the call budget."""
+
+
+@dataclass(slots=True)
+class CallProgress:
+    """One invocation's call against its ``call`` budget: when its first attempt started, how
+    many attempts it has made and what the last failure was. The transport updates it (on its
+    own thread) while the call runs; the caller keeps it across cancellations and passes it to
+    :meth:`RemoteTransport.submit` again to continue the call rather than start it over."""
+
+    started: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    status: int | None = None  # the last HTTP status an attempt received
+    body: str | None = None  # the start of that response's body
+    cause: str | None = None  # the last failure other than running out of budget
+
+    @property
+    def failed(self) -> bool:
+        """Whether an attempt has failed (not counting running out of budget)."""
+        return self.cause is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +308,18 @@ class RemoteTransport:
         """Requests submitted whose completion has not been drained (nor cancelled)."""
         return len(self._live)
 
-    def submit(self, request_id: int, url: str, body: bytes, settings: HttpTransport) -> None:
+    def submit(
+        self,
+        request_id: int,
+        url: str,
+        body: bytes,
+        settings: HttpTransport,
+        progress: CallProgress | None = None,
+    ) -> CallProgress:
         """POST ``body`` to ``url``; one :class:`Completion` with ``request_id`` follows.
+
+        ``progress``: continue a call that was cancelled (same budget, attempts counted on);
+        without it the budget starts now. Returns the progress the call updates.
 
         An id may be used again once its completion was drained (e.g. to resend a batch
         after the missing-state handshake), not while it is in flight.
@@ -287,9 +328,12 @@ class RemoteTransport:
             raise RuntimeError("the remote transport is closed")
         if request_id in self._live:
             raise ValueError(f"request {request_id} is already in flight")
+        if progress is None:
+            progress = CallProgress()
         self._live.add(request_id)
-        self._inbox.append((request_id, url, body, settings))
+        self._inbox.append((request_id, url, body, settings, progress))
         self._wake()
+        return progress
 
     def cancel(self, request_id: int) -> None:
         """Stop a request: :meth:`drain` will not return its completion."""
@@ -386,12 +430,17 @@ class RemoteTransport:
         if not self._done_event.is_set():  # set() wakes the waiter: once per drain is enough
             self._done_event.set()
 
-    async def _call(self, request_id: int, url: str, body: bytes, settings: HttpTransport) -> None:
-        started = time.monotonic()
-        deadline = started + settings.call_ms / 1000
-        attempts = 0
-        last_status: int | None = None  # the last HTTP status any attempt received
-        cause: str | None = None  # the last failure other than running out of budget
+    async def _call(
+        self,
+        request_id: int,
+        url: str,
+        body: bytes,
+        settings: HttpTransport,
+        progress: CallProgress,
+    ) -> None:
+        began = time.monotonic()
+        deadline = progress.started + settings.call_ms / 1000
+        attempts = 0  # of this submission (the progress counts those of earlier ones too)
         reply: RemoteResult | MissingStates | None = None
         error: RemoteCallError | None = None
         try:
@@ -399,34 +448,42 @@ class RemoteTransport:
             session = self._session(target, settings)
             while True:
                 attempts += 1
+                progress.attempts += 1
                 try:
                     reply = await self._attempt(session, target, body, settings, deadline)
                     break
                 except _Retryable as e:
-                    last_status = getattr(e, "status", last_status)
+                    if e.status is not None:
+                        progress.status, progress.body = e.status, e.body
                     if not isinstance(e, _OutOfBudget):
-                        cause = str(e)
+                        progress.cause = str(e)
                     remaining_ms = (deadline - time.monotonic()) * 1000
-                    delay = self.retry.backoff_ms(attempts, remaining_ms)
+                    delay = self.retry.backoff_ms(progress.attempts, remaining_ms)
                     if delay is None:
                         why = f"last error: {e}"
-                        if isinstance(e, _OutOfBudget) and cause is not None:
-                            why += f"; before that: {cause}"
+                        if isinstance(e, _OutOfBudget) and progress.cause is not None:
+                            why += f"; before that: {progress.cause}"
+                        spent_s = time.monotonic() - progress.started
                         error = CallBudgetExceeded(
                             f"POST {url} did not succeed within the call budget of "
-                            f"{settings.call_ms} ms ({attempts} attempts); {why}",
-                            status=last_status,
+                            f"{settings.call_ms} ms ({progress.attempts} attempts in "
+                            f"{spent_s:.1f} s); {why}",
+                            status=progress.status,
+                            body=progress.body,
                         )
                         log.warning(
-                            "remote call failed url=%s attempts=%d reason=%s", url, attempts, e
+                            "remote call failed url=%s attempts=%d reason=%s",
+                            url,
+                            progress.attempts,
+                            e,
                         )
                         break
-                    level = logging.WARNING if attempts == 1 else logging.DEBUG
+                    level = logging.WARNING if progress.attempts == 1 else logging.DEBUG
                     log.log(
                         level,
                         "remote call failed, retrying url=%s attempt=%d backoff_ms=%.0f reason=%s",
                         url,
-                        attempts,
+                        progress.attempts,
                         delay,
                         e,
                     )
@@ -439,7 +496,7 @@ class RemoteTransport:
         except Exception as e:  # a bug here must not lose the completion
             log.exception("remote call crashed url=%s", url)
             error = PermanentCallError(f"POST {url} failed: {type(e).__name__}: {e}")
-        elapsed_ms = (time.monotonic() - started) * 1000
+        elapsed_ms = (time.monotonic() - began) * 1000
         self._complete(Completion(request_id, reply, error, attempts, elapsed_ms))
 
     async def _attempt(
@@ -460,12 +517,14 @@ class RemoteTransport:
                     status = resp.status
                     if not 200 <= status < 300:
                         reason = f"HTTP {status} {resp.reason or ''}".rstrip()
-                        text = await _snippet(resp)
-                        if text:
-                            reason = f"{reason}: {text}"
+                        text = await _body_start(resp)
+                        if text.strip():
+                            reason = f"{reason}: {_one_line(text, 200)}"
                         if self.retry.retryable_status(status):
-                            raise _RetryableStatus(reason, status)
-                        raise PermanentCallError(f"POST {url} answered {reason}", status=status)
+                            raise _RetryableStatus(reason, status, text)
+                        raise PermanentCallError(
+                            f"POST {url} answered {reason}", status=status, body=text
+                        )
                     ctype = resp.headers.get("Content-Type", "")
                     if ctype.partition(";")[0].strip().lower() != CONTENT_TYPE:
                         raise PermanentCallError(
@@ -524,17 +583,22 @@ class RemoteTransport:
 
 
 class _RetryableStatus(_Retryable):
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, body: str) -> None:
         super().__init__(message)
         self.status = status
+        self.body = body
 
 
-async def _snippet(resp: aiohttp.ClientResponse, limit: int = 200) -> str:
+async def _body_start(resp: aiohttp.ClientResponse) -> str:
     # The start of an error body helps a dead letter's reader (a stack trace, a message).
     with contextlib.suppress(Exception):
-        data = await resp.content.read(limit)
-        return " ".join(data.decode("utf-8", "replace").split())
+        data = await resp.content.read(BODY_KEEP)
+        return data.decode("utf-8", "replace")
     return ""
+
+
+def _one_line(text: str, limit: int) -> str:
+    return " ".join(text[: limit * 2].split())[:limit]
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:

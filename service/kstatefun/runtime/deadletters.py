@@ -1,10 +1,16 @@
 """Dead letters: every input that cannot be processed becomes a record on <app>-dead-letters,
-written in the same transaction as the offsets that skip it (docs/architecture.md §9)."""
+written in the same transaction as the offsets that skip it (docs/architecture.md §9).
+
+Besides the Avro record, headers carry what does not fit one line: ``kstatefun.detail`` (a
+function error's formatted traceback, a remote error's response body start, cut to
+``DETAIL_BYTES``) and ``kstatefun.http-status`` (a remote error's last HTTP status). Headers
+leave the record's schema, and so every dead letter written before, as it is."""
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
@@ -34,6 +40,23 @@ RECORD_TOO_LARGE = "record-too-large"
 _KEEP_BYTES = 64 * 1024
 
 REASON_HEADER = "kstatefun.reason"
+DETAIL_HEADER = "kstatefun.detail"
+STATUS_HEADER = "kstatefun.http-status"
+# a detail keeps its end (a traceback's innermost frames and the exception) within this size
+DETAIL_BYTES = 4096
+_CUT = "... (cut)\n"
+
+
+def detail_of(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` (a function's error), at most ``DETAIL_BYTES``."""
+    return cut_detail("".join(traceback.format_exception(exc)))
+
+
+def cut_detail(text: str) -> str:
+    data = text.encode()
+    if len(data) <= DETAIL_BYTES:
+        return text
+    return _CUT + data[len(_CUT) - DETAIL_BYTES :].decode("utf-8", "ignore")
 
 
 class DeadLetters:
@@ -55,8 +78,11 @@ class DeadLetters:
         caller: Address | None = None,
         typename: str | None = None,
         value: bytes | None = None,
+        detail: str | None = None,
+        http_status: int | None = None,
     ) -> None:
-        """Dead-letter ``source``; ``value`` defaults to the record's own value."""
+        """Dead-letter ``source``; ``value`` defaults to the record's own value. ``detail``
+        defaults to the traceback of a function error's ``exc``."""
         key = source.key()
         if value is None and typename is None:
             value = source.value()
@@ -81,22 +107,26 @@ class DeadLetters:
             "value": value,
             "timestamp_ms": int(time.time() * 1000),
         }
-        self._txn.produce(
-            self._topic,
-            encode_dead_letter(record),
-            key,
-            headers=[(REASON_HEADER, reason.encode())],
-        )
+        headers = [(REASON_HEADER, reason.encode())]
+        if detail is None and reason == FUNCTION_ERROR and exc is not None:
+            detail = detail_of(exc)
+        if detail:
+            detail = cut_detail(detail)
+            headers.append((DETAIL_HEADER, detail.encode()))
+        if http_status is not None:
+            headers.append((STATUS_HEADER, str(http_status).encode()))
+        self._txn.produce(self._topic, encode_dead_letter(record), key, headers=headers)
         self.counts[reason] = self.counts.get(reason, 0) + 1
         if target is not None:
             k = (target.typename, reason)
             self._failures[k] = self._failures.get(k, 0) + 1
         log.warning(
-            "dead letter reason=%s topic=%s partition=%d offset=%d address=%s: %s",
+            "dead letter reason=%s topic=%s partition=%d offset=%d address=%s: %s%s",
             reason,
             source.topic(),
             source.partition(),
             source.offset(),
             target or "-",
             message,
+            f"\n{detail.rstrip()}" if detail else "",
         )

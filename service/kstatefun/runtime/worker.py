@@ -13,7 +13,6 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 
@@ -60,6 +59,8 @@ from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
 
 log = logging.getLogger(__name__)
+
+LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
 
 class Worker:
@@ -175,10 +176,10 @@ class Worker:
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
             consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
-        if s.metrics_port:
-            consumer_config["statistics.interval.ms"] = 5000
-            consumer_config["stats_cb"] = self._on_stats
         self.consumer = Consumer(consumer_config)
+        # kstatefun_consumer_lag, sampled by the loop (_sample_lag) only when it is exported
+        self._lag_due = 0.0 if s.metrics_port else float("inf")
+        self._lag_start: dict[tuple[str, int], int] = {}  # committed offsets (_sample_lag)
         transactional_id = f"{s.app_id}-{s.instance_id}"
         self.txn = Transaction(
             lambda: Producer(
@@ -225,7 +226,10 @@ class Worker:
         self.remote: RemoteInvoker | None = None
         if self.module.endpoints:
             self.remote = RemoteInvoker(
-                self.module, self.dispatcher, target_s=min(1.0, s.transaction_timeout_ms / 5000)
+                self.module,
+                self.dispatcher,
+                target_s=min(1.0, s.transaction_timeout_ms / 5000),
+                transaction_timeout_ms=s.transaction_timeout_ms,
             )
             self.dispatcher.remote = self.remote
             self.txn.on_abort.append(self.remote.abort)
@@ -276,14 +280,41 @@ class Worker:
         )
         self._health.start()
 
-    def _on_stats(self, stats_json: str) -> None:
-        stats = json.loads(stats_json)
-        lag = self.metrics.lag
-        lag.clear()
-        for topic, t in stats.get("topics", {}).items():
-            for p, part in t.get("partitions", {}).items():
-                if p != "-1" and part.get("consumer_lag", -1) >= 0:
-                    lag[(topic, int(p))] = part["consumer_lag"]
+    def _sample_lag(self) -> None:
+        """kstatefun_consumer_lag: per assigned partition, the records between the consumer's
+        position and the partition's end (the high watermark as the last fetch response gave
+        it: no request). librdkafka's own consumer_lag needs offsets committed through the
+        consumer, and kstatefun commits them through the transaction. A partition nothing was
+        consumed from since its assignment has no position yet: its committed offset stands in
+        (asked once per assignment)."""
+        self._lag_due = time.monotonic() + LAG_SAMPLE_S
+        consumer = self.consumer
+        lag = {}
+        try:
+            positions = consumer.position(consumer.assignment())
+            start = self._lag_start
+            if set(start) - {(tp.topic, tp.partition) for tp in positions}:
+                start.clear()  # another assignment: committed offsets may have moved
+            unknown = [
+                tp for tp in positions if tp.offset < 0 and (tp.topic, tp.partition) not in start
+            ]
+            if unknown:
+                for tp in unknown:  # asked once, even if the broker does not answer now
+                    start[(tp.topic, tp.partition)] = -1
+                for c in consumer.committed(unknown, timeout=2):
+                    start[(c.topic, c.partition)] = c.offset
+            for tp in positions:
+                key = (tp.topic, tp.partition)
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                offset = tp.offset if tp.offset >= 0 else start.get(key, -1)
+                if high == 0:
+                    lag[key] = 0  # empty partition
+                elif high > 0 and offset >= 0:
+                    lag[key] = max(0, high - offset)
+        except KafkaException as e:  # e.g. a rebalance under way: try again next time
+            log.debug("consumer lag not sampled: %s", e)
+            return
+        self.metrics.lag = lag
 
     def _topic_exists(self, topic: str) -> bool:
         if topic in self._known_topics:
@@ -322,6 +353,8 @@ class Worker:
     def _step(self) -> None:
         s = self.settings
         txn = self.txn
+        if time.monotonic() >= self._lag_due:
+            self._sample_lag()
         wait_s = self._fire_due()
         if self._draining:
             self._check_drained()

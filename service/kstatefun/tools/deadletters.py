@@ -46,14 +46,18 @@ REASONS = (
     dl.UNKNOWN_EGRESS,
     dl.FUNCTION_ERROR,
     dl.DUPLICATE_TOKEN,
+    dl.REMOTE_ERROR,
+    dl.RECORD_TOO_LARGE,
 )
 # Ingress records dead-lettered for these reasons are themselves at fault: a replay fails again.
 _INPUT_AT_FAULT = (dl.NULL_KEY, dl.INVALID_KEY, dl.NULL_VALUE)
 
 TAIL_HELP = """\
 The last dead letters, oldest first: reason, message, source topic/partition/offset, target,
-caller, key and a preview of the value. Each is labelled [PARTITION:OFFSET] of
-<app>-dead-letters, which is what 'dead-letters replay --offset' takes.
+caller, key, a preview of the value and, when there is one, the detail: a function error's
+traceback, or a remote error's HTTP status and the start of the response body. Each is
+labelled [PARTITION:OFFSET] of <app>-dead-letters, which is what 'dead-letters replay
+--offset' takes.
 
 --follow keeps printing new ones until Ctrl-C. With --json, each dead letter is one line of
 JSON (JSON Lines), with key and value in base64.
@@ -121,6 +125,8 @@ class DeadLetter:
     key: bytes | None
     record: dict[str, Any]
     written_ms: int | None
+    detail: str | None = None  # runtime/deadletters.py: its headers
+    http_status: int | None = None
 
     @property
     def label(self) -> str:
@@ -160,6 +166,8 @@ class DeadLetter:
             "caller": None if r["caller_type"] is None else _address(r, "caller"),
             "key": values.show(None, r["key"]).to_json(),
             "value": self.value().to_json(),
+            "http_status": self.http_status,
+            "detail": self.detail,
         }
 
     def human(self) -> str:
@@ -179,6 +187,12 @@ class DeadLetter:
             f"  key       {values.show(None, r['key']).text(120)}",
             f"  {value_label:<9} {value_text}",
         ]
+        if self.http_status is not None:
+            lines.append(f"  status    HTTP {self.http_status}")
+        if self.detail:
+            shown = self.detail.rstrip().split("\n")
+            lines.append(f"  detail    {shown[0]}")
+            lines += [f"            {line}" for line in shown[1:]]
         return "\n".join(lines)
 
 
@@ -196,8 +210,26 @@ def _decode(messages: Iterable[Message], skipped: list[str]) -> list[DeadLetter]
         except Exception:  # fastavro raises several types on foreign bytes
             skipped.append(f"{p}:{o}")
             continue
-        out.append(DeadLetter(p, o, msg.key(), record, record_timestamp(msg)))
+        pairs: Any = msg.headers() or ()  # [(str, bytes)]
+        headers = {k: _text(v) for k, v in pairs}
+        detail = headers.get(dl.DETAIL_HEADER)
+        status = headers.get(dl.STATUS_HEADER)
+        out.append(
+            DeadLetter(
+                p,
+                o,
+                msg.key(),
+                record,
+                record_timestamp(msg),
+                detail,
+                int(status) if status is not None and status.isdigit() else None,
+            )
+        )
     return out
+
+
+def _text(value: str | bytes | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _check_reasons(reasons: list[str] | None) -> set[str]:
