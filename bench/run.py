@@ -4,8 +4,9 @@
     .venv/bin/python -m bench.run             # make bench, about 14 minutes
 
 One local broker (LocalKafka) per run. Each contender gets the same pre-produced input on
-fresh topics; W1 and W2 run in rounds, W1 on each input shape. Writes bench/results/<timestamp>.json, prints a table and draws
-bench/results/<timestamp>.png. docs/performance.md explains the method.
+fresh topics; W1 and W2 run in rounds, W1 on each input shape. Writes
+bench/results/<timestamp>.json, prints a table and draws bench/results/<timestamp>.png.
+docs/performance.md explains the method.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Config:
     warmup_events: int = 200
     restart_keys: int = 1_000_000
     restart_state_dir: bool = True
-    peer_100ms: bool = True  # also W1 and latency with each peer at 100 ms commits
+    peer_100ms: bool = True  # also each peer at 100 ms commits (W1; Quix Streams: latency too)
     profile_seconds: int = 10
     phase_timeout: float = 90.0
     restart_timeout: float = 300.0
@@ -104,7 +105,6 @@ QUICK = Config(
     latency_seconds=2.0,
     scale_events=40_000,
     scale_contenders=("kstatefun",),
-    w1_shapes=tuple(s.name for s in SHAPES),
     restart_keys=50_000,
     restart_state_dir=False,
     peer_100ms=False,
@@ -139,7 +139,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 5 minutes")
     parser.add_argument(
         "--contenders",
         "--only",
@@ -223,12 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_all(env, cfg, runnable, results, skip, log)
         finally:
             kafka.stop()
-    for scratch in (
-        "quix-state",
-        "faust-data",
-        "kstreams-state",
-        "state",
-    ):  # RocksDB, tables, snapshots
+    # RocksDB, tables, snapshots
+    for scratch in ("quix-state", "faust-data", "kstreams-state", "state"):
         shutil.rmtree(run_dir / scratch, ignore_errors=True)
     results["run"]["wall_s"] = round(time.monotonic() - started, 1)
     results["run"]["machine"]["load_avg_end"] = list(os.getloadavg())
