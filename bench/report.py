@@ -208,7 +208,7 @@ def table(res: dict) -> str:
     )
     lines += [
         "",
-        f"latency and scale, input {(run.get('shapes') or [{}])[0].get('name', '')}",
+        f"latency and scale, {shape_label(res, (run.get('shapes') or [{}])[0].get('name', ''))}",
         header,
         "-" * len(header),
     ]
