@@ -59,6 +59,16 @@ def ensure(name: str, log: Path) -> Path:
     return python
 
 
+def package_version(python: Path, distribution: str) -> str:
+    out = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version('{distribution}'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip() or "?"
+
+
 KSTREAMS_SOURCE = Path(__file__).resolve().parent / "peers" / "kstreams"
 KSTREAMS_MAIN = "kstatefun.bench.KStreamsBench"
 
