@@ -57,11 +57,13 @@ class Env:
     def partitions(self) -> int:
         return self.shape.partitions
 
-    def topics(self, c: Contender, workload: str, ingress: str | None = None) -> Topics:
+    def topics(
+        self, c: Contender, workload: str, ingress: str | None = None, tag: str = ""
+    ) -> Topics:
         """Fresh topics for one contender and workload; ``ingress`` shares an existing,
         pre-produced input topic instead of a fresh one (each contender reads it in a group
-        of its own)."""
-        t = Topics.fresh(c.name, workload, self.run_id)
+        of its own); ``tag`` tells them from other runs of the workload (shape, round)."""
+        t = Topics.fresh(c.name, workload + tag, self.run_id)
         if ingress is not None:
             t.ingress = ingress
         create_topics(self.admin, [t.egress] if ingress else [t.ingress, t.egress], self.partitions)
@@ -135,9 +137,9 @@ def throughput(
     first seen Stable (partitions assigned: processing can start) and stops at the last of the
     ``events`` outputs, or at ``cfg.throughput_cap_s`` (then the rate is what was visible by
     then). Timing from the group, not from the first output, matters for pipelines: a routing
-    stage may run far ahead before the first egress record becomes visible. ``tag`` tells
-    this run's topics from other runs of the same workload (shape, round)."""
-    t = env.topics(c, workload + tag, ingress)
+    stage may run far ahead before the first egress record becomes visible. ``tag``: see
+    Env.topics."""
+    t = env.topics(c, workload, ingress, tag)
     reader = Reader(env.bootstrap, t.egress)
     proc = c.spawn(workload, t, "w0", env.run_dir, env.partitions)
     watcher = GroupWatcher(env.admin, c.group(t), 1)
