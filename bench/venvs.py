@@ -75,14 +75,8 @@ KSTREAMS_MAIN = "kstatefun.bench.KStreamsBench"
 
 def ensure_kstreams(log: Path) -> tuple[str, str]:
     """``(java, classpath)`` of the Kafka Streams contender, built if missing; RuntimeError
-    (saying what to install) when java, javac or mvn is missing or the build fails."""
-    tools = {tool: shutil.which(tool) for tool in ("java", "javac", "mvn")}
-    missing = [tool for tool, path in tools.items() if path is None]
-    if missing:
-        raise RuntimeError(
-            f"{', '.join(missing)} not found on PATH: install a JDK >= 17 and Apache Maven to "
-            "build the Kafka Streams contender (bench/peers/kstreams/)"
-        )
+    (saying what to install) when java is missing, or javac or mvn when it must be built, or
+    when the build fails."""
     pom = KSTREAMS_SOURCE / "pom.xml"
     sources = sorted(str(p) for p in KSTREAMS_SOURCE.glob("src/main/java/**/*.java"))
     digest = hashlib.sha256(pom.read_bytes())
@@ -90,13 +84,21 @@ def ensure_kstreams(log: Path) -> tuple[str, str]:
         digest.update(Path(source).read_bytes())
     home = cache_dir() / "kstreams"
     lib, classes = home / "lib", home / "classes"
+    needed = ("java",) if _built(home, digest.hexdigest()) else ("java", "javac", "mvn")
+    tools = {tool: shutil.which(tool) for tool in needed}
+    missing = [tool for tool, path in tools.items() if path is None]
+    if missing:
+        raise RuntimeError(
+            f"{', '.join(missing)} not found on PATH: install a JDK >= 17 and Apache Maven to "
+            "build and run the Kafka Streams contender (bench/peers/kstreams/)"
+        )
     _build(
         home,
         digest.hexdigest(),
         log,
         [
             [  # writes nothing next to the pom, only into the cache
-                str(tools["mvn"]),
+                str(tools.get("mvn")),
                 "-B",
                 "-q",
                 "-f",
@@ -105,7 +107,7 @@ def ensure_kstreams(log: Path) -> tuple[str, str]:
                 "-DincludeScope=runtime",
                 f"-DoutputDirectory={lib}",
             ],
-            [str(tools["javac"]), "-d", str(classes), "-cp", f"{lib}/*", *sources],
+            [str(tools.get("javac")), "-d", str(classes), "-cp", f"{lib}/*", *sources],
         ],
     )
     return str(tools["java"]), f"{classes}:{lib}/*"
@@ -127,16 +129,11 @@ def kstreams_version(java: str, classpath: str) -> str:
 
 def _build(home: Path, fingerprint: str, log: Path, commands: list[list[str]]) -> None:
     """Run ``commands`` to build ``home`` unless its marker holds ``fingerprint`` already."""
-    marker = home / ".bench-requirement"
-
-    def built() -> bool:
-        return marker.exists() and marker.read_text() == fingerprint
-
-    if built():
+    if _built(home, fingerprint):
         return
     home.parent.mkdir(parents=True, exist_ok=True)
     with _locked(home.parent / f".{home.name}.lock"):
-        if built():  # another run built it while this one waited
+        if _built(home, fingerprint):  # another run built it while this one waited
             return
         if home.exists():
             shutil.rmtree(home)
@@ -152,4 +149,12 @@ def _build(home: Path, fingerprint: str, log: Path, commands: list[list[str]]) -
                         f"'{' '.join(cmd)}' failed with exit code {rc}; "
                         f"{log.read_text(errors='replace')[-600:]}"
                     )
-        marker.write_text(fingerprint)
+        (home / _MARKER).write_text(fingerprint)
+
+
+_MARKER = ".bench-requirement"  # in a built directory: what it was built for
+
+
+def _built(home: Path, fingerprint: str) -> bool:
+    marker = home / _MARKER
+    return marker.exists() and marker.read_text() == fingerprint
