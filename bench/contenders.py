@@ -310,13 +310,25 @@ class KStreams(_Peer):
     classpath = ""
 
     def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
-        """Nothing: W2's repartition topic and the changelogs are Kafka Streams' own."""
+        """W2's repartition topic, named as Kafka Streams names it (``<application.id>-<name>
+        -repartition``, the name "mid" in KStreamsBench.java) and configured as it would: made
+        by Kafka Streams, it appears after the first rebalance and forces a second one inside
+        the timed window, while the other contenders' topics exist before they start. The
+        changelog topics stay Kafka Streams' own, as kstatefun's and Quix Streams' do."""
+        if workload == "w2":
+            create_topics(
+                admin,
+                [f"{t.app}-mid-repartition"],
+                partitions,
+                {"cleanup.policy": "delete", "retention.ms": "-1"},
+            )
 
     def command(self) -> list[str]:
         return [
             self.java,
             "-Xmx1g",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-cp",
             self.classpath,
             venvs.KSTREAMS_MAIN,

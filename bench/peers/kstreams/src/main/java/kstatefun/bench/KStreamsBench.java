@@ -62,6 +62,7 @@ public final class KStreamsBench {
                 .count(store("count"));
         if (mode.equals("w2")) {
             counts = counts.toStream()
+                    // <application.id>-mid-repartition: the benchmark creates it beforehand
                     .repartition(Repartitioned.with(Serdes.String(), Serdes.Long()).withName("mid"))
                     .groupByKey(Grouped.with(Serdes.String(), Serdes.Long()))
                     .count(store("count-b"));
