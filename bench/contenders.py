@@ -97,6 +97,7 @@ class Contender:
     version: str = ""
     notes: list[str] = field(default_factory=list)
     workloads: tuple[str, ...] = ("w1", "latency", "w2", "scale")
+    every_round: bool = True  # False: W1 and W2 in the first round only
     error: str | None = None
 
     def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
@@ -112,6 +113,10 @@ class Contender:
 
 
 class Kstatefun(Contender):
+    """kstatefun workers at their default settings: ``partitions`` is ignored (the internal
+    topics get kstatefun's default count); a part that needs a given count passes
+    ``--partitions`` in ``extra``."""
+
     bootstrap: str = ""
     endpoint_url: str = ""  # W3: the StateFun SDK endpoint that serves bench/*
     worker_args: tuple[str, ...] = ()  # extra `kstatefun run` arguments for every spawn
@@ -155,8 +160,6 @@ class Kstatefun(Contender):
                 t.app,
                 "--instance-id",
                 instance,
-                "--partitions",
-                str(partitions),
                 *self.worker_args,
                 *extra,
             ],
@@ -245,10 +248,13 @@ class _Peer(Contender):
 
     python: Path
     bootstrap: str = ""
-    commit_interval: float | None = 0.1  # None: the framework's default
+    commit_interval: float | None = None  # seconds; None: the framework's default
     script = ""  # in bench/peers/
     scratch = ""  # the app's local storage, one directory per instance under the run's logs
     scratch_flag = ""
+
+    def command(self) -> list[str]:
+        return [str(self.python), str(PEERS / self.script)]
 
     def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
         if workload == "w2":
@@ -261,8 +267,7 @@ class _Peer(Contender):
         scratch.mkdir(parents=True, exist_ok=True)
         return Proc(
             [
-                str(self.python),
-                str(PEERS / self.script),
+                *self.command(),
                 "--mode",
                 workload,
                 "--bootstrap",
@@ -297,12 +302,46 @@ class Faust(_Peer):
     script, scratch, scratch_flag = "faust_app.py", "faust-data", "--data-dir"
 
 
+class KStreams(_Peer):
+    """The Java Kafka Streams app (bench/peers/kstreams/), built by bench/venvs.py."""
+
+    scratch, scratch_flag = "kstreams-state", "--state-dir"
+    java = ""
+    classpath = ""
+
+    def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
+        """W2's repartition topic, named as Kafka Streams names it (``<application.id>-<name>
+        -repartition``, the name "mid" in KStreamsBench.java) and configured as it would: made
+        by Kafka Streams, it appears after the first rebalance and forces a second one inside
+        the timed window, while the other contenders' topics exist before they start. The
+        changelog topics stay Kafka Streams' own, as kstatefun's and Quix Streams' do."""
+        if workload == "w2":
+            create_topics(
+                admin,
+                [f"{t.app}-mid-repartition"],
+                partitions,
+                {"cleanup.policy": "delete", "retention.ms": "-1"},
+            )
+
+    def command(self) -> list[str]:
+        return [
+            self.java,
+            "-Xmx1g",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-cp",
+            self.classpath,
+            venvs.KSTREAMS_MAIN,
+        ]
+
+
 def build(
-    bootstrap: str, run_dir: Path, want: set[str], defaults_too: bool = False
+    bootstrap: str, run_dir: Path, want: set[str], commit_100ms_too: bool = False
 ) -> list[Contender]:
-    """The contenders of this run, in table order; a peer whose venv cannot be built stays in
-    the list with ``error`` set. ``defaults_too`` adds each peer once more with its own default
-    commit interval, for W1 throughput only."""
+    """The contenders of this run, in table order; a peer that cannot be installed or built
+    stays in the list with ``error`` set. Each Python peer runs at its own default commit
+    interval; ``commit_100ms_too`` adds it once more with kstatefun's 100 ms, for W1 (Quix
+    Streams: and latency) only."""
     import confluent_kafka
 
     ck_version = confluent_kafka.version()
@@ -336,6 +375,26 @@ def build(
             c.mode_for = modes
             c.bootstrap = bootstrap
             out.append(c)
+    if "kstreams" in want:
+        ks = KStreams(
+            "kstreams",
+            "Kafka Streams 4.1.1",
+            "exactly_once_v2",
+            notes=[
+                "Java, bench/peers/kstreams/: groupByKey().count() (W2: count → repartition() "
+                "→ count), RocksDB stores with changelog topics",
+                "num.stream.threads=1, commit.interval.ms=100 (its default with exactly-once), "
+                "statestore.cache.max.bytes=0 (one output per event)",
+            ],
+            workloads=("w1", "latency", "w2", "scale"),
+        )
+        ks.bootstrap, ks.commit_interval = bootstrap, 0.1
+        try:
+            ks.java, ks.classpath = venvs.ensure_kstreams(run_dir / "build-kstreams.log")
+            ks.version = venvs.kstreams_version(ks.java, ks.classpath)
+        except Exception as e:  # recorded in the results instead of a number
+            ks.error = f"could not build the Kafka Streams app: {e}"
+        out.append(ks)
     for peer, cls, label, guarantee, default_interval, notes in (
         (
             "quix",
@@ -343,10 +402,7 @@ def build(
             "Quix Streams",
             'processing_guarantee="exactly-once"',
             "commit_interval=5 s",
-            [
-                "RocksDB state with changelog topics",
-                "commit_interval=0.1 s (its default is 5 s) and fetch.wait.max.ms=10, as kstatefun",
-            ],
+            ["RocksDB state with changelog topics", "fetch.wait.max.ms=10, as kstatefun"],
         ),
         (
             "faust",
@@ -354,15 +410,19 @@ def build(
             "Faust-streaming",
             'processing_guarantee="exactly_once"',
             "broker_commit_interval=2.8 s",
-            [
-                "Table with memory:// store and changelog topic",
-                "broker_commit_interval=0.1 s (its default is 2.8 s)",
-            ],
+            ["Table with memory:// store and changelog topic"],
         ),
     ):
         if peer not in want:
             continue
-        c = cls(peer, label, guarantee, notes=list(notes))
+        c = cls(
+            peer,
+            f"{label} (defaults)",
+            guarantee,
+            notes=[*notes, f"its default commit interval ({default_interval})"],
+            # Faust is far behind the others (2.5 k events/s in W1): once is enough
+            every_round=peer != "faust",
+        )
         c.bootstrap = bootstrap
         try:
             c.python = venvs.ensure(peer, run_dir / f"venv-{peer}.log")
@@ -372,16 +432,18 @@ def build(
         except Exception as e:  # recorded in the results instead of a number
             c.error = f"could not install {venvs.PEERS[peer]}: {e}"
         out.append(c)
-        if defaults_too and c.error is None:
+        if commit_100ms_too and c.error is None:
+            only = ("w1", "latency") if peer == "quix" else ("w1",)  # Faust: W1 is plenty
             d = cls(
-                f"{peer}-default",
-                f"{label}, default commit",
+                f"{peer}-100ms",
+                f"{label}, 100 ms commits",
                 guarantee,
                 c.version,
-                [notes[0], f"its default commit interval ({default_interval}); W1 only"],
-                workloads=("w1",),
+                [*notes, f"commit interval 0.1 s, as kstatefun; {' and '.join(only)} only"],
+                workloads=only,
+                every_round=c.every_round,
             )
-            d.bootstrap, d.python, d.commit_interval = bootstrap, c.python, None
+            d.bootstrap, d.python, d.commit_interval = bootstrap, c.python, 0.1
             out.append(d)
     if "kstatefun" in want:
         from importlib.metadata import version

@@ -52,15 +52,18 @@ def keyed_events(count: int, keys: int, prefix: str = "k") -> list[Event]:
     return [(names[i % keys], b'{"seq":%d}' % i) for i in range(count)]
 
 
-def produce(bootstrap: str, topic: str, events: Sequence[Event]) -> float:
-    """Produce ``events`` (key, value) with the Java-compatible partitioner; returns seconds."""
+def produce(
+    bootstrap: str, topic: str, events: Sequence[Event], partitioner: str = "murmur2_random"
+) -> float:
+    """Produce ``events`` (key, value) with librdkafka's ``partitioner`` (murmur2_random: as
+    Java producers; consistent_random: librdkafka's default, CRC32); returns seconds."""
     started = time.monotonic()
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
             "linger.ms": 20,
             "batch.num.messages": 10_000,
-            "partitioner": "murmur2_random",
+            "partitioner": partitioner,
             "queue.buffering.max.messages": 1_000_000,
             "enable.idempotence": True,
         }

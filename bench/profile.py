@@ -32,7 +32,7 @@ def profile_w1(env: Env, k: Kstatefun, seconds: int, rate_guess: int, keys: int)
         return {"error": "py-spy not found (pip install -e '.[bench]')"}
     t = env.topics(k, "prof")
     events = keyed_events(int(rate_guess * (2 * seconds + 8)), keys)
-    produce(env.bootstrap, t.ingress, events)
+    produce(env.bootstrap, t.ingress, events, env.shape.partitioner)
     reader = Reader(env.bootstrap, t.egress)
     proc = k.spawn("w1", t, "w0", env.run_dir, env.partitions)
     out: dict[str, Any] = {}

@@ -106,6 +106,68 @@ def _ratio(k: Any, other: Any) -> str:
     return f"{k / other:.2f}"
 
 
+# the contenders every throughput figure is also divided by, within the same run
+REFERENCES = (("kstreams", "KStreams"), ("quix", "Quix"))
+WORKLOADS = (("w1", "W1 count per key"), ("w2", "W2 chain A → B"))
+
+
+def by_shape(res: dict, section: str) -> dict[str, dict[str, dict]]:
+    """``{shape: {contender: result}}`` of W1 or W2; a result file from before the input had
+    shapes has one, unnamed."""
+    sec = res.get(section) or {}
+    if any(
+        isinstance(v, dict) and {"validation", "events_per_s", "error"} & v.keys()
+        for v in sec.values()
+    ):
+        return {"": sec}
+    return sec
+
+
+def shape_label(res: dict, name: str) -> str:
+    for shape in res["run"].get("shapes") or []:
+        if shape["name"] == name:
+            return f"input {name}: {shape['label']}"
+    return "input: murmur2, one partition count for all" if not name else f"input {name}"
+
+
+def _spread(r: dict) -> str:
+    rounds = len(r.get("rounds") or [])
+    if r.get("min") is None or rounds < 2:
+        return f"({rounds} round)" if rounds else ""
+    return f"{r['min']:,}–{r['max']:,} ({rounds} rounds)"
+
+
+def _stalled(r: dict | None) -> bool:
+    """A handful of outputs in the whole run: not a rate."""
+    return r is not None and not r.get("complete") and 0 < (r.get("outputs") or 0) < 1000
+
+
+def throughput_rows(res: dict, section: str, shape: str) -> list[dict[str, Any]]:
+    """One row per contender that ran: label, median, spread, ratios to the references."""
+    runs = by_shape(res, section).get(shape) or {}
+    refs = {
+        short: None if _stalled(runs.get(name)) else (runs.get(name) or {}).get("events_per_s")
+        for name, short in REFERENCES
+    }
+    rows = []
+    for name, r in runs.items():
+        label = (res["contenders"].get(name) or {}).get("label", name)
+        rate = None if _stalled(r) else r.get("events_per_s")
+        rows.append(
+            {
+                "label": label,
+                "rate": "stalled" if _stalled(r) else _num(rate),
+                "spread": _spread(r),
+                "ratios": {short: _ratio(rate, ref) for short, ref in refs.items()},
+                "start": _num(r.get("startup_s")),
+                "eo": _eo(r),
+                "capped": (r.get("note") or "").startswith("stopped"),
+                "error": r.get("error") if not rate else None,
+            }
+        )
+    return rows
+
+
 def table(res: dict) -> str:
     lines = []
     run = res["run"]
@@ -116,49 +178,54 @@ def table(res: dict) -> str:
     )
     lines.append(
         "events/s = outputs ÷ (last visible egress record − group stable), read_committed; "
-        "ratio = kstatefun ÷ contender; latency ms = p50/p99/max, produce → visible"
+        "median of the rounds [min–max]; ÷ X = contender ÷ X in the same run; "
+        "latency ms = p50/p99/max, produce → visible"
     )
-    k1 = (res["w1"].get("kstatefun") or {}).get("events_per_s")
-    k2 = (res["w2"].get("kstatefun") or {}).get("events_per_s")
+    for c in res["contenders"].values():
+        if c.get("error"):
+            lines.append(f"{c['label']:<32} not run: {c['error'][:300]}")
+    for section, title in WORKLOADS:
+        for shape in by_shape(res, section):
+            header = (
+                f"{'contender':<40} {'events/s':>9} {'min–max (rounds)':>26} "
+                + "".join(f"{'÷ ' + short:>11}" for _, short in REFERENCES)
+                + f" {'start s':>7} {'EO':>4}"
+            )
+            lines += ["", f"{title}, {shape_label(res, shape)}", header, "-" * len(header)]
+            for row in throughput_rows(res, section, shape):
+                if row["error"]:
+                    lines.append(f"{row['label']:<40} error: {row['error'][:140]!r}")
+                    continue
+                lines.append(
+                    f"{row['label'] + (' (cap)' if row['capped'] else ''):<40} "
+                    f"{row['rate']:>9} {row['spread']:>26} "
+                    + "".join(f"{row['ratios'][short]:>11}" for _, short in REFERENCES)
+                    + f" {row['start']:>7} {row['eo']:>4}"
+                )
     header = (
-        f"{'contender':<32} {'W1 ev/s':>9} {'ratio':>6} {'start s':>7} {'W1 EO':>6} "
-        f"{'W2 ev/s':>8} {'ratio':>6} {'W2 EO':>6} {'lat @1000/s':>14} {'lat @5000/s':>18} "
+        f"{'contender':<40} {'lat @1000/s':>14} {'lat @5000/s':>18} {'EO':>4} "
         f"{'scale 1w→2w ev/s':>18}"
     )
-    lines += ["", header, "-" * len(header)]
+    lines += [
+        "",
+        f"latency and scale, {shape_label(res, (run.get('shapes') or [{}])[0].get('name', ''))}",
+        header,
+        "-" * len(header),
+    ]
     for name, c in res["contenders"].items():
-        label = c["label"]
-        if c.get("error"):
-            lines.append(f"{label:<32} not run: {c['error'][:140]}")
-            continue
-        r1 = res["w1"].get(name) or {}
-        r2 = res["w2"].get(name)
         lat = res["latency"].get(name) or {}
         sc = res["scale"].get(name) or {}
+        if c.get("error") or not (lat or sc):
+            continue
         scale_s = "-"
         if sc:
             one, two = ((sc.get(w) or {}).get("events_per_s") for w in ("1", "2"))
             scale_s = f"{_num(one)}→{_num(two)}"
-        if "error" in r1 and not r1.get("events_per_s"):
-            lines.append(f"{label:<32} W1 error: {r1['error'][:140]!r}")
-            continue
-        e1, e2 = r1.get("events_per_s"), (r2 or {}).get("events_per_s")
-        w2_s = _num(e2)
-        if r2 and not r2.get("complete") and 0 < r2.get("outputs", 0) < 1000:
-            w2_s, e2 = "stalled", None  # a handful of outputs in the whole run: not a rate
-        w2_eo = "-" if r2 is None or r2.get("error") else _eo(r2)
         lines.append(
-            f"{label:<32} {_num(e1):>9} {_ratio(k1, e1):>6} "
-            f"{_num(r1.get('startup_s')):>7} {_eo(r1):>6} "
-            f"{w2_s:>8} {_ratio(k2, e2):>6} "
-            f"{w2_eo:>6} {_lat(lat.get('1000')):>14} "
-            f"{_lat(lat.get('5000')):>18} {scale_s:>18}"
+            f"{c['label']:<40} {_lat(lat.get('1000')):>14} {_lat(lat.get('5000')):>18} "
+            f"{_eo(lat):>4} {scale_s:>18}"
         )
     lines.append(f"{'W3 kstatefun + SDK over HTTP':<32} {brief_w3(res.get('w3') or {})}")
-    for section in ("w1", "w2"):
-        for name, r in res[section].items():
-            if r.get("error"):
-                lines.append(f"  {section.upper()} {name}: {r['error'][:160]!r}")
     for variant, x in (res.get("floor") or {}).items():
         if isinstance(x, dict) and x.get("p50_ms") is not None:
             lines.append(
@@ -237,13 +304,23 @@ def chart(res: dict, path: Path) -> None:
     names = [n for n, c in res["contenders"].items() if not c.get("error")]
     labels = [_wrap(res["contenders"][n]["label"]) for n in names]
 
-    # throughput
-    width = 0.38
+    # throughput: the median of the rounds, the whisker from min to max
+    series = [(sec, shape) for sec, _ in WORKLOADS for shape in by_shape(res, sec)]
+    width = 0.8 / max(1, len(series))
     xs = list(range(len(names)))
-    for i, (section, title) in enumerate((("w1", "W1 count per key"), ("w2", "W2 chain A→B"))):
-        vals = [((res[section].get(n) or {}).get("events_per_s") or 0) for n in names]
-        bars = ax1.bar([x + (i - 0.5) * width for x in xs], vals, width, label=title)
-        _annotate(ax1, bars, [f"{v:,.0f}" if v else "" for v in vals])
+    for i, (section, shape) in enumerate(series):
+        runs = by_shape(res, section)[shape]
+        got = [runs.get(n) or {} for n in names]
+        vals = [r.get("events_per_s") or 0 for r in got]
+        err = [
+            [max(0, v - (r.get("min") or v)) for v, r in zip(vals, got, strict=True)],
+            [max(0, (r.get("max") or v) - v) for v, r in zip(vals, got, strict=True)],
+        ]
+        title = f"{section.upper()} {shape}".strip()
+        bars = ax1.bar(
+            [x - 0.4 + (i + 0.5) * width for x in xs], vals, width, yerr=err, label=title
+        )
+        _annotate(ax1, bars, [f"{v / 1000:,.1f}k" if v else "" for v in vals])
     w3_labels = _w3_bars(ax1, res, len(names))
     ax1.set_xticks(list(range(len(names) + len(w3_labels))), labels + w3_labels, fontsize=8)
     ax1.set_ylabel("events/s, exactly-once")
@@ -385,43 +462,40 @@ def _scale_panel(ax: Any, res: dict) -> None:
 def markdown(res: dict) -> str:
     """The results as Markdown tables, for docs/performance.md."""
     out = []
-    k1 = (res["w1"].get("kstatefun") or {}).get("events_per_s")
-    k2 = (res["w2"].get("kstatefun") or {}).get("events_per_s")
-    out.append(
-        "| contender | W1 events/s | kstatefun ÷ | W2 events/s | kstatefun ÷ | "
-        "latency @1,000/s p50 / p99 / max ms | latency @5,000/s p50 / p99 / max ms | "
-        "exactly-once |"
-    )
-    out.append("|---|--:|--:|--:|--:|--:|--:|---|")
+    for section, title in WORKLOADS:
+        for shape in by_shape(res, section):
+            out += [
+                f"**{title}**, {shape_label(res, shape)}",
+                "",
+                "| contender | events/s (median) | min–max | "
+                + " | ".join(f"÷ {short}" for _, short in REFERENCES)
+                + " | exactly-once |",
+                "|---|--:|--:|" + "--:|" * len(REFERENCES) + "---|",
+            ]
+            for row in throughput_rows(res, section, shape):
+                rate = f"error: {row['error']}" if row["error"] else row["rate"]
+                out.append(
+                    f"| {row['label']}{' (at the cap)' if row['capped'] else ''} | {rate} "
+                    f"| {row['spread']} | "
+                    + " | ".join(row["ratios"][short] for _, short in REFERENCES)
+                    + f" | {row['eo']} |"
+                )
+            out.append("")
+    out += [
+        "| contender | latency @1,000/s p50 / p99 / max ms | latency @5,000/s p50 / p99 / max "
+        "ms | exactly-once |",
+        "|---|--:|--:|---|",
+    ]
     for name, c in res["contenders"].items():
         if c.get("error"):
-            out.append(f"| {c['label']} | not run: {c['error']} | | | | | | |")
+            out.append(f"| {c['label']} | not run: {c['error']} | | |")
             continue
-        r1 = res["w1"].get(name) or {}
-        r2 = res["w2"].get(name)
-        lat = res["latency"].get(name) or {}
-        e1 = r1.get("events_per_s")
-        e2 = (r2 or {}).get("events_per_s")
-        w2 = _num(e2)
-        if r2 and not r2.get("complete") and 0 < r2.get("outputs", 0) < 1000:
-            w2, e2 = f"stalled ({r2['outputs']} outputs in {r2.get('measured_s')} s)", None
-        capped = [
-            s.upper()
-            for s, r in (("w1", r1), ("w2", r2 or {}))
-            if r.get("note", "").startswith("stopped")
-        ]
-        checks = [r for r in (r1, r2, lat) if r and "validation" in r]
-        eo = (
-            "ok"
-            if checks and all(r["validation"]["exactly_once"] for r in checks)
-            else ("-" if not checks else "FAIL")
-        )
-        out.append(
-            f"| {c['label']}{' (' + ', '.join(capped) + ' at the cap)' if capped else ''} "
-            f"| {_num(e1)} | {_ratio(k1, e1)} | {w2} | {_ratio(k2, e2)} "
-            f"| {_lat(lat.get('1000')).replace('/', ' / ')} "
-            f"| {_lat(lat.get('5000')).replace('/', ' / ')} | {eo} |"
-        )
+        lat = res["latency"].get(name)
+        if lat:
+            out.append(
+                f"| {c['label']} | {_lat(lat.get('1000')).replace('/', ' / ')} "
+                f"| {_lat(lat.get('5000')).replace('/', ' / ')} | {_eo(lat)} |"
+            )
     w = res.get("w3") or {}
     if w.get("kstatefun"):
         k, worker = w["kstatefun"], w.get("worker") or {}

@@ -34,20 +34,36 @@ from bench.kafkautil import (
 )
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How the input is produced: onto how many partitions, with which librdkafka partitioner."""
+
+    name: str
+    label: str
+    partitions: int
+    partitioner: str
+
+
 @dataclass
 class Env:
     bootstrap: str
     admin: AdminClient
     run_dir: Path
     run_id: str
-    partitions: int
+    shape: Shape  # of every input topic and of the contenders' own topics
     log: Any  # print-like
 
-    def topics(self, c: Contender, workload: str, ingress: str | None = None) -> Topics:
+    @property
+    def partitions(self) -> int:
+        return self.shape.partitions
+
+    def topics(
+        self, c: Contender, workload: str, ingress: str | None = None, tag: str = ""
+    ) -> Topics:
         """Fresh topics for one contender and workload; ``ingress`` shares an existing,
         pre-produced input topic instead of a fresh one (each contender reads it in a group
-        of its own)."""
-        t = Topics.fresh(c.name, workload, self.run_id)
+        of its own); ``tag`` tells them from other runs of the workload (shape, round)."""
+        t = Topics.fresh(c.name, workload + tag, self.run_id)
         if ingress is not None:
             t.ingress = ingress
         create_topics(self.admin, [t.egress] if ingress else [t.ingress, t.egress], self.partitions)
@@ -108,14 +124,22 @@ def validate(
 
 
 def throughput(
-    env: Env, c: Contender, workload: str, ingress: str, events: int, sent: Counter, cfg: Any
+    env: Env,
+    c: Contender,
+    workload: str,
+    ingress: str,
+    events: int,
+    sent: Counter,
+    cfg: Any,
+    tag: str = "",
 ) -> dict:
     """One worker on the pre-produced ``ingress``. The clock starts when its consumer group is
     first seen Stable (partitions assigned: processing can start) and stops at the last of the
     ``events`` outputs, or at ``cfg.throughput_cap_s`` (then the rate is what was visible by
     then). Timing from the group, not from the first output, matters for pipelines: a routing
-    stage may run far ahead before the first egress record becomes visible."""
-    t = env.topics(c, workload, ingress)
+    stage may run far ahead before the first egress record becomes visible. ``tag``: see
+    Env.topics."""
+    t = env.topics(c, workload, ingress, tag)
     reader = Reader(env.bootstrap, t.egress)
     proc = c.spawn(workload, t, "w0", env.run_dir, env.partitions)
     watcher = GroupWatcher(env.admin, c.group(t), 1)
@@ -218,7 +242,7 @@ def paced_latency(
         {
             "bootstrap.servers": env.bootstrap,
             "linger.ms": 0,
-            "partitioner": "murmur2_random",
+            "partitioner": env.shape.partitioner,
             "enable.idempotence": True,
         }
     )
@@ -269,7 +293,7 @@ def paced_latency(
             p99_ms=round(_pct(lat, 99) * 1000, 1),
             max_ms=round(lat[-1] * 1000, 1),
         )
-    if to_write and _pct(to_write, 50) > 0.0005:  # Quix Streams copies the input's timestamp
+    if to_write and _pct(to_write, 50) > 0.0005:  # Quix and Kafka Streams copy the input's
         out.update(
             written_p50_ms=round(_pct(to_write, 50) * 1000, 1),
             visible_after_write_p50_ms=round(_pct(to_visible, 50) * 1000, 1),
@@ -310,7 +334,7 @@ def scale(env: Env, c: Contender, workers: int, events: list[Event], cfg: Any) -
         time.sleep(1.0)
         before = len(reader)
         started = time.monotonic()
-        produce_s = produce(env.bootstrap, t.ingress, events)
+        produce_s = produce(env.bootstrap, t.ingress, events, env.shape.partitioner)
         sent.update(k for k, _ in events)
         done = reader.wait_for(before + len(events), cfg.phase_timeout, alive)
         out = reader.records[before : before + len(events)]
@@ -393,6 +417,7 @@ def restart(
     env.log(f"    seeded {keys} keys into {t.app}-changelog in {seed_s:.1f}s")
     extra: tuple[str, ...] = ("--state-dir", str(env.run_dir / "state")) if state_dir else ()
     extra += ("--static-membership",) if static else ()
+    extra += ("--partitions", str(env.partitions))  # those of the changelog seeded above
     reader = Reader(env.bootstrap, t.egress)
     result: dict[str, Any] = {
         "app": t.app,

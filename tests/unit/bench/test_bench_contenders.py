@@ -1,0 +1,21 @@
+"""The benchmark's contender list: a contender that cannot be built stays in it with the
+reason, so the report says why it did not run instead of the run failing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bench.contenders import KStreams, build
+
+
+def test_kafka_streams_without_a_jdk_or_maven_is_listed_with_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("KSTATEFUN_CACHE_DIR", str(tmp_path / "cache"))
+    [kstreams] = build("127.0.0.1:1", tmp_path, {"kstreams"})
+    assert isinstance(kstreams, KStreams)
+    assert kstreams.error is not None
+    assert "java, javac, mvn not found on PATH" in kstreams.error
+    assert "install a JDK >= 17 and Apache Maven" in kstreams.error
