@@ -142,7 +142,13 @@ class Worker:
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
         try:
             require_topics_exist(admin, ingress_topics, "ingress")
-            ensure_internal_topics(admin, internal_topic_specs(self.topics, s.partitions))
+            ensure_internal_topics(
+                admin,
+                internal_topic_specs(
+                    self.topics, s.partitions, s.replication_factor, s.min_insync_replicas
+                ),
+                replication_factor=s.replication_factor,
+            )
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
