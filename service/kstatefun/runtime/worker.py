@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from functools import partial
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -31,8 +32,10 @@ from prometheus_client import CollectorRegistry
 
 from kstatefun.config.module import KafkaIngress, ModuleSpec
 from kstatefun.config.settings import Settings
-from kstatefun.errors import ConfigError, FencedError
+from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
+from kstatefun.kafka import errors as retry_policy
+from kstatefun.kafka.errors import call_with_retry, kafka_error
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -43,7 +46,7 @@ from kstatefun.kafka.topics import (
 from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
-from kstatefun.runtime.commit import Transaction, is_fenced
+from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -138,6 +141,7 @@ class Worker:
     def _start(self) -> None:
         s = self.settings
         extra = s.kafka_properties
+        retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
         admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
         try:
@@ -298,6 +302,9 @@ class Worker:
         except FencedError as e:
             log.error("%s", e)
             return 3
+        except (KafkaException, KafkaUnavailableError) as e:
+            log.error("stopping: %s", kafka_error(e) or e)
+            return 1
         finally:
             # After an unexpected error the open transaction may cover records that were
             # consumed but not processed: only a clean stop may commit it.
@@ -435,13 +442,7 @@ class Worker:
         return min(0.2, max(0.0, (min(deadlines) - now_ms) / 1000))
 
     def _failed(self, e: KafkaException, phase: str) -> None:
-        if is_fenced(e):
-            raise FencedError(
-                f"transactional id {self.settings.app_id}-{self.settings.instance_id} was "
-                "fenced: another worker uses the same --instance-id, or the broker aborted this "
-                "worker's transaction after transaction.timeout.ms (e.g. a broker outage); "
-                "restart it (a supervisor should) unless another worker has its instance id"
-            ) from e
+        # a fenced producer is decided by the abort (runtime/commit.py): stop, or a new producer
         log.warning("transaction aborted during %s, rewinding: %s", phase, e)
         # Also when no transaction is open (begin itself failed): the overlays may hold writes
         # (a fired timer's tombstone) that must not reach the next commit.
@@ -563,8 +564,15 @@ class Worker:
             if tp.topic == inv or tp.partition not in owned:
                 continue
             if tp.partition not in ends:
-                _, ends[tp.partition] = consumer.get_watermark_offsets(
-                    TopicPartition(inv, tp.partition), timeout=10, cached=False
+                _, ends[tp.partition] = call_with_retry(
+                    partial(
+                        consumer.get_watermark_offsets,
+                        TopicPartition(inv, tp.partition),
+                        timeout=10,
+                        cached=False,
+                    ),
+                    f"reading the end offset of {inv} partition {tp.partition}",
+                    lambda: consumer.list_topics(inv, timeout=5),
                 )
             if ends[tp.partition] == 0:
                 self.router.direct.add((tp.topic, tp.partition))  # nothing can be waiting
@@ -630,8 +638,11 @@ class Worker:
         for p in fresh:
             self.store.restored(p)
         committed = (
-            consumer.committed(
-                [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+            call_with_retry(
+                lambda: consumer.committed(
+                    [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+                ),
+                "reading the committed offsets of the assigned partitions",
             )
             if partitions
             else []
@@ -664,8 +675,13 @@ class Worker:
                     continue
                 kind = "group-offsets"
             if kind == "date":
-                found = self.consumer.offsets_for_times(
-                    [TopicPartition(tp.topic, tp.partition, pos.date_ms)], timeout=30
+                found = call_with_retry(
+                    partial(
+                        self.consumer.offsets_for_times,
+                        [TopicPartition(tp.topic, tp.partition, pos.date_ms)],
+                        timeout=30,
+                    ),
+                    f"finding the startup date's offset in {tp.topic} partition {tp.partition}",
                 )[0]
                 tp.offset = found.offset if found.offset >= 0 else OFFSET_END
                 continue
