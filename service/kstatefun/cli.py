@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
 def _dev_kafka(args: argparse.Namespace) -> int:
     from kstatefun.devkafka import run_foreground
 
-    return run_foreground(args.data_dir, args.port)
+    return run_foreground(args.data_dir, args.port, args.brokers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,9 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    dev = sub.add_parser("dev-kafka", help="run a local single-node Kafka broker (KRaft)")
+    dev = sub.add_parser("dev-kafka", help="run a local Kafka broker or cluster (KRaft)")
     dev.add_argument("--data-dir", type=Path, default=None, help="default: a temporary directory")
     dev.add_argument("--port", type=int, default=9092)
+    from kstatefun.devkafka.foreground import add_brokers_argument
+
+    add_brokers_argument(dev)
     dev.set_defaults(handler=_dev_kafka)
 
     from kstatefun.tools import add_parsers
