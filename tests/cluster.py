@@ -53,9 +53,12 @@ def transaction_state_partition(transactional_id: str, partitions: int) -> int:
 
 def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
     """The broker id coordinating ``transactional_id``: the leader of its transaction-state
-    partition (confluent-kafka's admin client has no describe_transactions)."""
+    partition (confluent-kafka's admin client has no describe_transactions); -1 while that
+    partition has no leader."""
     md = admin.list_topics(TRANSACTION_STATE, timeout=10)
     partitions = len(md.topics[TRANSACTION_STATE].partitions)
+    if not partitions:  # created with the cluster's first transaction
+        raise RuntimeError(f"{TRANSACTION_STATE} does not exist yet: no transaction ran")
     p = transaction_state_partition(transactional_id, partitions)
     return md.topics[TRANSACTION_STATE].partitions[p].leader
 

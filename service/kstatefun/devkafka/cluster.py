@@ -10,9 +10,11 @@ others keep serving.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,11 +22,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.broker import HOST, JVM_OPTIONS, TUNING, LocalKafka, new_cluster_id
+from kstatefun.devkafka.jars import ensure_runtime, log4j2_xml
 from kstatefun.errors import DevKafkaError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_QUORUM_LOGGER = "org.apache.kafka.raft.QuorumState"
+_BECAME_LEADER = re.compile(r"Completed transition to Leader\(.*?epoch=(\d+)")
 
 REPLICATED_TUNING: Mapping[str, str] = {
     **TUNING,
@@ -96,6 +102,7 @@ class LocalKafkaCluster:
     def start(self, timeout: float = 180.0) -> str:
         """Start every node and return ``bootstrap_servers`` once all of them are brokers of
         the cluster; raises DevKafkaError (and kills the nodes) otherwise."""
+        self._configure_logs()
         try:
             # launched together: formatting a node's storage takes a JVM start of its own
             formatted = _each(self.nodes, lambda n: n.launch() if not n.running else True)
@@ -108,6 +115,30 @@ class LocalKafkaCluster:
             raise
         logger.info("kafka cluster started bootstrap_servers=%s", self.bootstrap_servers)
         return self.bootstrap_servers
+
+    def _configure_logs(self) -> None:
+        """The nodes also log their controller quorum transitions, which tell the active
+        controller (:meth:`active_controller`)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "log4j2.xml"
+        config.write_text(log4j2_xml((_QUORUM_LOGGER,)))
+        runtime = replace(ensure_runtime(), log4j_config=config)
+        for node in self.nodes:
+            node._runtime = runtime
+
+    def active_controller(self) -> int:
+        """The node id of the controller quorum's current leader, from the nodes' logs: the
+        running node that most recently became leader (the highest epoch)."""
+        best = (-1, -1)
+        for node in self.nodes:
+            if not node.running or not node.log_file.exists():
+                continue
+            text = node.log_file.read_text("utf-8", "replace")
+            for match in _BECAME_LEADER.finditer(text):
+                best = max(best, (int(match.group(1)), node.node_id))
+        if best[1] < 0:
+            raise DevKafkaError(f"no running node of {self} logged becoming the quorum leader")
+        return best[1]
 
     def await_brokers(self, count: int, timeout: float = 60.0) -> None:
         """Wait until the cluster's metadata lists ``count`` brokers."""
