@@ -7,6 +7,7 @@ The cluster starts once for the module (three JVMs; about half a minute on a qui
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
-from kstatefun.kafka.topics import InternalTopics
+from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
 from tests import kafka_fixture
 from tests.cluster import (
     PacedProducer,
@@ -116,3 +117,17 @@ def test_killing_a_workers_transaction_coordinator(app, cluster, admin):
 
 def test_a_rolling_restart_of_every_node(app, cluster):
     run_with_fault(app, cluster, lambda: rolling_restart(cluster))
+
+
+def test_a_single_replica_internal_topic_is_warned_about(admin, unique_name, caplog):
+    topics = InternalTopics(unique_name("rf1"))
+    with caplog.at_level(logging.WARNING, logger="kstatefun.kafka.topics"):
+        ensure_internal_topics(admin, internal_topic_specs(topics, 2, replication_factor=1))
+    assert f"internal topic {topics.changelog} has replication factor 1 on a cluster of 3" in (
+        caplog.text
+    )
+    caplog.clear()
+    fine = InternalTopics(unique_name("rf3"))
+    with caplog.at_level(logging.WARNING, logger="kstatefun.kafka.topics"):
+        ensure_internal_topics(admin, internal_topic_specs(fine, 2))  # the cluster's RF 3
+    assert "replication factor" not in caplog.text

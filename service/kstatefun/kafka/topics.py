@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
+from kstatefun.kafka.errors import is_retriable
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ def ensure_internal_topics(
                 fut.result()
                 log.info("created topic topic=%s", name)
             except KafkaException as e:
+                if is_retriable(e):  # e.g. the controller is moving: the caller may retry
+                    raise
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing worker won
                     raise TopicError(f"could not create internal topic '{name}': {e}") from e
         metadata = _await_metadata(admin, [s.name for s in missing], timeout)

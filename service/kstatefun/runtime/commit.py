@@ -14,15 +14,16 @@
 4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlays, seek
    every consumed partition back to the transaction's first offset.
 
-Fenced or bumped (``_on_fenced``): librdkafka reports both as a fatal ``_FENCED`` error. A
-*fence* ("a newer producer with the same transactionalId") means another process has run
-``init_transactions`` with this worker's transactional id: this one stops (FencedError, exit
-code 3). A *bumped epoch* ("an operation with an old epoch") means the coordinator aborted the
-open transaction itself and bumped the epoch (the transaction outlived transaction.timeout.ms,
-typically across a coordinator failover): the transaction is aborted and rewound as after any
+Fenced or bumped (``_on_fenced``): librdkafka reports both as a fatal ``_FENCED`` error,
+often with its own generic text. A *fence* means another process has run ``init_transactions``
+with this worker's transactional id: this one stops (FencedError, exit code 3). A *bumped
+epoch* means the coordinator aborted the open transaction itself and bumped the epoch, which it
+does only to a transaction open for longer than transaction.timeout.ms (typically across a
+coordinator failover). So a fence of a transaction open for less than that, unless the broker
+said "old epoch", is a real one; otherwise the transaction is aborted and rewound as after any
 failure, a new producer takes over the transactional id and the worker goes on, at most
-``MAX_EPOCH_BUMPS`` times within ``EPOCH_BUMP_WINDOW_S``. This is what Kafka Streams does with
-its TaskMigratedException.
+``MAX_EPOCH_BUMPS`` times within ``EPOCH_BUMP_WINDOW_S``. Kafka Streams treats both alike
+(TaskMigratedException).
 
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
@@ -80,11 +81,14 @@ def _fenced(err: KafkaError) -> FencedError:
     )
 
 
-def epoch_bumped(err: KafkaError) -> bool:
-    """True when a fence-class error says the coordinator bumped the producer's epoch (after
-    aborting a transaction that outlived its timeout) rather than that a newer producer took
-    the transactional id. librdkafka folds both into ``_FENCED``; the broker's message tells."""
-    return err.code() == KafkaError.INVALID_PRODUCER_EPOCH or "old epoch" in err.str()
+def epoch_bumped(err: KafkaError, open_s: float, timeout_s: float) -> bool:
+    """True when a fence-class error, for a transaction open for ``open_s``, means that the
+    coordinator bumped the producer's epoch after aborting the transaction (it outlived its
+    ``timeout_s``) rather than that a newer producer took the transactional id. librdkafka
+    folds both into ``_FENCED``; the broker's "old epoch" survives in some messages only."""
+    if err.code() == KafkaError.INVALID_PRODUCER_EPOCH or "old epoch" in err.str():
+        return True
+    return open_s >= timeout_s
 
 
 class Transaction:
@@ -97,6 +101,7 @@ class Transaction:
         stores: Sequence[tuple[str, OverlayStore]],
         metrics: WorkerMetrics,
         op_timeout_s: float = 30.0,
+        transaction_timeout_s: float = 10.0,
     ) -> None:
         self.metrics = metrics
         self._out = metrics.records_out
@@ -105,6 +110,7 @@ class Transaction:
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
         self._timeout = op_timeout_s
+        self._txn_timeout_s = transaction_timeout_s
         self._start: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
         # the committed offsets of the assigned partitions (the worker sets them on assignment;
@@ -129,7 +135,8 @@ class Transaction:
     def _on_fenced(self, err: KafkaError) -> None:
         """After a fence-class error: raise FencedError for a real fence, else (the epoch was
         bumped) take the transactional id back with a new producer."""
-        if not epoch_bumped(err):
+        open_s = self._clock() - self.opened_at  # this (or the last) transaction's age
+        if not epoch_bumped(err, open_s, self._txn_timeout_s):
             raise _fenced(err)
         now = self._clock()
         self._bumps = [t for t in self._bumps if now - t < EPOCH_BUMP_WINDOW_S] + [now]
@@ -144,10 +151,12 @@ class Transaction:
         log.warning(
             "producer epoch bumped by the transaction coordinator (it aborted the open "
             "transaction, e.g. after transaction_timeout_ms across a coordinator failover); "
-            "recreating the producer and replaying bump=%d max=%d window_s=%.0f error=%s",
+            "recreating the producer and replaying bump=%d max=%d window_s=%.0f "
+            "transaction_open_s=%.1f error=%s",
             len(self._bumps),
             MAX_EPOCH_BUMPS,
             EPOCH_BUMP_WINDOW_S,
+            open_s,
             err.str(),
         )
         self.metrics.epoch_bumps += 1
@@ -173,7 +182,7 @@ class Transaction:
                     self.producer = self._new_producer()
                 self.producer.begin_transaction()
             self.is_open = True
-            self.opened_at = time.monotonic()
+            self.opened_at = self._clock()
 
     def track(self, batch: Sequence[Message]) -> None:
         """Record the consumed offsets of ``batch``; call before processing any of it."""

@@ -144,14 +144,17 @@ class Worker:
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
         admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
+        specs = internal_topic_specs(
+            self.topics, s.partitions, s.replication_factor, s.min_insync_replicas
+        )
+
         try:
+            # the first contact is not retried: an unreachable or misconfigured cluster is
+            # reported at once; creating topics may meet a controller that is moving
             require_topics_exist(admin, ingress_topics, "ingress")
-            ensure_internal_topics(
-                admin,
-                internal_topic_specs(
-                    self.topics, s.partitions, s.replication_factor, s.min_insync_replicas
-                ),
-                replication_factor=s.replication_factor,
+            call_with_retry(
+                partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
+                "creating and checking the internal topics",
             )
         except KafkaException as e:
             raise ConfigError(
@@ -185,6 +188,7 @@ class Worker:
             self.consumer,
             [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
             self.metrics,
+            transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
         self.router = IngressRouter(

@@ -174,6 +174,32 @@ def test_a_newer_producer_with_the_same_id_is_a_real_fence():
     assert txn.producer is fenced  # no new producer: it would fence the other process
 
 
+# librdkafka's own text when the coordinator answered PRODUCER_FENCED: it says nothing of why
+GENERIC = "Failed to end transaction: Local: This instance has been fenced by a newer instance"
+
+
+def test_a_fence_of_a_transaction_older_than_its_timeout_is_a_bump():
+    """Only a transaction open longer than transaction.timeout.ms can have been aborted by the
+    coordinator (seen after a broker kill -9 with the generic text, issue 12)."""
+    bumped = FencingProducer(fatal(KafkaError._FENCED, GENERIC))
+    fresh = FencingProducer()
+    txn, consumer = txn_with([bumped, fresh])
+    txn.begin()
+    txn.track([Record("in", 0, 5, b"k", b"v")])
+    txn.opened_at -= 10.5  # open past the 10 s transaction timeout
+    with pytest.raises(KafkaException):
+        txn.commit()
+    assert txn.producer is fresh and consumer.seeks == [("in", 0, 5)]
+
+
+def test_a_fence_of_a_young_transaction_is_real():
+    fenced = FencingProducer(fatal(KafkaError._FENCED, GENERIC))
+    txn, _ = txn_with([fenced, FencingProducer()])
+    with pytest.raises(FencedError, match="taken over by another process"):
+        one_transaction(txn)  # open for milliseconds: the coordinator cannot have timed it out
+    assert txn.producer is fenced
+
+
 def test_epoch_bumps_are_bounded(monkeypatch):
     monkeypatch.setattr(commit_module, "MAX_EPOCH_BUMPS", 2)
     error = fatal(KafkaError._FENCED, OLD_EPOCH)
