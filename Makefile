@@ -39,9 +39,16 @@ CHAOS_MINUTES ?= 10
 CHAOS_SEED ?=
 CHAOS_BROKERS ?= 1
 
-.PHONY: chaos
+.PHONY: chaos chaos-soak
 chaos: venv
 	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
+# A soak: CHAOS_RUNS short runs (CHAOS_SOAK_MINUTES each), each with its own seed, stopping at
+# the first failure (its seed and kept work directory are printed). About 4 minutes a run.
+CHAOS_RUNS ?= 5
+CHAOS_SOAK_MINUTES ?= 2
+chaos-soak: venv
+	$(BIN)/python -m tests.chaos.run --runs $(CHAOS_RUNS) --minutes $(CHAOS_SOAK_MINUTES) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # Fuzzing (tests/fuzz, docs/guarantees.md "Fuzzing"): the hypothesis `long` profile, random
 # examples, many more of them than `make test` runs. Bounded: ends by itself in a few minutes.

@@ -29,6 +29,9 @@ class Record:
     def headers(self):
         return self._h
 
+    def error(self):
+        return None
+
 
 class Txn:
     """Records what would be produced into the open transaction."""

@@ -6,10 +6,13 @@ ingress (JSON {"seq": n}) → test/counter (state: count) → test/sink → egre
 So for every key the egress must read 1, 2, 3, ... with the seqs in produced order: a lost,
 duplicated or reordered record shows up at once. Bad-input hooks: {"boom": true} raises in the
 function, {"stray": true} messages an unregistered function type, {"egress_topic": t} and
-{"egress_id": e} write egress to a missing topic or an undeclared egress.
+{"egress_id": e} write egress to a missing topic or an undeclared egress. {"block_s": s} blocks
+the worker's main thread for s seconds, once per file ``$TEST_BLOCK_MARKER`` (the first worker
+to see it creates the file), then counts as usual: a worker that misses a rebalance.
 """
 
 import os
+import time
 
 from kstatefun import (
     IntType,
@@ -43,6 +46,8 @@ def counter(context, message):
             )
         )
         return
+    if event.get("block_s"):
+        _block_once(event["block_s"])
     count = (context.storage.count or 0) + 1
     context.storage.count = count
     context.send(
@@ -66,3 +71,12 @@ async def sink(context, message):  # async on purpose: every e2e test runs the a
             value=f"{context.address.id}:{counted['count']}:{counted['seq']}",
         )
     )
+
+
+def _block_once(seconds: float) -> None:
+    try:
+        with open(os.environ["TEST_BLOCK_MARKER"], "x"):
+            pass
+    except FileExistsError:
+        return
+    time.sleep(seconds)

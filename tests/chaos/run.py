@@ -13,6 +13,10 @@ runs, one fault at a time, chosen by the seed:
 - ``zombie``: SIGSTOP a worker for longer than session.timeout.ms (10 s), so the group
   moves its partitions and the broker aborts its open transaction, then SIGCONT it: nothing
   it writes may commit (it is fenced, loses its partitions, or exits 3 and is restarted);
+- ``late``: SIGTERM and restart one worker (a rebalance) and SIGSTOP another as soon as it logs
+  its revocation, for longer than session.timeout.ms: the group goes on without it, others
+  write its partitions, and it may get some of them back without having been told it lost
+  them (issue 17: it must catch their state up, never go on from its own);
 - ``broker``: SIGKILL the broker and start it again on its data directory;
 - ``remote``: SIGSTOP the SDK server for a few seconds (within its call budget), then SIGCONT.
 
@@ -75,7 +79,7 @@ MODULE_TEMPLATE = HERE / "module.template.yaml"
 APP_ID = "chaos"
 TTL_MS = 2000  # CHAOS_TTL_MS of functions.py and sdk_app.py (their default)
 SESSION_TIMEOUT_S = 10.0  # kafka/clients.py group_consumer_config
-FAULT_KINDS = ("kill9", "sigterm", "zombie", "broker", "remote")
+FAULT_KINDS = ("kill9", "sigterm", "zombie", "late", "broker", "remote")
 CLUSTER_FAULT_KINDS = (*FAULT_KINDS, "coordinator", "controller", "rolling")
 BAD_KINDS = ("null-key", "null-value", "invalid-key", "boom", "stray", "rboom")
 DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of the input
@@ -524,6 +528,33 @@ class Run:
         self.workers.stopped.discard(name)
         self.say(f"  SIGCONT {name}")
 
+    def fault_late(self) -> None:
+        late = self._pick_worker()
+        other = self.rng.choice(sorted(set(self.workers.procs) - {late}))
+        pause = self.rng.uniform(*self.cfg.zombie_s)
+        log = self.logs / f"worker-{late}.log"
+        revoked = log.read_bytes().count(b"revoked invocations")
+        code = self.workers.terminate(other, timeout=20.0)  # leaves the group: a rebalance
+        if code != 0:
+            self.report.exits.append((other, code, "20 s after the SIGTERM of the late fault"))
+        self.workers.start(other)
+        deadline = time.monotonic() + 20.0
+        while log.read_bytes().count(b"revoked invocations") == revoked:
+            if time.monotonic() > deadline or late not in self.workers.procs:
+                self.say(f"fault late: {late} was not revoked within 20 s; no pause")
+                return
+            time.sleep(0.002)
+        self.workers.signal(late, signal.SIGSTOP)
+        self.workers.stopped.add(late)
+        self.say(
+            f"fault late: restarted {other}; SIGSTOP {late} after its revocation, {pause:.1f} s"
+        )
+        self.sleep(pause)
+        self.workers.expect_exit[late] = {0, 3}
+        self.workers.signal(late, signal.SIGCONT)
+        self.workers.stopped.discard(late)
+        self.say(f"  SIGCONT {late}")
+
     def fault_broker(self) -> None:
         down = self.rng.uniform(*self.cfg.broker_down_s)
         if self.cluster is not None:
@@ -800,6 +831,7 @@ def with_suppressed(fn: Callable[[], object]) -> None:
 LOG_MARKERS = {
     "fenced": "was taken over by another process",
     "partitions_lost": "partitions lost",
+    "missed_rebalance": "missed a rebalance",  # kept state caught up (state/recovery.py)
     "aborted": "transaction aborted during",
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
@@ -869,14 +901,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="a soak: this many runs, each with its own seed (--seed, --seed+1, ... when given), "
+        "stopping at the first that does not pass",
+    )
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if args.runs > 1 and args.work_dir is not None:
+        parser.error("--work-dir takes one run; a soak makes a work directory per run")
+    first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     faults = None
     if args.faults:
         faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
         unknown = set(faults) - set(CLUSTER_FAULT_KINDS if args.brokers > 1 else FAULT_KINDS)
         if unknown:
             parser.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    results: list[tuple[int, str]] = []
+    code = 0
+    for run in range(args.runs):
+        seed = (
+            first + run
+            if args.seed is not None
+            else (first if run == 0 else random.SystemRandom().randrange(1, 10**6))
+        )
+        code = _one_run(args, seed, faults, run, args.runs)
+        results.append((seed, "PASS" if code == 0 else f"FAIL (exit {code})"))
+        if code != 0:
+            break
+    if args.runs > 1:
+        print(f"soak: {len(results)} of {args.runs} runs made", flush=True)
+        for seed, verdict in results:
+            print(f"  seed {seed}: {verdict}", flush=True)
+    return code
+
+
+def _one_run(
+    args: argparse.Namespace, seed: int, faults: tuple[str, ...] | None, run: int, runs: int
+) -> int:
+    # first, so that a truncated log still says how to repeat the run
+    print(
+        f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: make chaos "
+        f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
+        + (f" CHAOS_BROKERS={args.brokers})" if args.brokers > 1 else ")"),
+        flush=True,
+    )
     cfg = ChaosConfig(
         seconds=args.minutes * 60,
         seed=seed,
@@ -892,7 +964,6 @@ def main(argv: list[str] | None = None) -> int:
         bad_each=max(1, min(3, int(args.minutes))),
         brokers=args.brokers,
     )
-    print(f"chaos seed: {seed}", flush=True)
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)
     if args.json:

@@ -1,6 +1,7 @@
 """The short chaos run (tests/chaos/run.py) inside ``make test``: three workers of the chaos
 application, about 30 s of steady input, and one fault of every kind: kill -9, SIGTERM, a
-SIGSTOPped zombie (after a lull, so that it is most likely between transactions), a broker
+SIGSTOPped zombie (after a lull, so that it is most likely between transactions), a worker
+SIGSTOPped right after its revocation (it misses a rebalance), a broker
 kill -9 and restart, a SIGSTOPped remote endpoint. It passes only when the output is exactly
 what the committed input implies, no transaction is left open and no worker hangs or crashes.
 
@@ -37,7 +38,7 @@ def test_short_chaos_run_is_exactly_once(tmp_path):
         rate=40.0,
         keys=30,
         # the broker early, so that recovering from it is part of the run, not of the drain
-        faults=("broker", "kill9", "remote", "zombie", "sigterm"),
+        faults=("broker", "kill9", "remote", "zombie", "late", "sigterm"),
         gap_s=(1.0, 2.0),
         zombie_s=(11.0, 12.0),
         zombie_lull=1.0,

@@ -53,6 +53,7 @@ from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
+from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
@@ -72,6 +73,9 @@ class Worker:
         self.topics = InternalTopics(settings.app_id)
         self.metrics = WorkerMetrics()
         self.ready = False  # every assigned partition restored (readiness probe)
+        # False from a revocation to the next assignment: the worker owns nothing then, although
+        # its stores keep their partitions in case it gets them back (state/recovery.py)
+        self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
         self._validate()
@@ -400,6 +404,8 @@ class Worker:
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
         returns how long the loop may wait for input before something else falls due."""
+        if not self._assigned:
+            return 0.2  # a partition's next owner may fire or expire the same entries
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
@@ -586,6 +592,11 @@ class Worker:
         return pause
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = False
+        log.info(
+            "revoked invocations partitions=%s",
+            sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
+        )
         if self.txn.is_open:
             try:
                 if self.remote is None or self._wait_remote(rewind=False):
@@ -598,49 +609,23 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
+        self._assigned = False
         self.txn.fence_offsets = {}
         self.router.direct.clear()
         self._draining.clear()
         self.txn.abort(rewind=False)
-        for p in list(self.store.partitions()):
+        for p in self.store.partitions():
             self.store.drop_partition(p)
-        for p in list(self.timers.partitions()):
+        for p in self.timers.partitions():
             self.timers.drop_partition(p)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = False
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
-        for p in self.store.partitions() - owned:
-            self.store.drop_partition(p)
-        for p in self.timers.partitions() - owned:
-            self.timers.drop_partition(p)
-        fresh_timers = {p: self.timers.add_partition(p) for p in owned - self.timers.partitions()}
-        self.timer_restorer.restore(fresh_timers)
-        for p in fresh_timers:
-            self.timers.restored(p)
-        fresh = {p: self.store.add_partition(p) for p in owned - self.store.partitions()}
-        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), sorted(fresh))
-        snapshot = self.store.snapshot
-        if snapshot is None:
-            self.restorer.restore(fresh)
-        else:
-            starts = {}
-            for p, rows in fresh.items():
-                loaded, starts[p] = snapshot.load(p)
-                rows.update(loaded)
-                if loaded:
-                    log.info(
-                        "loaded local snapshot partition=%d keys=%d replaying_from=%d",
-                        p,
-                        len(loaded),
-                        starts[p],
-                    )
-            changes: dict[int, dict[bytes, bytes | None]] = {}
-            positions = self.restorer.restore(fresh, starts, changes)
-            snapshot.save(changes, positions)
-        for p in fresh:
-            self.store.restored(p)
+        recover(self.timers, self.timer_restorer, owned)
+        fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
+        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)
         committed = (
             call_with_retry(
                 lambda: consumer.committed(
@@ -659,6 +644,7 @@ class Worker:
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
+        self._assigned = True
         self.ready = True
 
     def _position_ingress(

@@ -32,11 +32,12 @@ class ChangelogRestorer:
         self._metrics = metrics or WorkerMetrics()
         self._factory = consumer_factory
         self._consumer: Consumer | None = None
-        self._topic = topic
+        self.topic = topic
         self._timeout_s = timeout_s
         self._batch = batch
         self._on_progress = on_progress or (lambda: None)  # e.g. the watchdog's beat
         self.last_rate = 0.0  # records/s of the last restore, for logs and benchmarks
+        self.last_read: dict[int, int] = {}  # records read per partition by the last restore
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -50,9 +51,11 @@ class ChangelogRestorer:
         changes: dict[int, dict[bytes, bytes | None]] | None = None,
     ) -> dict[int, int]:
         """Bring each ``stores[p]`` up to date with changelog partition p, reading from
-        ``starts[p]`` (a local snapshot's position; default: the beginning). Records read are
-        also put in ``changes[p]`` when given. Returns the position reached per partition."""
+        ``starts[p]`` (the position the rows are complete up to, see state/partitioned.py;
+        default: the beginning). Records read are also put in ``changes[p]`` when given.
+        Returns the position reached per partition."""
         positions: dict[int, int] = {}
+        self.last_read = {}
         if not stores:
             return positions
         if self._consumer is None:
@@ -62,11 +65,11 @@ class ChangelogRestorer:
         ends: dict[int, int] = {}
         assignment = []
         for p, store in stores.items():
-            low, high = _watermarks(consumer, TopicPartition(self._topic, p))
+            low, high = _watermarks(consumer, TopicPartition(self.topic, p))
             start = starts.get(p, 0)
             if start and not low <= start <= high:
                 log.warning(
-                    "local snapshot of partition=%d is at offset %d, outside the changelog's "
+                    "local state of partition=%d is at offset %d, outside the changelog's "
                     "%d..%d (topic recreated?): restoring from the beginning",
                     p,
                     start,
@@ -78,10 +81,14 @@ class ChangelogRestorer:
                 store.clear()
                 start = 0
             positions[p] = max(start, low)
-            if high > positions[p]:
+            # A committed record is followed by its transaction's marker, so the one offset
+            # after a known position (the marker of the store's own last commit) cannot hold
+            # anybody's committed record: a kept partition that nobody else wrote costs no read.
+            slack = 1 if start > 0 else 0
+            if high - positions[p] > slack:
                 ends[p] = high
                 assignment.append(
-                    TopicPartition(self._topic, p, start if start > low else OFFSET_BEGINNING)
+                    TopicPartition(self.topic, p, start if start > low else OFFSET_BEGINNING)
                 )
         if not ends:
             return positions
@@ -90,11 +97,11 @@ class ChangelogRestorer:
         total = sum(ends[p] - positions[p] for p in ends)
         read = 0
         last_log = started
-        per_partition = {p: 0 for p in ends}  # records read (an upper bound: markers count)
+        per_partition = self.last_read = {p: 0 for p in ends}
         progress = self._metrics.restore_read
         for p in ends:
-            self._metrics.restore_total[(self._topic, p)] = ends[p] - positions[p]
-            progress[(self._topic, p)] = 0
+            self._metrics.restore_total[(self.topic, p)] = ends[p] - positions[p]
+            progress[(self.topic, p)] = 0
         try:
             while ends:
                 self._on_progress()
@@ -117,7 +124,7 @@ class ChangelogRestorer:
                     read += 1
                 done = [
                     tp
-                    for tp in consumer.position([TopicPartition(self._topic, p) for p in ends])
+                    for tp in consumer.position([TopicPartition(self.topic, p) for p in ends])
                     if tp.offset >= ends[tp.partition]
                 ]
                 if done:
@@ -126,11 +133,11 @@ class ChangelogRestorer:
                         positions[tp.partition] = tp.offset
                         del ends[tp.partition]
                 for p, n in per_partition.items():
-                    progress[(self._topic, p)] = n
+                    progress[(self.topic, p)] = n
                 now = time.monotonic()
                 if now - started > self._timeout_s:
                     raise TimeoutError(
-                        f"restoring {self._topic} partitions {sorted(ends)} took longer than "
+                        f"restoring {self.topic} partitions {sorted(ends)} took longer than "
                         f"{self._timeout_s:.0f}s; is the broker healthy?"
                     )
                 if now - last_log >= 1.0 and ends:
@@ -140,7 +147,7 @@ class ChangelogRestorer:
                     log.info(
                         "restoring topic=%s partitions=%s records=%d of about %d (%.0f%%) "
                         "rate=%.0f/s eta=%.0fs",
-                        self._topic,
+                        self.topic,
                         _plist(ends),
                         read,
                         total,
@@ -154,7 +161,7 @@ class ChangelogRestorer:
         self.last_rate = read / elapsed
         log.info(
             "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
-            self._topic,
+            self.topic,
             _plist(stores),
             read,
             elapsed,

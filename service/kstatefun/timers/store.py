@@ -12,58 +12,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kstatefun.state.deadlines import DeadlineQueue
+from kstatefun.state.partitioned import PartitionedOverlay
 from kstatefun.wire.avro import timer_due
 
-_ABSENT = object()
 
-
-class TimerStore:
-    __slots__ = ("_committed", "_overlay", "_due")
+class TimerStore(PartitionedOverlay):
+    __slots__ = ("_due",)
 
     def __init__(self) -> None:
-        self._committed: dict[int, dict[bytes, bytes]] = {}
-        self._overlay: dict[int, dict[bytes, bytes | None]] = {}
+        super().__init__()
         self._due = DeadlineQueue()
 
-    # --- partitions ---------------------------------------------------------------------------
-
-    def partitions(self) -> set[int]:
-        return set(self._committed)
-
-    def add_partition(self, partition: int) -> dict[bytes, bytes]:
-        timers: dict[bytes, bytes] = {}
-        self._committed[partition] = timers
-        return timers
-
-    def restored(self, partition: int) -> None:
-        """After a restore filled ``partition``: index its timers by due time."""
+    def _reindex(self, partition: int) -> None:
         self._due.rebuild(
             partition, [(timer_due(v), k) for k, v in self._committed[partition].items()]
         )
 
-    def drop_partition(self, partition: int) -> None:
-        self._committed.pop(partition, None)
-        self._overlay.pop(partition, None)
+    def _drop_index(self, partition: int) -> None:
         self._due.drop(partition)
 
     def pending_count(self) -> int:
         return sum(len(t) for t in self._committed.values())
 
     # --- reads and writes ---------------------------------------------------------------------
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        overlay = self._overlay.get(partition)
-        if overlay is not None:
-            value = overlay.get(key, _ABSENT)
-            if value is not _ABSENT:
-                return value  # type: ignore[return-value]
-        return self._committed[partition].get(key)
-
-    def _write(self, partition: int, key: bytes, value: bytes | None) -> None:
-        overlay = self._overlay.get(partition)
-        if overlay is None:
-            overlay = self._overlay[partition] = {}
-        overlay[key] = value
 
     def schedule(self, partition: int, key: bytes, value: bytes, due_ms: int) -> None:
         self._write(partition, key, value)
@@ -90,25 +61,10 @@ class TimerStore:
 
     # --- transaction boundary (same contract as StateStore) -----------------------------------
 
-    def pending(self) -> Iterator[tuple[int, dict[bytes, bytes | None]]]:
-        yield from self._overlay.items()
-
-    def has_pending(self) -> bool:
-        return bool(self._overlay)
-
     def apply_overlay(self, positions: dict[int, int] | None = None) -> None:
-        for partition, overlay in self._overlay.items():
-            timers = self._committed.get(partition)
-            if timers is None:
-                continue
-            for key, value in overlay.items():
-                if value is None:
-                    timers.pop(key, None)
-                else:
-                    timers[key] = value
-        self._overlay.clear()
+        super().apply_overlay(positions)
         self._due.commit()
 
     def discard_overlay(self) -> None:
-        self._overlay.clear()
+        super().discard_overlay()
         self._due.abort()

@@ -40,6 +40,6 @@ def test_restore_indexes_timers_by_due_time():
     rows = s.add_partition(3)
     rows[b"k1"] = timer(300)
     rows[b"k2"] = timer(100)
-    s.restored(3)
+    s.restored(3, 0)
     assert s.next_due() == 100 and s.pending_count() == 2
     assert [k for _, k, _ in s.pop_due(1000)] == [b"k2", b"k1"]

@@ -1,0 +1,95 @@
+"""A worker that misses a rebalance must not go on from its old state.
+
+Between a revocation and its next assignment (eager rebalancing) a worker owns nothing; if it is
+late to the join (paused, or blocked while the broker restarts) the group goes on without it,
+another worker takes its partitions and commits state for them, and the group may later hand
+the same partitions back. Nothing tells the late worker that it was left out: no "lost"
+callback, because it held no assignment. Its local state for those partitions is then older
+than their changelog, and only checking the changelog on assignment finds that out
+(docs/architecture.md, "Assignment").
+"""
+
+import signal
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from kstatefun.devkafka import LocalKafka
+from tests import kafka_fixture
+from tests.harness import (
+    App,
+    check_exactly_once,
+    keyed_events,
+    make_app,
+    produce_events,
+    read_committed,
+)
+
+pytestmark = pytest.mark.kafka
+
+SESSION_TIMEOUT_S = 10  # kafka/clients.py: the group forgets a paused member after this
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A broker of this module's own: one test restarts it."""
+    local = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    local.start(timeout=kafka_fixture.BROKER_START_TIMEOUT_S)
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def app(broker, tmp_path, unique_name):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+
+    def create_topic(name, partitions=1, config=None):
+        return kafka_fixture.create_topic(admin, name, partitions, config)
+
+    application = make_app(broker.bootstrap_servers, tmp_path, unique_name, create_topic, 2)
+    yield application
+    for proc in application.workers.values():
+        proc.send_signal(signal.SIGCONT)
+    application.stop_all()
+
+
+def _wait_for(app: App, instance_id: str, text: str, count: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while app.log(instance_id).count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} x{count}\n{app.all_logs()}"
+        time.sleep(0.005)
+
+
+def _produce(app: App, expected: dict[str, list[int]], start_seq: int, per_key: int) -> int:
+    events, more = keyed_events(keys=20, per_key=per_key, start_seq=start_seq)
+    produce_events(app.bootstrap, app.ingress, events)
+    for key, seqs in more.items():
+        expected.setdefault(key, []).extend(seqs)
+    return start_seq + len(events)
+
+
+@pytest.mark.parametrize("broker_restart", [False, True], ids=["paused", "broker-restart"])
+def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker, broker_restart):
+    expected: dict[str, list[int]] = {}
+    seq = _produce(app, expected, 0, per_key=3)
+    late = app.start_worker("late")
+    read_committed(app.bootstrap, app.egress, seq, settle=0.2)  # "late" owns both partitions
+
+    app.start_worker("other")  # a rebalance: "late" is revoked, then must rejoin
+    _wait_for(app, "late", "revoked invocations", 1)
+    late.send_signal(signal.SIGSTOP)  # misses the join; the group goes on without it
+    if broker_restart:
+        broker.kill()
+        broker.start(timeout=120)
+    _wait_for(app, "other", "assigned invocations partitions=[0, 1]", 1, timeout=120)
+    seq = _produce(app, expected, 1000, per_key=5)  # "other" moves the counts on
+    read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.2)
+
+    late.send_signal(signal.SIGCONT)  # rejoins and gets one of its partitions back
+    _wait_for(app, "late", "assigned invocations", 2, timeout=120)
+    _produce(app, expected, 5000, per_key=5)
+    records = read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())))
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    # the scenario happened: "late" kept a partition that "other" had written meanwhile
+    assert "missed a rebalance" in app.log("late"), app.all_logs()
