@@ -73,7 +73,8 @@ def run_with_fault(app: App, cluster: LocalKafkaCluster, fault: Callable[[], Non
     app.start_worker("w2")
     feed = PacedProducer(app.bootstrap, app.ingress, events, EVENTS_PER_SECOND).start()
     wait_until(lambda: feed.sent >= len(events) // 4, "a quarter of the input")
-    read_committed(app.bootstrap, app.egress, 100, timeout=120, settle=0)  # processing runs
+    before = read_committed(app.bootstrap, app.egress, 100, timeout=120, settle=0)
+    assert len(before) >= 100, f"no output before the fault\n{app.all_logs()}"
     fault()
     feed.join()
     records = read_committed(app.bootstrap, app.egress, len(events), timeout=240)
