@@ -33,12 +33,15 @@ dev-kafka: venv
 # Chaos run (tests/chaos/run.py, docs/guarantees.md): three workers, a broker of its own, the
 # StateFun SDK; random faults for CHAOS_MINUTES of input, then a read_committed verification.
 # Bounded: ends by itself (well under 20 minutes with the default 10). CHAOS_SEED repeats a run.
+# CHAOS_BROKERS=3 runs a replicated 3-node cluster and adds broker, coordinator, controller and
+# rolling-restart faults.
 CHAOS_MINUTES ?= 10
 CHAOS_SEED ?=
+CHAOS_BROKERS ?= 1
 
 .PHONY: chaos chaos-soak
 chaos: venv
-	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # A soak: CHAOS_RUNS short runs (CHAOS_SOAK_MINUTES each), each with its own seed, stopping at
 # the first failure (its seed and kept work directory are printed). About 4 minutes a run.

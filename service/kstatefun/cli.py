@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
 def _dev_kafka(args: argparse.Namespace) -> int:
     from kstatefun.devkafka import run_foreground
 
-    return run_foreground(args.data_dir, args.port)
+    return run_foreground(args.data_dir, args.port, args.brokers)
 
 
 DESCRIPTION = """\
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev-kafka",
-        help="run a local single-node Kafka broker (KRaft; needs Java 17 and Maven)",
+        help="run a local Kafka broker or cluster (KRaft; needs Java 17 and Maven)",
         description=DEV_KAFKA_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=9092,
         help="the port to listen on; 0 picks a free one (default 9092)",
     )
+    from kstatefun.devkafka.foreground import add_brokers_argument
+
+    add_brokers_argument(dev)
     dev.set_defaults(handler=_dev_kafka)
 
     from kstatefun.tools import add_parsers

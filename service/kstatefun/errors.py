@@ -33,5 +33,9 @@ class FencedError(KStatefunError):
     """Another process took over this worker's transactional id; this one must stop."""
 
 
+class KafkaUnavailableError(KStatefunError):
+    """A Kafka call kept failing with retriable errors past its deadline (kafka/errors.py)."""
+
+
 class DevKafkaError(KStatefunError):
     """The local development broker could not be set up or started."""

@@ -20,6 +20,17 @@ runs, one fault at a time, chosen by the seed:
 - ``broker``: SIGKILL the broker and start it again on its data directory;
 - ``remote``: SIGSTOP the SDK server for a few seconds (within its call budget), then SIGCONT.
 
+With ``--brokers 3`` it runs a 3-node cluster (kstatefun.devkafka.cluster: replication factor
+3, min.insync.replicas 2) instead, and ``broker`` kills the node leading most partitions; more
+kinds join:
+
+- ``coordinator``: SIGKILL the node coordinating a random worker's transactional id, restart it;
+- ``controller``: SIGKILL the active controller (the KRaft quorum leader), restart it;
+- ``rolling``: SIGTERM and restart every node in turn.
+
+Every fault is timed, and the run reports per kind the longest pause of the output (the
+longest gap between egress records a read_committed reader saw, around the fault).
+
 Then every worker is stopped cleanly and tests/chaos/verify.py checks the output against what
 the committed input implies. The run prints the figures and exits 1 on any violation (2 when
 it could not run). Logs stay in the work directory when the run fails (or with ``--keep``).
@@ -28,6 +39,7 @@ it could not run). Logs stay in the work directory when the run fails (or with `
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import logging
@@ -49,6 +61,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka import LocalKafka
+from kstatefun.devkafka.cluster import LocalKafkaCluster
+from tests import cluster as cluster_faults
 from tests import kafka_fixture
 from tests.chaos import verify
 from tests.remote import sdk_env
@@ -66,6 +80,7 @@ APP_ID = "chaos"
 TTL_MS = 2000  # CHAOS_TTL_MS of functions.py and sdk_app.py (their default)
 SESSION_TIMEOUT_S = 10.0  # kafka/clients.py group_consumer_config
 FAULT_KINDS = ("kill9", "sigterm", "zombie", "late", "broker", "remote")
+CLUSTER_FAULT_KINDS = (*FAULT_KINDS, "coordinator", "controller", "rolling")
 BAD_KINDS = ("null-key", "null-value", "invalid-key", "boom", "stray", "rboom")
 DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of the input
 RDELAY_MS = 800
@@ -84,6 +99,7 @@ class ChaosConfig:
     zombie_s: tuple[float, float] = (12.0, 15.0)  # > SESSION_TIMEOUT_S
     remote_outage_s: tuple[float, float] = (2.0, 4.0)  # < the remote call budget
     broker_down_s: tuple[float, float] = (0.0, 3.0)
+    brokers: int = 1  # 3 or more: a replicated cluster, and the cluster fault kinds
     remote_call_budget: str = "8s"
     bad_each: int = 2  # injected bad records of each kind
     kafka_debug: str = ""  # librdkafka ``debug`` contexts for the workers' clients
@@ -116,6 +132,9 @@ class ChaosReport:
     work_dir: str = ""
     error: str | None = None
     log_counts: Counter[str] = field(default_factory=Counter)
+    kinds: tuple[str, ...] = FAULT_KINDS
+    # per fault kind, the longest pause of the output around one such fault (s)
+    stalls: dict[str, float] = field(default_factory=dict)
 
     @property
     def bad_exits(self) -> list[tuple[str, int | None, str]]:
@@ -132,7 +151,7 @@ class ChaosReport:
 
     def lines(self) -> list[str]:
         v = self.verdict or verify.Verdict()
-        faults = " ".join(f"{k}={self.faults[k]}" for k in FAULT_KINDS)
+        faults = " ".join(f"{k}={self.faults[k]}" for k in self.kinds)
         out = [
             f"seed: {self.seed}",
             f"events: {self.events} (valid {self.valid}, bad {self.bad}; "
@@ -162,6 +181,8 @@ class ChaosReport:
                 else ""
             ),
             f"worker log: {dict(sorted(self.log_counts.items()))}",
+            "longest output pause per fault kind: "
+            + (" ".join(f"{k}={v:.1f}s" for k, v in sorted(self.stalls.items())) or "-"),
             f"wall time: {self.wall_s:.0f} s "
             f"(setup {self.setup_s:.0f} s, drain {self.drain_s:.0f} s)",
         ]
@@ -187,6 +208,7 @@ class ChaosReport:
             "stuck_partitions": v.stuck_partitions,
             "exits": [list(e) for e in self.exits],
             "wall_s": round(self.wall_s),
+            "stalls_s": {k: round(v, 1) for k, v in sorted(self.stalls.items())},
             "drained": self.drained,
             "ok": self.ok,
         }
@@ -287,6 +309,50 @@ class InputThread(threading.Thread):
             self.failures += left
         except BaseException as e:  # noqa: BLE001 - reported by the runner
             self.error = e
+
+
+class EgressWatch(threading.Thread):
+    """Notes when egress records become visible to a read_committed reader, to time the
+    output's pauses around each fault (the reader's own failover is part of what it sees)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(name="chaos-egress-watch", daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.arrivals: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"chaos-watch-{time.monotonic_ns()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+                "logger": QUIET,
+            }
+        )
+        try:
+            consumer.subscribe([self.topic])
+            while not self.done.is_set():
+                batch = consumer.consume(1000, timeout=0.1)
+                if any(m.error() is None for m in batch):
+                    self.arrivals.append(time.monotonic())
+        finally:
+            consumer.close()
+
+    def longest_pause(self, start: float, end: float) -> float:
+        """The longest gap between arrivals from the last one before ``start`` up to ``end``
+        (or, with no arrival after ``start``, until ``end``)."""
+        times = self.arrivals
+        i = bisect.bisect_right(times, start)
+        window = times[max(i - 1, 0) : bisect.bisect_right(times, end)]
+        if not window:
+            return end - start
+        gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
+        if window[-1] <= start:
+            gaps.append(end - window[-1])
+        return max(gaps, default=0.0)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -491,12 +557,51 @@ class Run:
 
     def fault_broker(self) -> None:
         down = self.rng.uniform(*self.cfg.broker_down_s)
+        if self.cluster is not None:
+            topics = [self.ingress, self.egress] + [
+                f"{APP_ID}-{t}" for t in ("invocations", "changelog", "timers")
+            ]
+            node, led = cluster_faults.partition_leaders(self.admin, topics).most_common(1)[0]
+            self._kill_node(node, down, f"broker: SIGKILL node {node} (leads {led} partitions)")
+            return
         self.broker.kill()
         self.say(f"fault broker: SIGKILL the broker, down for {down:.1f} s")
         self.sleep(down)
         started = time.monotonic()
         self.broker.start(timeout=120)
         self.say(f"  broker restarted in {time.monotonic() - started:.1f} s")
+
+    def _kill_node(self, node: int, down: float, what: str) -> None:
+        assert self.cluster is not None
+        cluster_faults.kill_node(self.cluster, node)
+        self.say(f"fault {what}, down for {down:.1f} s")
+        self.sleep(down)
+        started = time.monotonic()
+        cluster_faults.start_node(self.cluster, node)
+        self.say(f"  node {node} restarted in {time.monotonic() - started:.1f} s")
+
+    def fault_coordinator(self) -> None:
+        name = self._pick_worker()
+        node = cluster_faults.coordinator_of(self.admin, f"{APP_ID}-{name}")
+        down = self.rng.uniform(*self.cfg.broker_down_s)
+        self._kill_node(node, down, f"coordinator: SIGKILL node {node}, {name}'s coordinator")
+
+    def fault_controller(self) -> None:
+        assert self.cluster is not None
+        node = self.cluster.active_controller()
+        down = self.rng.uniform(*self.cfg.broker_down_s)
+        self._kill_node(node, down, f"controller: SIGKILL node {node}, the active controller")
+
+    def fault_rolling(self) -> None:
+        assert self.cluster is not None
+        started = time.monotonic()
+        self.say("fault rolling: SIGTERM and restart every node in turn")
+        for node in self.cluster.nodes:
+            cluster_faults.stop_node(self.cluster, node.node_id)
+            cluster_faults.start_node(self.cluster, node.node_id)
+            self.say(f"  node {node.node_id} restarted")
+            self.sleep(2.0)
+        self.say(f"  rolling restart done in {time.monotonic() - started:.1f} s")
 
     def fault_remote(self) -> None:
         outage = self.rng.uniform(*self.cfg.remote_outage_s)
@@ -515,11 +620,15 @@ class Run:
         cfg = self.cfg
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.broker = LocalKafka(work / "kafka")
-        self.broker.start(timeout=120)
+        if cfg.brokers > 1:
+            self.cluster = self.broker = LocalKafkaCluster(work / "kafka", cfg.brokers)
+            self.broker.start(timeout=240)
+        else:
+            self.broker = LocalKafka(work / "kafka")
+            self.broker.start(timeout=120)
         self.bootstrap = self.broker.bootstrap_servers
-        self.say(f"broker up at {self.bootstrap} (data dir {self.broker.data_dir})")
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self.say(f"kafka up at {self.bootstrap} (data dir {self.broker.data_dir})")
+        admin = self.admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": QUIET})
         self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
         self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
         python = sdk_env.ensure_sdk_venv()
@@ -562,7 +671,7 @@ class Run:
         if cfg.faults is not None:
             plan = list(cfg.faults)
         else:
-            plan = list(FAULT_KINDS)
+            plan = list(self.report.kinds)
             self.rng.shuffle(plan)
         i = 0
         self.sleep(self.rng.uniform(*cfg.gap_s) / 2)
@@ -574,11 +683,13 @@ class Run:
             else:
                 if time.monotonic() >= end - 2.0:
                     break
-                kind = plan[i] if i < len(plan) else self.rng.choice(FAULT_KINDS)
+                kind = plan[i] if i < len(plan) else self.rng.choice(self.report.kinds)
             i += 1
+            started = time.monotonic()
             getattr(self, f"fault_{kind}")()
             self.report.faults[kind] += 1
             self.sleep(self.rng.uniform(*cfg.gap_s))
+            self.timed.append((kind, started))
         while feed.is_alive():
             self.sleep(0.5)
         self.say(f"input done: {feed.produced} records produced")
@@ -623,7 +734,10 @@ class Run:
         work.mkdir(parents=True, exist_ok=True)
         report.work_dir = str(work)
         self.say(f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work}")
-        self.broker: LocalKafka | None = None  # type: ignore[assignment]
+        self.broker: LocalKafka | LocalKafkaCluster | None = None  # type: ignore[assignment]
+        self.cluster: LocalKafkaCluster | None = None
+        self.timed: list[tuple[str, float]] = []  # (fault kind, when it began)
+        self.watch: EgressWatch | None = None
         self.sdk = None  # type: ignore[assignment]
         self.workers = None  # type: ignore[assignment]
         try:
@@ -632,8 +746,11 @@ class Run:
             events = make_input(cfg)
             report.bad = len(BAD_KINDS) * cfg.bad_each
             feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
+            self.watch = EgressWatch(self.bootstrap, self.egress)
+            self.watch.start()
             feed.start()
             self.chaos(feed)
+            self._stalls(feed_end=time.monotonic())
             if feed.error is not None:
                 raise RuntimeError(f"the input producer failed: {feed.error!r}")
             report.delivery_failures = feed.failures
@@ -672,6 +789,8 @@ class Run:
         except Exception as e:  # noqa: BLE001 - reported, with the logs kept
             report.error = f"{type(e).__name__}: {e}"
         finally:
+            if self.watch is not None:
+                self.watch.done.set()
             report.exits = report.exits + (self.workers.exits if self.workers else [])
             if self.workers is not None:
                 self.workers.kill_all()
@@ -687,6 +806,14 @@ class Run:
             else:
                 self.say(f"logs kept in {work}")
         return report
+
+    def _stalls(self, feed_end: float) -> None:
+        """Per kind, the longest output pause from each fault's start to the next one's."""
+        assert self.watch is not None
+        ends = [t for _, t in self.timed[1:]] + [feed_end]
+        for (kind, start), end in zip(self.timed, ends, strict=True):
+            pause = self.watch.longest_pause(start, end)
+            self.report.stalls[kind] = max(self.report.stalls.get(kind, 0.0), pause)
 
     def stop_workers(self, timeout: float) -> None:
         for name in sorted(self.workers.procs):
@@ -724,7 +851,10 @@ def count_log_lines(logs: Path) -> Counter[str]:
 
 
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:
-    return Run(cfg).run()
+    run = Run(cfg)
+    if cfg.brokers > 1:
+        run.report.kinds = CLUSTER_FAULT_KINDS
+    return run.run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -736,9 +866,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="input events per second")
     parser.add_argument("--keys", type=int, default=120)
     parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="1: a single broker; 3: a replicated cluster, with the cluster fault kinds "
+        f"({', '.join(CLUSTER_FAULT_KINDS[len(FAULT_KINDS) :])})",
+    )
+    parser.add_argument(
         "--faults",
         default=None,
-        help=f"a fixed, comma-separated fault sequence of {','.join(FAULT_KINDS)} "
+        help=f"a fixed, comma-separated fault sequence of {','.join(CLUSTER_FAULT_KINDS)} "
         "(default: each kind once in random order, then random kinds)",
     )
     parser.add_argument(
@@ -780,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     faults = None
     if args.faults:
         faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
-        unknown = set(faults) - set(FAULT_KINDS)
+        unknown = set(faults) - set(CLUSTER_FAULT_KINDS if args.brokers > 1 else FAULT_KINDS)
         if unknown:
             parser.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
     results: list[tuple[int, str]] = []
@@ -808,7 +945,8 @@ def _one_run(
     # first, so that a truncated log still says how to repeat the run
     print(
         f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: make chaos "
-        f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed})",
+        f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
+        + (f" CHAOS_BROKERS={args.brokers})" if args.brokers > 1 else ")"),
         flush=True,
     )
     cfg = ChaosConfig(
@@ -824,6 +962,7 @@ def _one_run(
         kafka_properties=args.kafka_properties,
         drain_timeout_s=args.drain_timeout,
         bad_each=max(1, min(3, int(args.minutes))),
+        brokers=args.brokers,
     )
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)

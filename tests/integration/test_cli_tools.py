@@ -474,6 +474,22 @@ def test_topics_check_names_each_problem_and_its_fix(
     assert not doc["ok"] and not doc["ingress_checked"]
 
 
+def test_topics_check_reports_replication_below_the_setting(
+    kafka_bootstrap, unique_name, create_topic, monkeypatch
+):
+    app_id = unique_name("rf")
+    for role, config in (("invocations", {}), ("changelog", {"cleanup.policy": "compact"})):
+        create_topic(f"{app_id}-{role}", 2, config)
+    doc = json.loads(run_cli(kafka_bootstrap, app_id, "topics", "check", "--json", expect=1).stdout)
+    changelog = next(t for t in doc["topics"] if t["role"] == "changelog")
+    assert changelog["replication_factor"] == 1 and changelog["problems"] == []
+    monkeypatch.setenv("KSTATEFUN_REPLICATION_FACTOR", "2")
+    out = run_cli(kafka_bootstrap, app_id, "topics", "check", expect=1).stdout
+    assert re.search(rf"^\s+FAIL\s+{app_id}-changelog\s.*replicas=1", out, re.M), out
+    assert "has replication factor 1 but replication_factor is 2" in out
+    assert "kafka-reassign-partitions.sh" in out
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

@@ -111,6 +111,19 @@ def test_start_failure_raises_with_the_broker_log_tail(tmp_path: Path) -> None:
     assert not broker.running
 
 
+def test_a_cluster_of_two_nodes_is_refused_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kstatefun.devkafka", "--brokers", "2", "--port", "0"]
+        + ["--data-dir", str(tmp_path / "dev")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env_with_package(),
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert "at least 3 nodes (replication factor 3, min.insync.replicas 2)" in result.stderr
+
+
 def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()

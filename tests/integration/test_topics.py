@@ -101,3 +101,31 @@ def test_partitions_come_from_existing_topics_then_flag_then_ingress(
     count, _ = choose_partitions(kafka_admin, existing, 4, [large])
     with pytest.raises(TopicError, match=r"has 6 partitions .* partitions=4.*set it to 6"):
         ensure_internal_topics(kafka_admin, internal_topic_specs(existing, count))
+
+
+def test_replication_defaults_to_the_clusters_and_a_setting_overrides_it(kafka_admin, unique_name):
+    brokers = len(kafka_admin.list_topics(timeout=10).brokers)
+    res = ConfigResource(
+        ConfigResource.Type.BROKER, str(next(iter(kafka_admin.list_topics(timeout=10).brokers)))
+    )
+    default_rf = int(
+        kafka_admin.describe_configs([res])[res].result()["default.replication.factor"].value
+    )
+    topics = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 2))
+    md = kafka_admin.list_topics(timeout=10)
+    for name in (topics.invocations, topics.changelog, topics.timers, topics.dead_letters):
+        assert {len(p.replicas) for p in md.topics[name].partitions.values()} == {default_rf}
+    # more replicas than brokers: refused by the cluster, and the error names the topic
+    more = InternalTopics(unique_name("app"))
+    with pytest.raises(TopicError, match=f"could not create internal topic '{more.app_id}-"):
+        ensure_internal_topics(
+            kafka_admin, internal_topic_specs(more, 2, replication_factor=brokers + 1)
+        )
+    set_isr = InternalTopics(unique_name("app"))
+    ensure_internal_topics(
+        kafka_admin,
+        internal_topic_specs(set_isr, 2, replication_factor=brokers, min_insync_replicas=1),
+    )
+    res = ConfigResource(ConfigResource.Type.TOPIC, set_isr.changelog)
+    assert kafka_admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "1"

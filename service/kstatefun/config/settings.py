@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)
     watchdog_timeout_s: int = Field(300, ge=0)
+    kafka_retry_timeout_s: int = Field(120, ge=1)
+    # None: the cluster's defaults (default.replication.factor, min.insync.replicas)
+    replication_factor: int | None = Field(None, ge=1)
+    min_insync_replicas: int | None = Field(None, ge=1)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_port: int = Field(0, ge=0, le=65_535)
@@ -343,6 +347,19 @@ class Settings(BaseSettings):
                         f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be longer "
                         f"than commit_interval_ms ({self.commit_interval_ms}), or every "
                         "transaction would time out before it commits"
+                    )
+                },
+            )
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise PydanticCustomError(
+                "kstatefun_pair",
+                "{message}",
+                {
+                    "message": (
+                        f"min_insync_replicas ({isr}) is larger than replication_factor ({rf}): "
+                        "no write to the internal topics could ever succeed; use e.g. "
+                        "replication_factor 3 with min_insync_replicas 2"
                     )
                 },
             )

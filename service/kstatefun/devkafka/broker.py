@@ -177,8 +177,18 @@ class LocalKafka:
         controller_port: int = 0,
         *,
         sasl_ssl: SaslSslConfig | None = None,
+        node_id: int = 1,
+        tuning: Mapping[str, str] = TUNING,
+        jvm_options: tuple[str, ...] = JVM_OPTIONS,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
+        # a node of a LocalKafkaCluster: its id, the cluster's settings and its controller quorum
+        # (node_id@host:port,...; None: this node alone) and cluster id (None: a new one)
+        self.node_id = node_id
+        self.tuning = tuning
+        self.jvm_options = jvm_options
+        self.quorum_voters: str | None = None
+        self.cluster_id: str | None = None
         picked = iter(free_ports(3))
         self.port = port or next(picked)
         self.controller_port = controller_port or next(picked)
@@ -194,6 +204,7 @@ class LocalKafka:
         self._out: IO[bytes] | None = None
         self._runtime: KafkaRuntime | None = None
         self._log_offsets: dict[Path, int] = {}
+        self._started = 0.0
 
     @property
     def bootstrap_servers(self) -> str:
@@ -231,6 +242,13 @@ class LocalKafka:
         """
         if self.running:
             return self.bootstrap_servers
+        formatted_before = self.launch()
+        return self.await_ready(timeout, formatted_before)
+
+    def launch(self) -> bool:
+        """Start the JVM without waiting for it (the nodes of a cluster start together: none
+        answers before a quorum of controllers runs). Returns whether the storage was formatted
+        before; pass that to :meth:`await_ready`."""
         self._reap()
         runtime = self._runtime or ensure_runtime()
         self._runtime = runtime
@@ -244,11 +262,11 @@ class LocalKafka:
         if not formatted_before:
             self._format(runtime, properties)
 
-        started = time.monotonic()
+        self._started = time.monotonic()
         self._log_offsets = {path: _size(path) for path in self._log_files()}
         out = (self.data_dir / "broker.out").open("ab")
         command = runtime.java_command(
-            "kafka.Kafka", [str(properties)], log_file=self.log_file, jvm_options=JVM_OPTIONS
+            "kafka.Kafka", [str(properties)], log_file=self.log_file, jvm_options=self.jvm_options
         )
         try:
             self._process = subprocess.Popen(
@@ -265,6 +283,11 @@ class LocalKafka:
             raise DevKafkaError(f"cannot start {runtime.java} for the Kafka broker: {e}") from e
         self._out = out
         _running_brokers.add(self)
+        return formatted_before
+
+    def await_ready(self, timeout: float, formatted_before: bool = True) -> str:
+        """After :meth:`launch`: wait until a client can list topics through this node; kills it
+        and raises DevKafkaError when it exits or does not answer within ``timeout``."""
         try:
             wait_until_ready(self.bootstrap_servers, timeout, still_starting=self._check_alive)
             if self.sasl_ssl is not None and formatted_before:
@@ -283,7 +306,7 @@ class LocalKafka:
             "kafka broker started bootstrap_servers=%s pid=%s seconds=%.1f data_dir=%s",
             self.bootstrap_servers,
             self.pid,
-            time.monotonic() - started,
+            time.monotonic() - self._started,
             self.data_dir,
         )
         return self.bootstrap_servers
@@ -355,15 +378,16 @@ class LocalKafka:
             security = self.sasl_ssl.broker_properties()
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum_voters
+            or f"{self.node_id}@{HOST}:{self.controller_port}",
             "listeners": listeners,
             "advertised.listeners": advertised,
             "listener.security.protocol.map": protocols,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir / _LOG_DIRS),
-            **TUNING,
+            **self.tuning,
             **security,
         }
 
@@ -390,7 +414,7 @@ class LocalKafka:
         logger.info("kafka SCRAM users upserted users=%s", ",".join(config.users))
 
     def _format(self, runtime: KafkaRuntime, properties: Path) -> None:
-        cluster_id = new_cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         scram = self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []
         command = runtime.java_command(
             "kafka.tools.StorageTool",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from kstatefun.devkafka.broker import LocalKafka
+from kstatefun.devkafka.cluster import LocalKafkaCluster
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +24,16 @@ class _StopRequested(Exception):
     """SIGTERM or SIGINT arrived while the broker was still starting."""
 
 
-def run_foreground(data_dir: Path | None, port: int = DEFAULT_PORT) -> int:
-    """Run a broker until SIGTERM or SIGINT; return the process exit code.
+def run_foreground(data_dir: Path | None, port: int = DEFAULT_PORT, brokers: int = 1) -> int:
+    """Run a broker (``brokers`` > 1: a cluster of that many nodes, on ``port``, ``port`` + 1,
+    ...) until SIGTERM or SIGINT; return the process exit code.
 
-    Prints exactly one line to stdout, ``bootstrap.servers=127.0.0.1:PORT``, once clients can
-    connect; everything else goes to logging and to the broker's log file. Without ``data_dir``
-    the broker lives in a temporary directory that is removed afterwards. Returns 0 after a
-    signal-initiated clean stop, 1 when the broker dies on its own. Raises DevKafkaError when the
-    broker cannot be started. Must be called from the main thread (it installs signal handlers).
+    Prints exactly one line to stdout, ``bootstrap.servers=127.0.0.1:PORT[,...]``, once clients
+    can connect (to every node of a cluster); everything else goes to logging and to the
+    broker's log file. Without ``data_dir`` the broker lives in a temporary directory that is
+    removed afterwards. Returns 0 after a signal-initiated clean stop, 1 when the broker (a node)
+    dies on its own. Raises DevKafkaError when the broker cannot be started. Must be called from
+    the main thread (it installs signal handlers).
     """
     stop = threading.Event()
     starting = True
@@ -44,9 +48,13 @@ def run_foreground(data_dir: Path | None, port: int = DEFAULT_PORT) -> int:
     if data_dir is None:
         temp_dir = Path(tempfile.mkdtemp(prefix="kstatefun-dev-kafka-"))
         data_dir = temp_dir
-    broker: LocalKafka | None = None
+    broker: LocalKafka | LocalKafkaCluster | None = None
     try:
-        broker = LocalKafka(data_dir, port)
+        if brokers == 1:
+            broker = LocalKafka(data_dir, port)
+        else:
+            ports = [port + i if port else 0 for i in range(brokers)]
+            broker = LocalKafkaCluster(data_dir, brokers, ports)
         bootstrap_servers = broker.start()
         starting = False
         if stop.is_set():  # the signal landed between start() returning and the flag flip
@@ -83,10 +91,19 @@ def run_foreground(data_dir: Path | None, port: int = DEFAULT_PORT) -> int:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m kstatefun.devkafka [--data-dir DIR] [--port N]``."""
-    import argparse
+def add_brokers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="1 (default): a single broker; 3 or more: a KRaft cluster of that many nodes with "
+        "replication factor 3 and min.insync.replicas 2 for every topic, on --port, --port + 1, "
+        "... (0: free ports)",
+    )
 
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kstatefun.devkafka [--data-dir DIR] [--port N] [--brokers N]``."""
     from kstatefun.errors import DevKafkaError
 
     parser = argparse.ArgumentParser(
@@ -102,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="client port, 0 picks a free one"
     )
+    add_brokers_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -109,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        return run_foreground(args.data_dir, args.port)
+        return run_foreground(args.data_dir, args.port, args.brokers)
     except DevKafkaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -50,10 +50,14 @@ _DEPENDENCIES: tuple[tuple[str, str, str], ...] = (
     ("org.slf4j", "slf4j-api", SLF4J_VERSION),
 )
 
+
 # WARN and above from everything, plus the INFO line "Kafka Server started" (KafkaRaftServer),
 # into the file named by -Dkstatefun.broker.log. Nothing goes to the console. The broker's own
 # clients warn every 50 ms while its listener comes up; only their errors are kept.
-_LOG4J2_XML = f"""\
+def log4j2_xml(info_loggers: tuple[str, ...] = ()) -> str:
+    """The brokers' log4j2 configuration; ``info_loggers`` also log at INFO."""
+    extra = "".join(f'\n    <Logger name="{name}" level="info"/>' for name in info_loggers)
+    return f"""\
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="warn" shutdownHook="disable">
   <Appenders>
@@ -62,7 +66,7 @@ _LOG4J2_XML = f"""\
     </File>
   </Appenders>
   <Loggers>
-    <Logger name="kafka.server.KafkaRaftServer" level="info"/>
+    <Logger name="kafka.server.KafkaRaftServer" level="info"/>{extra}
     <Logger name="org.apache.kafka.clients.NetworkClient" level="error"/>
     <Root level="warn">
       <AppenderRef ref="broker"/>
@@ -70,6 +74,9 @@ _LOG4J2_XML = f"""\
   </Loggers>
 </Configuration>
 """
+
+
+_LOG4J2_XML = log4j2_xml()
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,8 @@ def transactional_producer_config(
         },
         {
             "transactional.id": transactional_id,
+            # a committed transaction survives a lost broker only if all in-sync replicas had it
+            "acks": "all",
             "enable.idempotence": True,
             "transaction.timeout.ms": transaction_timeout_ms,
             # egress keys land where a Java producer would put them

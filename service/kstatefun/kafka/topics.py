@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
+from kstatefun.kafka.errors import is_retriable
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,22 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
     must_match: tuple[str, ...] = ()  # config keys an existing topic must have equal
     why: str = ""  # what breaks when must_match does not hold
+    replication_factor: int = -1  # -1: the cluster's default.replication.factor
 
 
-def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicSpec]:
+def internal_topic_specs(
+    topics: InternalTopics,
+    partitions: int,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
+) -> list[TopicSpec]:
     """The internal topics and why each setting matters.
 
     invocations/changelog/timers are co-partitioned: partition p of each belongs to the same
     worker. The changelog and timers must be compacted (they are state) and never expire by
-    time.
+    time. Replication factor and min.insync.replicas are the cluster's defaults unless given.
     """
-    return [
+    specs = [
         TopicSpec(
             topics.invocations,
             partitions,
@@ -101,6 +108,41 @@ def internal_topic_specs(topics: InternalTopics, partitions: int) -> list[TopicS
             why="a compacted topic rejects the dead letters of records without a key",
         ),
     ]
+    isr = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
+    rf = -1 if replication_factor is None else replication_factor
+    return [replace(s, config={**s.config, **isr}, replication_factor=rf) for s in specs]
+
+
+def replication_problems(
+    replicas: int, min_isr: int | None, brokers: int, wanted: int | None
+) -> list[tuple[str, str]]:
+    """What is wrong with an internal topic's replication, each with its consequence: fewer
+    replicas than ``wanted`` (the replication_factor setting), a single replica on a cluster of
+    several brokers, or no more replicas than min.insync.replicas (one broker down stops every
+    commit)."""
+    problems = []
+    if wanted is not None and replicas < wanted:
+        problems.append(
+            (
+                f"has replication factor {replicas} but replication_factor is {wanted}",
+                "losing a broker loses more of this topic than the application was set up for",
+            )
+        )
+    elif replicas == 1 and brokers > 1:
+        problems.append(
+            (
+                f"has replication factor 1 on a cluster of {brokers} brokers",
+                "losing the broker that holds a partition loses that partition's records",
+            )
+        )
+    if min_isr is not None and 1 < replicas <= min_isr:
+        problems.append(
+            (
+                f"has replication factor {replicas} and min.insync.replicas {min_isr}",
+                "one broker down makes every transaction that writes to it fail",
+            )
+        )
+    return problems
 
 
 def choose_partitions(
@@ -158,14 +200,22 @@ def playground_topic_specs(topics: InternalTopics, names: Iterable[str]) -> list
 
 
 def ensure_internal_topics(
-    admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0
+    admin: AdminClient,
+    specs: Iterable[TopicSpec],
+    timeout: float = 30.0,
+    replication_factor: int | None = None,
 ) -> None:
+    """Create the missing topics, refuse wrong settings, warn about weak replication
+    (``replication_factor`` is the setting, None when the cluster's default applies)."""
     specs = list(specs)
     metadata = admin.list_topics(timeout=timeout)
     missing = [s for s in specs if s.name not in metadata.topics]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, s.create_partitions, 1, config=s.config) for s in missing],
+            [
+                NewTopic(s.name, s.create_partitions, s.replication_factor, config=s.config)
+                for s in missing
+            ],
             operation_timeout=timeout,
             request_timeout=timeout,
         )
@@ -174,11 +224,25 @@ def ensure_internal_topics(
                 fut.result()
                 log.info("created topic topic=%s", name)
             except KafkaException as e:
+                if is_retriable(e):  # e.g. the controller is moving: the caller may retry
+                    raise
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing worker won
                     raise TopicError(f"could not create internal topic '{name}': {e}") from e
         metadata = _await_metadata(admin, [s.name for s in missing], timeout)
     for s in specs:
-        _check_existing(admin, s, metadata, timeout)
+        configs = _check_existing(admin, s, metadata, timeout)
+        replicas = min(len(p.replicas) for p in metadata.topics[s.name].partitions.values())
+        isr = configs.get("min.insync.replicas")
+        min_isr = int(isr.value) if isr is not None and isr.value is not None else None
+        for problem, why in replication_problems(
+            replicas, min_isr, len(metadata.brokers), replication_factor
+        ):
+            log.warning(
+                "internal topic %s %s: %s (kstatefun topics check shows the fix)",
+                s.name,
+                problem,
+                why,
+            )
 
 
 def _await_metadata(admin: AdminClient, names: list[str], timeout: float):  # type: ignore[no-untyped-def]
@@ -198,7 +262,8 @@ def _await_metadata(admin: AdminClient, names: list[str], timeout: float):  # ty
         time.sleep(0.1)
 
 
-def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: float) -> None:  # type: ignore[no-untyped-def]
+def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: float):  # type: ignore[no-untyped-def]
+    """The topic's configuration, once it is known to keep the guarantees."""
     topic = metadata.topics.get(spec.name)
     if topic is None:
         raise TopicError(f"internal topic '{spec.name}' does not exist after creating it")
@@ -210,8 +275,6 @@ def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: floa
             f"--partitions (KSTATEFUN_PARTITIONS) unset or set it to {actual}, or use a new "
             "--app-id"
         )
-    if not spec.must_match:
-        return
     resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
     configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
     for key in spec.must_match:
@@ -223,6 +286,7 @@ def _check_existing(admin: AdminClient, spec: TopicSpec, metadata, timeout: floa
                 f"--entity-type topics --entity-name {spec.name} --add-config "
                 f"{key}={spec.config[key]}, or use a new --app-id"
             )
+    return configs
 
 
 def require_topics_exist(

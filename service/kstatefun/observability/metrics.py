@@ -54,6 +54,7 @@ class WorkerMetrics:
     records_out: dict[str, int] = field(default_factory=dict)
     commits: int = 0
     aborts: int = 0
+    epoch_bumps: int = 0  # producers recreated after the coordinator bumped their epoch
     commit_latency: Histogram = field(default_factory=Histogram)
     restore_read: dict[tuple[str, int], int] = field(default_factory=dict)
     restore_total: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -143,6 +144,12 @@ class WorkerCollector:
         )
         yield counter(
             "kstatefun_transactions_aborted", "Kafka transactions aborted", [], [(m.aborts,)]
+        )
+        yield counter(
+            "kstatefun_producer_epoch_bumps",
+            "Producers recreated after the transaction coordinator bumped their epoch",
+            [],
+            [(m.epoch_bumps,)],
         )
         c = HistogramMetricFamily(
             "kstatefun_commit_latency_seconds", "Duration of a commit", labels=keys

@@ -14,6 +14,17 @@
 4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlays, seek
    every consumed partition back to the transaction's first offset.
 
+Fenced or bumped (``_on_fenced``): librdkafka reports both as a fatal ``_FENCED`` error,
+often with its own generic text. A *fence* means another process has run ``init_transactions``
+with this worker's transactional id: this one stops (FencedError, exit code 3). A *bumped
+epoch* means the coordinator aborted the open transaction itself and bumped the epoch, which it
+does only to a transaction open for longer than transaction.timeout.ms (typically across a
+coordinator failover). So a fence of a transaction open for less than that, unless the broker
+said "old epoch", is a real one; otherwise the transaction is aborted and rewound as after any
+failure, a new producer takes over the transactional id and the worker goes on, at most
+``MAX_EPOCH_BUMPS`` times within ``EPOCH_BUMP_WINDOW_S``. Kafka Streams treats both alike
+(TaskMigratedException).
+
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
 """
@@ -28,6 +39,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kstatefun.errors import FencedError
+from kstatefun.kafka.errors import call_with_retry, kafka_error
 from kstatefun.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -46,6 +58,11 @@ _FENCED = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
 
+# More epoch bumps than this within the window: something keeps taking the transactional id
+# (or every transaction outlives its timeout); stop rather than loop.
+MAX_EPOCH_BUMPS = 5
+EPOCH_BUMP_WINDOW_S = 600.0
+
 
 class OverlayStore(Protocol):
     """A local store whose open-transaction writes are produced to a topic at commit."""
@@ -57,17 +74,21 @@ class OverlayStore(Protocol):
     def discard_overlay(self) -> None: ...
 
 
-def _fenced() -> FencedError:
+def _fenced(err: KafkaError) -> FencedError:
     return FencedError(
         "this worker's transactional id was taken over by another process "
-        "(two workers with the same --instance-id?); stopping"
+        f"(two workers with the same --instance-id?); stopping ({err.str()})"
     )
 
 
-def _kafka_error(e: BaseException) -> KafkaError | None:
-    if isinstance(e, KafkaException) and e.args and isinstance(e.args[0], KafkaError):
-        return e.args[0]
-    return None
+def epoch_bumped(err: KafkaError, open_s: float, timeout_s: float) -> bool:
+    """True when a fence-class error, for a transaction open for ``open_s``, means that the
+    coordinator bumped the producer's epoch after aborting the transaction (it outlived its
+    ``timeout_s``) rather than that a newer producer took the transactional id. librdkafka
+    folds both into ``_FENCED``; the broker's "old epoch" survives in some messages only."""
+    if err.code() == KafkaError.INVALID_PRODUCER_EPOCH or "old epoch" in err.str():
+        return True
+    return open_s >= timeout_s
 
 
 class Transaction:
@@ -80,6 +101,7 @@ class Transaction:
         stores: Sequence[tuple[str, OverlayStore]],
         metrics: WorkerMetrics,
         op_timeout_s: float = 30.0,
+        transaction_timeout_s: float = 10.0,
     ) -> None:
         self.metrics = metrics
         self._out = metrics.records_out
@@ -88,6 +110,7 @@ class Transaction:
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
         self._timeout = op_timeout_s
+        self._txn_timeout_s = transaction_timeout_s
         self._start: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}
         # the committed offsets of the assigned partitions (the worker sets them on assignment;
@@ -96,13 +119,48 @@ class Transaction:
         self.is_open = False
         self.opened_at = 0.0
         self._committed_at = 0.0
+        self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
+        self._clock = time.monotonic
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
         producer = self._producer_factory()
-        # Aborts whatever a crashed predecessor with the same transactional id left open.
-        producer.init_transactions(self._timeout)
+        # Aborts whatever a crashed predecessor with the same transactional id left open; waits
+        # out a coordinator that is moving or loading its state.
+        call_with_retry(
+            lambda: producer.init_transactions(self._timeout), "initializing the producer"
+        )
         return producer
+
+    def _on_fenced(self, err: KafkaError) -> None:
+        """After a fence-class error: raise FencedError for a real fence, else (the epoch was
+        bumped) take the transactional id back with a new producer."""
+        open_s = self._clock() - self.opened_at  # this (or the last) transaction's age
+        if not epoch_bumped(err, open_s, self._txn_timeout_s):
+            raise _fenced(err)
+        now = self._clock()
+        self._bumps = [t for t in self._bumps if now - t < EPOCH_BUMP_WINDOW_S] + [now]
+        if len(self._bumps) > MAX_EPOCH_BUMPS:
+            raise FencedError(
+                f"the producer's epoch was bumped {len(self._bumps)} times within "
+                f"{EPOCH_BUMP_WINDOW_S:.0f} s: another process keeps taking this worker's "
+                "transactional id (two workers with the same --instance-id?), or transactions "
+                "keep outliving transaction_timeout_ms; stopping "
+                f"({err.str()})"
+            )
+        log.warning(
+            "producer epoch bumped by the transaction coordinator (it aborted the open "
+            "transaction, e.g. after transaction_timeout_ms across a coordinator failover); "
+            "recreating the producer and replaying bump=%d max=%d window_s=%.0f "
+            "transaction_open_s=%.1f error=%s",
+            len(self._bumps),
+            MAX_EPOCH_BUMPS,
+            EPOCH_BUMP_WINDOW_S,
+            open_s,
+            err.str(),
+        )
+        self.metrics.epoch_bumps += 1
+        self.producer = self._new_producer()
 
     # --- 1. and 2. ----------------------------------------------------------------------------
 
@@ -114,16 +172,17 @@ class Transaction:
             try:
                 self.producer.begin_transaction()
             except KafkaException as e:
-                err = _kafka_error(e)
+                err = kafka_error(e)
                 if err is None or not err.fatal():
                     raise
                 if err.code() in _FENCED:
-                    raise _fenced() from e
-                log.warning("producer failed fatally, recreating it error=%s", err)
-                self.producer = self._new_producer()
+                    self._on_fenced(err)
+                else:
+                    log.warning("producer failed fatally, recreating it error=%s", err)
+                    self.producer = self._new_producer()
                 self.producer.begin_transaction()
             self.is_open = True
-            self.opened_at = time.monotonic()
+            self.opened_at = self._clock()
 
     def track(self, batch: Sequence[Message]) -> None:
         """Record the consumed offsets of ``batch``; call before processing any of it."""
@@ -205,7 +264,7 @@ class Transaction:
                 self.producer.commit_transaction(self._timeout)
                 return
             except KafkaException as e:
-                err = _kafka_error(e)
+                err = kafka_error(e)
                 if err is None or not err.retriable() or err.txn_requires_abort() or attempt == 4:
                     raise
                 log.warning("commit retry attempt=%d error=%s", attempt + 1, err)
@@ -224,12 +283,13 @@ class Transaction:
             try:
                 self.producer.abort_transaction(self._timeout)
             except KafkaException as e:
-                err = _kafka_error(e)
+                err = kafka_error(e)
                 if err is not None and err.code() in _FENCED:
-                    raise _fenced() from e
-                # Fatal producer state: a new producer's init_transactions aborts for us.
-                log.warning("abort failed, recreating the producer error=%s", err or e)
-                self.producer = self._new_producer()
+                    self._on_fenced(err)
+                else:
+                    # Fatal producer state: a new producer's init_transactions aborts for us.
+                    log.warning("abort failed, recreating the producer error=%s", err or e)
+                    self.producer = self._new_producer()
             self.metrics.aborts += 1
         if rewind:
             self._rewind()
@@ -242,8 +302,3 @@ class Transaction:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as e:  # partition no longer assigned: its new owner resumes
                 log.info("not rewinding topic=%s partition=%d: %s", topic, partition, e)
-
-
-def is_fenced(e: BaseException) -> bool:
-    err = _kafka_error(e)
-    return err is not None and err.code() in _FENCED

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from functools import partial
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -30,8 +31,10 @@ from prometheus_client import CollectorRegistry
 
 from kstatefun.config.module import KafkaIngress, ModuleSpec
 from kstatefun.config.settings import Settings
-from kstatefun.errors import ConfigError, FencedError
+from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
+from kstatefun.kafka import errors as retry_policy
+from kstatefun.kafka.errors import call_with_retry, kafka_error
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -44,7 +47,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction, is_fenced
+from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -150,14 +153,23 @@ class Worker:
     def _start(self) -> None:
         s = self.settings
         extra = s.kafka_properties
+        retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
         admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
         try:
+            # the first contact is not retried: an unreachable or misconfigured cluster is
+            # reported at once; creating topics may meet a controller that is moving
             require_topics_exist(admin, ingress_topics, "ingress")
             self.partitions, partitions_from = choose_partitions(
                 admin, self.topics, s.partitions, ingress_topics
             )
-            ensure_internal_topics(admin, internal_topic_specs(self.topics, self.partitions))
+            specs = internal_topic_specs(
+                self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
+            )
+            call_with_retry(
+                partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
+                "creating and checking the internal topics",
+            )
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
@@ -190,6 +202,7 @@ class Worker:
             self.consumer,
             [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
             self.metrics,
+            transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
         self.router = IngressRouter(
@@ -344,6 +357,9 @@ class Worker:
         except FencedError as e:
             log.error("%s", e)
             return 3
+        except (KafkaException, KafkaUnavailableError) as e:
+            log.error("stopping: %s", kafka_error(e) or e)
+            return 1
         finally:
             # After an unexpected error the open transaction may cover records that were
             # consumed but not processed: only a clean stop may commit it.
@@ -485,13 +501,7 @@ class Worker:
         return min(0.2, max(0.0, (min(deadlines) - now_ms) / 1000))
 
     def _failed(self, e: KafkaException, phase: str) -> None:
-        if is_fenced(e):
-            raise FencedError(
-                f"transactional id {self.settings.app_id}-{self.settings.instance_id} was "
-                "fenced: another worker uses the same --instance-id, or the broker aborted this "
-                "worker's transaction after transaction.timeout.ms (e.g. a broker outage); "
-                "restart it (a supervisor should) unless another worker has its instance id"
-            ) from e
+        # a fenced producer is decided by the abort (runtime/commit.py): stop, or a new producer
         log.warning("transaction aborted during %s, rewinding: %s", phase, e)
         # Also when no transaction is open (begin itself failed): the overlays may hold writes
         # (a fired timer's tombstone) that must not reach the next commit.
@@ -659,8 +669,11 @@ class Worker:
         fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
         log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)
         committed = (
-            consumer.committed(
-                [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+            call_with_retry(
+                lambda: consumer.committed(
+                    [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30
+                ),
+                "reading the committed offsets of the assigned partitions",
             )
             if partitions
             else []
@@ -695,8 +708,13 @@ class Worker:
                     continue
                 kind = "group-offsets"
             if kind == "date":
-                found = self.consumer.offsets_for_times(
-                    [TopicPartition(tp.topic, tp.partition, pos.date_ms)], timeout=30
+                found = call_with_retry(
+                    partial(
+                        self.consumer.offsets_for_times,
+                        [TopicPartition(tp.topic, tp.partition, pos.date_ms)],
+                        timeout=30,
+                    ),
+                    f"finding the startup date's offset in {tp.topic} partition {tp.partition}",
                 )[0]
                 tp.offset = found.offset if found.offset >= 0 else OFFSET_END
                 continue

@@ -11,8 +11,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from kstatefun.kafka.errors import call_with_retry
 from kstatefun.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -169,37 +170,15 @@ class ChangelogRestorer:
         return positions
 
 
-def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+def watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
     """Low and high watermark, retried while leadership settles (a just-created topic, a
-    broker restart): those errors are transient."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            return low, high
-        except KafkaException as e:
-            err = e.args[0] if e.args else None
-            transient = isinstance(err, KafkaError) and (
-                err.retriable() or err.code() in _TRANSIENT
-            )
-            if not transient or time.monotonic() > deadline:
-                raise
-            log.info(
-                "waiting for partition leadership topic=%s partition=%d: %s",
-                tp.topic,
-                tp.partition,
-                err,
-            )
-            time.sleep(0.2)
-
-
-_TRANSIENT = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-}
+    broker restart): kafka/errors.py decides which errors are transient."""
+    low, high = call_with_retry(
+        lambda: consumer.get_watermark_offsets(tp, timeout=10, cached=False),
+        f"reading the offsets of {tp.topic} partition {tp.partition}",
+        lambda: consumer.list_topics(tp.topic, timeout=5),
+    )
+    return low, high
 
 
 def _plist(partitions: Iterable[int]) -> str:

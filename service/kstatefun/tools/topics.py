@@ -20,14 +20,21 @@ from confluent_kafka.admin import ConfigResource
 from kstatefun.config.module import load_module
 from kstatefun.config.settings import env_var
 from kstatefun.errors import KStatefunError
-from kstatefun.kafka.topics import DEFAULT_PARTITIONS, TopicSpec, internal_topic_specs
+from kstatefun.kafka.topics import (
+    DEFAULT_PARTITIONS,
+    TopicSpec,
+    internal_topic_specs,
+    replication_problems,
+)
 from kstatefun.tools.common import Tool, common_arguments, print_json
 
 CHECK_HELP = """\
 Check the application's topics: <app>-invocations, -changelog and -timers exist with the same
 partition count (they are co-partitioned), -changelog and -timers are compacted, nothing that
-must keep every record (invocations, dead letters) is compacted, and, with --module, every
-ingress topic exists. Prints each topic with its problems and their fixes.
+must keep every record (invocations, dead letters) is compacted, the internal topics are
+replicated (at least replication_factor replicas when it is set, more than one on a cluster of
+several brokers, more than min.insync.replicas), and, with --module, every ingress topic
+exists. Prints each topic with its problems and their fixes.
 
 The expected partition count is --partitions (KSTATEFUN_PARTITIONS) when given, else that of
 <app>-invocations. Exit code 0 when all is well, 1 when a problem was found.
@@ -65,6 +72,7 @@ class TopicReport:
     role: str  # invocations | changelog | timers | dead-letters | ingress <id>
     partitions: int | None = None  # None: the topic does not exist
     config: dict[str, str] = field(default_factory=dict)
+    replicas: int | None = None  # the fewest replicas of any of its partitions
     problems: list[tuple[str, str]] = field(default_factory=list)  # (problem, fix)
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +81,7 @@ class TopicReport:
             "role": self.role,
             "exists": self.partitions is not None,
             "partitions": self.partitions,
+            "replication_factor": self.replicas,
             "config": self.config,
             "problems": [{"problem": p, "fix": f} for p, f in self.problems],
         }
@@ -105,13 +114,16 @@ def run_check(args: argparse.Namespace) -> int:
         expected = counts.get(names.invocations)
         source = names.invocations
     # the count only matters once known (compared, or shown in the fix for a missing topic)
-    specs = internal_topic_specs(names, expected or DEFAULT_PARTITIONS)
+    specs = internal_topic_specs(names, expected or DEFAULT_PARTITIONS, s.replication_factor)
     configs = _configs(tool, [spec.name for spec in specs if spec.name in counts])
     want = _Expected(expected, source, explicit)
     reports = [
         _check_internal(tool, spec, counts.get(spec.name), configs.get(spec.name, {}), want)
         for spec in specs
     ]
+    for report in reports:
+        if report.partitions is not None:
+            _check_replication(tool, report, md)
     if s.module is not None:
         module = load_module(s.module)
         for ingress in module.ingresses:
@@ -141,8 +153,11 @@ def run_check(args: argparse.Namespace) -> int:
             detail = "missing"
         else:
             detail = f"{r.partitions} partition{'s' if r.partitions != 1 else ' '}"
-            if "cleanup.policy" in r.config:
-                detail += f"  cleanup.policy={r.config['cleanup.policy']}"
+            if r.replicas is not None:
+                detail += f"  replicas={r.replicas}"
+            for key in ("min.insync.replicas", "cleanup.policy"):
+                if key in r.config:
+                    detail += f"  {key}={r.config[key]}"
         print(f"  {status:<4}  {r.topic:<{width}}  {r.role:<{role_width}}  {detail}")
         for problem, fix in r.problems:
             print(f"        problem: {problem}")
@@ -177,7 +192,9 @@ def _check_internal(
 ) -> TopicReport:
     role = spec.name[len(tool.settings.app_id) + 1 :]
     shown: dict[str, str] = {
-        k: config[k] for k in ("cleanup.policy", "min.compaction.lag.ms") if k in config
+        k: config[k]
+        for k in ("cleanup.policy", "min.compaction.lag.ms", "min.insync.replicas")
+        if k in config
     }
     report = TopicReport(spec.name, role, partitions, shown)
     bootstrap = tool.settings.bootstrap_servers
@@ -237,6 +254,27 @@ def _check_internal(
             )
         )
     return report
+
+
+def _check_replication(tool: Tool, report: TopicReport, md: Any) -> None:
+    partitions = md.topics[report.topic].partitions.values()
+    report.replicas = min(len(p.replicas) for p in partitions)
+    isr = report.config.get("min.insync.replicas")
+    wanted = tool.settings.replication_factor
+    for problem, why in replication_problems(
+        report.replicas, int(isr) if isr else None, len(md.brokers), wanted
+    ):
+        target = wanted or min(3, len(md.brokers))
+        report.problems.append(
+            (
+                f"{problem}: {why}",
+                "add replicas with kafka-reassign-partitions.sh (a reassignment that lists "
+                f"{target} brokers for every partition of {report.topic}), and keep "
+                "min.insync.replicas below the replica count (e.g. 2 of 3): kafka-configs.sh "
+                f"--bootstrap-server {tool.settings.bootstrap_servers} --alter --entity-type "
+                f"topics --entity-name {report.topic} --add-config min.insync.replicas=2",
+            )
+        )
 
 
 def _check_ingress(tool: Tool, md: Any, topic: str, ingress_id: str) -> TopicReport:

@@ -184,3 +184,10 @@ def test_reference_documents_every_setting_env_var_and_flag():
         assert f"`{env_var(name)}`" in reference, name
     for flag in CLI_FLAGS.values():
         assert f"`{flag}`" in reference, flag
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused():
+    with pytest.raises(ConfigError, match=r"min_insync_replicas \(3\) is larger than"):
+        load_settings(replication_factor=2, min_insync_replicas=3)
+    s = load_settings(replication_factor=3, min_insync_replicas=2)
+    assert (s.replication_factor, s.min_insync_replicas) == (3, 2)

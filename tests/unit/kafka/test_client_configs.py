@@ -16,14 +16,15 @@ def test_kafka_properties_override_tuning_defaults():
 
 
 def test_guarantee_settings_win_with_a_warning(caplog):
-    extra = {"isolation.level": "read_uncommitted", "enable.idempotence": "false"}
+    extra = {"isolation.level": "read_uncommitted", "enable.idempotence": "false", "acks": "1"}
     with caplog.at_level(logging.WARNING, logger="kstatefun.kafka.clients"):
         producer = clients.transactional_producer_config("b:9092", "app-w1", 10_000, extra)
         consumer = clients.group_consumer_config("b:9092", "app", extra)
-    assert producer["enable.idempotence"] is True
+    assert producer["enable.idempotence"] is True and producer["acks"] == "all"
     assert consumer["isolation.level"] == "read_committed"
     text = caplog.text
     assert "enable.idempotence for the transactional producer" in text
+    assert "acks for the transactional producer" in text
     assert "isolation.level for the group consumer" in text
 
 

@@ -1,8 +1,14 @@
-"""The commit protocol's offsets: what each transaction sends with the group's metadata."""
+"""The commit protocol's offsets (what each transaction sends with the group's metadata), and
+what it does when the producer is fenced or its epoch was bumped."""
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 from tests.fakes import Record
 
+from kstatefun.errors import FencedError
+from kstatefun.kafka import errors as kafka_errors
 from kstatefun.observability.metrics import WorkerMetrics
+from kstatefun.runtime import commit as commit_module
 from kstatefun.runtime.commit import Transaction
 
 
@@ -62,3 +68,169 @@ def test_a_transaction_that_consumed_nothing_still_carries_the_group_generation(
     txn.commit()
     assert producer.commits == 1
     assert producer.offsets == [{("in", 0): 5, ("inv", 1): 9}]
+
+
+# --- fenced vs. bumped ----------------------------------------------------------------------
+
+
+# the messages librdkafka gives a fatal _FENCED error, from the broker's error
+OLD_EPOCH = (
+    "Failed to commit offsets to transaction on broker 127.0.0.1:9092/2: Broker: Producer "
+    "attempted an operation with an old epoch"
+)
+NEWER_PRODUCER = (
+    "Failed to end transaction: Broker: There is a newer producer with the same "
+    "transactionalId which fences the current one"
+)
+
+
+def fatal(code, message):
+    return KafkaException(KafkaError(code, message, fatal=True))
+
+
+class FencingProducer(FakeProducer):
+    """Fails send_offsets_to_transaction with ``error`` ``times`` times; from then on the
+    producer is in librdkafka's fatal state: every transactional call raises the same error."""
+
+    created = 0
+
+    def __init__(self, error=None, init_errors=()):
+        super().__init__()
+        self.error = error
+        self.broken = False
+        self.init_errors = list(init_errors)
+        self.inits = 0
+
+    def init_transactions(self, timeout):
+        self.inits += 1
+        if self.init_errors:
+            raise self.init_errors.pop(0)
+
+    def begin_transaction(self):
+        if self.broken:
+            raise self.error
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout):
+        if self.error is not None:
+            self.broken = True
+            raise self.error
+        super().send_offsets_to_transaction(offsets, metadata, timeout)
+
+    def abort_transaction(self, timeout):
+        if self.broken:
+            raise self.error
+
+
+class Rewinds:
+    def __init__(self):
+        self.seeks = []
+
+    def consumer_group_metadata(self):
+        return "generation-7"
+
+    def seek(self, tp):
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def txn_with(producers):
+    made = iter(producers)
+    consumer = Rewinds()
+    return Transaction(lambda: next(made), consumer, [], WorkerMetrics()), consumer
+
+
+def one_transaction(txn):
+    txn.begin()
+    txn.track([Record("in", 0, 5, b"k", b"v")])
+    txn.commit()
+
+
+def test_a_bumped_epoch_aborts_rewinds_and_goes_on_with_a_new_producer():
+    bumped = FencingProducer(fatal(KafkaError._FENCED, OLD_EPOCH))
+    fresh = FencingProducer()
+    txn, consumer = txn_with([bumped, fresh])
+    with pytest.raises(KafkaException):  # the worker logs it and replays
+        one_transaction(txn)
+    assert consumer.seeks == [("in", 0, 5)]  # rewound to the transaction's first offset
+    assert txn.producer is fresh and fresh.inits == 1  # took the transactional id back
+    assert txn.metrics.epoch_bumps == 1
+    one_transaction(txn)  # the replay commits on the new producer
+    assert fresh.offsets == [{("in", 0): 6}] and fresh.commits == 1
+
+
+def test_invalid_producer_epoch_by_code_is_a_bump_too():
+    bumped = FencingProducer(fatal(KafkaError.INVALID_PRODUCER_EPOCH, "old"))
+    fresh = FencingProducer()
+    txn, _ = txn_with([bumped, fresh])
+    with pytest.raises(KafkaException):
+        one_transaction(txn)
+    assert txn.producer is fresh
+
+
+def test_a_newer_producer_with_the_same_id_is_a_real_fence():
+    fenced = FencingProducer(fatal(KafkaError._FENCED, NEWER_PRODUCER))
+    txn, _ = txn_with([fenced, FencingProducer()])
+    with pytest.raises(FencedError, match="taken over by another process.*newer producer"):
+        one_transaction(txn)
+    assert txn.producer is fenced  # no new producer: it would fence the other process
+
+
+# librdkafka's own text when the coordinator answered PRODUCER_FENCED: it says nothing of why
+GENERIC = "Failed to end transaction: Local: This instance has been fenced by a newer instance"
+
+
+def test_a_fence_of_a_transaction_older_than_its_timeout_is_a_bump():
+    """Only a transaction open longer than transaction.timeout.ms can have been aborted by the
+    coordinator (seen after a broker kill -9 with the generic text, issue 12)."""
+    bumped = FencingProducer(fatal(KafkaError._FENCED, GENERIC))
+    fresh = FencingProducer()
+    txn, consumer = txn_with([bumped, fresh])
+    txn.begin()
+    txn.track([Record("in", 0, 5, b"k", b"v")])
+    txn.opened_at -= 10.5  # open past the 10 s transaction timeout
+    with pytest.raises(KafkaException):
+        txn.commit()
+    assert txn.producer is fresh and consumer.seeks == [("in", 0, 5)]
+
+
+def test_a_fence_of_a_young_transaction_is_real():
+    fenced = FencingProducer(fatal(KafkaError._FENCED, GENERIC))
+    txn, _ = txn_with([fenced, FencingProducer()])
+    with pytest.raises(FencedError, match="taken over by another process"):
+        one_transaction(txn)  # open for milliseconds: the coordinator cannot have timed it out
+    assert txn.producer is fenced
+
+
+def test_epoch_bumps_are_bounded(monkeypatch):
+    monkeypatch.setattr(commit_module, "MAX_EPOCH_BUMPS", 2)
+    error = fatal(KafkaError._FENCED, OLD_EPOCH)
+    txn, _ = txn_with([FencingProducer(error) for _ in range(4)])
+    for _ in range(2):
+        with pytest.raises(KafkaException):
+            one_transaction(txn)
+    with pytest.raises(FencedError, match=r"epoch was bumped 3 times within 600 s"):
+        one_transaction(txn)
+
+
+def test_bumps_outside_the_window_do_not_count(monkeypatch):
+    monkeypatch.setattr(commit_module, "MAX_EPOCH_BUMPS", 1)
+    error = fatal(KafkaError._FENCED, OLD_EPOCH)
+    txn, _ = txn_with([FencingProducer(error) for _ in range(3)])
+    now = [0.0]
+    txn._clock = lambda: now[0]
+    for _ in range(2):
+        with pytest.raises(KafkaException):
+            one_transaction(txn)
+        now[0] += commit_module.EPOCH_BUMP_WINDOW_S + 1
+    assert txn.metrics.epoch_bumps == 2
+
+
+def test_a_coordinator_that_is_moving_is_waited_out_by_init_transactions(monkeypatch):
+    monkeypatch.setattr(
+        kafka_errors, "POLICY", kafka_errors.RetryPolicy(timeout_s=5, backoff_s=0.001)
+    )
+    moving = KafkaException(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE, "moving"))
+    producer = FencingProducer(init_errors=[moving, moving])
+    txn, _ = txn_with([producer])
+    assert producer.inits == 3
+    one_transaction(txn)
+    assert producer.commits == 1

@@ -1,0 +1,134 @@
+"""Faults on a local 3-node cluster (kstatefun.devkafka.cluster) for the failover tests and the
+chaos run: which node to hit (the leader of most partitions, a transactional id's coordinator)
+and how (kill -9, SIGTERM, restart), plus a paced, idempotent input producer that keeps writing
+while a node is down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from kstatefun.devkafka.cluster import LocalKafkaCluster
+
+TRANSACTION_STATE = "__transaction_state"
+
+
+def partition_leaders(admin: AdminClient, topics: Iterable[str]) -> Counter[int]:
+    """How many partitions of ``topics`` each broker id leads."""
+    md = admin.list_topics(timeout=10)
+    leaders: Counter[int] = Counter()
+    for name in topics:
+        for p in md.topics[name].partitions.values():
+            if p.leader >= 0:
+                leaders[p.leader] += 1
+    return leaders
+
+
+def leader_of(admin: AdminClient, topic: str, partition: int) -> int:
+    """The broker id leading ``topic`` partition ``partition`` (-1 while there is none)."""
+    md = admin.list_topics(topic, timeout=10)
+    return md.topics[topic].partitions[partition].leader
+
+
+def java_string_hash(s: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit overflow)."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def transaction_state_partition(transactional_id: str, partitions: int) -> int:
+    """The ``__transaction_state`` partition holding ``transactional_id`` (the broker's
+    ``Utils.abs(id.hashCode) % transaction.state.log.num.partitions``)."""
+    h = java_string_hash(transactional_id)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
+    """The broker id coordinating ``transactional_id``: the leader of its transaction-state
+    partition (confluent-kafka's admin client has no describe_transactions); -1 while that
+    partition has no leader."""
+    md = admin.list_topics(TRANSACTION_STATE, timeout=10)
+    partitions = len(md.topics[TRANSACTION_STATE].partitions)
+    if not partitions:  # created with the cluster's first transaction
+        raise RuntimeError(f"{TRANSACTION_STATE} does not exist yet: no transaction ran")
+    p = transaction_state_partition(transactional_id, partitions)
+    return md.topics[TRANSACTION_STATE].partitions[p].leader
+
+
+def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """kill -9 one node."""
+    cluster.node(node_id).kill()
+
+
+def stop_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """SIGTERM one node (a controlled shutdown: it hands its leaderships over first)."""
+    cluster.node(node_id).stop()
+
+
+def start_node(cluster: LocalKafkaCluster, node_id: int, timeout: float = 120) -> None:
+    """Start a stopped or killed node again and wait until the cluster lists every broker."""
+    cluster.node(node_id).start(timeout)
+    cluster.await_brokers(len(cluster.nodes), timeout)
+
+
+def rolling_restart(cluster: LocalKafkaCluster, pause_s: float = 2.0) -> None:
+    """SIGTERM and restart each node in turn, as an upgrade would."""
+    for node in cluster.nodes:
+        stop_node(cluster, node.node_id)
+        start_node(cluster, node.node_id)
+        time.sleep(pause_s)
+
+
+class PacedProducer:
+    """Produces ``events`` in a thread, ``per_second`` at most, idempotently (a broker failover
+    must not duplicate input, or the output check would blame the workers)."""
+
+    def __init__(self, bootstrap: str, topic: str, events: list, per_second: float) -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "partitioner": "murmur2_random",
+            }
+        )
+        self._topic, self._events, self._rate = topic, events, per_second
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PacedProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            started = time.monotonic()
+            for key, value in self._events:
+                while True:
+                    try:
+                        self._producer.produce(self._topic, value, key)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.1)
+                self.sent += 1
+                ahead = self.sent / self._rate - (time.monotonic() - started)
+                if ahead > 0:
+                    self._producer.poll(ahead)
+            if self._producer.flush(120) != 0:
+                raise RuntimeError("input not fully delivered within 120 s")
+        except BaseException as e:  # noqa: BLE001 - reported by join()
+            self.error = e
+
+    def join(self, timeout: float = 180) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the input producer did not finish"
+        assert self.error is None, self.error

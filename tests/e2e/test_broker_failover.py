@@ -1,0 +1,134 @@
+"""End to end on a 3-node cluster (replication factor 3, min.insync.replicas 2): a broker or a
+worker's transaction coordinator killed mid-stream, and a rolling restart of every node, keep
+the output exactly once and in per-key order, and no worker exits.
+
+The cluster starts once for the module (three JVMs; about half a minute on a quiet machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
+from tests import kafka_fixture
+from tests.cluster import (
+    PacedProducer,
+    coordinator_of,
+    kill_node,
+    partition_leaders,
+    rolling_restart,
+    start_node,
+)
+from tests.harness import App, check_exactly_once, keyed_events, make_app, read_committed
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 6
+EVENTS_PER_SECOND = 150
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    c = LocalKafkaCluster(tmp_path_factory.mktemp("cluster"), brokers=3)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def admin(cluster: LocalKafkaCluster) -> AdminClient:
+    return cluster.admin()
+
+
+@pytest.fixture
+def app(cluster, admin, tmp_path, unique_name) -> Iterator[App]:
+    def create(name: str, partitions: int = 1) -> str:
+        return kafka_fixture.create_topic(admin, name, partitions)
+
+    application = make_app(cluster.bootstrap_servers, tmp_path, unique_name, create, PARTITIONS)
+    yield application
+    application.stop_all()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def run_with_fault(app: App, cluster: LocalKafkaCluster, fault: Callable[[], None]) -> None:
+    """Two workers process paced input; ``fault`` strikes once some of it is committed, while
+    more is still coming. Then: exactly once, in order, and both workers still running."""
+    events, expected = keyed_events(keys=40, per_key=60)  # 2,400 events over ~16 s
+    app.start_worker("w1")
+    app.start_worker("w2")
+    feed = PacedProducer(app.bootstrap, app.ingress, events, EVENTS_PER_SECOND).start()
+    wait_until(lambda: feed.sent >= len(events) // 4, "a quarter of the input")
+    before = read_committed(app.bootstrap, app.egress, 100, timeout=120, settle=0)
+    assert len(before) >= 100, f"no output before the fault\n{app.all_logs()}"
+    fault()
+    feed.join()
+    records = read_committed(app.bootstrap, app.egress, len(events), timeout=240)
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    for name, proc in app.workers.items():
+        assert proc.poll() is None, f"worker {name} exited {proc.returncode}\n{app.all_logs()}"
+    for name in list(app.workers):
+        assert app.stop_worker(name) == 0, app.all_logs()
+    assert "Traceback" not in app.all_logs()
+
+
+def test_killing_the_leader_of_most_partitions(app, cluster, admin):
+    internal = InternalTopics(app.app_id)
+    topics = [app.ingress, app.egress, internal.invocations, internal.changelog, internal.timers]
+
+    def fault() -> None:
+        victim, led = partition_leaders(admin, topics).most_common(1)[0]
+        kill_node(cluster, victim)
+        time.sleep(5)
+        start_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+    # the internal topics took the cluster's replication: 3 replicas, min.insync.replicas 2
+    md = admin.list_topics(timeout=10)
+    for name in (internal.invocations, internal.changelog, internal.timers):
+        assert {len(p.replicas) for p in md.topics[name].partitions.values()} == {3}
+        res = ConfigResource(ConfigResource.Type.TOPIC, name)
+        assert admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "2"
+
+
+def test_killing_a_workers_transaction_coordinator(app, cluster, admin):
+    def fault() -> None:
+        victim = coordinator_of(admin, f"{app.app_id}-w1")
+        assert victim >= 0
+        kill_node(cluster, victim)
+        time.sleep(5)
+        start_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+
+
+def test_a_rolling_restart_of_every_node(app, cluster):
+    run_with_fault(app, cluster, lambda: rolling_restart(cluster))
+
+
+def test_a_single_replica_internal_topic_is_warned_about(admin, unique_name, caplog):
+    topics = InternalTopics(unique_name("rf1"))
+    with caplog.at_level(logging.WARNING, logger="kstatefun.kafka.topics"):
+        ensure_internal_topics(admin, internal_topic_specs(topics, 2, replication_factor=1))
+    assert f"internal topic {topics.changelog} has replication factor 1 on a cluster of 3" in (
+        caplog.text
+    )
+    caplog.clear()
+    fine = InternalTopics(unique_name("rf3"))
+    with caplog.at_level(logging.WARNING, logger="kstatefun.kafka.topics"):
+        ensure_internal_topics(admin, internal_topic_specs(fine, 2))  # the cluster's RF 3
+    assert "replication factor" not in caplog.text

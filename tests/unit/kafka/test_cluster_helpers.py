@@ -1,0 +1,41 @@
+"""The failover tests' helpers that need no broker: where a transactional id's coordinator is,
+and how the nodes of a local cluster are configured."""
+
+import pytest
+from tests.cluster import java_string_hash, transaction_state_partition
+
+from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.errors import DevKafkaError
+
+
+def test_java_string_hash():
+    assert java_string_hash("") == 0
+    assert java_string_hash("hello") == 99162322
+    assert java_string_hash("Hello, World") == -505841268  # overflows 32 bits
+    assert java_string_hash("polygenelubricants") == -(2**31)
+
+
+def test_transaction_state_partition_follows_the_brokers_abs():
+    assert transaction_state_partition("hello", 50) == 99162322 % 50
+    assert transaction_state_partition("Hello, World", 50) == 505841268 % 50
+    assert transaction_state_partition("polygenelubricants", 50) == 0  # Utils.abs(MIN) == 0
+
+
+def test_cluster_nodes_share_a_quorum_and_replicate_by_three(tmp_path):
+    cluster = LocalKafkaCluster(tmp_path, brokers=3)
+    settings = [n._settings() for n in cluster.nodes]
+    assert [s["node.id"] for s in settings] == ["1", "2", "3"]
+    voters = {s["controller.quorum.voters"] for s in settings}
+    assert len(voters) == 1 and voters.pop().count("@127.0.0.1:") == 3
+    for s in settings:
+        assert s["default.replication.factor"] == "3" and s["min.insync.replicas"] == "2"
+        assert s["transaction.state.log.replication.factor"] == "3"
+        assert s["transaction.state.log.min.isr"] == "2"
+        assert s["offsets.topic.replication.factor"] == "3"
+    assert len(set(cluster.bootstrap_servers.split(","))) == 3
+    assert len({n.cluster_id for n in cluster.nodes}) == 1
+
+
+def test_fewer_than_three_nodes_are_refused(tmp_path):
+    with pytest.raises(DevKafkaError, match="at least 3 nodes"):
+        LocalKafkaCluster(tmp_path, brokers=2)
