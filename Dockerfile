@@ -1,14 +1,23 @@
-# kstatefun worker image: `docker build -t kstatefun .`
-# Runs `kstatefun run` with the module.yaml in $KSTATEFUN_MODULE (default: the greeter example).
-FROM python:3.11-slim
+# kstatefun worker image: `docker build -t kstatefun .` (podman: `podman build --format docker`,
+# which keeps the HEALTHCHECK). Runs `kstatefun run` with the module.yaml in $KSTATEFUN_MODULE
+# (default: the greeter example). Two stages: the wheels are built in `build`; the runtime stage
+# only installs them, so no build backend, compiler or source tree ends up in the image.
 
-RUN useradd --create-home --uid 10001 kstatefun
-WORKDIR /app
-
+FROM python:3.11-slim AS build
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY schemas ./schemas
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+# kstatefun's wheel and a wheel of every dependency, so the runtime stage needs no index.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 kstatefun
+WORKDIR /app
+# A bind mount, not a COPY: the wheels never become a layer of this image.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels kstatefun \
+    && kstatefun --help > /dev/null
 
 COPY config ./config
 COPY examples ./examples
@@ -18,7 +27,8 @@ ENV KSTATEFUN_MODULE=/app/config/module.yaml \
     KSTATEFUN_METRICS_PORT=9464 \
     PYTHONUNBUFFERED=1
 EXPOSE 9464
-# /healthz: alive and the broker answers; /readyz: every assigned partition restored
+# Healthy = ready: every partition assigned to the worker is restored and it is processing
+# (/readyz). For a liveness probe that only asks "alive and the broker answers", use /healthz.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['KSTATEFUN_METRICS_PORT'] + '/healthz', timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['KSTATEFUN_METRICS_PORT'] + '/readyz', timeout=4)"
 ENTRYPOINT ["kstatefun", "run"]
