@@ -55,24 +55,30 @@ def docker_api(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> It
     saved = {k: os.environ.get(k) for k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")}
     os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
     service = None
+    log = Path(tmp_path_factory.mktemp("podman-api"))
     if runtime.podman:
-        socket = Path(tmp_path_factory.mktemp("podman-api")) / "podman.sock"
-        service = subprocess.Popen(
-            [runtime.cli, "system", "service", "--time=0", f"unix://{socket}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        socket = log / "podman.sock"
+        log = log / "service.log"
+        with log.open("wb") as out:
+            service = subprocess.Popen(
+                [runtime.cli, "system", "service", "--time=0", f"unix://{socket}"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         os.environ["DOCKER_HOST"] = f"unix://{socket}"
     try:
-        deadline = time.monotonic() + 60
-        while not kafka_fixture.docker_engine_answers():
+        # generous: on a loaded machine podman's service takes a while to answer
+        deadline = time.monotonic() + 180
+        while not kafka_fixture.docker_engine_answers(timeout_s=10):
             if time.monotonic() > deadline or (service and service.poll() is not None):
+                said = log.read_text(errors="replace")[-2000:] if log.is_file() else ""
                 pytest.fail(
-                    f"no Docker API for testcontainers at {os.environ.get('DOCKER_HOST')}",
+                    f"no Docker API for testcontainers at {os.environ.get('DOCKER_HOST')} "
+                    f"within 180 s (podman system service: {said or 'no output'})",
                     pytrace=False,
                 )
-            time.sleep(0.5)
+            time.sleep(1)
         yield
     finally:
         if service is not None:
