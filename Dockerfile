@@ -5,15 +5,23 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# A wheel of every dependency, so the runtime stage needs no index. Its own layer, which only
+# a change to pyproject.toml rebuilds: editing the code rebuilds just kstatefun's wheel.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+    && pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
+COPY README.md ./
 COPY service ./service
 COPY schemas ./schemas
-# kstatefun's wheel and a wheel of every dependency, so the runtime stage needs no index.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && cd /wheels && sha256sum *.whl > /wheels.sha256
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 kstatefun
 WORKDIR /app
+# The wheels' checksums are copied first so that any changed wheel invalidates the cached
+# install below (buildah does not key a RUN's cache on what it bind-mounts from another stage).
+COPY --from=build /wheels.sha256 /usr/local/share/kstatefun/wheels.sha256
 # A bind mount, not a COPY: the wheels never become a layer of this image.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels kstatefun \
