@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-unit lint demo dev-kafka clean
+.PHONY: venv test test-unit test-container lint demo dev-kafka clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,12 @@ test: venv
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
+
+# The Dockerfile and docker-compose.yml for real (tests/container, not part of `make test`):
+# needs a Docker engine with the compose plugin, or podman with podman-compose; installs
+# nothing (CI sets podman up with .ci/container-setup). A few minutes with warm build caches.
+test-container: venv
+	$(BIN)/python -m pytest -q --timeout 900 tests/container
 
 lint: venv
 	$(BIN)/ruff check service tests examples

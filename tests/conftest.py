@@ -7,11 +7,14 @@ The broker is only started when a test asks for it (unit tests never do). Set
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests import kafka_fixture
+
+_TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,15 @@ def create_topic(kafka_admin: AdminClient) -> Callable[..., str]:
         return kafka_fixture.create_topic(kafka_admin, name, partitions, config)
 
     return make
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/container (`make test-container`: images, containers, a compose stack) is collected
+    only when named on the command line, so `make test` (``pytest tests``) leaves it out."""
+    if collection_path.name != "container" or collection_path.parent != _TESTS:
+        return None
+    for arg in config.args:
+        named = Path(arg.split("::")[0]).resolve()
+        if named == collection_path or collection_path in named.parents:
+            return None
+    return True
