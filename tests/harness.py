@@ -115,6 +115,15 @@ class App:
     def log(self, instance_id: str) -> str:
         return self.logs[instance_id].read_text(errors="replace")
 
+    def wait_for_log(
+        self, instance_id: str, text: str, count: int = 1, timeout: float = 90
+    ) -> None:
+        """Wait until the worker's log holds ``text`` ``count`` times (polls every 5 ms)."""
+        deadline = time.monotonic() + timeout
+        while self.log(instance_id).count(text) < count:
+            assert time.monotonic() < deadline, f"no {text!r} x{count}\n{self.all_logs()}"
+            time.sleep(0.005)
+
     def all_logs(self) -> str:
         return "\n".join(
             f"--- {i} ---\n{p.read_text(errors='replace')[-5000:]}" for i, p in self.logs.items()

@@ -8,6 +8,7 @@ The cluster starts once for the module (three JVMs; about half a minute on a qui
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -105,6 +106,12 @@ def test_killing_the_leader_of_most_partitions(app, cluster, admin):
         assert admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "2"
 
 
+@pytest.mark.skipif(
+    not os.environ.get("KSTATEFUN_KNOWN_HANGS"),
+    reason="hangs in about 1 run of 4 inside librdkafka's send_offsets_to_transaction after "
+    "the group coordinator's node restarts (librdkafka #5511, #5456; docs/guarantees.md), "
+    "until the watchdog ends the worker: run it with `make test-failover`",
+)
 def test_killing_a_workers_transaction_coordinator(app, cluster, admin):
     def fault() -> None:
         victim = coordinator_of(admin, f"{app.app_id}-w1")

@@ -10,7 +10,6 @@ than their changelog, and only checking the changelog on assignment finds that o
 """
 
 import signal
-import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -54,13 +53,6 @@ def app(broker, tmp_path, unique_name):
     application.stop_all()
 
 
-def _wait_for(app: App, instance_id: str, text: str, count: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while app.log(instance_id).count(text) < count:
-        assert time.monotonic() < deadline, f"no {text!r} x{count}\n{app.all_logs()}"
-        time.sleep(0.005)
-
-
 def _produce(app: App, expected: dict[str, list[int]], start_seq: int, per_key: int) -> int:
     events, more = keyed_events(keys=20, per_key=per_key, start_seq=start_seq)
     produce_events(app.bootstrap, app.ingress, events)
@@ -77,17 +69,17 @@ def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker,
     read_committed(app.bootstrap, app.egress, seq, settle=0.2)  # "late" owns both partitions
 
     app.start_worker("other")  # a rebalance: "late" is revoked, then must rejoin
-    _wait_for(app, "late", "revoked invocations", 1)
+    app.wait_for_log("late", "revoked invocations", 1)
     late.send_signal(signal.SIGSTOP)  # misses the join; the group goes on without it
     if broker_restart:
         broker.kill()
         broker.start(timeout=120)
-    _wait_for(app, "other", "assigned invocations partitions=[0, 1]", 1, timeout=120)
+    app.wait_for_log("other", "assigned invocations partitions=[0, 1]", 1, timeout=120)
     seq = _produce(app, expected, 1000, per_key=5)  # "other" moves the counts on
     read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.2)
 
     late.send_signal(signal.SIGCONT)  # rejoins and gets one of its partitions back
-    _wait_for(app, "late", "assigned invocations", 2, timeout=120)
+    app.wait_for_log("late", "assigned invocations", 2, timeout=120)
     _produce(app, expected, 5000, per_key=5)
     records = read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())))
     assert check_exactly_once(records, expected) == [], app.all_logs()

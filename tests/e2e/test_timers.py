@@ -94,11 +94,12 @@ def test_kill_minus_nine_before_and_around_firing_delivers_each_once(app):
 
 def test_a_rebalance_moves_pending_timers_to_the_new_owner(app):
     app.start_worker("w1")
+    app.wait_for_log("w1", "assigned invocations")
     events = [cmd(f"k{i}", op="schedule", seq=i, delay_ms=6000) for i in range(24)]
     produce_events(app.bootstrap, app.ingress, events)
     time.sleep(2)  # scheduled and committed by w1
     app.start_worker("w2")
-    time.sleep(1)
+    app.wait_for_log("w2", "assigned invocations")  # a SIGTERM before that would kill it
     assert app.stop_worker("w1") == 0  # w2 now owns every partition and every pending timer
     fired = parse(read_committed(app.bootstrap, app.egress, 24, timeout=90))
     assert sorted(seq for _, seq in fired) == list(range(24)), app.all_logs()

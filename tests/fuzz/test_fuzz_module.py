@@ -95,7 +95,8 @@ def parse(text: str) -> ModuleSpec | ModuleError:
         assert len(message) < 200_000
         return e
     finally:
-        assert time.monotonic() - started < 10, "parse_module took too long"
+        # a hang guard, not a timing: an alias bomb took hours; a busy machine takes seconds
+        assert time.monotonic() - started < 120, "parse_module took too long"
 
 
 def test_the_valid_module_parses():
@@ -324,4 +325,4 @@ def test_found_by_fuzzing(text, field):
     started = time.monotonic()
     with pytest.raises(ConfigError, match=field):
         parse_module(text, "fuzz.yaml")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 120  # the hang guard of parse() above

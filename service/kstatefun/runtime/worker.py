@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from functools import partial
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -62,6 +63,17 @@ from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
 
 log = logging.getLogger(__name__)
+
+# errors by which a cluster refuses a client's security settings: retrying cannot help
+_REFUSED = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
 
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
@@ -154,12 +166,30 @@ class Worker:
         s = self.settings
         extra = s.kafka_properties
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
-        admin = AdminClient(clients.base_config(s.bootstrap_servers, extra))
+        refused: list[KafkaError] = []  # the cluster answered and said no: never retried
+
+        def on_error(err: KafkaError) -> None:
+            if err.code() in _REFUSED:
+                refused.append(err)
+
+        admin_config: dict[str, Any] = {**clients.base_config(s.bootstrap_servers, extra)}
+        admin_config["error_cb"] = on_error
+        admin = AdminClient(admin_config)
         ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
+
+        def first_contact() -> None:
+            try:
+                require_topics_exist(admin, ingress_topics, "ingress")
+            except KafkaException:
+                admin.poll(0)  # serves error_cb
+                if refused:
+                    raise KafkaException(refused[0]) from None
+                raise
+
         try:
-            # the first contact is not retried: an unreachable or misconfigured cluster is
-            # reported at once; creating topics may meet a controller that is moving
-            require_topics_exist(admin, ingress_topics, "ingress")
+            # a cluster that is restarting is waited for (kafka_retry_timeout_s); one that
+            # refuses this worker's credentials is reported at once
+            call_with_retry(first_contact, f"reaching the cluster at {s.bootstrap_servers}")
             self.partitions, partitions_from = choose_partitions(
                 admin, self.topics, s.partitions, ingress_topics
             )
