@@ -65,8 +65,8 @@ class ChangelogRestorer:
         ends: dict[int, int] = {}
         assignment = []
         for p, store in stores.items():
-            low, high = watermarks(consumer, TopicPartition(self.topic, p))
             start = starts.get(p, 0)
+            low, high = watermarks(consumer, TopicPartition(self.topic, p), at_least=start)
             if start and not low <= start <= high:
                 log.warning(
                     "local state of partition=%d is at offset %d, outside the changelog's "
@@ -170,15 +170,38 @@ class ChangelogRestorer:
         return positions
 
 
-def watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+def watermarks(
+    consumer: Consumer,
+    tp: TopicPartition,
+    at_least: int = 0,
+    settle_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, int]:
     """Low and high watermark, retried while leadership settles (a just-created topic, a
-    broker restart): kafka/errors.py decides which errors are transient."""
-    low, high = call_with_retry(
-        lambda: consumer.get_watermark_offsets(tp, timeout=10, cached=False),
-        f"reading the offsets of {tp.topic} partition {tp.partition}",
-        lambda: consumer.list_topics(tp.topic, timeout=5),
-    )
-    return low, high
+    broker restart): kafka/errors.py decides which errors are transient.
+
+    A high watermark below ``at_least`` (a position this worker's own committed records
+    reached) is taken for a leader that has not caught up yet: a newly elected leader learns
+    the high watermark from its followers' next fetches. It is asked again for up to
+    ``settle_s`` before the caller may conclude that the topic was recreated."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        low, high = call_with_retry(
+            lambda: consumer.get_watermark_offsets(tp, timeout=10, cached=False),
+            f"reading the offsets of {tp.topic} partition {tp.partition}",
+            lambda: consumer.list_topics(tp.topic, timeout=5),
+        )
+        if high >= at_least or time.monotonic() >= deadline:
+            return low, high
+        log.info(
+            "waiting for the end of topic=%s partition=%d to reach this store's position=%d "
+            "(it is %d: a leader that has not caught up yet?)",
+            tp.topic,
+            tp.partition,
+            at_least,
+            high,
+        )
+        sleep(0.25)
 
 
 def _plist(partitions: Iterable[int]) -> str:

@@ -95,3 +95,31 @@ def test_a_partition_owned_again_after_being_dropped_is_restored_from_scratch():
     changelog.logs[0] += [(b"a", None), None]
     assert recover(store, restorer, {0}) == [0]
     assert store.get(0, b"a") is None and store.position(0) == 4
+
+
+class LaggingLeader(Changelog):
+    """A newly elected leader: its first answers put the end before what was committed."""
+
+    def __init__(self, logs, stale_answers):
+        super().__init__(logs)
+        self.stale_answers = stale_answers
+
+    def get_watermark_offsets(self, tp, timeout=None, cached=False):
+        if self.stale_answers:
+            self.stale_answers -= 1
+            return 0, 0
+        return super().get_watermark_offsets(tp, timeout, cached)
+
+    def list_topics(self, topic=None, timeout=None):
+        return None
+
+
+def test_an_end_behind_the_kept_position_is_waited_out_not_taken_for_a_new_topic():
+    store = TimerStore()
+    changelog = LaggingLeader({0: [(b"a", timer(10)), None]}, stale_answers=0)
+    restorer = ChangelogRestorer(lambda: changelog, TOPIC)
+    recover(store, restorer, {0})
+    changelog.stale_answers = 3  # the partition's leader moved meanwhile
+    assert recover(store, restorer, {0}) == []
+    assert store.get(0, b"a") is not None and store.position(0) == 2
+    assert changelog.stale_answers == 0
