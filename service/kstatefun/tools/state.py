@@ -77,21 +77,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     commands = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
     common = common_arguments()
-    fmt = argparse.RawDescriptionHelpFormatter
-    get = commands.add_parser(
-        "get",
-        parents=[common],
-        help="current state values",
-        description=GET_HELP,
-        formatter_class=fmt,
-    )
-    history = commands.add_parser(
-        "history",
-        parents=[common],
-        help="versions still on the changelog",
-        description=HISTORY_HELP,
-        formatter_class=fmt,
-    )
+
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(  # type: ignore[no-any-return]
+            name,
+            parents=[common],
+            help=help,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    get = command("get", "current state values", GET_HELP)
+    history = command("history", "versions still on the changelog", HISTORY_HELP)
     for p in (get, history):
         p.add_argument("type", metavar="TYPE", help="function type, e.g. example/counter")
         p.add_argument("id", metavar="ID", help="the address's id")
@@ -101,20 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     get.add_argument("--all", action="store_true", help="also deleted and expired values")
     get.set_defaults(handler=run_get)
     history.set_defaults(handler=run_history)
-    listing = commands.add_parser(
-        "list",
-        parents=[common],
-        help="addresses of a type that have state",
-        description=LIST_HELP,
-        formatter_class=fmt,
-    )
-    export = commands.add_parser(
-        "export",
-        parents=[common],
-        help="all state of a type as JSON Lines",
-        description=EXPORT_HELP,
-        formatter_class=fmt,
-    )
+    listing = command("list", "addresses of a type that have state", LIST_HELP)
+    export = command("export", "all state of a type as JSON Lines", EXPORT_HELP)
     for p in (listing, export):
         p.add_argument("type", metavar="TYPE", help="function type, e.g. example/counter")
     listing.add_argument("--prefix", default="", help="only ids that start with this")
