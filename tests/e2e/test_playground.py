@@ -44,11 +44,7 @@ NAMES = [f"name{i}" for i in range(6)]
 
 @pytest.fixture(scope="module")
 def sdk_app():
-    try:
-        python = sdk_env.ensure_sdk_venv()
-    except sdk_env.SdkEnvError as e:
-        pytest.fail(str(e), pytrace=False)
-    with sdk_env.sdk_server(python, script=APP_SCRIPT) as server:
+    with sdk_env.sdk_app_server(APP_SCRIPT) as server:
         yield server
 
 

@@ -140,3 +140,17 @@ def sdk_server(python: Path, port: int = 0, script: Path | None = None) -> Itera
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def sdk_app_server(script: Path) -> Iterator[SdkServer]:
+    """The SDK's venv (made once) serving ``script``; a test that cannot have it fails, naming
+    why (module-scoped fixtures of the e2e tests)."""
+    import pytest
+
+    try:
+        python = ensure_sdk_venv()
+    except SdkEnvError as e:
+        pytest.fail(str(e), pytrace=False)
+    with sdk_server(python, script=script) as server:
+        yield server
