@@ -474,6 +474,28 @@ def test_topics_check_names_each_problem_and_its_fix(
     assert not doc["ok"] and not doc["ingress_checked"]
 
 
+def test_topics_check_covers_the_playground_egress_topics(
+    kafka_bootstrap, unique_name, create_topic, tmp_path
+):
+    app_id = unique_name("pg")
+    for role, config in (("invocations", {}), ("changelog", {"cleanup.policy": "compact"})):
+        create_topic(f"{app_id}-{role}", 2, config)
+    create_topic(f"{app_id}-timers", 2, {"cleanup.policy": "compact"})
+    create_topic(f"{app_id}-dead-letters", 1)
+    create_topic(f"{app_id}-playground-split", 2)
+    module = tmp_path / "module.yaml"
+    module.write_text(
+        "kind: io.statefun.playground.v1/egress\nspec:\n  port: 1\n"
+        "  topics:\n    - missing\n    - split\n"
+    )
+    args = ("topics", "check", "--module", str(module))
+    out = run_cli(kafka_bootstrap, app_id, *args, expect=1).stdout
+    assert re.search(rf"^\s+FAIL\s+{app_id}-playground-missing\s.*missing$", out, re.M), out
+    assert f"--topic {app_id}-playground-missing --partitions 1 " in out
+    assert "has 2 partitions but the playground egress needs 1" in out
+    assert out.rstrip().endswith("2 problems found")
+
+
 def test_topics_check_reports_replication_below_the_setting(
     kafka_bootstrap, unique_name, create_topic, monkeypatch
 ):

@@ -24,6 +24,7 @@ from kstatefun.kafka.topics import (
     DEFAULT_PARTITIONS,
     TopicSpec,
     internal_topic_specs,
+    playground_topic_specs,
     replication_problems,
 )
 from kstatefun.tools.common import Tool, common_arguments, print_json
@@ -34,7 +35,8 @@ partition count (they are co-partitioned), -changelog and -timers are compacted,
 must keep every record (invocations, dead letters) is compacted, the internal topics are
 replicated (at least replication_factor replicas when it is set, more than one on a cluster of
 several brokers, more than min.insync.replicas), and, with --module, every ingress topic
-exists. Prints each topic with its problems and their fixes.
+exists and so does each playground egress topic's <app>-playground-<topic> (one partition,
+not compacted). Prints each topic with its problems and their fixes.
 
 The expected partition count is --partitions (KSTATEFUN_PARTITIONS) when given, else that of
 <app>-invocations. Exit code 0 when all is well, 1 when a problem was found.
@@ -115,17 +117,33 @@ def run_check(args: argparse.Namespace) -> int:
         source = names.invocations
     # the count only matters once known (compared, or shown in the fix for a missing topic)
     specs = internal_topic_specs(names, expected or DEFAULT_PARTITIONS, s.replication_factor)
-    configs = _configs(tool, [spec.name for spec in specs if spec.name in counts])
     want = _Expected(expected, source, explicit)
-    reports = [
-        _check_internal(tool, spec, counts.get(spec.name), configs.get(spec.name, {}), want)
-        for spec in specs
-    ]
-    for report in reports:
+    checks = [(spec, want) for spec in specs]
+    module = load_module(s.module) if s.module is not None else None
+    alone = _Expected(None, "", False)  # a topic with a fixed count, not co-partitioned
+    if module is not None and module.playground_egress is not None:
+        playground = playground_topic_specs(names, module.playground_egress.topics)
+        checks += [(spec, alone) for spec in playground]
+    configs = _configs(tool, [spec.name for spec, _ in checks if spec.name in counts])
+    reports = []
+    for spec, wanted in checks:
+        report = _check_internal(
+            tool, spec, counts.get(spec.name), configs.get(spec.name, {}), wanted
+        )
         if report.partitions is not None:
             _check_replication(tool, report, md)
-    if s.module is not None:
-        module = load_module(s.module)
+            if wanted is alone and report.partitions != spec.partitions:
+                report.problems.append(
+                    (
+                        f"has {report.partitions} partitions but the playground egress needs "
+                        f"{spec.partitions}: it hands records out in one order and remembers "
+                        "one offset",
+                        f"delete {spec.name} (it only buffers records for HTTP clients) and "
+                        "start a worker, which creates it again",
+                    )
+                )
+        reports.append(report)
+    if module is not None:
         for ingress in module.ingresses:
             for t in ingress.topics:
                 reports.append(_check_ingress(tool, md, t.topic, ingress.id))
@@ -200,7 +218,9 @@ def _check_internal(
     bootstrap = tool.settings.bootstrap_servers
     expected, source = want.partitions, want.source
     if partitions is None:
-        count = spec.create_partitions if spec.partitions is None else (expected or "P")
+        # a co-partitioned topic gets P; a topic of its own (no source) its fixed count
+        fixed = spec.partitions is None or not source
+        count = spec.create_partitions if fixed else (expected or "P")
         create = " ".join(f"--config {k}={v}" for k, v in spec.config.items())
         report.problems.append(
             (
