@@ -20,10 +20,12 @@ listed in ``config/settings.md``.
 
 The package: ``specs`` (the results), ``parsers`` (field formats), ``schema`` (the YAML
 shape), ``source`` (YAML with line numbers), ``problems`` (the wording), ``build`` (documents
-to a ModuleSpec). This module re-exports the public names.
+to a ModuleSpec), ``checks`` (a ModuleSpec against the worker that runs it). This module
+re-exports the public names.
 """
 
 from kstatefun.config.module.build import load_module, parse_module
+from kstatefun.config.module.checks import check_module, serves
 from kstatefun.config.module.parsers import parse_duration_ms
 from kstatefun.config.module.specs import (
     KIND_EGRESS,
@@ -73,7 +75,9 @@ __all__ = [
     "ModuleError",
     "ModuleSpec",
     "StartupPosition",
+    "check_module",
     "load_module",
     "parse_duration_ms",
     "parse_module",
+    "serves",
 ]
