@@ -48,7 +48,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction
+from kstatefun.runtime.commit import Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -490,11 +490,8 @@ class Worker:
                 # A consumer's only fatal error (librdkafka): a static member fenced by another
                 # one with the same group.instance.id.
                 if self.settings.static_membership:
-                    raise FencedError(
-                        f"group member {self.settings.app_id}-{self.settings.instance_id} was "
-                        "fenced: another worker joined the group with the same --instance-id "
-                        f"(static membership); give every running worker its own ({err.str()})"
-                    )
+                    member = f"{self.settings.app_id}-{self.settings.instance_id}"
+                    raise fenced_error(f"group member {member} (static membership)", err)
                 raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
