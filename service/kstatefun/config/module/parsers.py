@@ -290,19 +290,6 @@ def unique_refs(refs: list[str]) -> list[str]:
     return refs
 
 
-TypeName = Annotated[str, AfterValidator(_check_typename)]
-FunctionType = Annotated[str, AfterValidator(_check_function_type)]
-DurationMs = Annotated[int, BeforeValidator(_duration)]
-Timeout = Annotated[int, BeforeValidator(_duration), AfterValidator(_nonzero_duration)]
-PositiveNumber = Annotated[int, BeforeValidator(whole_number), AfterValidator(_positive)]
-NonEmpty = Annotated[str, AfterValidator(_check_nonempty)]
-Properties = Annotated[
-    list[Annotated[tuple[str, str], BeforeValidator(_property_entry)]],
-    BeforeValidator(as_entry_list),
-    AfterValidator(_unique_keys),
-]
-
-
 def _port(value: int) -> int:
     if not 1 <= value <= 65_535:
         fail(f"expected a TCP port from 1 to 65535, got {value}")
@@ -319,4 +306,15 @@ def check_playground_topic(value: str) -> str:
     return value
 
 
+TypeName = Annotated[str, AfterValidator(_check_typename)]
+FunctionType = Annotated[str, AfterValidator(_check_function_type)]
+DurationMs = Annotated[int, BeforeValidator(_duration)]
+Timeout = Annotated[int, BeforeValidator(_duration), AfterValidator(_nonzero_duration)]
+PositiveNumber = Annotated[int, BeforeValidator(whole_number), AfterValidator(_positive)]
+NonEmpty = Annotated[str, AfterValidator(_check_nonempty)]
+Properties = Annotated[
+    list[Annotated[tuple[str, str], BeforeValidator(_property_entry)]],
+    BeforeValidator(as_entry_list),
+    AfterValidator(_unique_keys),
+]
 Port = Annotated[int, BeforeValidator(whole_number), AfterValidator(_port)]
