@@ -30,7 +30,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from kstatefun.config.module import KafkaIngress, ModuleSpec
+from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
@@ -48,7 +48,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction
+from kstatefun.runtime.commit import Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -93,68 +93,11 @@ class Worker:
         self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
-        self._validate()
+        check_module(module, settings, functions.typenames())
 
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
-        return typename in self.functions.typenames() or bool(self.module.endpoint_for(typename))
-
-    def _validate(self) -> None:
-        registered = set(self.functions.typenames())
-        for ingress in self.module.ingresses:
-            for t in ingress.topics:
-                for target in t.targets:
-                    if not self._serves(target):
-                        raise ConfigError(
-                            f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', but "
-                            f"no function of that type is registered (registered: "
-                            f"{', '.join(sorted(registered)) or 'none'}) and no "
-                            "io.statefun.endpoints.v2/http document serves it"
-                        )
-            if ingress.consumer_group_id not in (None, self.settings.app_id):
-                log.warning(
-                    "ingress %s declares consumerGroupId %s; kstatefun reads every ingress in "
-                    "the application's group, the app id %s",
-                    ingress.id,
-                    ingress.consumer_group_id,
-                    self.settings.app_id,
-                )
-            if ingress.properties:
-                log.warning(
-                    "ingress %s properties are ignored (%s): set client properties for all of "
-                    "a worker's clients with KSTATEFUN_KAFKA_PROPERTIES",
-                    ingress.id,
-                    ", ".join(ingress.properties),
-                )
-            if ingress.address not in (None, self.settings.bootstrap_servers):
-                log.warning(
-                    "ingress %s declares address %s; kstatefun reads it from the application's "
-                    "cluster %s",
-                    ingress.id,
-                    ingress.address,
-                    self.settings.bootstrap_servers,
-                )
-        for egress in self.module.egresses:
-            if egress.properties:
-                log.warning(
-                    "egress %s properties are ignored (%s): egress records are written by the "
-                    "worker's transactional producer",
-                    egress.id,
-                    ", ".join(egress.properties),
-                )
-            if egress.address not in (None, self.settings.bootstrap_servers):
-                log.warning(
-                    "egress %s declares address %s; kstatefun writes it inside the application's "
-                    "transactions on %s",
-                    egress.id,
-                    egress.address,
-                    self.settings.bootstrap_servers,
-                )
-        if not self.module.ingresses and self.module.playground_ingress is None:
-            raise ConfigError(
-                "module.yaml declares no io.statefun.kafka.v1/ingress (nor an "
-                "io.statefun.playground.v1/ingress): nothing to run"
-            )
+        return serves(self.module, self.functions.typenames(), typename)
 
     def stop(self) -> None:
         """Ask the loop to finish the open transaction and leave the group (signal-safe)."""
@@ -547,11 +490,8 @@ class Worker:
                 # A consumer's only fatal error (librdkafka): a static member fenced by another
                 # one with the same group.instance.id.
                 if self.settings.static_membership:
-                    raise FencedError(
-                        f"group member {self.settings.app_id}-{self.settings.instance_id} was "
-                        "fenced: another worker joined the group with the same --instance-id "
-                        f"(static membership); give every running worker its own ({err.str()})"
-                    )
+                    member = f"{self.settings.app_id}-{self.settings.instance_id}"
+                    raise fenced_error(f"group member {member} (static membership)", err)
                 raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
