@@ -6,17 +6,19 @@ topic whose settings would break a guarantee (wrong partition count, changelog n
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
 from kstatefun.kafka.errors import is_retriable
+from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER, PARTITIONERS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ class InternalTopics:
     @property
     def dead_letters(self) -> str:
         return f"{self.app_id}-dead-letters"
+
+    @property
+    def meta(self) -> str:
+        """What the application decided once and for all (its partitioner)."""
+        return f"{self.app_id}-meta"
+
+    @property
+    def state(self) -> tuple[str, str, str]:
+        """The co-partitioned topics: partition p of each belongs to the same worker."""
+        return (self.invocations, self.changelog, self.timers)
 
     def playground(self, topic: str) -> str:
         """Where the playground egress keeps the records of its topic ``topic``."""
@@ -111,6 +123,141 @@ def internal_topic_specs(
     isr = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     rf = -1 if replication_factor is None else replication_factor
     return [replace(s, config={**s.config, **isr}, replication_factor=rf) for s in specs]
+
+
+def meta_topic_spec(topics: InternalTopics, replication_factor: int | None = None) -> TopicSpec:
+    """<app>-meta: one partition whose first record of a key is the application's decision.
+    It never expires, so the decision outlives every record placed by it."""
+    return TopicSpec(
+        topics.meta,
+        1,
+        1,
+        {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        must_match=("cleanup.policy", "retention.ms"),
+        why="it records the application's partitioner for as long as its state lives",
+        replication_factor=-1 if replication_factor is None else replication_factor,
+    )
+
+
+_PARTITIONER_KEY: Final = b"partitioner"
+
+
+def read_partitioner(consumer: Consumer, topic: str, timeout: float = 30.0) -> str | None:
+    """The partitioner recorded in the meta topic ``topic``: its first record (the first
+    writer wins a race), or None when nothing is recorded. Closes ``consumer``."""
+    try:
+        tp = TopicPartition(topic, 0)
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, 0, low)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                raise KafkaException(err)
+            offset = msg.offset() or 0
+            if msg.key() == _PARTITIONER_KEY:
+                return _parse_partitioner(topic, offset, msg.value())
+            if offset >= high - 1:
+                return None
+        raise TopicError(f"could not read '{topic}' within {timeout:.0f} s")
+    finally:
+        consumer.close()
+
+
+def _parse_partitioner(topic: str, offset: int, value: bytes | None) -> str:
+    try:
+        name = json.loads(value or b"")["partitioner"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TopicError(
+            f"topic '{topic}' offset {offset} is not a partitioner record ({e}): it is "
+            "kstatefun's, do not write to it"
+        ) from e
+    if name not in PARTITIONERS:
+        raise TopicError(
+            f"topic '{topic}' records partitioner {name!r}, which this version does not know "
+            f"(it knows {', '.join(PARTITIONERS)}): run a kstatefun version that does"
+        )
+    return str(name)
+
+
+def record_partitioner(
+    topics: InternalTopics,
+    given: str | None,
+    existing_app: bool,
+    consumer: Callable[[], Consumer],
+    producer: Callable[[], Producer],
+    timeout: float = 30.0,
+) -> tuple[str, str]:
+    """The application's partitioner, and what decided it. The meta topic must exist.
+
+    The first worker of an application records it before any state topic exists: ``given``
+    (the partitioner setting), else DEFAULT_PARTITIONER. An application whose state topics
+    existed before anything was recorded placed its state with LEGACY_PARTITIONER, which is
+    then recorded. Every later worker and restart reads it back, so all of them place every id
+    alike; a ``given`` that differs from the record is refused, since it would move ids away
+    from their state.
+    """
+    recorded = read_partitioner(consumer(), topics.meta, timeout)
+    proposal: str
+    source = f"recorded in {topics.meta}"
+    if recorded is None:
+        if existing_app:
+            proposal, source = LEGACY_PARTITIONER, "the state topics' (older than the record)"
+        elif given is not None:
+            proposal, source = given, "the partitioner setting"
+        else:
+            proposal, source = DEFAULT_PARTITIONER, "the default"
+        p = producer()
+        errors: list[KafkaError] = []
+        p.produce(
+            topics.meta,
+            json.dumps({"partitioner": proposal}).encode(),
+            _PARTITIONER_KEY,
+            partition=0,
+            on_delivery=lambda err, _msg: errors.append(err) if err else None,
+        )
+        if p.flush(timeout) or errors:
+            raise TopicError(
+                f"could not record the partitioner in '{topics.meta}': "
+                f"{errors[0] if errors else 'not delivered in time'}"
+            )
+        recorded = read_partitioner(consumer(), topics.meta, timeout)
+        if recorded != proposal:  # another worker recorded first: its choice holds
+            source = f"recorded in {topics.meta}"
+        assert recorded is not None
+    if given is not None and given != recorded:
+        raise TopicError(
+            f"partitioner={given} (KSTATEFUN_PARTITIONER) but application '{topics.app_id}' "
+            f"places its ids with {recorded} ({source}): changing it would separate ids from "
+            f"their state. Unset partitioner or set it to {recorded}, or use a new --app-id"
+        )
+    return recorded, source
+
+
+def app_partitioner(
+    admin: AdminClient,
+    topics: InternalTopics,
+    given: str | None,
+    consumer: Callable[[], Consumer],
+    producer: Callable[[], Producer],
+    replication_factor: int | None = None,
+    timeout: float = 30.0,
+) -> tuple[str, str]:
+    """Create <app>-meta if missing, then ``record_partitioner``. Runs before the state topics
+    are created, so that state topics without a record mean an application from before."""
+    metadata = admin.list_topics(timeout=timeout)
+    existing_app = any(
+        name in metadata.topics and metadata.topics[name].error is None for name in topics.state
+    )
+    ensure_internal_topics(admin, [meta_topic_spec(topics, replication_factor)], timeout)
+    return record_partitioner(topics, given, existing_app, consumer, producer, timeout)
 
 
 def replication_problems(
