@@ -35,7 +35,10 @@ def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     assert app.stop_worker("w1") == 0, app.all_logs()
     log = app.log("w1")
     assert "partitions=6 partitions_from='ingress topic" in log
-    assert "partitioner=crc32 partitioner_from='the default'" in log
+    # the records already on the ingress topic told the first worker which partitioner to take
+    assert (
+        f"partitioner=crc32 partitioner_from='the placement of 200 records on {app.ingress}'" in log
+    )
     direct, routed = _paths(log)
     assert routed == 0 and direct >= len(events), log[-3000:]
     assert "is partitioned with" not in log and "has 6 partitions but" not in log
@@ -54,14 +57,29 @@ def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     assert routed == 0 and direct >= len(more), app.log("w2")[-3000:]
 
 
-def test_java_partitioned_input_takes_the_hop_and_is_named_in_a_warning(app):
-    events, expected = keyed_events(keys=40, per_key=6)  # 240 records: more than the sample
+def test_a_new_app_on_java_partitioned_input_takes_murmur2_and_goes_direct(app):
+    events, expected = keyed_events(keys=40, per_key=6)
     produce_events(app.bootstrap, app.ingress, events, partitioner="murmur2_random")
     app.start_worker("w1", partitions=False)
     records = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
     assert check_exactly_once(records, expected) == [], app.all_logs()
     assert app.stop_worker("w1") == 0, app.all_logs()
     log = app.log("w1")
+    assert "partitioner=murmur2 partitioner_from='the placement of 200 records" in log
+    direct, routed = _paths(log)
+    assert routed == 0 and direct >= len(events), log[-3000:]
+
+
+def test_input_placed_otherwise_takes_the_hop_and_is_named_in_a_warning(app):
+    app.start_worker("w1", partitions=False)  # on an empty ingress topic: the default, crc32
+    app.wait_for_log("w1", "assigned invocations partitions=[")
+    events, expected = keyed_events(keys=40, per_key=6)  # 240 records: more than the sample
+    produce_events(app.bootstrap, app.ingress, events, partitioner="murmur2_random")
+    records = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert app.stop_worker("w1") == 0, app.all_logs()
+    log = app.log("w1")
+    assert "partitioner=crc32 partitioner_from='the default'" in log
     assert f"ingress topic={app.ingress} is partitioned with murmur2" in log
     assert "partitioner is crc32" in log and "KSTATEFUN_PARTITIONER" in log
     direct, routed = _paths(log)

@@ -16,6 +16,7 @@ from kstatefun.kafka.topics import (
     ensure_internal_topics,
     internal_topic_specs,
     require_topics_exist,
+    sample_placement,
 )
 
 pytestmark = pytest.mark.kafka
@@ -191,3 +192,22 @@ def test_replication_defaults_to_the_clusters_and_a_setting_overrides_it(kafka_a
     )
     res = ConfigResource(ConfigResource.Type.TOPIC, set_isr.changelog)
     assert kafka_admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "1"
+
+
+@pytest.mark.parametrize(
+    ("librdkafka", "ours"), [("consistent_random", "crc32"), ("murmur2", "murmur2")]
+)
+def test_placement_of_existing_records_tells_the_partitioner(
+    kafka_bootstrap, unique_name, create_topic, librdkafka, ours
+):
+    topic = create_topic(unique_name("in"), partitions=5)
+    empty = create_topic(unique_name("empty"), partitions=3)
+    restore = lambda: Consumer(clients.restore_consumer_config(kafka_bootstrap, {}))  # noqa: E731
+    assert sample_placement(restore(), {topic: 5, empty: 3}) is None
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": librdkafka})
+    for i in range(300):
+        producer.produce(topic, b"v", f"user-{i}".encode())
+    producer.produce(topic, b"v", None)  # a record without a key tells nothing
+    assert producer.flush(30) == 0
+    found = sample_placement(restore(), {topic: 5, empty: 3})
+    assert found == (ours, f"the placement of 200 records on {topic}")

@@ -93,3 +93,22 @@ def placement_agrees(key: bytes, partition: int, partitions: int) -> tuple[bool,
         crc32(key) % partitions == partition,
         (murmur2(key) & 0x7FFFFFFF) % partitions == partition,
     )
+
+
+# keyed records per ingress topic whose placement tells which partitioner placed them
+PLACEMENT_SAMPLE: Final = 200
+
+
+def placement_verdict(seen: int, crc32_agree: int, murmur2_agree: int, count: int) -> str:
+    """Which partitioner placed ``seen`` keyed records on a topic of ``count`` partitions, of
+    which ``crc32_agree`` sit where crc32 puts their key and ``murmur2_agree`` where murmur2
+    does: ``crc32``, ``murmur2``, ``neither`` (another partitioner, or explicit partitions) or
+    ``unknown`` (nothing to tell by: no records, one partition, or both agree throughout)."""
+    if count < 2 or seen == 0:
+        return "unknown"
+    crc, mm = crc32_agree == seen, murmur2_agree == seen
+    if crc and not mm:
+        return "crc32"
+    if mm and not crc:
+        return "murmur2"
+    return "unknown" if crc else "neither"

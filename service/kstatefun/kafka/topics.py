@@ -18,7 +18,14 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
 from kstatefun.kafka.errors import is_retriable
-from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER, PARTITIONERS
+from kstatefun.kafka.partitioner import (
+    DEFAULT_PARTITIONER,
+    LEGACY_PARTITIONER,
+    PARTITIONERS,
+    PLACEMENT_SAMPLE,
+    placement_agrees,
+    placement_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +194,56 @@ def _parse_partitioner(topic: str, offset: int, value: bytes | None) -> str:
     return str(name)
 
 
+def sample_placement(
+    consumer: Consumer, counts: dict[str, int], timeout: float = 5.0
+) -> tuple[str, str] | None:
+    """The partitioner that placed the records already on the ingress topics (``counts``: each
+    topic's partitions), told from up to PLACEMENT_SAMPLE keyed records of each, and what it
+    was told from; None when they tell nothing (empty topics, single partitions, topics that
+    disagree). Closes ``consumer``."""
+    try:
+        assign, ends = [], {}
+        for topic, count in counts.items():
+            if count < 2:
+                continue
+            for p in range(count):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout, cached=False
+                )
+                if high > low:
+                    assign.append(TopicPartition(topic, p, low))
+                    ends[(topic, p)] = high - 1
+        if not assign:
+            return None
+        consumer.assign(assign)
+        tally = {t: [0, 0, 0] for t in counts}  # seen, crc32 agrees, murmur2 agrees
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.2):
+                if msg.error():
+                    continue
+                topic, partition, key = str(msg.topic()), msg.partition() or 0, msg.key()
+                if (msg.offset() or 0) >= ends.get((topic, partition), -1):
+                    ends.pop((topic, partition), None)
+                t = tally[topic]
+                if key and t[0] < PLACEMENT_SAMPLE:
+                    crc, mm = placement_agrees(key, partition, counts[topic])
+                    t[0], t[1], t[2] = t[0] + 1, t[1] + crc, t[2] + mm
+            if all(tally[t][0] >= PLACEMENT_SAMPLE for t, _ in ends):
+                break
+    finally:
+        consumer.close()
+    verdicts = {
+        t: placement_verdict(seen, crc, mm, counts[t]) for t, (seen, crc, mm) in tally.items()
+    }
+    found = {v for v in verdicts.values() if v in PARTITIONERS}
+    if len(found) != 1:
+        return None
+    (name,) = found
+    told = sorted(t for t, v in verdicts.items() if v == name)
+    return name, f"the placement of {sum(tally[t][0] for t in told)} records on {', '.join(told)}"
+
+
 def record_partitioner(
     topics: InternalTopics,
     given: str | None,
@@ -194,11 +251,13 @@ def record_partitioner(
     consumer: Callable[[], Consumer],
     producer: Callable[[], Producer],
     timeout: float = 30.0,
+    sample: Callable[[], tuple[str, str] | None] = lambda: None,
 ) -> tuple[str, str]:
     """The application's partitioner, and what decided it. The meta topic must exist.
 
     The first worker of an application records it before any state topic exists: ``given``
-    (the partitioner setting), else DEFAULT_PARTITIONER. An application whose state topics
+    (the partitioner setting), else the one that placed the records already on its ingress
+    topics (``sample``), else DEFAULT_PARTITIONER. An application whose state topics
     existed before anything was recorded placed its state with LEGACY_PARTITIONER, which is
     then recorded. Every later worker and restart reads it back, so all of them place every id
     alike; a ``given`` that differs from the record is refused, since it would move ids away
@@ -213,7 +272,7 @@ def record_partitioner(
         elif given is not None:
             proposal, source = given, "the partitioner setting"
         else:
-            proposal, source = DEFAULT_PARTITIONER, "the default"
+            proposal, source = sample() or (DEFAULT_PARTITIONER, "the default")
         p = producer()
         errors: list[KafkaError] = []
         p.produce(
@@ -249,15 +308,28 @@ def app_partitioner(
     producer: Callable[[], Producer],
     replication_factor: int | None = None,
     timeout: float = 30.0,
+    ingress_topics: Iterable[str] = (),
 ) -> tuple[str, str]:
-    """Create <app>-meta if missing, then ``record_partitioner``. Runs before the state topics
-    are created, so that state topics without a record mean an application from before."""
+    """Create <app>-meta if missing, then ``record_partitioner``, which samples the ingress
+    topics for a new application. Runs before the state topics are created, so that state
+    topics without a record mean an application from before the record."""
     metadata = admin.list_topics(timeout=timeout)
     existing_app = any(
         name in metadata.topics and metadata.topics[name].error is None for name in topics.state
     )
+    counts = {
+        t: len(metadata.topics[t].partitions) for t in set(ingress_topics) if t in metadata.topics
+    }
     ensure_internal_topics(admin, [meta_topic_spec(topics, replication_factor)], timeout)
-    return record_partitioner(topics, given, existing_app, consumer, producer, timeout)
+    return record_partitioner(
+        topics,
+        given,
+        existing_app,
+        consumer,
+        producer,
+        timeout,
+        lambda: sample_placement(consumer(), counts),
+    )
 
 
 def replication_problems(

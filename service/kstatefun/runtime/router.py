@@ -27,7 +27,12 @@ from confluent_kafka import Message
 from kstatefun.config.module import KafkaIngress
 from kstatefun.errors import DecodeError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
-from kstatefun.kafka.partitioner import id_partitioner, placement_agrees
+from kstatefun.kafka.partitioner import (
+    PLACEMENT_SAMPLE,
+    id_partitioner,
+    placement_agrees,
+    placement_verdict,
+)
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
@@ -39,8 +44,6 @@ from kstatefun.wire.protobuf import decode_string_wrapper
 log = logging.getLogger(__name__)
 
 STRING_TYPENAME = "io.statefun.types/string"
-# keyed records per ingress topic whose placement is checked against the partitioners
-PLACEMENT_SAMPLE = 200
 
 
 def ingress_value_problem(topic: str, typename: str, value: bytes) -> str | None:
@@ -86,14 +89,7 @@ class PlacementCheck:
         return True
 
     def observed(self) -> str:
-        if self.count < 2:
-            return "unknown"  # a single partition tells nothing
-        crc, mm = self.crc32 == self.seen, self.murmur2 == self.seen
-        if crc and not mm:
-            return "crc32"
-        if mm and not crc:
-            return "murmur2"
-        return "unknown" if crc else "neither"
+        return placement_verdict(self.seen, self.crc32, self.murmur2, self.count)
 
     def judge(self) -> None:
         observed = self.observed()

@@ -206,6 +206,8 @@ class Worker:
                         clients.idempotent_producer_config(s.bootstrap_servers, extra)
                     ),
                     s.replication_factor,
+                    30.0,
+                    ingress_topics,
                 ),
                 "recording the application's partitioner",
             )

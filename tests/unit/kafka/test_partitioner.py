@@ -4,13 +4,14 @@ import zlib
 import pytest
 
 from kstatefun.kafka.partitioner import (
+    PLACEMENT_SAMPLE,
     id_partitioner,
     murmur2,
     partition_for_id,
     partition_for_key,
     placement_agrees,
 )
-from kstatefun.runtime.router import PLACEMENT_SAMPLE, PlacementCheck
+from kstatefun.runtime.router import PlacementCheck
 
 # Known values of Java's org.apache.kafka.common.utils.Utils.murmur2 (Kafka's own UtilsTest).
 JAVA_VECTORS = {
