@@ -7,6 +7,7 @@ from confluent_kafka.admin import ConfigResource
 
 from kstatefun.errors import TopicError
 from kstatefun.kafka import clients
+from kstatefun.kafka.errors import call_with_retry
 from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.kafka.topics import (
     DEFAULT_PARTITIONS,
@@ -84,12 +85,17 @@ def test_partitioner_agrees_with_librdkafka(
 
 
 def _partitioner(bootstrap, admin, topics, given):
-    return app_partitioner(
-        admin,
-        topics,
-        given,
-        lambda: Consumer(clients.restore_consumer_config(bootstrap, {})),
-        lambda: Producer(clients.idempotent_producer_config(bootstrap, {})),
+    """As a worker starts: retrying what clears once the cluster settles (a new topic's
+    leader)."""
+    return call_with_retry(
+        lambda: app_partitioner(
+            admin,
+            topics,
+            given,
+            lambda: Consumer(clients.restore_consumer_config(bootstrap, {})),
+            lambda: Producer(clients.idempotent_producer_config(bootstrap, {})),
+        ),
+        "recording the partitioner",
     )
 
 
@@ -117,9 +123,20 @@ def test_an_app_from_before_the_record_keeps_murmur2(
 ):
     topics = InternalTopics(unique_name("app"))
     ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))  # state, no record
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics.changelog, b"state", b"key", partition=2)
+    assert producer.flush(30) == 0
     with pytest.raises(TopicError, match="KSTATEFUN_PARTITIONER.*places its ids with murmur2"):
         _partitioner(kafka_bootstrap, kafka_admin, topics, "crc32")
     assert _partitioner(kafka_bootstrap, kafka_admin, topics, None)[0] == "murmur2"
+
+
+def test_state_topics_created_empty_beforehand_are_a_new_app(
+    kafka_bootstrap, kafka_admin, unique_name
+):
+    topics = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))  # as operations.md does
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None) == ("crc32", "the default")
 
 
 def test_the_first_record_wins(kafka_bootstrap, kafka_admin, unique_name):

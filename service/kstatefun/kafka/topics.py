@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -258,8 +258,8 @@ def record_partitioner(
     The first worker of an application records it before any state topic exists: ``given``
     (the partitioner setting), else the one that placed the records already on its ingress
     topics (``sample``), else DEFAULT_PARTITIONER. An application whose state topics
-    existed before anything was recorded placed its state with LEGACY_PARTITIONER, which is
-    then recorded. Every later worker and restart reads it back, so all of them place every id
+    hold records but no record of the partitioner placed them with LEGACY_PARTITIONER, which
+    is then recorded. Every later worker and restart reads it back, so all of them place every id
     alike; a ``given`` that differs from the record is refused, since it would move ids away
     from their state.
     """
@@ -312,11 +312,10 @@ def app_partitioner(
 ) -> tuple[str, str]:
     """Create <app>-meta if missing, then ``record_partitioner``, which samples the ingress
     topics for a new application. Runs before the state topics are created, so that state
-    topics without a record mean an application from before the record."""
+    topics that hold records but no record of the partitioner are an application's from
+    before the record."""
     metadata = admin.list_topics(timeout=timeout)
-    existing_app = any(
-        name in metadata.topics and metadata.topics[name].error is None for name in topics.state
-    )
+    existing_app = _has_written(consumer(), metadata, topics.state, timeout)
     counts = {
         t: len(metadata.topics[t].partitions) for t in set(ingress_topics) if t in metadata.topics
     }
@@ -330,6 +329,25 @@ def app_partitioner(
         timeout,
         lambda: sample_placement(consumer(), counts),
     )
+
+
+def _has_written(consumer: Consumer, metadata: Any, names: Iterable[str], timeout: float) -> bool:
+    """Whether any partition of the topics ``names`` ever held a record: state topics created
+    empty beforehand (operations.md) place nothing yet. Closes ``consumer``."""
+    try:
+        for name in names:
+            t = metadata.topics.get(name)
+            if t is None or t.error is not None:
+                continue
+            for p in t.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, p), timeout=timeout, cached=False
+                )
+                if high > 0:
+                    return True
+        return False
+    finally:
+        consumer.close()
 
 
 def replication_problems(
