@@ -94,7 +94,7 @@ def _partitioner(bootstrap, admin, topics, given):
             given,
             lambda: Consumer(clients.restore_consumer_config(bootstrap, {})),
             lambda: Producer(clients.idempotent_producer_config(bootstrap, {})),
-        ),
+        )[:2],
         "recording the partitioner",
     )
 

@@ -247,7 +247,7 @@ def sample_placement(
 def record_partitioner(
     topics: InternalTopics,
     given: str | None,
-    existing_app: bool,
+    existing_app: Callable[[], bool],
     consumer: Callable[[], Consumer],
     producer: Callable[[], Producer],
     timeout: float = 30.0,
@@ -267,7 +267,7 @@ def record_partitioner(
     proposal: str
     source = f"recorded in {topics.meta}"
     if recorded is None:
-        if existing_app:
+        if existing_app():
             proposal, source = LEGACY_PARTITIONER, "the state topics' (older than the record)"
         elif given is not None:
             proposal, source = given, "the partitioner setting"
@@ -309,26 +309,26 @@ def app_partitioner(
     replication_factor: int | None = None,
     timeout: float = 30.0,
     ingress_topics: Iterable[str] = (),
-) -> tuple[str, str]:
-    """Create <app>-meta if missing, then ``record_partitioner``, which samples the ingress
-    topics for a new application. Runs before the state topics are created, so that state
-    topics that hold records but no record of the partitioner are an application's from
-    before the record."""
+) -> tuple[str, str, dict[str, int]]:
+    """Create <app>-meta if missing, then ``record_partitioner`` (which samples the ingress
+    topics for a new application); returns its answer and the ingress topics' partition
+    counts. Runs before the state topics are created, so that state topics that hold records
+    but no record of the partitioner are an application's from before the record."""
     metadata = admin.list_topics(timeout=timeout)
-    existing_app = _has_written(consumer(), metadata, topics.state, timeout)
     counts = {
         t: len(metadata.topics[t].partitions) for t in set(ingress_topics) if t in metadata.topics
     }
     ensure_internal_topics(admin, [meta_topic_spec(topics, replication_factor)], timeout)
-    return record_partitioner(
+    name, source = record_partitioner(
         topics,
         given,
-        existing_app,
+        lambda: _has_written(consumer(), metadata, topics.state, timeout),
         consumer,
         producer,
         timeout,
         lambda: sample_placement(consumer(), counts),
     )
+    return name, source, counts
 
 
 def _has_written(consumer: Consumer, metadata: Any, names: Iterable[str], timeout: float) -> bool:

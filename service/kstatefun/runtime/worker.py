@@ -195,7 +195,7 @@ class Worker:
             self.partitions, partitions_from = choose_partitions(
                 admin, self.topics, s.partitions, ingress_topics
             )
-            self.partitioner, partitioner_from = call_with_retry(
+            self.partitioner, partitioner_from, ingress_counts = call_with_retry(
                 partial(
                     app_partitioner,
                     admin,
@@ -219,12 +219,6 @@ class Worker:
                 partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
                 "creating and checking the internal topics",
             )
-            metadata = admin.list_topics(timeout=30)
-            ingress_counts = {
-                t: len(metadata.topics[t].partitions)
-                for t in ingress_topics
-                if t in metadata.topics
-            }
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "

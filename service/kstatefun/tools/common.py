@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.config.settings import Settings, load_settings
 from kstatefun.errors import ConfigError, KStatefunError, TopicError
 from kstatefun.kafka import clients
-from kstatefun.kafka.partitioner import LEGACY_PARTITIONER, partition_for_id
+from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER, partition_for_id
 from kstatefun.kafka.topics import InternalTopics, read_partitioner
 from kstatefun.model import Address, split_typename
 
@@ -134,10 +134,12 @@ class Tool:
         if self._partitioner is None:
             meta = self.topics.meta
             recorded = None
-            if meta in self.metadata().topics:
+            topics = self.metadata().topics
+            if meta in topics:
                 recorded = read_partitioner(self.consumer(), meta, self.timeout)
-            # an application from before the partitioner was recorded
-            self._partitioner = recorded or LEGACY_PARTITIONER
+            elif self.topics.invocations in topics:  # from before the partitioner was recorded
+                recorded = LEGACY_PARTITIONER
+            self._partitioner = recorded or DEFAULT_PARTITIONER
         return self._partitioner
 
     def id_partition(self, topic: str, id: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from kstatefun.errors import ConfigError
+from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.tools import values
 from kstatefun.tools.common import Deliveries, Tool, common_arguments, parse_address, print_json
 from kstatefun.wire.avro import encode_invocation
@@ -24,7 +25,7 @@ io.statefun.types/... names) is parsed and encoded as StateFun's protobuf wrappe
 type name takes JSON text, sent as UTF-8.
 
 --topic writes --value (UTF-8) with --key (the target id) to a topic, usually an ingress;
-the partition is chosen by the key, as a Java producer would.
+the partition is chosen by the key with the application's partitioner.
 
 The record is written by an idempotent producer and is visible at once.
 """
@@ -101,11 +102,14 @@ def _to_address(tool: Tool, args: argparse.Namespace) -> int:
 
 def _to_topic(tool: Tool, args: argparse.Namespace) -> int:
     topic = args.topic
-    tool.partition_count(topic)  # exists?
+    count = tool.partition_count(topic)  # exists?
     producer = tool.producer()
     deliveries = Deliveries(producer)
     key = None if args.key is None else args.key.encode()
-    producer.produce(topic, args.value.encode(), key, on_delivery=deliveries)
+    # a key goes where the application's partitioner puts it: on an ingress topic of P
+    # partitions, where its invocations live (the direct path)
+    partition = -1 if not key else partition_for_key(key, count, tool.partitioner())
+    producer.produce(topic, args.value.encode(), key, partition, on_delivery=deliveries)
     (msg,) = deliveries.wait(tool.timeout)
     if tool.json:
         print_json(
