@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how ids are hashed to partitions, recorded when the application is created "
         "(env KSTATEFUN_PARTITIONER): crc32 as librdkafka's producers (Python, Go, .NET, C) "
         "place keys by default, murmur2 as Java's do. Ingress records placed the same way skip "
-        "a hop. Default: the recorded one; crc32 for a new application. A value that differs "
-        "from the recorded one is refused",
+        "a hop. Default: the recorded one; for a new application the one that placed the "
+        "records already on its ingress topics, else crc32. A value that differs from the "
+        "recorded one is refused",
     )
     run.add_argument(
         "--commit-interval-ms",
