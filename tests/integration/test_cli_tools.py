@@ -143,7 +143,7 @@ def test_send_to_an_address_then_state_get_and_history(app):
     sent = cli_json(
         app, "send", "--to", "test/counter/ann", "--type", "test/Event", "--value", '{"seq": 2}'
     )
-    partition = partition_for_id("ann", app.partitions)
+    partition = partition_for_id("ann", app.partitions, "crc32")
     assert sent["topic"] == f"{app.app_id}-invocations" and sent["partition"] == partition
     assert sent["argument"]["typename"] == "test/Event"
 
@@ -228,7 +228,7 @@ def test_timers_list_shows_pending_delayed_messages_of_the_sender(app):
 
     doc = eventually(two_pending)
     assert doc["topic"] == f"{app.app_id}-timers"
-    assert doc["partition"] == partition_for_id("tim", app.partitions)
+    assert doc["partition"] == partition_for_id("tim", app.partitions, "crc32")
     anonymous, later = doc["timers"]  # soonest first
     assert anonymous["anonymous"] and anonymous["token"] is None
     assert later["token"] == "later" and not later["anonymous"]
@@ -276,7 +276,7 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     # the ingress record sat in its target's partition: delivered directly, so the dead letter
     # names the ingress record itself as its source
     assert boom["source"]["topic"] == app.ingress
-    assert boom["source"]["partition"] == partition_for_id("bad1", app.partitions)
+    assert boom["source"]["partition"] == partition_for_id("bad1", app.partitions, "crc32")
     assert found["bad2"]["source"]["topic"] == invocations
     assert boom["target"] == {"type": "test/counter", "id": "bad1"} and boom["caller"] is None
     assert boom["key"]["value"] == "bad1"
@@ -389,7 +389,7 @@ def test_replay_rebuilds_invocations_with_target_caller_and_type(app):
     written = {r["target"]: r for r in doc["replayed"]}
     for target, id in (("test/counter/rep2", "rep2"), ("test/nobody/rep3", "rep3")):
         assert written[target]["to_topic"] == f"{app.app_id}-invocations"
-        assert written[target]["partition"] == partition_for_id(id, app.partitions)
+        assert written[target]["partition"] == partition_for_id(id, app.partitions, "crc32")
 
     # neither is fixed: each fails again, from the replayed record, with the same invocation
     for old, target in ((boom, "test/counter/rep2"), (stray, "test/nobody/rep3")):

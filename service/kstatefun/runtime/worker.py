@@ -36,12 +36,14 @@ from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import call_with_retry, kafka_error
-from kstatefun.kafka.partitioner import partition_for_id
+from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
+    app_partitioner,
     choose_partitions,
     ensure_internal_topics,
     internal_topic_specs,
+    meta_topic_spec,
     require_topics_exist,
 )
 from kstatefun.model import Address
@@ -136,9 +138,26 @@ class Worker:
             self.partitions, partitions_from = choose_partitions(
                 admin, self.topics, s.partitions, ingress_topics
             )
+            self.partitioner, partitioner_from, ingress_counts = call_with_retry(
+                partial(
+                    app_partitioner,
+                    admin,
+                    self.topics,
+                    s.partitioner,
+                    lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
+                    lambda: Producer(
+                        clients.idempotent_producer_config(s.bootstrap_servers, extra)
+                    ),
+                    s.replication_factor,
+                    30.0,
+                    ingress_topics,
+                ),
+                "recording the application's partitioner",
+            )
+            self.partition_of = id_partitioner(self.partitions, self.partitioner)
             specs = internal_topic_specs(
                 self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
-            )
+            ) + [meta_topic_spec(self.topics, s.replication_factor)]
             call_with_retry(
                 partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
                 "creating and checking the internal topics",
@@ -182,8 +201,11 @@ class Worker:
             self.module.ingresses,
             self.topics.invocations,
             self.partitions,
+            self.partitioner,
             self.txn,
             self.dead_letters,
+            self.metrics,
+            ingress_counts,
         )
         self.dispatcher = Dispatcher(
             self.functions,
@@ -191,7 +213,7 @@ class Worker:
             self.txn,
             self.dead_letters,
             self.topics.invocations,
-            self.partitions,
+            self.partition_of,
             {e.id: e for e in self.module.egresses},
             self._topic_exists,
             self.timers,
@@ -221,7 +243,7 @@ class Worker:
             self.txn.on_abort.append(self.remote.abort)
             self.metrics.remote_in_flight = self.remote.in_flight
         self.playground = start_playground(
-            admin, s, self.module, self.topics, self.partitions, self._serves
+            admin, s, self.module, self.topics, self.partition_of, self._serves
         )
         if self.playground is not None:
             self.dispatcher.playground_egress = self.playground.egress_record
@@ -244,12 +266,14 @@ class Worker:
         )
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r functions=%s",
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
             s.app_id,
             s.instance_id,
             transactional_id,
             self.partitions,
             partitions_from,
+            self.partitioner,
+            partitioner_from,
             ",".join(self.functions.typenames()),
         )
 
@@ -438,7 +462,7 @@ class Worker:
                     owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                target_partition = partition_for_id(t.target_id, self.partitions)
+                target_partition = self.partition_of(t.target_id)
                 if target_partition in owned:  # deliver now, in the transaction that fires it
                     # unique per firing (a token can be reused once fired), same on a replay
                     origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
@@ -533,10 +557,13 @@ class Worker:
             except Exception as e:  # noqa: BLE001 - keep releasing the rest
                 log.warning("shutdown step failed: %s", e)
         log.info(
-            "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
+            "worker stopped commits=%d aborts=%d records_in=%d ingress_direct=%d "
+            "ingress_routed=%d invocations=%d dead_letters=%s",
             self.metrics.commits,
             self.metrics.aborts,
             sum(self.metrics.records_in.values()),
+            self.metrics.ingress_direct,
+            self.metrics.ingress_routed,
             self.dispatcher.invocations,
             self.dead_letters.counts,
         )
