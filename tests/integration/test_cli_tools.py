@@ -436,7 +436,7 @@ def test_topics_check_passes_on_the_running_application(app):
     doc = cli_json(app, "topics", "check", "--module", str(app.module))
     assert doc["ok"] and doc["partitions"] == app.partitions and doc["ingress_checked"]
     assert all(t["problems"] == [] and t["exists"] for t in doc["topics"])
-    assert len(doc["topics"]) == 6
+    assert len(doc["topics"]) == 7  # 4 internal, the meta topic, 2 ingress
 
 
 def test_topics_check_names_each_problem_and_its_fix(
@@ -462,7 +462,8 @@ def test_topics_check_names_each_problem_and_its_fix(
     assert re.search(rf"^\s+FAIL\s+{absent}\s", out, re.M) and "kstatefun never creates" in out
     assert re.search(rf"^\s+ok\s+{app_id}-invocations\s", out, re.M)
     assert re.search(rf"^\s+ok\s+{app_id}-timers\s", out, re.M)
-    assert out.rstrip().endswith("4 problems found")
+    assert re.search(rf"^\s+FAIL\s+{app_id}-meta\s.*missing$", out, re.M), out
+    assert out.rstrip().endswith("5 problems found")
 
     # a partition count given explicitly is what the topics are checked against
     args = ("topics", "check", "--partitions", "2", "--json")
@@ -474,7 +475,7 @@ def test_topics_check_names_each_problem_and_its_fix(
     assert not doc["ok"] and not doc["ingress_checked"]
 
 
-def test_topics_check_covers_the_playground_egress_topics(
+def test_topics_check_covers_the_meta_and_playground_egress_topics(
     kafka_bootstrap, unique_name, create_topic, tmp_path
 ):
     app_id = unique_name("pg")
@@ -482,6 +483,7 @@ def test_topics_check_covers_the_playground_egress_topics(
         create_topic(f"{app_id}-{role}", 2, config)
     create_topic(f"{app_id}-timers", 2, {"cleanup.policy": "compact"})
     create_topic(f"{app_id}-dead-letters", 1)
+    create_topic(f"{app_id}-meta", 2, {"retention.ms": "-1"})
     create_topic(f"{app_id}-playground-split", 2)
     module = tmp_path / "module.yaml"
     module.write_text(
@@ -492,8 +494,10 @@ def test_topics_check_covers_the_playground_egress_topics(
     out = run_cli(kafka_bootstrap, app_id, *args, expect=1).stdout
     assert re.search(rf"^\s+FAIL\s+{app_id}-playground-missing\s.*missing$", out, re.M), out
     assert f"--topic {app_id}-playground-missing --partitions 1 " in out
-    assert "has 2 partitions but the playground egress needs 1" in out
-    assert out.rstrip().endswith("2 problems found")
+    assert "has 2 partitions but needs 1: it hands records out in one order" in out
+    assert "has 2 partitions but needs 1: its first record is the application's part" in out
+    assert "read the partitioner from" in out
+    assert out.rstrip().endswith("3 problems found")
 
 
 def test_topics_check_reports_replication_below_the_setting(

@@ -24,6 +24,7 @@ from kstatefun.kafka.topics import (
     DEFAULT_PARTITIONS,
     TopicSpec,
     internal_topic_specs,
+    meta_topic_spec,
     playground_topic_specs,
     replication_problems,
 )
@@ -32,11 +33,12 @@ from kstatefun.tools.common import Tool, common_arguments, print_json
 CHECK_HELP = """\
 Check the application's topics: <app>-invocations, -changelog and -timers exist with the same
 partition count (they are co-partitioned), -changelog and -timers are compacted, nothing that
-must keep every record (invocations, dead letters) is compacted, the internal topics are
-replicated (at least replication_factor replicas when it is set, more than one on a cluster of
-several brokers, more than min.insync.replicas), and, with --module, every ingress topic
-exists and so does each playground egress topic's <app>-playground-<topic> (one partition,
-not compacted). Prints each topic with its problems and their fixes.
+must keep every record (invocations, dead letters) is compacted, <app>-meta has one partition
+and keeps its records, the internal topics are replicated (at least replication_factor
+replicas when it is set, more than one on a cluster of several brokers, more than
+min.insync.replicas), and, with --module, every ingress topic exists and each playground
+egress topic's <app>-playground-<topic> has one partition and is not compacted. Prints each
+topic with its problems and their fixes.
 
 The expected partition count is --partitions (KSTATEFUN_PARTITIONS) when given, else that of
 <app>-invocations. Exit code 0 when all is well, 1 when a problem was found.
@@ -48,6 +50,13 @@ _NOT_COMPACTED = {
     "processed would be lost",
     "dead-letters": "compaction drops older dead letters with the same key, and a compacted "
     "topic refuses dead letters of records without a key",
+}
+
+# How to fix a single-partition topic created with more partitions.
+_RECREATE_FIX = "delete {} (it only buffers records for HTTP clients); a worker creates it again"
+_REPARTITION_FIX = {
+    "meta": "stop the workers, read the partitioner from {} (kstatefun uses its first record), "
+    "recreate the topic with 1 partition and write that record again",
 }
 
 
@@ -120,10 +129,14 @@ def run_check(args: argparse.Namespace) -> int:
     want = _Expected(expected, source, explicit)
     checks = [(spec, want) for spec in specs]
     module = load_module(s.module) if s.module is not None else None
-    alone = _Expected(None, "", False)  # a topic with a fixed count, not co-partitioned
+    # topics with a fixed count of their own, not co-partitioned, and why the count matters
+    alone = _Expected(None, "", False)
+    single = {names.meta: "its first record is the application's partitioner"}
+    checks.append((meta_topic_spec(names, s.replication_factor), alone))
     if module is not None and module.playground_egress is not None:
-        playground = playground_topic_specs(names, module.playground_egress.topics)
-        checks += [(spec, alone) for spec in playground]
+        for spec in playground_topic_specs(names, module.playground_egress.topics):
+            single[spec.name] = "it hands records out in one order and remembers one offset"
+            checks.append((spec, alone))
     configs = _configs(tool, [spec.name for spec, _ in checks if spec.name in counts])
     reports = []
     for spec, wanted in checks:
@@ -135,11 +148,9 @@ def run_check(args: argparse.Namespace) -> int:
             if wanted is alone and report.partitions != spec.partitions:
                 report.problems.append(
                     (
-                        f"has {report.partitions} partitions but the playground egress needs "
-                        f"{spec.partitions}: it hands records out in one order and remembers "
-                        "one offset",
-                        f"delete {spec.name} (it only buffers records for HTTP clients) and "
-                        "start a worker, which creates it again",
+                        f"has {report.partitions} partitions but needs {spec.partitions}: "
+                        f"{single[spec.name]}",
+                        _REPARTITION_FIX.get(report.role, _RECREATE_FIX).format(spec.name),
                     )
                 )
         reports.append(report)
@@ -259,8 +270,7 @@ def _check_internal(
         if config.get(key) != needed:
             report.problems.append(
                 (
-                    f"has {key}={config.get(key)} but needs {key}={needed} (it holds the "
-                    "application's state)",
+                    f"has {key}={config.get(key)} but needs {key}={needed} ({spec.why})",
                     f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type "
                     f"topics --entity-name {spec.name} --add-config {key}={needed}",
                 )
