@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from kstatefun.config.module import KafkaIngress, ModuleSpec
 from kstatefun.config.settings import Settings
-from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
+from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import call_with_retry, kafka_error
@@ -57,6 +57,7 @@ from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer, watermarks
+from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
@@ -209,11 +210,17 @@ class Worker:
         self._admin = admin
         self._known_topics: set[str] = set()
 
-        snapshot = None
-        if s.state_dir is not None:
+        snapshot = disk = None
+        if s.state_store == "rocksdb":
+            assert s.state_dir is not None  # settings.py checks it
+            disk = RocksStore(
+                s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
+            )
+            log.info("local state store rocksdb path=%s", disk.path)
+        elif s.state_dir is not None:
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
             log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)
+        self.store = StateStore(snapshot, disk)
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
@@ -390,6 +397,9 @@ class Worker:
         except (KafkaException, KafkaUnavailableError) as e:
             log.error("stopping: %s", kafka_error(e) or e)
             return 1
+        except StateStoreError as e:
+            log.error("stopping: %s", e)
+            return 5
         finally:
             # After an unexpected error the open transaction may cover records that were
             # consumed but not processed: only a clean stop may commit it.
@@ -584,6 +594,7 @@ class Worker:
             self.dispatcher.close,
             *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
+            *([self.store.disk.close] if self.store.disk is not None else []),
             lambda: txn.producer.flush(10),
             *([self.watchdog.stop] if self.watchdog is not None else []),
         ]
