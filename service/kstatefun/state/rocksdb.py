@@ -34,7 +34,7 @@ import time
 from collections.abc import Container, Iterator, Mapping
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from kstatefun.errors import ConfigError, StateStoreError
 
@@ -64,6 +64,14 @@ def _options() -> Options:
     # belongs in the memory store.
     options.set_write_buffer_size(32 * 1024 * 1024)
     options.set_max_write_buffer_number(2)
+    # A key a function reads for the first time is a miss: bloom filters answer those without
+    # reading a block, in the memtable too.
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    table.set_block_cache(Cache(64 * 1024 * 1024))
+    options.set_block_based_table_factory(table)
+    options.set_memtable_prefix_bloom_ratio(0.1)
+    options.set_memtable_whole_key_filtering(True)
     return options
 
 
