@@ -57,7 +57,9 @@ def test_second_worker_takes_over_with_the_state(app):
     assert check_exactly_once(records, expected) == [], app.all_logs()
 
 
-def test_kill_minus_nine_mid_stream_is_exactly_once(app):
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_kill_minus_nine_mid_stream_is_exactly_once(app, store):
+    app.env.update(app.store_env(store))
     events, expected = keyed_events(keys=20, per_key=150)  # 3000 events, 6000 invocations
     produce_events(app.bootstrap, app.ingress, events)
     app.start_worker("w1")
