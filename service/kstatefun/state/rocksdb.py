@@ -256,9 +256,12 @@ class RocksStore:
         if saved is not None:
             offset, saved_at_ms = (int(x) for x in saved.split(b","))
             if time.time() * 1000 - saved_at_ms <= self._max_age_ms:
-                log.info(
-                    "loaded local state store partition=%d replaying_from=%d", partition, offset
-                )
+                if offset:  # 0: an empty partition, nothing to load
+                    log.info(
+                        "loaded local state store partition=%d replaying_from=%d",
+                        partition,
+                        offset,
+                    )
                 return rows, offset
             log.info(
                 "local state store too old, restoring from the changelog partition=%d", partition
