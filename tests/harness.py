@@ -70,6 +70,7 @@ class App:
     ) -> subprocess.Popen:
         """``partitions=False`` leaves ``--partitions`` out: the worker chooses P itself."""
         env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
+        env.pop("KSTATEFUN_TEST_STATE_STORE", None)  # not a setting: the worker would warn
         if TEST_STATE_STORE != "memory":
             env.update(self.store_env(TEST_STATE_STORE))
         env.update(self.env)

@@ -210,17 +210,11 @@ class Worker:
         self._admin = admin
         self._known_topics: set[str] = set()
 
-        snapshot = disk = None
-        if s.state_store == "rocksdb":
-            assert s.state_dir is not None  # settings.py checks it
-            disk = RocksStore(
-                s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
-            )
-            log.info("local state store rocksdb path=%s", disk.path)
-        elif s.state_dir is not None:
+        snapshot = None
+        if s.state_dir is not None and s.state_store == "memory":
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
             log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot, disk)
+        self.store = StateStore(snapshot)  # state_store rocksdb: its database comes below
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
@@ -241,6 +235,14 @@ class Worker:
             self.metrics,
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
+        if s.state_store == "rocksdb":
+            # After init_transactions: a predecessor with this instance id that still runs is
+            # fenced now, and releases the database's lock at its next commit (state/rocksdb.py).
+            assert s.state_dir is not None  # settings.py checks it
+            self.store.disk = RocksStore(
+                s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
+            )
+            log.info("local state store rocksdb path=%s", self.store.disk.path)
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
         self.router = IngressRouter(
             self.module.ingresses,

@@ -50,6 +50,10 @@ _APP = b"m:app"
 _PARTITIONS = b"m:partitions"
 _UNTRUSTED = b"m:untrusted"
 _RESTORE_BATCH = 10_000  # restored records per WriteBatch
+# A worker restarted while its predecessor with the same instance id still runs (a zombie) has
+# fenced it already (init_transactions comes first, runtime/worker.py); the predecessor exits
+# at its next commit and releases the database's lock. Waited for this long.
+LOCK_WAIT_S = 60.0
 
 
 def _partition_prefix(partition: int) -> bytes:
@@ -178,39 +182,65 @@ class RocksStore:
     """The database of one worker: opened (or rebuilt, or refused) at start."""
 
     def __init__(
-        self, path: Path, app_id: str, partitions: int, max_age_s: float = MAX_AGE_S
+        self,
+        path: Path,
+        app_id: str,
+        partitions: int,
+        max_age_s: float = MAX_AGE_S,
+        lock_wait_s: float = LOCK_WAIT_S,
     ) -> None:
         self.path = path
         self._max_age_ms = int(max_age_s * 1000)
         self._write_options = WriteOptions()  # WAL on, no fsync: a process crash loses nothing
-        self.db = self._open(app_id, partitions)
+        self.db = self._open(app_id, partitions, lock_wait_s)
 
-    def _open(self, app_id: str, partitions: int) -> Rdict:
+    def _open(self, app_id: str, partitions: int, lock_wait_s: float) -> Rdict:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
-        try:
-            db = Rdict(str(self.path), _options())
-        except Exception as e:
-            text = str(e)
-            if "lock" in text.lower():
-                raise ConfigError(
-                    f"the local state store {self.path} is in use by another process (another "
-                    "worker with the same --app-id and --instance-id and state_dir?): give each "
-                    f"worker its own --instance-id or state_dir ({text})"
-                ) from e
-            if "corrupt" not in text.lower():
-                raise StateStoreError(
-                    f"cannot open the local state store {self.path}: {text}. Check the disk and "
-                    "the directory's permissions, or delete the directory: the worker rebuilds "
-                    "it from the changelog"
-                ) from e
-            log.warning(
-                "local state store is corrupt, rebuilding it from the changelog path=%s error=%s",
-                self.path,
-                text,
-            )
-            db = self._recreate(None)
-            fresh = True
+        deadline = time.monotonic() + lock_wait_s
+        while True:
+            try:
+                db = Rdict(str(self.path), _options())
+                break
+            except Exception as e:
+                text = str(e)
+                if "lock" not in text.lower():
+                    db = self._open_failed(e)
+                    fresh = True
+                    break
+                if time.monotonic() >= deadline:
+                    raise ConfigError(
+                        f"the local state store {self.path} is in use by another process "
+                        "(another worker with the same --app-id, --instance-id and state_dir, "
+                        f"still running after {lock_wait_s:.0f} s): stop it, or give each worker "
+                        f"its own --instance-id or state_dir ({text})"
+                    ) from e
+                log.info(
+                    "waiting for the local state store, in use by another process (a "
+                    "predecessor with this instance id that has not stopped yet?) path=%s",
+                    self.path,
+                )
+                time.sleep(1.0)
+        return self._check(db, app_id, partitions, fresh)
+
+    def _open_failed(self, e: Exception) -> Rdict:
+        """A database RocksDB will not open: rebuilt if corrupt, else the worker stops."""
+        text = str(e)
+        if "corrupt" not in text.lower():
+            raise StateStoreError(
+                f"cannot open the local state store {self.path}: {text}. Check the disk and "
+                "the directory's permissions, or delete the directory: the worker rebuilds it "
+                "from the changelog"
+            ) from e
+        log.warning(
+            "local state store is corrupt, rebuilding it from the changelog path=%s error=%s",
+            self.path,
+            text,
+        )
+        return self._recreate(None)
+
+    def _check(self, db: Rdict, app_id: str, partitions: int, fresh: bool) -> Rdict:
+        """Rebuild an untrusted database; refuse one of another application."""
         if db.get(_UNTRUSTED) is not None:
             log.warning(
                 "local state store was marked untrusted after a failed write or read, "

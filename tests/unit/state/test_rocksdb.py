@@ -150,8 +150,9 @@ def test_a_store_of_another_application_or_partition_count_is_refused(path, app,
 def test_a_store_in_use_is_refused_not_rebuilt(path):
     s = open_store(path)
     restore(s, {0: [(b"a", val(b"1"))]}, {0})
-    with pytest.raises(ConfigError, match="in use by another process"):
-        open_store(path)
+    with pytest.raises(ConfigError, match="in use by another process") as e:
+        RocksStore(path, "app", 4, lock_wait_s=1.5)
+    assert str(path) in str(e.value)
     assert s.get(0, b"a") == val(b"1")
 
 
