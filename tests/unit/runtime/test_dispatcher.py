@@ -1,8 +1,10 @@
 """The dispatcher's per-invocation semantics, without Kafka (fake records and producer)."""
 
+import pytest
 from tests.fakes import Record, Txn
 
 from kstatefun import IntType, LongType, StatefulFunctions, ValueSpec
+from kstatefun.errors import StateStoreError
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
@@ -99,3 +101,22 @@ def test_an_effect_too_large_to_produce_is_a_dead_letter_not_a_stuck_worker():
     assert letter["reason"] == "record-too-large" and "exceeds" in letter["message"]
     assert [p[0] for p in txn.produced] == ["app-dead-letters"]
     assert not store.has_pending()
+
+
+def test_a_failing_state_store_stops_the_worker_and_is_no_dead_letter():
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/f", specs=[ValueSpec("count", IntType)])
+    def f(context, message):
+        context.storage.count = (context.storage.count or 0) + 1
+
+    d, store, txn = make(functions)
+
+    class Failing(dict):
+        def get(self, key, default=None):
+            raise StateStoreError("reading the local state store /x failed: I/O error")
+
+    store._committed[0] = Failing()
+    with pytest.raises(StateStoreError, match="I/O error"):
+        invoke(d)
+    assert dead_letters(txn) == []
