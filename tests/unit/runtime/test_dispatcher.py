@@ -49,14 +49,19 @@ def dead_letters(txn):
     return [decode_dead_letter(v) for _, _, v, *_ in txn.of("app-dead-letters")]
 
 
-def test_a_state_written_with_another_type_is_a_clear_dead_letter():
+def counting(value_type):
+    """Functions with one: ns/f, which counts its invocations in state 'count'."""
     functions = StatefulFunctions()
 
-    @functions.bind("ns/f", specs=[ValueSpec("count", LongType)])
+    @functions.bind("ns/f", specs=[ValueSpec("count", value_type)])
     def f(context, message):
         context.storage.count = (context.storage.count or 0) + 1
 
-    d, store, txn = make(functions)
+    return functions
+
+
+def test_a_state_written_with_another_type_is_a_clear_dead_letter():
+    d, store, txn = make(counting(LongType))
     key = encode_changelog_key("ns/f", "k", "count")
     store.add_partition(0)[key] = encode_changelog_value(IntType.typename, encode_int_wrapper(5))
     invoke(d)
@@ -104,13 +109,7 @@ def test_an_effect_too_large_to_produce_is_a_dead_letter_not_a_stuck_worker():
 
 
 def test_a_failing_state_store_stops_the_worker_and_is_no_dead_letter():
-    functions = StatefulFunctions()
-
-    @functions.bind("ns/f", specs=[ValueSpec("count", IntType)])
-    def f(context, message):
-        context.storage.count = (context.storage.count or 0) + 1
-
-    d, store, txn = make(functions)
+    d, store, txn = make(counting(IntType))
 
     class Failing(dict):
         def get(self, key, default=None):
