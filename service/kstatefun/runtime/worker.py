@@ -235,14 +235,6 @@ class Worker:
             self.metrics,
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
-        if s.state_store == "rocksdb":
-            # After init_transactions: a predecessor with this instance id that still runs is
-            # fenced now, and releases the database's lock at its next commit (state/rocksdb.py).
-            assert s.state_dir is not None  # settings.py checks it
-            self.store.disk = RocksStore(
-                s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
-            )
-            log.info("local state store rocksdb path=%s", self.store.disk.path)
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
         self.router = IngressRouter(
             self.module.ingresses,
@@ -704,8 +696,21 @@ class Worker:
         for p in self.timers.partitions():
             self.timers.drop_partition(p)
 
+    def _open_disk(self) -> None:
+        """Open the rocksdb store's database (state/rocksdb.py) at the first assignment: by
+        then this worker's init_transactions and group join have fenced a predecessor with the
+        same instance id that still runs, which releases the database's lock as it stops."""
+        s = self.settings
+        assert s.state_dir is not None  # settings.py checks it
+        self.store.disk = RocksStore(
+            s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
+        )
+        log.info("local state store rocksdb path=%s", self.store.disk.path)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = False
+        if self.settings.state_store == "rocksdb" and self.store.disk is None:
+            self._open_disk()
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
         recover(self.timers, self.timer_restorer, owned)

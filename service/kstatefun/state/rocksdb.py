@@ -50,9 +50,10 @@ _APP = b"m:app"
 _PARTITIONS = b"m:partitions"
 _UNTRUSTED = b"m:untrusted"
 _RESTORE_BATCH = 10_000  # restored records per WriteBatch
-# A worker restarted while its predecessor with the same instance id still runs (a zombie) has
-# fenced it already (init_transactions comes first, runtime/worker.py); the predecessor exits
-# at its next commit and releases the database's lock. Waited for this long.
+# A worker restarted while its predecessor with the same instance id still runs (a zombie) opens
+# the database at its first assignment (runtime/worker.py): by then its init_transactions (and,
+# with static membership, its group join) fenced the predecessor, which exits at its next
+# commit or heartbeat and releases the database's lock. Waited for this long.
 LOCK_WAIT_S = 60.0
 
 
