@@ -1,10 +1,8 @@
 """The dispatcher's per-invocation semantics, without Kafka (fake records and producer)."""
 
-import pytest
 from tests.fakes import Record, Txn
 
 from kstatefun import IntType, LongType, StatefulFunctions, ValueSpec
-from kstatefun.errors import StateStoreError
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
@@ -49,19 +47,14 @@ def dead_letters(txn):
     return [decode_dead_letter(v) for _, _, v, *_ in txn.of("app-dead-letters")]
 
 
-def counting(value_type):
-    """Functions with one: ns/f, which counts its invocations in state 'count'."""
+def test_a_state_written_with_another_type_is_a_clear_dead_letter():
     functions = StatefulFunctions()
 
-    @functions.bind("ns/f", specs=[ValueSpec("count", value_type)])
+    @functions.bind("ns/f", specs=[ValueSpec("count", LongType)])
     def f(context, message):
         context.storage.count = (context.storage.count or 0) + 1
 
-    return functions
-
-
-def test_a_state_written_with_another_type_is_a_clear_dead_letter():
-    d, store, txn = make(counting(LongType))
+    d, store, txn = make(functions)
     key = encode_changelog_key("ns/f", "k", "count")
     store.add_partition(0)[key] = encode_changelog_value(IntType.typename, encode_int_wrapper(5))
     invoke(d)
@@ -106,16 +99,3 @@ def test_an_effect_too_large_to_produce_is_a_dead_letter_not_a_stuck_worker():
     assert letter["reason"] == "record-too-large" and "exceeds" in letter["message"]
     assert [p[0] for p in txn.produced] == ["app-dead-letters"]
     assert not store.has_pending()
-
-
-def test_a_failing_state_store_stops_the_worker_and_is_no_dead_letter():
-    d, store, txn = make(counting(IntType))
-
-    class Failing(dict):
-        def get(self, key, default=None):
-            raise StateStoreError("reading the local state store /x failed: I/O error")
-
-    store._committed[0] = Failing()
-    with pytest.raises(StateStoreError, match="I/O error"):
-        invoke(d)
-    assert dead_letters(txn) == []
