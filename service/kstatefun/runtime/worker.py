@@ -214,7 +214,7 @@ class Worker:
         if s.state_dir is not None and s.state_store == "memory":
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
             log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)  # state_store rocksdb: its database comes below
+        self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
