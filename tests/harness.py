@@ -18,6 +18,10 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# KSTATEFUN_TEST_STATE_STORE=rocksdb runs every worker the tests start on the disk-backed store
+# (state_store rocksdb, a state_dir next to the test's module.yaml) unless the test chooses.
+TEST_STATE_STORE = os.environ.get("KSTATEFUN_TEST_STATE_STORE", "memory")
+
 MODULE_TEMPLATE = """\
 kind: io.statefun.kafka.v1/ingress
 spec:
@@ -65,7 +69,11 @@ class App:
         self, instance_id: str, *extra_args: str, partitions: bool = True
     ) -> subprocess.Popen:
         """``partitions=False`` leaves ``--partitions`` out: the worker chooses P itself."""
-        env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1", **self.env)
+        env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
+        env.pop("KSTATEFUN_TEST_STATE_STORE", None)  # not a setting: the worker would warn
+        if TEST_STATE_STORE != "memory":
+            env.update(self.store_env(TEST_STATE_STORE))
+        env.update(self.env)
         log_path = self.module.parent / f"worker-{instance_id}.log"
         log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(
@@ -93,6 +101,14 @@ class App:
         self.workers[instance_id] = proc
         self.logs[instance_id] = log_path
         return proc
+
+    def store_env(self, store: str) -> dict[str, str]:
+        """The environment that puts a worker on ``store`` (state_store), with its state_dir
+        next to module.yaml when it needs one."""
+        if store == "memory":
+            return {"KSTATEFUN_STATE_STORE": store}
+        state_dir = str(self.module.parent / "state")
+        return {"KSTATEFUN_STATE_STORE": store, "KSTATEFUN_STATE_DIR": state_dir}
 
     def stop_worker(self, instance_id: str, timeout: float = 60) -> int:
         proc = self.workers.pop(instance_id)

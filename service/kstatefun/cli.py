@@ -90,6 +90,7 @@ exit codes:
   2  invalid configuration or input, printed as one 'kstatefun: error: ...' line
   3  another worker took over this worker's transactional id (same --instance-id)
   4  the watchdog ended a worker that made no progress (watchdog_timeout_s)
+  5  the local state store failed (state_store rocksdb: full disk, I/O error)
   1  any other error, with a traceback"""
 
 DEV_KAFKA_DESCRIPTION = f"""\

@@ -33,6 +33,10 @@ class FencedError(KStatefunError):
     """Another process took over this worker's transactional id; this one must stop."""
 
 
+class StateStoreError(KStatefunError):
+    """The local state store failed (full disk, I/O error); the worker must stop."""
+
+
 class KafkaUnavailableError(KStatefunError):
     """A Kafka call kept failing with retriable errors past its deadline (kafka/errors.py)."""
 

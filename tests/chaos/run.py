@@ -108,6 +108,7 @@ class ChaosConfig:
     drain_timeout_s: float = 240.0
     work_dir: Path | None = None
     keep: bool = False
+    state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
     say: Callable[[str], None] = lambda text: print(text, flush=True)
 
 
@@ -385,6 +386,9 @@ class Workers:
             properties["debug"] = self.cfg.kafka_debug
         if properties:
             env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(properties)
+        if self.cfg.state_store != "memory":
+            env["KSTATEFUN_STATE_STORE"] = self.cfg.state_store
+            env["KSTATEFUN_STATE_DIR"] = str(self.logs.parent / "state")
         log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - owned by the child
         log.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
         log.flush()
@@ -899,6 +903,12 @@ def main(argv: list[str] | None = None) -> int:
         "--drain-timeout", type=float, default=180.0, help="longest wait for the output (s)"
     )
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument(
+        "--state-store",
+        choices=["memory", "rocksdb"],
+        default="memory",
+        help="the workers' state_store (rocksdb: each keeps its database in the work directory)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
@@ -946,7 +956,8 @@ def _one_run(
     print(
         f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: make chaos "
         f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
-        + (f" CHAOS_BROKERS={args.brokers})" if args.brokers > 1 else ")"),
+        + (f" CHAOS_BROKERS={args.brokers}" if args.brokers > 1 else "")
+        + (f" CHAOS_STATE_STORE={args.state_store})" if args.state_store != "memory" else ")"),
         flush=True,
     )
     cfg = ChaosConfig(
@@ -963,6 +974,7 @@ def _one_run(
         drain_timeout_s=args.drain_timeout,
         bad_each=max(1, min(3, int(args.minutes))),
         brokers=args.brokers,
+        state_store=args.state_store,
     )
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)

@@ -1,5 +1,6 @@
-"""--state-dir: a restart loads the local snapshot and replays only the changelog's tail, and
-a stale snapshot (another worker owned the partitions meanwhile) is brought up to date."""
+"""--state-dir: a restart loads the local snapshot (state_store memory) or the local RocksDB
+(state_store rocksdb) and replays only the changelog's tail, and a stale one (another worker
+owned the partitions meanwhile) is brought up to date."""
 
 import re
 
@@ -15,11 +16,19 @@ def extend(expected, more):
         expected.setdefault(key, []).extend(seqs)
 
 
+LOADED = {
+    "memory": r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)",
+    "rocksdb": r"loaded local state store partition=\d+ replaying_from=(\d+)",
+}
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
-    kafka_bootstrap, tmp_path, unique_name, create_topic
+    kafka_bootstrap, tmp_path, unique_name, create_topic, store
 ):
     app = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
     state_dir = str(tmp_path / "state")
+    app.env.update(app.store_env(store))
     try:
         events, expected = keyed_events(keys=8, per_key=5)
         produce_events(app.bootstrap, app.ingress, events)
@@ -35,16 +44,12 @@ def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
         app.start_worker("w1", "--state-dir", state_dir)
         read_committed(app.bootstrap, app.egress, total, settle=0.2)
         log = app.log("w1")
-        replayed = [
-            int(m)
-            for m in re.findall(
-                r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)", log
-            )
-        ]
+        replayed = [int(m) for m in re.findall(LOADED[store], log)]
         assert replayed and all(offset > 0 for offset in replayed), log
         assert app.stop_worker("w1") == 0
 
-        # another worker (no snapshot) owns everything for a while and writes more state
+        # another worker (memory, no snapshot) owns everything for a while and writes more state
+        app.env.update(app.store_env("memory"))
         more, expected_more = keyed_events(keys=8, per_key=2, start_seq=2000)
         extend(expected, expected_more)
         produce_events(app.bootstrap, app.ingress, more)
@@ -52,6 +57,7 @@ def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
         app.start_worker("w2")
         read_committed(app.bootstrap, app.egress, total, settle=0.2)
         assert app.stop_worker("w2") == 0
+        app.env.update(app.store_env(store))
 
         # w1 comes back with its now stale snapshot: counts must continue from w2's
         more, expected_more = keyed_events(keys=8, per_key=2, start_seq=3000)

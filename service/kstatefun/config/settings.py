@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     static_membership: bool = False
     state_dir: Path | None = None
+    # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
+    state_store: Literal["memory", "rocksdb"] = "memory"
     # None: the existing internal topics' count, else chosen at start (kafka/topics.py)
     partitions: int | None = Field(None, ge=1)
     # None: the recorded one, else crc32 for a new application (kafka/topics.py)
@@ -338,6 +340,21 @@ class Settings(BaseSettings):
         merged = KafkaProperties({**value, **mapped})
         _check_security(given, merged)
         return merged
+
+    @model_validator(mode="after")
+    def _check_state_store(self) -> Settings:
+        if self.state_store == "rocksdb" and self.state_dir is None:
+            raise PydanticCustomError(
+                "kstatefun_pair",
+                "{message}",
+                {
+                    "message": (
+                        "state_store rocksdb keeps the state on disk and needs state_dir "
+                        "(--state-dir or KSTATEFUN_STATE_DIR): the directory for its database"
+                    )
+                },
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_timeouts(self) -> Settings:

@@ -254,12 +254,13 @@ class Transaction:
             self.abort()
             raise
         self.producer.poll(0)  # serve the delivery reports behind ``positions``
+        # Committed: a fold that fails (a disk-backed store's write error) must not abort it.
+        self.is_open = False
         for topic, store in self._stores:
             store.apply_overlay(positions[topic])
         self.fence_offsets.update(self._next)
         self._start.clear()
         self._next.clear()
-        self.is_open = False
         self.metrics.commits += 1
         self._committed_at = time.monotonic()
         self.metrics.commit_latency.observe(time.perf_counter() - started)

@@ -20,7 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.config.module import PLAYGROUND_EGRESS_ID, KafkaEgress
-from kstatefun.errors import DecodeError, FunctionError
+from kstatefun.errors import DecodeError, FunctionError, StateStoreError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
@@ -249,8 +249,8 @@ class Dispatcher:
                 if delayed
                 else ()
             )
-        except KafkaException:
-            raise  # a broker problem aborts the transaction; it is not the input's fault
+        except (KafkaException, StateStoreError):
+            raise  # a broker or local disk problem is not the input's fault
         except Exception as e:
             if isinstance(e, Rejected):
                 reason, text = e.reason, str(e)

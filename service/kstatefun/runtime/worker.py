@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
-from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
+from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import call_with_retry, kafka_error
@@ -59,6 +59,7 @@ from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer, watermarks
+from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
@@ -172,10 +173,10 @@ class Worker:
         self._known_topics: set[str] = set()
 
         snapshot = None
-        if s.state_dir is not None:
+        if s.state_dir is not None and s.state_store == "memory":
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
             log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)
+        self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
@@ -357,6 +358,9 @@ class Worker:
         except (KafkaException, KafkaUnavailableError) as e:
             log.error("stopping: %s", kafka_error(e) or e)
             return 1
+        except StateStoreError as e:
+            log.error("stopping: %s", e)
+            return 5
         finally:
             # After an unexpected error the open transaction may cover records that were
             # consumed but not processed: only a clean stop may commit it.
@@ -548,6 +552,7 @@ class Worker:
             self.dispatcher.close,
             *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
+            *([self.store.disk.close] if self.store.disk is not None else []),
             lambda: txn.producer.flush(10),
             *([self.watchdog.stop] if self.watchdog is not None else []),
         ]
@@ -658,8 +663,21 @@ class Worker:
         for p in self.timers.partitions():
             self.timers.drop_partition(p)
 
+    def _open_disk(self) -> None:
+        """Open the rocksdb store's database (state/rocksdb.py) at the first assignment: by
+        then this worker's init_transactions and group join have fenced a predecessor with the
+        same instance id that still runs, which releases the database's lock as it stops."""
+        s = self.settings
+        assert s.state_dir is not None  # settings.py checks it
+        self.store.disk = RocksStore(
+            s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
+        )
+        log.info("local state store rocksdb path=%s", self.store.disk.path)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = False
+        if self.settings.state_store == "rocksdb" and self.store.disk is None:
+            self._open_disk()
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
         recover(self.timers, self.timer_restorer, owned)

@@ -2,7 +2,8 @@
 place for the rule that no local state is trusted without checking it against its topic.
 
 - A partition no longer owned is dropped.
-- A new partition is restored from its topic (from a local snapshot's position, if any).
+- A new partition is restored from its topic, from the position a disk-backed store
+  (state/rocksdb.py) or a local snapshot (state/snapshot.py) holds, if any.
 - A kept partition is *caught up*: every record its topic holds past the store's position is
   replayed before anything is processed. Between a revocation and the next assignment
   (eager rebalancing) a worker owns nothing, and a worker late to the join is left out without
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from kstatefun.state.partitioned import PartitionedOverlay
+from kstatefun.state.partitioned import PartitionedOverlay, Rows
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.snapshot import LocalSnapshot
 
@@ -33,7 +34,7 @@ def recover(
     returns the partitions restored from scratch (or from the snapshot)."""
     for p in store.partitions() - owned:
         store.drop_partition(p)
-    stores: dict[int, dict[bytes, bytes]] = {}
+    stores: dict[int, Rows] = {}
     starts: dict[int, int] = {}
     for p in store.partitions():
         position = store.position(p)
@@ -43,10 +44,12 @@ def recover(
     fresh = sorted(owned - kept)  # new, or never completed a restore
     for p in fresh:
         stores[p] = store.add_partition(p)
-        if snapshot is not None:
+        if store.disk is not None:
+            starts[p] = store.local_position(p)
+        elif snapshot is not None:
             rows, starts[p] = snapshot.load(p)
             if rows:
-                stores[p].update(rows)
+                stores[p].update(rows)  # type: ignore[attr-defined]
                 log.info(
                     "loaded local snapshot partition=%d keys=%d replaying_from=%d",
                     p,

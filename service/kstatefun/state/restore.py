@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from kstatefun.kafka.errors import call_with_retry
 from kstatefun.observability.metrics import WorkerMetrics
+from kstatefun.state.partitioned import Rows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ChangelogRestorer:
 
     def restore(
         self,
-        stores: dict[int, dict[bytes, bytes]],
+        stores: dict[int, Rows],
         starts: dict[int, int] | None = None,
         changes: dict[int, dict[bytes, bytes | None]] | None = None,
     ) -> dict[int, int]:

@@ -16,15 +16,18 @@ from kstatefun.state.partitioned import PartitionedOverlay
 from kstatefun.wire.avro import changelog_expire_at
 
 if TYPE_CHECKING:
+    from kstatefun.state.rocksdb import RocksStore
     from kstatefun.state.snapshot import LocalSnapshot
 
 
 class StateStore(PartitionedOverlay):
     __slots__ = ("snapshot", "_expiry")
 
-    def __init__(self, snapshot: LocalSnapshot | None = None) -> None:
-        super().__init__()
-        self.snapshot = snapshot
+    def __init__(
+        self, snapshot: LocalSnapshot | None = None, disk: RocksStore | None = None
+    ) -> None:
+        super().__init__(disk)
+        self.snapshot = snapshot  # memory store only: the disk-backed one is its own snapshot
         self._expiry = DeadlineQueue()  # values with a TTL, by expiry time
 
     def _reindex(self, partition: int) -> None:

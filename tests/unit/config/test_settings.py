@@ -191,3 +191,11 @@ def test_min_insync_replicas_above_the_replication_factor_is_refused():
         load_settings(replication_factor=2, min_insync_replicas=3)
     s = load_settings(replication_factor=3, min_insync_replicas=2)
     assert (s.replication_factor, s.min_insync_replicas) == (3, 2)
+
+
+def test_the_rocksdb_store_needs_a_state_dir(tmp_path):
+    with pytest.raises(ConfigError, match="state_store rocksdb .* needs state_dir"):
+        load_settings(state_store="rocksdb")
+    s = load_settings(state_store="rocksdb", state_dir=tmp_path)
+    assert (s.state_store, s.state_dir) == ("rocksdb", tmp_path)
+    assert load_settings().state_store == "memory"

@@ -1,0 +1,106 @@
+"""Micro-benchmark of the state stores alone (no Kafka): the per-record path of a W1-like
+function (read a key's state, write it back) with a fold every ``--batch`` records, and the RSS
+after filling ``--keys`` keys as a restore does. Indicative only: one process, one core.
+
+    python -m bench.state_store --keys 2000000 --records 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kstatefun.state.rocksdb import RocksStore
+from kstatefun.state.store import StateStore
+from kstatefun.wire.avro import encode_changelog_key, encode_changelog_value
+
+PARTITIONS = 4
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def key_of(i: int) -> bytes:
+    return encode_changelog_key("bench/counter", f"user-{i}", "count")
+
+
+def value_of(n: int) -> bytes:
+    return encode_changelog_value("io.statefun.types/int", n.to_bytes(8, "big"))
+
+
+def measure(store_kind: str, keys: int, records: int, batch: int, directory: Path) -> dict:
+    disk = None
+    if store_kind == "rocksdb":
+        disk = RocksStore(directory / "bench.rocksdb", "bench", PARTITIONS)
+    store = StateStore(disk=disk)
+    base_rss = rss_mb()
+    started = time.perf_counter()
+    rows = {p: store.add_partition(p) for p in range(PARTITIONS)}
+    for i in range(keys):
+        rows[i % PARTITIONS][key_of(i)] = value_of(i)
+    for p in range(PARTITIONS):
+        store.restored(p, keys // PARTITIONS)
+    fill_s = time.perf_counter() - started
+    filled_rss = rss_mb()
+
+    rng = random.Random(7)
+    picks = [rng.randrange(keys) for _ in range(records)]
+    work = [(i % PARTITIONS, key_of(i)) for i in picks]
+    offset = keys
+    started = time.perf_counter()
+    for n, (p, key) in enumerate(work, 1):
+        old = store.get(p, key)
+        store.put(p, key, old)  # the same bytes: the cost is the store's, not the encoding's
+        if n % batch == 0:
+            offset += batch
+            store.apply_overlay(dict.fromkeys(range(PARTITIONS), offset))
+    store.apply_overlay()
+    per_record_s = (time.perf_counter() - started) / records
+    result = {
+        "store": store_kind,
+        "keys": keys,
+        "fill_s": round(fill_s, 2),
+        "fill_keys_per_s": round(keys / fill_s),
+        "records_per_s": round(1 / per_record_s),
+        "rss_before_mb": round(base_rss),
+        "rss_filled_mb": round(filled_rss),
+        "rss_end_mb": round(rss_mb()),
+    }
+    if disk is not None:
+        disk.close()
+        result["disk_mb"] = round(
+            sum(f.stat().st_size for f in (directory / "bench.rocksdb").iterdir()) / 2**20
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keys", type=int, default=2_000_000)
+    parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, default=500, help="records per commit (fold)")
+    parser.add_argument("--store", choices=["memory", "rocksdb"], help="one store, this process")
+    args = parser.parse_args()
+    if args.store:
+        with tempfile.TemporaryDirectory() as d:
+            print(json.dumps(measure(args.store, args.keys, args.records, args.batch, Path(d))))
+        return
+    for kind in ("memory", "rocksdb"):  # each in a process of its own, for a clean RSS
+        cmd = [sys.executable, "-m", "bench.state_store", "--store", kind]
+        cmd += ["--keys", str(args.keys), "--records", str(args.records)]
+        cmd += ["--batch", str(args.batch)]
+        subprocess.run(cmd, check=True)
+
+
+if __name__ == "__main__":
+    main()
