@@ -12,8 +12,10 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import logging
+import signal
 import time
 from functools import partial
 from typing import Any
@@ -373,6 +375,9 @@ class Worker:
 
     def run(self) -> int:
         """Run until ``stop()``; returns the process exit code."""
+        # `kill -USR1 <pid>` prints every thread's stack to stderr, even while the main thread
+        # is inside a librdkafka call (where no Python signal handler can run)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         self._start()
         clean = False
         watchdog = self.watchdog
