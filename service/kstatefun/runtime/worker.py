@@ -259,6 +259,12 @@ class Worker:
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
+        # Partitions' offsets asked while the group consumer is in a rebalance callback: not
+        # through that consumer, because the metadata refresh of a retry (list_topics) would
+        # clear confluent-kafka's per-handle call state, and the next callback of the same
+        # poll (an error during a failover) would then abort the process (CallState_get:
+        # Assertion `cs != NULL' failed, seen in a 3-broker chaos run).
+        self._offsets = restore_consumer()
         self.watchdog = Watchdog(s.watchdog_timeout_s) if s.watchdog_timeout_s else None
         beat = self.watchdog.beat if self.watchdog is not None else None
         self.restorer = ChangelogRestorer(
@@ -586,6 +592,7 @@ class Worker:
             *([self.playground.close] if self.playground is not None else []),
             self.restorer.close,
             self.timer_restorer.close,
+            self._offsets.close,
             self.dispatcher.close,
             *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
@@ -717,7 +724,7 @@ class Worker:
             (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
         }
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        pause = self._plan_direct(consumer, partitions)
+        pause = self._plan_direct(self._offsets, partitions)
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
@@ -765,7 +772,7 @@ class Worker:
         for topic, partitions in at_end.items():
             skipped = 0
             for p in partitions:
-                low, high = watermarks(self.consumer, TopicPartition(topic, p))
+                low, high = watermarks(self._offsets, TopicPartition(topic, p))
                 skipped += max(0, high - low)
             log.info(
                 "ingress starts at the end topic=%s partitions=%s skipped_records=%d "
