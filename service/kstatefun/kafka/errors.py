@@ -66,6 +66,9 @@ class RetryPolicy:
     timeout_s: float = 120.0
     backoff_s: float = 0.2
     max_backoff_s: float = 2.0
+    # called before each back-off: the worker's watchdog beat (a retry loop is bounded by
+    # timeout_s on its own, so it must not look stuck)
+    on_retry: Callable[[], object] | None = None
 
 
 POLICY = RetryPolicy()
@@ -130,6 +133,8 @@ def call_with_retry(
                 attempt,
                 kafka_error(e),
             )
+            if p.on_retry is not None:
+                p.on_retry()
             if refresh is not None:
                 try:
                     refresh()

@@ -130,6 +130,8 @@ class Transaction:
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
+        # called between the bounded waits of a commit: the worker's watchdog beat
+        self.on_progress: Callable[[], None] = lambda: None
         self._timeout = op_timeout_s
         self._txn_timeout_s = transaction_timeout_s
         self._start: dict[tuple[str, int], int] = {}
@@ -146,6 +148,11 @@ class Transaction:
         self._abandoned: list[Producer] = []
         self._clock = time.monotonic
         self.producer = self._new_producer()
+
+    @property
+    def longest_call_s(self) -> float:
+        """The longest one call of the commit protocol may block (the watchdog waits longer)."""
+        return max(self._timeout, min(self._timeout, self._txn_timeout_s) + STUCK_GRACE_S)
 
     def _new_producer(self) -> Producer:
         producer = self._producer_factory()
@@ -336,6 +343,7 @@ class Transaction:
 
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
+            self.on_progress()  # each attempt is bounded by op_timeout_s, five are not short
             try:
                 self.producer.commit_transaction(self._timeout)
                 return

@@ -77,6 +77,7 @@ _REFUSED = frozenset(
     }
 )
 
+DEFAULT_WATCHDOG_S = 60.0  # watchdog_timeout_s unset, and the loop's waits are shorter
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
 
@@ -265,8 +266,11 @@ class Worker:
         # poll (an error during a failover) would then abort the process (CallState_get:
         # Assertion `cs != NULL' failed, seen in a 3-broker chaos run).
         self._offsets = restore_consumer()
-        self.watchdog = Watchdog(s.watchdog_timeout_s) if s.watchdog_timeout_s else None
+        self.watchdog = self._make_watchdog()
         beat = self.watchdog.beat if self.watchdog is not None else None
+        if beat is not None:  # bounded waits between two rounds of the loop are progress
+            self.txn.on_progress = beat
+            retry_policy.POLICY.on_retry = beat
         self.restorer = ChangelogRestorer(
             restore_consumer, self.topics.changelog, self.metrics, on_progress=beat
         )
@@ -317,6 +321,28 @@ class Worker:
             partitions_from,
             ",".join(self.functions.typenames()),
         )
+
+    def _make_watchdog(self) -> Watchdog | None:
+        """The watchdog (runtime/watchdog.py), unless watchdog_timeout_s is 0. By default it
+        waits 60 s, or twice the longest bounded wait the loop makes between two beats if that
+        is longer: it must not end a worker that is merely waiting out a failover, and must
+        end a stuck one well before anyone gives up on its partitions."""
+        timeout_s = self.settings.watchdog_timeout_s
+        if timeout_s == 0:
+            return None
+        # a commit's longest call, or the wait for remote calls (half the transaction timeout)
+        longest_s = max(self.txn.longest_call_s, self.settings.transaction_timeout_ms / 2000)
+        if timeout_s is None:
+            return Watchdog(max(DEFAULT_WATCHDOG_S, 2 * longest_s))
+        if timeout_s <= longest_s:
+            log.warning(
+                "watchdog_timeout_s=%d is not longer than the longest bounded wait of the loop "
+                "(%.0f s, from transaction_timeout_ms): the watchdog may end a worker that is "
+                "only waiting out a failover",
+                timeout_s,
+                longest_s,
+            )
+        return Watchdog(timeout_s)
 
     def _start_health(self, admin: AdminClient) -> None:
         s = self.settings
@@ -600,6 +626,8 @@ class Worker:
             *([self.watchdog.stop] if self.watchdog is not None else []),
         ]
         for step in steps:
+            if self.watchdog is not None:
+                self.watchdog.beat()  # each step is bounded; a stuck one still ends the process
             try:
                 step()
             except Exception as e:  # noqa: BLE001 - keep releasing the rest

@@ -121,3 +121,12 @@ def test_a_failing_refresh_does_not_end_the_retries():
     clock = Clock()
     result = call_with_retry(call, "x", refresh, policy=POLICY, sleep=clock.sleep, clock=clock)
     assert result == "ok"
+
+
+def test_each_retry_tells_the_watchdog_that_the_worker_is_waiting_not_stuck():
+    beats = []
+    policy = RetryPolicy(timeout_s=10, backoff_s=0.2, on_retry=lambda: beats.append(1))
+    call = Flaky(exc(KafkaError._TRANSPORT), exc(KafkaError._TRANSPORT))
+    clock = Clock()
+    assert call_with_retry(call, "x", policy=policy, sleep=clock.sleep, clock=clock) == "ok"
+    assert len(beats) == 2
