@@ -54,6 +54,18 @@ _RETRIABLE_CODES = frozenset(
     }
 )
 
+# Errors by which a cluster refuses a client's security settings: the cluster answered and said
+# no, so retrying cannot help (the worker reports them at start instead of waiting).
+_REFUSED_CODES = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
+
 RETRY_SETTING = "kafka_retry_timeout_s"
 """The setting (config/settings.py) that bounds how long a retriable error is waited out."""
 
@@ -89,6 +101,12 @@ def is_retriable(e: BaseException) -> bool:
     if err is None or err.fatal():
         return False
     return err.retriable() or err.code() in _RETRIABLE_CODES
+
+
+def is_refused(err: KafkaError) -> bool:
+    """True for an error by which the cluster refuses this client's credentials or security
+    settings (authentication, TLS, authorization): never retried."""
+    return err.code() in _REFUSED_CODES
 
 
 def call_with_retry(

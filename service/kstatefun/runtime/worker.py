@@ -37,7 +37,7 @@ from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
-from kstatefun.kafka.errors import call_with_retry, kafka_error
+from kstatefun.kafka.errors import call_with_retry, is_refused, kafka_error
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -65,17 +65,6 @@ from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
 
 log = logging.getLogger(__name__)
-
-# errors by which a cluster refuses a client's security settings: retrying cannot help
-_REFUSED = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    }
-)
 
 DEFAULT_WATCHDOG_S = 60.0  # watchdog_timeout_s unset, and the loop's waits are shorter
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
@@ -172,7 +161,7 @@ class Worker:
         refused: list[KafkaError] = []  # the cluster answered and said no: never retried
 
         def on_error(err: KafkaError) -> None:
-            if err.code() in _REFUSED:
+            if is_refused(err):
                 refused.append(err)
 
         admin_config: dict[str, Any] = {**clients.base_config(s.bootstrap_servers, extra)}
