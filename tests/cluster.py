@@ -5,6 +5,8 @@ while a node is down."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -83,6 +85,21 @@ def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:
 def stop_node(cluster: LocalKafkaCluster, node_id: int) -> None:
     """SIGTERM one node (a controlled shutdown: it hands its leaderships over first)."""
     cluster.node(node_id).stop()
+
+
+def freeze_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """SIGSTOP one node: its connections stay open and nothing answers (a long GC pause, a
+    network that drops packets without resetting connections)."""
+    pid = cluster.node(node_id).pid
+    assert pid is not None, f"node {node_id} is not running"
+    os.killpg(pid, signal.SIGSTOP)  # the node leads its own process group
+
+
+def thaw_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """SIGCONT a node frozen by :func:`freeze_node`."""
+    pid = cluster.node(node_id).pid
+    assert pid is not None, f"node {node_id} is not running"
+    os.killpg(pid, signal.SIGCONT)
 
 
 def start_node(cluster: LocalKafkaCluster, node_id: int, timeout: float = 120) -> None:

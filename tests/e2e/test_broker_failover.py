@@ -20,11 +20,13 @@ from tests import kafka_fixture
 from tests.cluster import (
     PacedProducer,
     coordinator_of,
+    freeze_node,
     group_coordinator_of,
     kill_node,
     partition_leaders,
     rolling_restart,
     start_node,
+    thaw_node,
 )
 from tests.harness import App, check_exactly_once, keyed_events, make_app, read_committed
 
@@ -130,6 +132,26 @@ def test_killing_the_groups_coordinator_for_longer_than_a_broker_session(app, cl
         kill_node(cluster, victim)
         time.sleep(12)  # the dev cluster's broker session is 3 s; metadata refreshes follow
         start_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+
+
+def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
+    """The group coordinator's node freezes (SIGSTOP: connections stay open, nothing answers)
+    for longer than the workers' watchdog (40 s here). Each call to the producer then waits out
+    its own timeout, and several follow each other in one commit (send_offsets_to_transaction,
+    then abort_transaction: 40 s in a row when first tried). Each is bounded, so the watchdog
+    must count each as progress (Transaction.on_progress) and end no worker."""
+    app.env["KSTATEFUN_WATCHDOG_TIMEOUT_S"] = "40"
+
+    def fault() -> None:
+        victim = group_coordinator_of(admin, app.app_id)
+        assert victim >= 0
+        freeze_node(cluster, victim)
+        try:
+            time.sleep(50)
+        finally:
+            thaw_node(cluster, victim)
 
     run_with_fault(app, cluster, fault)
 

@@ -130,7 +130,8 @@ class Transaction:
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
-        # called between the bounded waits of a commit: the worker's watchdog beat
+        # called before each bounded wait of the commit protocol (a call to the producer):
+        # the worker's watchdog beat, so that it waits for one such call, not for a chain
         self.on_progress: Callable[[], None] = lambda: None
         self._timeout = op_timeout_s
         self._txn_timeout_s = transaction_timeout_s
@@ -155,6 +156,7 @@ class Transaction:
         return max(self._timeout, min(self._timeout, self._txn_timeout_s) + STUCK_GRACE_S)
 
     def _new_producer(self) -> Producer:
+        self.on_progress()
         producer = self._producer_factory()
         # Aborts whatever a crashed predecessor with the same transactional id left open; waits
         # out a coordinator that is moving or loading its state.
@@ -289,6 +291,7 @@ class Transaction:
     def _send_offsets(self, offsets: list[TopicPartition]) -> None:
         """``send_offsets_to_transaction``, bounded by the transaction timeout (module doc: a
         stuck producer)."""
+        self.on_progress()
         producer = self.producer
         metadata = self._consumer.consumer_group_metadata()
         limit_s = min(self._timeout, self._txn_timeout_s)
@@ -343,7 +346,7 @@ class Transaction:
 
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
-            self.on_progress()  # each attempt is bounded by op_timeout_s, five are not short
+            self.on_progress()
             try:
                 self.producer.commit_transaction(self._timeout)
                 return
@@ -364,6 +367,7 @@ class Transaction:
         for hook in self.on_abort:
             hook()
         if was_open:
+            self.on_progress()  # what led here was bounded; so is the abort, anew
             try:
                 self.producer.abort_transaction(self._timeout)
             except KafkaException as e:

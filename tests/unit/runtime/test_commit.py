@@ -298,3 +298,23 @@ def test_stuck_producers_are_bounded(monkeypatch, release):
     with pytest.raises(KafkaUnavailableError, match=r"2 producers given up within 600 s"):
         one_transaction(txn)
     assert not txn.is_open
+
+
+def test_each_bounded_producer_call_tells_the_watchdog():
+    """Several bounded calls in a row (a failed commit, then its abort) must not add up to a
+    watchdog timeout: each is preceded by a beat."""
+    beats = []
+
+    class Failing(FencingProducer):
+        def commit_transaction(self, timeout):
+            beats.append("commit")
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "slow", txn_requires_abort=True))
+
+        def abort_transaction(self, timeout):
+            beats.append("abort")
+
+    txn, _ = txn_with([Failing()])
+    txn.on_progress = lambda: beats.append("beat")
+    with pytest.raises(KafkaException):
+        one_transaction(txn)
+    assert beats == ["beat", "beat", "commit", "beat", "abort"]  # send_offsets, commit, abort
