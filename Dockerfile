@@ -33,6 +33,7 @@ COPY examples ./examples
 USER kstatefun
 ENV KSTATEFUN_MODULE=/app/config/module.yaml \
     KSTATEFUN_METRICS_PORT=9464 \
+    KSTATEFUN_PLAYGROUND_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
 EXPOSE 9464
 # Healthy = ready: every partition assigned to the worker is restored and it is processing

@@ -120,6 +120,7 @@ class Kstatefun(Contender):
     bootstrap: str = ""
     endpoint_url: str = ""  # W3: the StateFun SDK endpoint that serves bench/*
     worker_args: tuple[str, ...] = ()  # extra `kstatefun run` arguments for every spawn
+    source: str = ""  # another checkout's service/ directory: its kstatefun runs (A/B)
 
     def module(self, workload: str, ingress: str) -> str:
         """The worker's module.yaml: W1 and W2 embed their functions, W3 calls the SDK."""
@@ -164,7 +165,10 @@ class Kstatefun(Contender):
                 *extra,
             ],
             run_dir / f"{t.app}-{instance}.log",
-            {"BENCH_EGRESS_TOPIC": t.egress},
+            {
+                "BENCH_EGRESS_TOPIC": t.egress,
+                **({"PYTHONPATH": self.source} if self.source else {}),
+            },
         )
 
 
@@ -336,12 +340,17 @@ class KStreams(_Peer):
 
 
 def build(
-    bootstrap: str, run_dir: Path, want: set[str], commit_100ms_too: bool = False
+    bootstrap: str,
+    run_dir: Path,
+    want: set[str],
+    commit_100ms_too: bool = False,
+    also: dict[str, Path] | None = None,
 ) -> list[Contender]:
     """The contenders of this run, in table order; a peer that cannot be installed or built
     stays in the list with ``error`` set. Each Python peer runs at its own default commit
     interval; ``commit_100ms_too`` adds it once more with kstatefun's 100 ms, for W1 (Quix
-    Streams: and latency) only."""
+    Streams: and latency) only. ``also``: more kstatefun contenders, each another checkout
+    (name → its root), to compare versions in the same run."""
     import confluent_kafka
 
     ck_version = confluent_kafka.version()
@@ -457,4 +466,15 @@ def build(
         )
         k.bootstrap = bootstrap
         out.append(k)
+    for name, root in (also or {}).items():
+        other = Kstatefun(
+            f"kstatefun-{name}",
+            f"kstatefun ({name}: {root})",
+            "exactly-once (one Kafka transaction per commit)",
+            f"kstatefun from {root}, {ck}",
+            ["workers run the checkout's service/ (PYTHONPATH), default settings"],
+        )
+        other.bootstrap = bootstrap
+        other.source = str((root / "service").resolve())
+        out.append(other)
     return out

@@ -44,11 +44,13 @@ from bench.workloads import (
     throughput,
     txn_floor,
 )
-from kstatefun.config.settings import Settings
+from kstatefun.kafka.topics import DEFAULT_PARTITIONS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-KSTATEFUN_PARTITIONS: int = Settings.model_fields["partitions"].default  # its --partitions
+# the count of a new kstatefun app without ingress topics (partitions is unset by default:
+# a new app takes its ingress topics' count)
+KSTATEFUN_PARTITIONS: int = DEFAULT_PARTITIONS
 
 # The input's shapes. The first is what a Python producer writes at confluent-kafka's defaults
 # (librdkafka's consistent_random: CRC32 of the key) onto a partition count other than
@@ -152,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile",
     )
+    parser.add_argument(
+        "--kstatefun-also",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run the kstatefun of another checkout at PATH as contender kstatefun-NAME "
+        "(e.g. main=/tmp/main, from `git archive main`): an A/B in the same run",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only print the table and redraw the chart"
@@ -208,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             env = Env(bootstrap, admin, run_dir, stamp.lower(), SHAPES[0], log)
             results["run"]["shapes"] = [asdict(shape) for shape in SHAPES]
             log("preparing contenders (peer runtimes are cached after the first run)")
+            also = {n: Path(p) for n, _, p in (a.partition("=") for a in args.kstatefun_also)}
             contenders = build(
-                bootstrap, run_dir, set(args.only.split(",")), commit_100ms_too=cfg.peer_100ms
+                bootstrap,
+                run_dir,
+                set(args.only.split(",")),
+                commit_100ms_too=cfg.peer_100ms,
+                also=also,
             )
             for c in contenders:
                 results["contenders"][c.name] = {

@@ -365,7 +365,9 @@ ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*?assigned invocations partitions=", re
 def seed_changelog(bootstrap: str, app: str, partitions: int, keys: int) -> float:
     """Write ``keys`` committed counter states (count = 1 for ids r0..r{keys-1}) straight into a
     kstatefun application's changelog, in kstatefun's own record format and partitions, as a
-    transactional producer would have left them. Returns seconds."""
+    transactional producer would have left them: state topics without a recorded partitioner
+    are an application's from before it was recorded, which places ids with murmur2. Returns
+    seconds."""
     from kstatefun.kafka.partitioner import partition_for_key
     from kstatefun.kafka.topics import InternalTopics
     from kstatefun.sdk.types import IntType
@@ -393,7 +395,10 @@ def seed_changelog(bootstrap: str, app: str, partitions: int, keys: int) -> floa
             while True:
                 try:
                     producer.produce(
-                        topic, value, key, partition=partition_for_key(rid.encode(), partitions)
+                        topic,
+                        value,
+                        key,
+                        partition=partition_for_key(rid.encode(), partitions, "murmur2"),
                     )
                     break
                 except BufferError:

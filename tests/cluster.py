@@ -126,7 +126,7 @@ class PacedProducer:
                 "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
                 "linger.ms": 5,
-                "partitioner": "murmur2_random",
+                "partitioner": "consistent_random",  # the app's default crc32: the direct path
             }
         )
         self._topic, self._events, self._rate = topic, events, per_second

@@ -163,10 +163,10 @@ def produce_events(
     bootstrap: str,
     topic: str,
     events: list[tuple[bytes | None, bytes | None]],
-    partitioner: str = "murmur2_random",
+    partitioner: str = "consistent_random",
 ) -> None:
-    """``murmur2_random`` puts a key where kstatefun's partitioner does (the direct path);
-    librdkafka's default ``consistent_random`` mostly elsewhere (the routing hop)."""
+    """librdkafka's default ``consistent_random`` (CRC32) puts a key where a new application's
+    partitioner (crc32) does (the direct path); ``murmur2_random`` mostly elsewhere (the hop)."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": partitioner}
     )

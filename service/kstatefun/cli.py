@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         static_membership=args.static_membership,
         state_dir=args.state_dir,
         partitions=args.partitions,
+        partitioner=args.partitioner,
         commit_interval_ms=args.commit_interval_ms,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
@@ -172,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
         "have; for a new application the largest partition count of its ingress topics, so "
         "that ingress records keyed by the target id skip a hop (8 without ingress topics). "
         "A value that differs from existing internal topics is refused",
+    )
+    run.add_argument(
+        "--partitioner",
+        choices=["crc32", "murmur2"],
+        help="how ids are hashed to partitions, recorded when the application is created "
+        "(env KSTATEFUN_PARTITIONER): crc32 as librdkafka's producers (Python, Go, .NET, C) "
+        "place keys by default, murmur2 as Java's do. Ingress records placed the same way skip "
+        "a hop. Default: the recorded one; for a new application the one that placed the "
+        "records already on its ingress topics, else crc32. A value that differs from the "
+        "recorded one is refused",
     )
     run.add_argument(
         "--commit-interval-ms",

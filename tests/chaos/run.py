@@ -283,7 +283,7 @@ class InputThread(threading.Thread):
                     "acks": "all",
                     "linger.ms": 5,
                     "message.timeout.ms": 300_000,
-                    "partitioner": "murmur2_random",
+                    "partitioner": "consistent_random",  # the app's default crc32: the direct path
                     "logger": QUIET,
                 }
             )

@@ -88,11 +88,12 @@ def test_a_worker_fenced_by_its_own_instance_id_exits_3(app):
 
 
 def test_two_workers_with_keys_off_their_partitions_keep_order_under_kill(app):
-    """Keys produced with librdkafka's default partitioner mostly sit in another partition than
-    their id's invocations partition: those go through the routing hop, the rest take the
-    direct path; a kill -9 and a rebalance in the middle must keep both exactly once, in order."""
+    """Keys produced with Java's partitioner (murmur2) mostly sit in another partition than
+    their id's invocations partition in a crc32 application: those go through the routing hop,
+    the rest take the direct path; a kill -9 and a rebalance in the middle must keep both
+    exactly once, in order."""
     events, expected = keyed_events(keys=16, per_key=60)
-    produce_events(app.bootstrap, app.ingress, events, partitioner="consistent_random")
+    produce_events(app.bootstrap, app.ingress, events, partitioner="murmur2_random")
     app.start_worker("w1")
     app.start_worker("w2")
     time.sleep(2)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kstatefun import IntType, StatefulFunctions, ValueSpec, kafka_egress_message, make_json_type
 from kstatefun.config.module import IngressTopic, KafkaEgress, KafkaIngress, StartupPosition
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
-from kstatefun.kafka.partitioner import partition_for_id
+from kstatefun.kafka.partitioner import id_partitioner, partition_for_id
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.deadletters import REASON_HEADER, DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
@@ -28,6 +28,7 @@ from tests.fakes import Record, Txn
 from tests.fuzz.conftest import scaled
 
 P = 4
+PARTITIONER = "crc32"  # the default for a new application
 INVOCATIONS = "app-invocations"
 DEAD_LETTERS = "app-dead-letters"
 OUT = "out"
@@ -66,10 +67,19 @@ def make_runtime():
             StartupPosition(),
         )
     ]
-    router = IngressRouter(ingresses, INVOCATIONS, P, txn, dlq)
+    router = IngressRouter(ingresses, INVOCATIONS, P, PARTITIONER, txn, dlq)
     egresses = {"fz/out": KafkaEgress("fz/out")}
     dispatcher = Dispatcher(
-        functions, store, txn, dlq, INVOCATIONS, P, egresses, lambda t: t == OUT, timers, metrics
+        functions,
+        store,
+        txn,
+        dlq,
+        INVOCATIONS,
+        id_partitioner(P, PARTITIONER),
+        egresses,
+        lambda t: t == OUT,
+        timers,
+        metrics,
     )
     return router, dispatcher, txn
 
@@ -177,7 +187,7 @@ def test_route_is_one_invocation_per_target_or_one_dead_letter(record, direct):
         return
     assert not txn.of(DEAD_LETTERS)
     id_ = record.key().decode()
-    partition = partition_for_id(id_, P)
+    partition = partition_for_id(id_, P, PARTITIONER)
     targets = ROUTES[record.topic()]
     if direct and partition == record.partition():  # invoked at once, in the same transaction
         assert not txn.produced and len(dispatched) == len(targets)

@@ -114,7 +114,7 @@ def produce(bootstrap: str, topic: str, records) -> list[tuple[int, int]]:
         {
             "bootstrap.servers": bootstrap,
             "linger.ms": 5,
-            "partitioner": "murmur2_random",
+            "partitioner": "consistent_random",  # the app's default crc32: the direct path
             "message.max.bytes": MAX_RECORD_BYTES + 10_000,
         }
     )

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from kstatefun import StatefulFunctions
 from kstatefun.config.module import HttpTransport, parse_module
+from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.remote import (
     CallBudgetExceeded,
@@ -339,7 +340,7 @@ spec:
         txn,
         dlq,
         "app-invocations",
-        4,
+        id_partitioner(4, "murmur2"),
         egresses,
         lambda t: t == "out",
         timers,

@@ -143,7 +143,7 @@ def test_send_to_an_address_then_state_get_and_history(app):
     sent = cli_json(
         app, "send", "--to", "test/counter/ann", "--type", "test/Event", "--value", '{"seq": 2}'
     )
-    partition = partition_for_id("ann", app.partitions)
+    partition = partition_for_id("ann", app.partitions, "crc32")
     assert sent["topic"] == f"{app.app_id}-invocations" and sent["partition"] == partition
     assert sent["argument"]["typename"] == "test/Event"
 
@@ -228,7 +228,7 @@ def test_timers_list_shows_pending_delayed_messages_of_the_sender(app):
 
     doc = eventually(two_pending)
     assert doc["topic"] == f"{app.app_id}-timers"
-    assert doc["partition"] == partition_for_id("tim", app.partitions)
+    assert doc["partition"] == partition_for_id("tim", app.partitions, "crc32")
     anonymous, later = doc["timers"]  # soonest first
     assert anonymous["anonymous"] and anonymous["token"] is None
     assert later["token"] == "later" and not later["anonymous"]
@@ -276,7 +276,7 @@ def test_dead_letters_tail_decodes_reason_origin_and_values(app):
     # the ingress record sat in its target's partition: delivered directly, so the dead letter
     # names the ingress record itself as its source
     assert boom["source"]["topic"] == app.ingress
-    assert boom["source"]["partition"] == partition_for_id("bad1", app.partitions)
+    assert boom["source"]["partition"] == partition_for_id("bad1", app.partitions, "crc32")
     assert found["bad2"]["source"]["topic"] == invocations
     assert boom["target"] == {"type": "test/counter", "id": "bad1"} and boom["caller"] is None
     assert boom["key"]["value"] == "bad1"
@@ -389,7 +389,7 @@ def test_replay_rebuilds_invocations_with_target_caller_and_type(app):
     written = {r["target"]: r for r in doc["replayed"]}
     for target, id in (("test/counter/rep2", "rep2"), ("test/nobody/rep3", "rep3")):
         assert written[target]["to_topic"] == f"{app.app_id}-invocations"
-        assert written[target]["partition"] == partition_for_id(id, app.partitions)
+        assert written[target]["partition"] == partition_for_id(id, app.partitions, "crc32")
 
     # neither is fixed: each fails again, from the replayed record, with the same invocation
     for old, target in ((boom, "test/counter/rep2"), (stray, "test/nobody/rep3")):
@@ -436,7 +436,7 @@ def test_topics_check_passes_on_the_running_application(app):
     doc = cli_json(app, "topics", "check", "--module", str(app.module))
     assert doc["ok"] and doc["partitions"] == app.partitions and doc["ingress_checked"]
     assert all(t["problems"] == [] and t["exists"] for t in doc["topics"])
-    assert len(doc["topics"]) == 6
+    assert len(doc["topics"]) == 7  # 4 internal, the meta topic, 2 ingress
 
 
 def test_topics_check_names_each_problem_and_its_fix(
@@ -462,7 +462,8 @@ def test_topics_check_names_each_problem_and_its_fix(
     assert re.search(rf"^\s+FAIL\s+{absent}\s", out, re.M) and "kstatefun never creates" in out
     assert re.search(rf"^\s+ok\s+{app_id}-invocations\s", out, re.M)
     assert re.search(rf"^\s+ok\s+{app_id}-timers\s", out, re.M)
-    assert out.rstrip().endswith("4 problems found")
+    assert re.search(rf"^\s+FAIL\s+{app_id}-meta\s.*missing$", out, re.M), out
+    assert out.rstrip().endswith("5 problems found")
 
     # a partition count given explicitly is what the topics are checked against
     args = ("topics", "check", "--partitions", "2", "--json")
@@ -472,6 +473,31 @@ def test_topics_check_names_each_problem_and_its_fix(
         "has 4 partitions but --partitions says 2: the workers would refuse to start"
     ]
     assert not doc["ok"] and not doc["ingress_checked"]
+
+
+def test_topics_check_covers_the_meta_and_playground_egress_topics(
+    kafka_bootstrap, unique_name, create_topic, tmp_path
+):
+    app_id = unique_name("pg")
+    for role, config in (("invocations", {}), ("changelog", {"cleanup.policy": "compact"})):
+        create_topic(f"{app_id}-{role}", 2, config)
+    create_topic(f"{app_id}-timers", 2, {"cleanup.policy": "compact"})
+    create_topic(f"{app_id}-dead-letters", 1)
+    create_topic(f"{app_id}-meta", 2, {"retention.ms": "-1"})
+    create_topic(f"{app_id}-playground-split", 2)
+    module = tmp_path / "module.yaml"
+    module.write_text(
+        "kind: io.statefun.playground.v1/egress\nspec:\n  port: 1\n"
+        "  topics:\n    - missing\n    - split\n"
+    )
+    args = ("topics", "check", "--module", str(module))
+    out = run_cli(kafka_bootstrap, app_id, *args, expect=1).stdout
+    assert re.search(rf"^\s+FAIL\s+{app_id}-playground-missing\s.*missing$", out, re.M), out
+    assert f"--topic {app_id}-playground-missing --partitions 1 " in out
+    assert "has 2 partitions but needs 1: it hands records out in one order" in out
+    assert "has 2 partitions but needs 1: its first record is the application's part" in out
+    assert "read the partitioner from" in out
+    assert out.rstrip().endswith("3 problems found")
 
 
 def test_topics_check_reports_replication_below_the_setting(

@@ -6,14 +6,18 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from kstatefun.errors import TopicError
+from kstatefun.kafka import clients
+from kstatefun.kafka.errors import call_with_retry
 from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.kafka.topics import (
     DEFAULT_PARTITIONS,
     InternalTopics,
+    app_partitioner,
     choose_partitions,
     ensure_internal_topics,
     internal_topic_specs,
     require_topics_exist,
+    sample_placement,
 )
 
 pytestmark = pytest.mark.kafka
@@ -51,22 +55,98 @@ def test_missing_ingress_topic_is_a_clear_error(kafka_admin, unique_name):
         require_topics_exist(kafka_admin, [unique_name("nope")], "ingress")
 
 
-def test_partitioner_agrees_with_librdkafka_murmur2(kafka_bootstrap, unique_name, create_topic):
-    topic = create_topic(unique_name("murmur"), partitions=7)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
-    keys = [f"user-{i}".encode() for i in range(200)] + ["ü-ñ-界".encode(), b"x" * 301]
+@pytest.mark.parametrize(
+    ("librdkafka", "ours", "count"),
+    [
+        ("murmur2_random", "murmur2", 7),
+        ("consistent_random", "crc32", 7),  # librdkafka's default
+        ("consistent_random", "crc32", 6),
+        ("consistent", "crc32", 10),
+    ],
+)
+def test_partitioner_agrees_with_librdkafka(
+    kafka_bootstrap, unique_name, create_topic, librdkafka, ours, count
+):
+    topic = create_topic(unique_name(ours), partitions=count)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": librdkafka})
+    keys = [f"user-{i}".encode() for i in range(200)] + ["ü-ñ-界".encode(), b"x" * 301, b"a"]
     for key in keys:
         producer.produce(topic, b"v", key)
     assert producer.flush(30) == 0
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(7)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(count)])
     seen = {}
     while len(seen) < len(keys):
         for msg in consumer.consume(500, timeout=1):
             assert not msg.error()
             seen[msg.key()] = msg.partition()
     consumer.close()
-    assert all(seen[k] == partition_for_key(k, 7) for k in keys)
+    assert {k: seen[k] for k in keys} == {k: partition_for_key(k, count, ours) for k in keys}
+
+
+def _partitioner(bootstrap, admin, topics, given):
+    """As a worker starts: retrying what clears once the cluster settles (a new topic's
+    leader)."""
+    return call_with_retry(
+        lambda: app_partitioner(
+            admin,
+            topics,
+            given,
+            lambda: Consumer(clients.restore_consumer_config(bootstrap, {})),
+            lambda: Producer(clients.idempotent_producer_config(bootstrap, {})),
+        )[:2],
+        "recording the partitioner",
+    )
+
+
+def test_a_new_app_records_crc32_and_keeps_it(kafka_bootstrap, kafka_admin, unique_name):
+    topics = InternalTopics(unique_name("app"))
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None) == ("crc32", "the default")
+    # every later worker reads it back, whatever it was given
+    recorded = ("crc32", f"recorded in {topics.meta}")
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None) == recorded
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, "crc32") == recorded
+    with pytest.raises(TopicError, match=r"partitioner=murmur2 .*places its ids with crc32"):
+        _partitioner(kafka_bootstrap, kafka_admin, topics, "murmur2")
+
+
+def test_the_setting_decides_for_a_new_app(kafka_bootstrap, kafka_admin, unique_name):
+    topics = InternalTopics(unique_name("app"))
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, "murmur2")[0] == "murmur2"
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None)[0] == "murmur2"
+    with pytest.raises(TopicError, match="Unset partitioner or set it to murmur2"):
+        _partitioner(kafka_bootstrap, kafka_admin, topics, "crc32")
+
+
+def test_an_app_from_before_the_record_keeps_murmur2(
+    kafka_bootstrap, kafka_admin, unique_name, create_topic
+):
+    topics = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))  # state, no record
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics.changelog, b"state", b"key", partition=2)
+    assert producer.flush(30) == 0
+    with pytest.raises(TopicError, match="KSTATEFUN_PARTITIONER.*places its ids with murmur2"):
+        _partitioner(kafka_bootstrap, kafka_admin, topics, "crc32")
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None)[0] == "murmur2"
+
+
+def test_state_topics_created_empty_beforehand_are_a_new_app(
+    kafka_bootstrap, kafka_admin, unique_name
+):
+    topics = InternalTopics(unique_name("app"))
+    ensure_internal_topics(kafka_admin, internal_topic_specs(topics, 3))  # as operations.md does
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None) == ("crc32", "the default")
+
+
+def test_the_first_record_wins(kafka_bootstrap, kafka_admin, unique_name):
+    topics = InternalTopics(unique_name("app"))
+    _partitioner(kafka_bootstrap, kafka_admin, topics, "murmur2")
+    # a racing worker that found nothing recorded and wrote its own choice afterwards
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics.meta, b'{"partitioner": "crc32"}', b"partitioner")
+    assert producer.flush(30) == 0
+    assert _partitioner(kafka_bootstrap, kafka_admin, topics, None)[0] == "murmur2"
 
 
 def test_compacted_invocations_topic_is_refused(kafka_admin, unique_name, create_topic):
@@ -129,3 +209,22 @@ def test_replication_defaults_to_the_clusters_and_a_setting_overrides_it(kafka_a
     )
     res = ConfigResource(ConfigResource.Type.TOPIC, set_isr.changelog)
     assert kafka_admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "1"
+
+
+@pytest.mark.parametrize(
+    ("librdkafka", "ours"), [("consistent_random", "crc32"), ("murmur2", "murmur2")]
+)
+def test_placement_of_existing_records_tells_the_partitioner(
+    kafka_bootstrap, unique_name, create_topic, librdkafka, ours
+):
+    topic = create_topic(unique_name("in"), partitions=5)
+    empty = create_topic(unique_name("empty"), partitions=3)
+    restore = lambda: Consumer(clients.restore_consumer_config(kafka_bootstrap, {}))  # noqa: E731
+    assert sample_placement(restore(), {topic: 5, empty: 3}) is None
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": librdkafka})
+    for i in range(300):
+        producer.produce(topic, b"v", f"user-{i}".encode())
+    producer.produce(topic, b"v", None)  # a record without a key tells nothing
+    assert producer.flush(30) == 0
+    found = sample_placement(restore(), {topic: 5, empty: 3})
+    assert found == (ours, f"the placement of 200 records on {topic}")

@@ -49,6 +49,7 @@ CLI_FLAGS: Final[dict[str, str]] = {
     "static_membership": "--static-membership",
     "state_dir": "--state-dir",
     "partitions": "--partitions",
+    "partitioner": "--partitioner",
     "commit_interval_ms": "--commit-interval-ms",
     "metrics_port": "--metrics-port",
     "metrics_host": "--metrics-host",
@@ -159,6 +160,8 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     # None: the existing internal topics' count, else chosen at start (kafka/topics.py)
     partitions: int | None = Field(None, ge=1)
+    # None: the recorded one, else crc32 for a new application (kafka/topics.py)
+    partitioner: Literal["crc32", "murmur2"] | None = None
     commit_interval_ms: int = Field(100, ge=1)
     max_batch_records: int = Field(500, ge=1)
     transaction_timeout_ms: int = Field(10_000, ge=1_000)

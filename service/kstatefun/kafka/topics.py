@@ -6,17 +6,26 @@ topic whose settings would break a guarantee (wrong partition count, changelog n
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
 from kstatefun.kafka.errors import is_retriable
+from kstatefun.kafka.partitioner import (
+    DEFAULT_PARTITIONER,
+    LEGACY_PARTITIONER,
+    PARTITIONERS,
+    PLACEMENT_SAMPLE,
+    placement_agrees,
+    placement_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,16 @@ class InternalTopics:
     @property
     def dead_letters(self) -> str:
         return f"{self.app_id}-dead-letters"
+
+    @property
+    def meta(self) -> str:
+        """What the application decided once and for all (its partitioner)."""
+        return f"{self.app_id}-meta"
+
+    @property
+    def state(self) -> tuple[str, str, str]:
+        """The co-partitioned topics: partition p of each belongs to the same worker."""
+        return (self.invocations, self.changelog, self.timers)
 
     def playground(self, topic: str) -> str:
         """Where the playground egress keeps the records of its topic ``topic``."""
@@ -111,6 +130,224 @@ def internal_topic_specs(
     isr = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     rf = -1 if replication_factor is None else replication_factor
     return [replace(s, config={**s.config, **isr}, replication_factor=rf) for s in specs]
+
+
+def meta_topic_spec(topics: InternalTopics, replication_factor: int | None = None) -> TopicSpec:
+    """<app>-meta: one partition whose first record of a key is the application's decision.
+    It never expires, so the decision outlives every record placed by it."""
+    return TopicSpec(
+        topics.meta,
+        1,
+        1,
+        {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        must_match=("cleanup.policy", "retention.ms"),
+        why="it records the application's partitioner for as long as its state lives",
+        replication_factor=-1 if replication_factor is None else replication_factor,
+    )
+
+
+_PARTITIONER_KEY: Final = b"partitioner"
+
+
+def read_partitioner(consumer: Consumer, topic: str, timeout: float = 30.0) -> str | None:
+    """The partitioner recorded in the meta topic ``topic``: its first record (the first
+    writer wins a race), or None when nothing is recorded. Closes ``consumer``."""
+    try:
+        tp = TopicPartition(topic, 0)
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, 0, low)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                raise KafkaException(err)
+            offset = msg.offset() or 0
+            if msg.key() == _PARTITIONER_KEY:
+                return _parse_partitioner(topic, offset, msg.value())
+            if offset >= high - 1:
+                return None
+        raise TopicError(f"could not read '{topic}' within {timeout:.0f} s")
+    finally:
+        consumer.close()
+
+
+def _parse_partitioner(topic: str, offset: int, value: bytes | None) -> str:
+    try:
+        name = json.loads(value or b"")["partitioner"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TopicError(
+            f"topic '{topic}' offset {offset} is not a partitioner record ({e}): it is "
+            "kstatefun's, do not write to it"
+        ) from e
+    if name not in PARTITIONERS:
+        raise TopicError(
+            f"topic '{topic}' records partitioner {name!r}, which this version does not know "
+            f"(it knows {', '.join(PARTITIONERS)}): run a kstatefun version that does"
+        )
+    return str(name)
+
+
+def sample_placement(
+    consumer: Consumer, counts: dict[str, int], timeout: float = 5.0
+) -> tuple[str, str] | None:
+    """The partitioner that placed the records already on the ingress topics (``counts``: each
+    topic's partitions), told from up to PLACEMENT_SAMPLE keyed records of each, and what it
+    was told from; None when they tell nothing (empty topics, single partitions, topics that
+    disagree). Closes ``consumer``."""
+    try:
+        assign, ends = [], {}
+        for topic, count in counts.items():
+            if count < 2:
+                continue
+            for p in range(count):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout, cached=False
+                )
+                if high > low:
+                    assign.append(TopicPartition(topic, p, low))
+                    ends[(topic, p)] = high - 1
+        if not assign:
+            return None
+        consumer.assign(assign)
+        tally = {t: [0, 0, 0] for t in counts}  # seen, crc32 agrees, murmur2 agrees
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.2):
+                if msg.error():
+                    continue
+                topic, partition, key = str(msg.topic()), msg.partition() or 0, msg.key()
+                if (msg.offset() or 0) >= ends.get((topic, partition), -1):
+                    ends.pop((topic, partition), None)
+                t = tally[topic]
+                if key and t[0] < PLACEMENT_SAMPLE:
+                    crc, mm = placement_agrees(key, partition, counts[topic])
+                    t[0], t[1], t[2] = t[0] + 1, t[1] + crc, t[2] + mm
+            if all(tally[t][0] >= PLACEMENT_SAMPLE for t, _ in ends):
+                break
+    finally:
+        consumer.close()
+    verdicts = {
+        t: placement_verdict(seen, crc, mm, counts[t]) for t, (seen, crc, mm) in tally.items()
+    }
+    found = {v for v in verdicts.values() if v in PARTITIONERS}
+    if len(found) != 1:
+        return None
+    (name,) = found
+    told = sorted(t for t, v in verdicts.items() if v == name)
+    return name, f"the placement of {sum(tally[t][0] for t in told)} records on {', '.join(told)}"
+
+
+def record_partitioner(
+    topics: InternalTopics,
+    given: str | None,
+    existing_app: Callable[[], bool],
+    consumer: Callable[[], Consumer],
+    producer: Callable[[], Producer],
+    timeout: float = 30.0,
+    sample: Callable[[], tuple[str, str] | None] = lambda: None,
+) -> tuple[str, str]:
+    """The application's partitioner, and what decided it. The meta topic must exist.
+
+    The first worker of an application records it before any state topic exists: ``given``
+    (the partitioner setting), else the one that placed the records already on its ingress
+    topics (``sample``), else DEFAULT_PARTITIONER. An application whose state topics
+    hold records but no record of the partitioner placed them with LEGACY_PARTITIONER, which
+    is then recorded. Every later worker and restart reads it back, so all of them place every id
+    alike; a ``given`` that differs from the record is refused, since it would move ids away
+    from their state.
+    """
+    recorded = read_partitioner(consumer(), topics.meta, timeout)
+    proposal: str
+    source = f"recorded in {topics.meta}"
+    if recorded is None:
+        if existing_app():
+            proposal, source = LEGACY_PARTITIONER, "the state topics' (older than the record)"
+        elif given is not None:
+            proposal, source = given, "the partitioner setting"
+        else:
+            proposal, source = sample() or (DEFAULT_PARTITIONER, "the default")
+        p = producer()
+        errors: list[KafkaError] = []
+        p.produce(
+            topics.meta,
+            json.dumps({"partitioner": proposal}).encode(),
+            _PARTITIONER_KEY,
+            partition=0,
+            on_delivery=lambda err, _msg: errors.append(err) if err else None,
+        )
+        if p.flush(timeout) or errors:
+            raise TopicError(
+                f"could not record the partitioner in '{topics.meta}': "
+                f"{errors[0] if errors else 'not delivered in time'}"
+            )
+        recorded = read_partitioner(consumer(), topics.meta, timeout)
+        if recorded != proposal:  # another worker recorded first: its choice holds
+            source = f"recorded in {topics.meta}"
+        assert recorded is not None
+    if given is not None and given != recorded:
+        raise TopicError(
+            f"partitioner={given} (KSTATEFUN_PARTITIONER) but application '{topics.app_id}' "
+            f"places its ids with {recorded} ({source}): changing it would separate ids from "
+            f"their state. Unset partitioner or set it to {recorded}, or use a new --app-id"
+        )
+    return recorded, source
+
+
+def app_partitioner(
+    admin: AdminClient,
+    topics: InternalTopics,
+    given: str | None,
+    consumer: Callable[[], Consumer],
+    producer: Callable[[], Producer],
+    replication_factor: int | None = None,
+    timeout: float = 30.0,
+    ingress_topics: Iterable[str] = (),
+) -> tuple[str, str, dict[str, int]]:
+    """Create <app>-meta if missing, then ``record_partitioner`` (which samples the ingress
+    topics for a new application); returns its answer and the ingress topics' partition
+    counts. Runs before the state topics are created, so that state topics that hold records
+    but no record of the partitioner are an application's from before the record."""
+    metadata = admin.list_topics(timeout=timeout)
+    counts = {
+        t: len(metadata.topics[t].partitions) for t in set(ingress_topics) if t in metadata.topics
+    }
+    ensure_internal_topics(admin, [meta_topic_spec(topics, replication_factor)], timeout)
+    name, source = record_partitioner(
+        topics,
+        given,
+        lambda: _has_written(consumer(), metadata, topics.state, timeout),
+        consumer,
+        producer,
+        timeout,
+        lambda: sample_placement(consumer(), counts),
+    )
+    return name, source, counts
+
+
+def _has_written(consumer: Consumer, metadata: Any, names: Iterable[str], timeout: float) -> bool:
+    """Whether any partition of the topics ``names`` ever held a record: state topics created
+    empty beforehand (operations.md) place nothing yet. Closes ``consumer``."""
+    try:
+        for name in names:
+            t = metadata.topics.get(name)
+            if t is None or t.error is not None:
+                continue
+            for p in t.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, p), timeout=timeout, cached=False
+                )
+                if high > 0:
+                    return True
+        return False
+    finally:
+        consumer.close()
 
 
 def replication_problems(

@@ -52,6 +52,10 @@ class WorkerMetrics:
     dead_letters: dict[str, int] = field(default_factory=dict)
     records_in: dict[str, int] = field(default_factory=dict)
     records_out: dict[str, int] = field(default_factory=dict)
+    # ingress records dispatched in the transaction that consumed them, and those that took
+    # the hop through <app>-invocations (runtime/router.py)
+    ingress_direct: int = 0
+    ingress_routed: int = 0
     commits: int = 0
     aborts: int = 0
     epoch_bumps: int = 0  # producers recreated after the coordinator bumped their epoch
@@ -130,6 +134,13 @@ class WorkerCollector:
             "Records consumed, by topic",
             ["topic"],
             list(dict(m.records_in).items()),
+        )
+        yield counter(
+            "kstatefun_ingress_records",
+            "Ingress records routed to invocations, by path: direct (dispatched at once) or "
+            "routed (through <app>-invocations)",
+            ["path"],
+            [("direct", m.ingress_direct), ("routed", m.ingress_routed)],
         )
         yield counter(
             "kstatefun_records_out",

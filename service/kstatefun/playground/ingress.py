@@ -20,7 +20,6 @@ from confluent_kafka import KafkaError, Message, Producer
 from kstatefun.config.module import KIND_PLAYGROUND_INGRESS
 from kstatefun.errors import ConfigError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
-from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import split_typename
 from kstatefun.playground.base import Handler, Server
 from kstatefun.wire.avro import encode_invocation
@@ -47,12 +46,12 @@ class IngressServer(Server):
         port: int,
         producer: Producer,
         invocations_topic: str,
-        partitions: int,
+        partition_of: Callable[[str], int],
         serves: Callable[[str], bool],
     ) -> None:
         self.producer = producer
         self.topic = invocations_topic
-        self.partitions = partitions
+        self.partition_of = partition_of  # the application's partitioner
         self.serves = serves
         super().__init__(KIND_PLAYGROUND_INGRESS, host, port, _IngressHandler)
 
@@ -67,7 +66,7 @@ class IngressServer(Server):
             self.topic,
             encode_invocation(target, id, None, None, typename, body),
             id.encode(),
-            partition=partition_for_id(id, self.partitions),
+            partition=self.partition_of(id),
             on_delivery=delivered,
         )
         self.producer.flush(_SEND_TIMEOUT_S)

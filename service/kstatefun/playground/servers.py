@@ -41,7 +41,7 @@ def start_playground(
     settings: Settings,
     module: ModuleSpec,
     topics: InternalTopics,
-    partitions: int,
+    partition_of: Callable[[str], int],
     serves: Callable[[str], bool],
 ) -> Playground | None:
     """Start the servers of the playground documents in ``module``; ``None`` without any."""
@@ -75,7 +75,7 @@ def start_playground(
                 module.playground_ingress.port,
                 playground.producer,
                 topics.invocations,
-                partitions,
+                partition_of,
                 serves,
             )
             playground.servers.append(ingress)

@@ -75,6 +75,8 @@ _FENCED = {
 MAX_EPOCH_BUMPS = 5
 EPOCH_BUMP_WINDOW_S = 600.0
 
+_TRANSACTIONAL_ID = "this worker's transactional id"
+
 
 # How long past the transaction timeout a send_offsets_to_transaction may still return before
 # its producer is given up as stuck. librdkafka caps the call's own timeout at the transaction's
@@ -95,10 +97,15 @@ class OverlayStore(Protocol):
     def discard_overlay(self) -> None: ...
 
 
-def _fenced(err: KafkaError) -> FencedError:
+def fenced_error(
+    what: str, err: KafkaError, why: str = "it was taken over by another process"
+) -> FencedError:
+    """The one FencedError (the worker exits with code 3): ``what`` — this worker's
+    transactional id, or its static group member — was fenced, for the reason ``why``; ``err``
+    is the client's error. Every worker needs its own --instance-id, hence the fix."""
     return FencedError(
-        "this worker's transactional id was taken over by another process "
-        f"(two workers with the same --instance-id?); stopping ({err.str()})"
+        f"{what} was fenced: {why}; if two workers run with the same --instance-id, give each "
+        f"its own; stopping ({err.str()})"
     )
 
 
@@ -170,17 +177,16 @@ class Transaction:
         bumped) take the transactional id back with a new producer."""
         open_s = self._clock() - self.opened_at  # this (or the last) transaction's age
         if not epoch_bumped(err, open_s, self._txn_timeout_s):
-            raise _fenced(err)
+            raise fenced_error(_TRANSACTIONAL_ID, err)
         now = self._clock()
         self._bumps = [t for t in self._bumps if now - t < EPOCH_BUMP_WINDOW_S] + [now]
         if len(self._bumps) > MAX_EPOCH_BUMPS:
-            raise FencedError(
-                f"the producer's epoch was bumped {len(self._bumps)} times within "
-                f"{EPOCH_BUMP_WINDOW_S:.0f} s: another process keeps taking this worker's "
-                "transactional id (two workers with the same --instance-id?), or transactions "
-                "keep outliving transaction_timeout_ms; stopping "
-                f"({err.str()})"
+            why = (
+                f"its epoch was bumped {len(self._bumps)} times within "
+                f"{EPOCH_BUMP_WINDOW_S:.0f} s: another process keeps taking it over, or "
+                "transactions keep outliving transaction_timeout_ms"
             )
+            raise fenced_error(_TRANSACTIONAL_ID, err, why)
         log.warning(
             "producer epoch bumped by the transaction coordinator (it aborted the open "
             "transaction, e.g. after transaction_timeout_ms across a coordinator failover); "

@@ -22,7 +22,6 @@ from confluent_kafka import Message as KafkaMessage
 from kstatefun.config.module import PLAYGROUND_EGRESS_ID, KafkaEgress
 from kstatefun.errors import DecodeError, FunctionError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
-from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
@@ -129,7 +128,7 @@ class Dispatcher:
         txn: Transaction,
         dead_letters: DeadLetters,
         invocations_topic: str,
-        partitions: int,
+        partition_of: Callable[[str], int],
         egresses: Mapping[str, KafkaEgress],
         topic_exists: Any,
         timers: TimerStore,
@@ -146,7 +145,7 @@ class Dispatcher:
         self._txn = txn
         self._dlq = self.dead_letters = dead_letters
         self._topic = invocations_topic
-        self._partitions = partitions
+        self._partition_of = partition_of  # the application's partitioner
         self._egresses = egresses
         self._topic_exists = topic_exists
         self._loop = asyncio.new_event_loop()
@@ -363,7 +362,7 @@ class Dispatcher:
                     dest.typename, dest.id, ftype, fid, argument.typename, argument.value
                 ),
                 dest.id.encode(),
-                partition_for_id(dest.id, self._partitions),
+                self._partition_of(dest.id),
             )
         for topic, key, value in egress:
             produce(topic, value, key)

@@ -2,7 +2,8 @@
 
 The record key (UTF-8) is the target id; the value passes through unchanged, typed with the
 topic's ``valueType``; there is no caller. Invocations go to <app>-invocations, partition
-murmur2(id) mod P, inside the open transaction.
+hash(id) mod P with the application's partitioner (kafka/partitioner.py), inside the open
+transaction.
 
 Shortcut: when the record sits in ingress partition p, its id's invocations partition is also
 p, and this worker owns both (``direct`` holds (topic, p)), the invocation is dispatched at
@@ -10,24 +11,37 @@ once in the same transaction instead of taking a round trip through <app>-invoca
 worker enables it for an ingress partition only after it has consumed everything that was in
 invocations partition p when it got the assignment (runtime/worker.py), so an earlier record
 of the same id still waiting in the topic can never be overtaken: per-id order holds.
+
+A record takes the shortcut only if its producer placed it as the application's partitioner
+would, onto a topic of P partitions. The router samples the first records of each ingress
+topic and warns, once per topic, when their placement shows that it does not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 
 from confluent_kafka import Message
 
 from kstatefun.config.module import KafkaIngress
 from kstatefun.errors import DecodeError
 from kstatefun.kafka.clients import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
-from kstatefun.kafka.partitioner import partition_for_id
+from kstatefun.kafka.partitioner import (
+    PLACEMENT_SAMPLE,
+    id_partitioner,
+    placement_agrees,
+    placement_verdict,
+)
+from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Invoke, LocalInvocation
 from kstatefun.wire.avro import encode_invocation
 from kstatefun.wire.protobuf import decode_string_wrapper
+
+log = logging.getLogger(__name__)
 
 STRING_TYPENAME = "io.statefun.types/string"
 
@@ -50,23 +64,107 @@ def ingress_value_problem(topic: str, typename: str, value: bytes) -> str | None
         )
 
 
+class PlacementCheck:
+    """Tells from an ingress topic's first keyed records which partitioner placed them, and
+    warns once when that is not the application's: those records can never go direct."""
+
+    __slots__ = ("topic", "count", "partitions", "partitioner", "seen", "crc32", "murmur2")
+
+    def __init__(self, topic: str, count: int, partitions: int, partitioner: str) -> None:
+        self.topic = topic
+        self.count = count  # the ingress topic's partitions
+        self.partitions = partitions  # P
+        self.partitioner = partitioner
+        self.seen = self.crc32 = self.murmur2 = 0
+
+    def add(self, key: bytes, partition: int) -> bool:
+        """Count one record; True once the sample is complete (then it has been judged)."""
+        crc, mm = placement_agrees(key, partition, self.count)
+        self.seen += 1
+        self.crc32 += crc
+        self.murmur2 += mm
+        if self.seen < PLACEMENT_SAMPLE:
+            return False
+        self.judge()
+        return True
+
+    def observed(self) -> str:
+        return placement_verdict(self.seen, self.crc32, self.murmur2, self.count)
+
+    def judge(self) -> None:
+        observed = self.observed()
+        placement = (
+            f"of its first {self.seen} keyed records, {self.crc32} sit where crc32 puts their "
+            f"key and {self.murmur2} where murmur2 does, over its {self.count} partitions"
+        )
+        if observed == "neither":
+            log.warning(
+                "ingress topic=%s is not partitioned by key with crc32 or murmur2 (%s): its "
+                "records take the hop through <app>-invocations. For the direct path, produce "
+                "keyed by the target id with the default partitioner",
+                self.topic,
+                placement,
+            )
+        elif observed not in ("unknown", self.partitioner):
+            log.warning(
+                "ingress topic=%s is partitioned with %s (%s) but this application's "
+                "partitioner is %s: its records take the hop through <app>-invocations. The "
+                "partitioner setting (KSTATEFUN_PARTITIONER) is fixed when an application is "
+                "created: a new --app-id with partitioner=%s would dispatch them directly",
+                self.topic,
+                observed,
+                placement,
+                self.partitioner,
+                observed,
+            )
+        elif self.count != self.partitions and self.count > 1:
+            log.warning(
+                "ingress topic=%s has %d partitions but the application's internal topics "
+                "have %d: most of its records take the hop through <app>-invocations. A new "
+                "--app-id with --partitions %d would dispatch them directly",
+                self.topic,
+                self.count,
+                self.partitions,
+                self.count,
+            )
+
+
 class IngressRouter:
-    __slots__ = ("_routes", "_txn", "_dlq", "_topic", "_partitions", "direct", "invoke")
+    __slots__ = (
+        "_routes",
+        "_txn",
+        "_dlq",
+        "_topic",
+        "_partition_of",
+        "_metrics",
+        "_checks",
+        "direct",
+        "invoke",
+    )
 
     def __init__(
         self,
         ingresses: Iterable[KafkaIngress],
         invocations_topic: str,
         partitions: int,
+        partitioner: str,
         txn: Transaction,
         dead_letters: DeadLetters,
+        metrics: WorkerMetrics | None = None,
+        ingress_counts: Mapping[str, int] | None = None,
     ) -> None:
         self._routes: dict[str, tuple[str, tuple[str, ...]]] = {}
         for ingress in ingresses:
             for t in ingress.topics:
                 self._routes[t.topic] = (t.value_type, tuple(t.targets))
         self._topic = invocations_topic
-        self._partitions = partitions
+        self._partition_of = id_partitioner(partitions, partitioner)
+        self._metrics = metrics if metrics is not None else WorkerMetrics()
+        # ingress topic -> its placement check while it samples (ingress_counts: partitions)
+        self._checks = {
+            t: PlacementCheck(t, n, partitions, partitioner)
+            for t, n in (ingress_counts or {}).items()
+        }
         self._txn = txn
         self._dlq = dead_letters
         self.direct: set[tuple[str, int]] = set()  # (ingress topic, partition): see above
@@ -107,14 +205,19 @@ class IngressRouter:
         if problem is not None:
             self._dlq.write(msg, dl.UNDECODABLE_VALUE, problem)
             return
-        partition = partition_for_id(id, self._partitions)
+        partition = self._partition_of(id)
+        checks = self._checks
+        if checks and topic in checks and checks[topic].add(key, msg.partition()):
+            del checks[topic]
         if partition == msg.partition() and (topic, partition) in self.direct:
             invoke = self.invoke
             assert invoke is not None
+            self._metrics.ingress_direct += 1
             for i, target in enumerate(targets):
                 source = LocalInvocation(topic, partition, msg.offset(), key, value, None, i)
                 invoke(source, target, id, None, typename, value)
             return
+        self._metrics.ingress_routed += 1
         for target in targets:
             envelope = encode_invocation(target, id, None, None, typename, value)
             self._txn.produce(self._topic, envelope, key, partition)

@@ -32,25 +32,27 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from kstatefun.config.module import KafkaIngress, ModuleSpec
+from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import call_with_retry, is_refused, kafka_error
-from kstatefun.kafka.partitioner import partition_for_id
+from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
+    app_partitioner,
     choose_partitions,
     ensure_internal_topics,
     internal_topic_specs,
+    meta_topic_spec,
     require_topics_exist,
 )
 from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction
+from kstatefun.runtime.commit import Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -85,68 +87,11 @@ class Worker:
         self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
-        self._validate()
+        check_module(module, settings, functions.typenames())
 
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
-        return typename in self.functions.typenames() or bool(self.module.endpoint_for(typename))
-
-    def _validate(self) -> None:
-        registered = set(self.functions.typenames())
-        for ingress in self.module.ingresses:
-            for t in ingress.topics:
-                for target in t.targets:
-                    if not self._serves(target):
-                        raise ConfigError(
-                            f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', but "
-                            f"no function of that type is registered (registered: "
-                            f"{', '.join(sorted(registered)) or 'none'}) and no "
-                            "io.statefun.endpoints.v2/http document serves it"
-                        )
-            if ingress.consumer_group_id not in (None, self.settings.app_id):
-                log.warning(
-                    "ingress %s declares consumerGroupId %s; kstatefun reads every ingress in "
-                    "the application's group, the app id %s",
-                    ingress.id,
-                    ingress.consumer_group_id,
-                    self.settings.app_id,
-                )
-            if ingress.properties:
-                log.warning(
-                    "ingress %s properties are ignored (%s): set client properties for all of "
-                    "a worker's clients with KSTATEFUN_KAFKA_PROPERTIES",
-                    ingress.id,
-                    ", ".join(ingress.properties),
-                )
-            if ingress.address not in (None, self.settings.bootstrap_servers):
-                log.warning(
-                    "ingress %s declares address %s; kstatefun reads it from the application's "
-                    "cluster %s",
-                    ingress.id,
-                    ingress.address,
-                    self.settings.bootstrap_servers,
-                )
-        for egress in self.module.egresses:
-            if egress.properties:
-                log.warning(
-                    "egress %s properties are ignored (%s): egress records are written by the "
-                    "worker's transactional producer",
-                    egress.id,
-                    ", ".join(egress.properties),
-                )
-            if egress.address not in (None, self.settings.bootstrap_servers):
-                log.warning(
-                    "egress %s declares address %s; kstatefun writes it inside the application's "
-                    "transactions on %s",
-                    egress.id,
-                    egress.address,
-                    self.settings.bootstrap_servers,
-                )
-        if not self.module.ingresses and self.module.playground_ingress is None:
-            raise ConfigError(
-                "module.yaml declares no io.statefun.kafka.v1/ingress (nor an "
-                "io.statefun.playground.v1/ingress): nothing to run"
-            )
+        return serves(self.module, self.functions.typenames(), typename)
 
     def stop(self) -> None:
         """Ask the loop to finish the open transaction and leave the group (signal-safe)."""
@@ -185,9 +130,26 @@ class Worker:
             self.partitions, partitions_from = choose_partitions(
                 admin, self.topics, s.partitions, ingress_topics
             )
+            self.partitioner, partitioner_from, ingress_counts = call_with_retry(
+                partial(
+                    app_partitioner,
+                    admin,
+                    self.topics,
+                    s.partitioner,
+                    lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
+                    lambda: Producer(
+                        clients.idempotent_producer_config(s.bootstrap_servers, extra)
+                    ),
+                    s.replication_factor,
+                    30.0,
+                    ingress_topics,
+                ),
+                "recording the application's partitioner",
+            )
+            self.partition_of = id_partitioner(self.partitions, self.partitioner)
             specs = internal_topic_specs(
                 self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
-            )
+            ) + [meta_topic_spec(self.topics, s.replication_factor)]
             call_with_retry(
                 partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
                 "creating and checking the internal topics",
@@ -231,8 +193,11 @@ class Worker:
             self.module.ingresses,
             self.topics.invocations,
             self.partitions,
+            self.partitioner,
             self.txn,
             self.dead_letters,
+            self.metrics,
+            ingress_counts,
         )
         self.dispatcher = Dispatcher(
             self.functions,
@@ -240,7 +205,7 @@ class Worker:
             self.txn,
             self.dead_letters,
             self.topics.invocations,
-            self.partitions,
+            self.partition_of,
             {e.id: e for e in self.module.egresses},
             self._topic_exists,
             self.timers,
@@ -279,7 +244,7 @@ class Worker:
             self.txn.on_abort.append(self.remote.abort)
             self.metrics.remote_in_flight = self.remote.in_flight
         self.playground = start_playground(
-            admin, s, self.module, self.topics, self.partitions, self._serves
+            admin, s, self.module, self.topics, self.partition_of, self._serves
         )
         if self.playground is not None:
             self.dispatcher.playground_egress = self.playground.egress_record
@@ -302,12 +267,14 @@ class Worker:
         )
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r functions=%s",
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
             s.app_id,
             s.instance_id,
             transactional_id,
             self.partitions,
             partitions_from,
+            self.partitioner,
+            partitioner_from,
             ",".join(self.functions.typenames()),
         )
 
@@ -521,7 +488,7 @@ class Worker:
                     owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                target_partition = partition_for_id(t.target_id, self.partitions)
+                target_partition = self.partition_of(t.target_id)
                 if target_partition in owned:  # deliver now, in the transaction that fires it
                     # unique per firing (a token can be reused once fired), same on a replay
                     origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
@@ -573,11 +540,8 @@ class Worker:
                 # A consumer's only fatal error (librdkafka): a static member fenced by another
                 # one with the same group.instance.id.
                 if self.settings.static_membership:
-                    raise FencedError(
-                        f"group member {self.settings.app_id}-{self.settings.instance_id} was "
-                        "fenced: another worker joined the group with the same --instance-id "
-                        f"(static membership); give every running worker its own ({err.str()})"
-                    )
+                    member = f"{self.settings.app_id}-{self.settings.instance_id}"
+                    raise fenced_error(f"group member {member} (static membership)", err)
                 raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
@@ -622,10 +586,13 @@ class Worker:
             except Exception as e:  # noqa: BLE001 - keep releasing the rest
                 log.warning("shutdown step failed: %s", e)
         log.info(
-            "worker stopped commits=%d aborts=%d records_in=%d invocations=%d dead_letters=%s",
+            "worker stopped commits=%d aborts=%d records_in=%d ingress_direct=%d "
+            "ingress_routed=%d invocations=%d dead_letters=%s",
             self.metrics.commits,
             self.metrics.aborts,
             sum(self.metrics.records_in.values()),
+            self.metrics.ingress_direct,
+            self.metrics.ingress_routed,
             self.dispatcher.invocations,
             self.dead_letters.counts,
         )

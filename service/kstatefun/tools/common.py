@@ -22,7 +22,8 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.config.settings import Settings, load_settings
 from kstatefun.errors import ConfigError, KStatefunError, TopicError
 from kstatefun.kafka import clients
-from kstatefun.kafka.topics import InternalTopics
+from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER, partition_for_id
+from kstatefun.kafka.topics import InternalTopics, read_partitioner
 from kstatefun.model import Address, split_typename
 
 # Never joined and never committed: librdkafka wants a group id even for manual assignment.
@@ -59,6 +60,7 @@ class Tool:
     json: bool
     _admin: AdminClient | None = field(default=None, repr=False)
     _metadata: Any = field(default=None, repr=False)
+    _partitioner: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **settings: Any) -> Tool:
@@ -126,6 +128,23 @@ class Tool:
                 )
             raise TopicError(f"topic '{topic}' does not exist on {self.settings.bootstrap_servers}")
         return len(t.partitions)
+
+    def partitioner(self) -> str:
+        """The application's partitioner, as its first worker recorded it (kafka/topics.py)."""
+        if self._partitioner is None:
+            meta = self.topics.meta
+            recorded = None
+            topics = self.metadata().topics
+            if meta in topics:
+                recorded = read_partitioner(self.consumer(), meta, self.timeout)
+            elif self.topics.invocations in topics:  # from before the partitioner was recorded
+                recorded = LEGACY_PARTITIONER
+            self._partitioner = recorded or DEFAULT_PARTITIONER
+        return self._partitioner
+
+    def id_partition(self, topic: str, id: str) -> int:
+        """The partition of the co-partitioned internal topic ``topic`` where ``id`` lives."""
+        return partition_for_id(id, self.partition_count(topic), self.partitioner())
 
 
 def parse_address(text: str) -> Address:

@@ -23,7 +23,6 @@ from typing import Any
 from confluent_kafka import KafkaError, Message
 
 from kstatefun.errors import ConfigError
-from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.runtime import deadletters as dl
 from kstatefun.tools import values
 from kstatefun.tools.common import (
@@ -414,7 +413,7 @@ def _plan(tool: Tool, d: DeadLetter) -> Replay:
         envelope = encode_invocation(
             r["target_type"], target_id, r["caller_type"], r["caller_id"], r["typename"], r["value"]
         )
-        partition = partition_for_id(target_id, tool.partition_count(invocations))
+        partition = tool.id_partition(invocations, target_id)
         return Replay(d, invocations, partition, target_id.encode(), envelope)
     if source in (invocations, tool.topics.timers):
         return Replay(d, note="not a valid invocation envelope: nothing to rebuild it from")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from kstatefun.errors import ConfigError
-from kstatefun.kafka.partitioner import partition_for_id
+from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.tools import values
 from kstatefun.tools.common import Deliveries, Tool, common_arguments, parse_address, print_json
 from kstatefun.wire.avro import encode_invocation
@@ -18,13 +18,14 @@ from kstatefun.wire.avro import encode_invocation
 HELP = """\
 Send one message to a function (--to TYPE/ID) or one record to a topic (--topic).
 
---to writes an invocation to <app>-invocations, partition murmur2(id) mod P, with no caller;
-P is read from the topic. --type says how --value is encoded: a built-in type (string, int,
-long, bool, float, double, or their io.statefun.types/... names) is parsed and encoded as
-StateFun's protobuf wrapper; any other type name takes JSON text, sent as UTF-8.
+--to writes an invocation to <app>-invocations, partition hash(id) mod P with no caller, the
+hash being the application's partitioner; P is read from the topic. --type says how --value
+is encoded: a built-in type (string, int, long, bool, float, double, or their
+io.statefun.types/... names) is parsed and encoded as StateFun's protobuf wrapper; any other
+type name takes JSON text, sent as UTF-8.
 
 --topic writes --value (UTF-8) with --key (the target id) to a topic, usually an ingress;
-the partition is chosen by the key, as a Java producer would.
+the partition is chosen by the key with the application's partitioner.
 
 The record is written by an idempotent producer and is visible at once.
 """
@@ -69,7 +70,7 @@ def _to_address(tool: Tool, args: argparse.Namespace) -> int:
     typename = values.resolve_type(args.type)
     data = values.encode(typename, args.value, args.raw)
     topic = tool.topics.invocations
-    partition = partition_for_id(target.id, tool.partition_count(topic))
+    partition = tool.id_partition(topic, target.id)
     producer = tool.producer()
     deliveries = Deliveries(producer)
     producer.produce(
@@ -101,11 +102,14 @@ def _to_address(tool: Tool, args: argparse.Namespace) -> int:
 
 def _to_topic(tool: Tool, args: argparse.Namespace) -> int:
     topic = args.topic
-    tool.partition_count(topic)  # exists?
+    count = tool.partition_count(topic)  # exists?
     producer = tool.producer()
     deliveries = Deliveries(producer)
     key = None if args.key is None else args.key.encode()
-    producer.produce(topic, args.value.encode(), key, on_delivery=deliveries)
+    # a key goes where the application's partitioner puts it: on an ingress topic of P
+    # partitions, where its invocations live (the direct path)
+    partition = -1 if not key else partition_for_key(key, count, tool.partitioner())
+    producer.produce(topic, args.value.encode(), key, partition, on_delivery=deliveries)
     (msg,) = deliveries.wait(tool.timeout)
     if tool.json:
         print_json(

@@ -17,7 +17,6 @@ from typing import Any
 from confluent_kafka import Message
 
 from kstatefun.errors import ConfigError, DecodeError
-from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.model import Address
 from kstatefun.tools import values
 from kstatefun.tools.common import (
@@ -159,7 +158,7 @@ class AddressLog:
 
 def read_address(tool: Tool, address: Address, states: list[str] | None) -> AddressLog:
     topic = tool.topics.changelog
-    partition = partition_for_id(address.id, tool.partition_count(topic))
+    partition = tool.id_partition(topic, address.id)
     reader = PartitionReader(tool.consumer(), topic, tool.timeout)
     records, ends = reader.read_to_end([partition])
     versions: list[Version] = []

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from kstatefun.errors import DecodeError
-from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.tools import values
 from kstatefun.tools.common import (
     Tool,
@@ -57,7 +56,7 @@ def run_list(args: argparse.Namespace) -> int:
     tool = Tool.from_args(args)
     sender = make_address(args.type, args.id)
     topic = tool.topics.timers
-    partition = partition_for_id(sender.id, tool.partition_count(topic))
+    partition = tool.id_partition(topic, sender.id)
     reader = PartitionReader(tool.consumer(), topic, tool.timeout)
     records, ends = reader.read_to_end([partition])
     pending: dict[bytes, tuple[str, bool, int, int | None, TimerValue]] = {}

@@ -24,6 +24,8 @@ from kstatefun.kafka.topics import (
     DEFAULT_PARTITIONS,
     TopicSpec,
     internal_topic_specs,
+    meta_topic_spec,
+    playground_topic_specs,
     replication_problems,
 )
 from kstatefun.tools.common import Tool, common_arguments, print_json
@@ -31,10 +33,12 @@ from kstatefun.tools.common import Tool, common_arguments, print_json
 CHECK_HELP = """\
 Check the application's topics: <app>-invocations, -changelog and -timers exist with the same
 partition count (they are co-partitioned), -changelog and -timers are compacted, nothing that
-must keep every record (invocations, dead letters) is compacted, the internal topics are
-replicated (at least replication_factor replicas when it is set, more than one on a cluster of
-several brokers, more than min.insync.replicas), and, with --module, every ingress topic
-exists. Prints each topic with its problems and their fixes.
+must keep every record (invocations, dead letters) is compacted, <app>-meta has one partition
+and keeps its records, the internal topics are replicated (at least replication_factor
+replicas when it is set, more than one on a cluster of several brokers, more than
+min.insync.replicas), and, with --module, every ingress topic exists and each playground
+egress topic's <app>-playground-<topic> has one partition and is not compacted. Prints each
+topic with its problems and their fixes.
 
 The expected partition count is --partitions (KSTATEFUN_PARTITIONS) when given, else that of
 <app>-invocations. Exit code 0 when all is well, 1 when a problem was found.
@@ -46,6 +50,13 @@ _NOT_COMPACTED = {
     "processed would be lost",
     "dead-letters": "compaction drops older dead letters with the same key, and a compacted "
     "topic refuses dead letters of records without a key",
+}
+
+# How to fix a single-partition topic created with more partitions.
+_RECREATE_FIX = "delete {} (it only buffers records for HTTP clients); a worker creates it again"
+_REPARTITION_FIX = {
+    "meta": "stop the workers, read the partitioner from {} (kstatefun uses its first record), "
+    "recreate the topic with 1 partition and write that record again",
 }
 
 
@@ -115,17 +126,35 @@ def run_check(args: argparse.Namespace) -> int:
         source = names.invocations
     # the count only matters once known (compared, or shown in the fix for a missing topic)
     specs = internal_topic_specs(names, expected or DEFAULT_PARTITIONS, s.replication_factor)
-    configs = _configs(tool, [spec.name for spec in specs if spec.name in counts])
     want = _Expected(expected, source, explicit)
-    reports = [
-        _check_internal(tool, spec, counts.get(spec.name), configs.get(spec.name, {}), want)
-        for spec in specs
-    ]
-    for report in reports:
+    checks = [(spec, want) for spec in specs]
+    module = load_module(s.module) if s.module is not None else None
+    # topics with a fixed count of their own, not co-partitioned, and why the count matters
+    alone = _Expected(None, "", False)
+    single = {names.meta: "its first record is the application's partitioner"}
+    checks.append((meta_topic_spec(names, s.replication_factor), alone))
+    if module is not None and module.playground_egress is not None:
+        for spec in playground_topic_specs(names, module.playground_egress.topics):
+            single[spec.name] = "it hands records out in one order and remembers one offset"
+            checks.append((spec, alone))
+    configs = _configs(tool, [spec.name for spec, _ in checks if spec.name in counts])
+    reports = []
+    for spec, wanted in checks:
+        report = _check_internal(
+            tool, spec, counts.get(spec.name), configs.get(spec.name, {}), wanted
+        )
         if report.partitions is not None:
             _check_replication(tool, report, md)
-    if s.module is not None:
-        module = load_module(s.module)
+            if wanted is alone and report.partitions != spec.partitions:
+                report.problems.append(
+                    (
+                        f"has {report.partitions} partitions but needs {spec.partitions}: "
+                        f"{single[spec.name]}",
+                        _REPARTITION_FIX.get(report.role, _RECREATE_FIX).format(spec.name),
+                    )
+                )
+        reports.append(report)
+    if module is not None:
         for ingress in module.ingresses:
             for t in ingress.topics:
                 reports.append(_check_ingress(tool, md, t.topic, ingress.id))
@@ -200,7 +229,9 @@ def _check_internal(
     bootstrap = tool.settings.bootstrap_servers
     expected, source = want.partitions, want.source
     if partitions is None:
-        count = spec.create_partitions if spec.partitions is None else (expected or "P")
+        # a co-partitioned topic gets P; a topic of its own (no source) its fixed count
+        fixed = spec.partitions is None or not source
+        count = spec.create_partitions if fixed else (expected or "P")
         create = " ".join(f"--config {k}={v}" for k, v in spec.config.items())
         report.problems.append(
             (
@@ -239,8 +270,7 @@ def _check_internal(
         if config.get(key) != needed:
             report.problems.append(
                 (
-                    f"has {key}={config.get(key)} but needs {key}={needed} (it holds the "
-                    "application's state)",
+                    f"has {key}={config.get(key)} but needs {key}={needed} ({spec.why})",
                     f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type "
                     f"topics --entity-name {spec.name} --add-config {key}={needed}",
                 )

@@ -3,6 +3,7 @@
 from tests.fakes import Record, Txn
 
 from kstatefun import IntType, LongType, StatefulFunctions, ValueSpec
+from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
@@ -23,7 +24,16 @@ def make(functions):
     timers.add_partition(0)
     dlq = DeadLetters("app-dead-letters", txn, metrics)
     d = Dispatcher(
-        functions, store, txn, dlq, "app-invocations", 4, {}, lambda t: True, timers, metrics
+        functions,
+        store,
+        txn,
+        dlq,
+        "app-invocations",
+        id_partitioner(4, "crc32"),
+        {},
+        lambda t: True,
+        timers,
+        metrics,
     )
     return d, store, txn
 
