@@ -16,11 +16,10 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-# The 3-node failover tests, including the one make test skips (a known librdkafka hang,
-# docs/guarantees.md): about 5 minutes.
+# Only the 3-node failover tests (part of make test): about 5 minutes.
 .PHONY: test-failover
 test-failover: venv
-	KSTATEFUN_KNOWN_HANGS=1 $(BIN)/python -m pytest -q tests/e2e/test_broker_failover.py
+	$(BIN)/python -m pytest -q tests/e2e/test_broker_failover.py
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit

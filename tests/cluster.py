@@ -5,6 +5,8 @@ while a node is down."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -16,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.devkafka.cluster import LocalKafkaCluster
 
 TRANSACTION_STATE = "__transaction_state"
+CONSUMER_OFFSETS = "__consumer_offsets"
 
 
 def partition_leaders(admin: AdminClient, topics: Iterable[str]) -> Counter[int]:
@@ -51,16 +54,27 @@ def transaction_state_partition(transactional_id: str, partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
+def _leader_for_key(admin: AdminClient, topic: str, key: str) -> int:
+    """The leader of the partition of an internal coordinator topic that holds ``key``."""
+    md = admin.list_topics(topic, timeout=10)
+    meta = md.topics.get(topic)
+    partitions = len(meta.partitions) if meta is not None else 0
+    if not partitions:  # created with the cluster's first transaction or group
+        raise RuntimeError(f"{topic} does not exist yet: no transaction or group ran")
+    return meta.partitions[transaction_state_partition(key, partitions)].leader
+
+
 def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
     """The broker id coordinating ``transactional_id``: the leader of its transaction-state
     partition (confluent-kafka's admin client has no describe_transactions); -1 while that
     partition has no leader."""
-    md = admin.list_topics(TRANSACTION_STATE, timeout=10)
-    partitions = len(md.topics[TRANSACTION_STATE].partitions)
-    if not partitions:  # created with the cluster's first transaction
-        raise RuntimeError(f"{TRANSACTION_STATE} does not exist yet: no transaction ran")
-    p = transaction_state_partition(transactional_id, partitions)
-    return md.topics[TRANSACTION_STATE].partitions[p].leader
+    return _leader_for_key(admin, TRANSACTION_STATE, transactional_id)
+
+
+def group_coordinator_of(admin: AdminClient, group: str) -> int:
+    """The broker id coordinating consumer group ``group``: the leader of its
+    ``__consumer_offsets`` partition (same hash as the transaction state's)."""
+    return _leader_for_key(admin, CONSUMER_OFFSETS, group)
 
 
 def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:
@@ -71,6 +85,21 @@ def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:
 def stop_node(cluster: LocalKafkaCluster, node_id: int) -> None:
     """SIGTERM one node (a controlled shutdown: it hands its leaderships over first)."""
     cluster.node(node_id).stop()
+
+
+def freeze_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """SIGSTOP one node: its connections stay open and nothing answers (a long GC pause, a
+    network that drops packets without resetting connections)."""
+    pid = cluster.node(node_id).pid
+    assert pid is not None, f"node {node_id} is not running"
+    os.killpg(pid, signal.SIGSTOP)  # the node leads its own process group
+
+
+def thaw_node(cluster: LocalKafkaCluster, node_id: int) -> None:
+    """SIGCONT a node frozen by :func:`freeze_node`."""
+    pid = cluster.node(node_id).pid
+    assert pid is not None, f"node {node_id} is not running"
+    os.killpg(pid, signal.SIGCONT)
 
 
 def start_node(cluster: LocalKafkaCluster, node_id: int, timeout: float = 120) -> None:

@@ -454,6 +454,13 @@ class Workers:
             proc.wait(30)
             return None
 
+    def dump_stacks(self) -> None:
+        """Make every running worker print its threads' stacks into its log (SIGUSR1)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGUSR1)
+
     def kill_all(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -765,6 +772,9 @@ class Run:
             drained = report.drained = self.drain(exp.egress_total)
             if drained:
                 self.sleep(TTL_MS / 1000 + 3.0)  # the last TTL values expire and are deleted
+            if not drained:  # where each worker is (runtime/worker.py: SIGUSR1 dumps stacks)
+                self.workers.dump_stacks()
+                self.sleep(1.0)
             # a worker that hangs would hang again: less patience once the output is missing
             self.stop_workers(timeout=30.0 if drained else 10.0)
             now_ms = int(time.time() * 1000)

@@ -8,7 +8,6 @@ The cluster starts once for the module (three JVMs; about half a minute on a qui
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,10 +20,13 @@ from tests import kafka_fixture
 from tests.cluster import (
     PacedProducer,
     coordinator_of,
+    freeze_node,
+    group_coordinator_of,
     kill_node,
     partition_leaders,
     rolling_restart,
     start_node,
+    thaw_node,
 )
 from tests.harness import App, check_exactly_once, keyed_events, make_app, read_committed
 
@@ -106,12 +108,6 @@ def test_killing_the_leader_of_most_partitions(app, cluster, admin):
         assert admin.describe_configs([res])[res].result()["min.insync.replicas"].value == "2"
 
 
-@pytest.mark.skipif(
-    not os.environ.get("KSTATEFUN_KNOWN_HANGS"),
-    reason="hangs in about 1 run of 4 inside librdkafka's send_offsets_to_transaction after "
-    "the group coordinator's node restarts (librdkafka #5511, #5456; docs/guarantees.md), "
-    "until the watchdog ends the worker: run it with `make test-failover`",
-)
 def test_killing_a_workers_transaction_coordinator(app, cluster, admin):
     def fault() -> None:
         victim = coordinator_of(admin, f"{app.app_id}-w1")
@@ -119,6 +115,43 @@ def test_killing_a_workers_transaction_coordinator(app, cluster, admin):
         kill_node(cluster, victim)
         time.sleep(5)
         start_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+
+
+def test_killing_the_groups_coordinator_for_longer_than_a_broker_session(app, cluster, admin):
+    """The node coordinating the consumer group is down long enough for the others to drop it
+    from the metadata, so librdkafka decommissions its handle while the workers' producers may
+    still have it cached as the group coordinator: send_offsets_to_transaction then waits for
+    it for good (librdkafka #5511, #5456). The workers must give such a producer up and go on
+    (runtime/commit.py), not hang or exit."""
+
+    def fault() -> None:
+        victim = group_coordinator_of(admin, app.app_id)
+        assert victim >= 0
+        kill_node(cluster, victim)
+        time.sleep(12)  # the dev cluster's broker session is 3 s; metadata refreshes follow
+        start_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+
+
+def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
+    """The group coordinator's node freezes (SIGSTOP: connections stay open, nothing answers)
+    for longer than the workers' watchdog (40 s here). Each call to the producer then waits out
+    its own timeout, and several follow each other in one commit (send_offsets_to_transaction,
+    then abort_transaction: 40 s in a row when first tried). Each is bounded, so the watchdog
+    must count each as progress (Transaction.on_progress) and end no worker."""
+    app.env["KSTATEFUN_WATCHDOG_TIMEOUT_S"] = "40"
+
+    def fault() -> None:
+        victim = group_coordinator_of(admin, app.app_id)
+        assert victim >= 0
+        freeze_node(cluster, victim)
+        try:
+            time.sleep(50)
+        finally:
+            thaw_node(cluster, victim)
 
     run_with_fault(app, cluster, fault)
 

@@ -54,6 +54,18 @@ _RETRIABLE_CODES = frozenset(
     }
 )
 
+# Errors by which a cluster refuses a client's security settings: the cluster answered and said
+# no, so retrying cannot help (the worker reports them at start instead of waiting).
+_REFUSED_CODES = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
+
 RETRY_SETTING = "kafka_retry_timeout_s"
 """The setting (config/settings.py) that bounds how long a retriable error is waited out."""
 
@@ -66,6 +78,9 @@ class RetryPolicy:
     timeout_s: float = 120.0
     backoff_s: float = 0.2
     max_backoff_s: float = 2.0
+    # called before each back-off: the worker's watchdog beat (a retry loop is bounded by
+    # timeout_s on its own, so it must not look stuck)
+    on_retry: Callable[[], object] | None = None
 
 
 POLICY = RetryPolicy()
@@ -86,6 +101,12 @@ def is_retriable(e: BaseException) -> bool:
     if err is None or err.fatal():
         return False
     return err.retriable() or err.code() in _RETRIABLE_CODES
+
+
+def is_refused(err: KafkaError) -> bool:
+    """True for an error by which the cluster refuses this client's credentials or security
+    settings (authentication, TLS, authorization): never retried."""
+    return err.code() in _REFUSED_CODES
 
 
 def call_with_retry(
@@ -130,6 +151,8 @@ def call_with_retry(
                 attempt,
                 kafka_error(e),
             )
+            if p.on_retry is not None:
+                p.on_retry()
             if refresh is not None:
                 try:
                     refresh()

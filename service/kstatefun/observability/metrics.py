@@ -59,6 +59,7 @@ class WorkerMetrics:
     commits: int = 0
     aborts: int = 0
     epoch_bumps: int = 0  # producers recreated after the coordinator bumped their epoch
+    stuck_producers: int = 0  # producers given up as stuck in a call (runtime/commit.py)
     commit_latency: Histogram = field(default_factory=Histogram)
     restore_read: dict[tuple[str, int], int] = field(default_factory=dict)
     restore_total: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -161,6 +162,12 @@ class WorkerCollector:
             "Producers recreated after the transaction coordinator bumped their epoch",
             [],
             [(m.epoch_bumps,)],
+        )
+        yield counter(
+            "kstatefun_producer_stuck",
+            "Producers given up because send_offsets_to_transaction outlived the transaction",
+            [],
+            [(m.stuck_producers,)],
         )
         c = HistogramMetricFamily(
             "kstatefun_commit_latency_seconds", "Duration of a commit", labels=keys

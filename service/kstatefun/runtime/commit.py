@@ -25,6 +25,17 @@ failure, a new producer takes over the transactional id and the worker goes on, 
 ``MAX_EPOCH_BUMPS`` times within ``EPOCH_BUMP_WINDOW_S``. Kafka Streams treats both alike
 (TaskMigratedException).
 
+A stuck producer (``_send_offsets``): librdkafka's ``send_offsets_to_transaction`` waits
+without a deadline for the group coordinator (librdkafka #5456: its timeout is never checked;
+#5511: a coordinator whose broker was decommissioned is never looked up again), so a broker
+failover can leave it blocked for good. The call runs on a helper thread; once the
+transaction's own timeout (plus a grace) has passed, the coordinator has aborted the
+transaction anyway, so the worker gives the producer up (it is kept, never used again, as its
+call may still return), aborts and rewinds, and a new producer takes over the transactional id,
+which fences the old one. No commit was asked of the old producer, so nothing of it can
+commit. At most ``MAX_STUCK_PRODUCERS`` times within ``EPOCH_BUMP_WINDOW_S``, then the worker
+stops (exit 1) to be restarted.
+
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
 """
@@ -32,13 +43,14 @@ consumed offsets, state, timers, messages and egress become visible together or 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from kstatefun.errors import FencedError
+from kstatefun.errors import FencedError, KafkaUnavailableError
 from kstatefun.kafka.errors import call_with_retry, kafka_error
 from kstatefun.observability.metrics import WorkerMetrics
 
@@ -64,6 +76,15 @@ MAX_EPOCH_BUMPS = 5
 EPOCH_BUMP_WINDOW_S = 600.0
 
 _TRANSACTIONAL_ID = "this worker's transactional id"
+
+
+# How long past the transaction timeout a send_offsets_to_transaction may still return before
+# its producer is given up as stuck. librdkafka caps the call's own timeout at the transaction's
+# remaining time, so a call that works returns before the grace begins.
+STUCK_GRACE_S = 5.0
+# More stuck producers than this within EPOCH_BUMP_WINDOW_S: stop (each one keeps its threads
+# and connections until its call returns) and let the supervisor start a fresh process.
+MAX_STUCK_PRODUCERS = 3
 
 
 class OverlayStore(Protocol):
@@ -116,6 +137,9 @@ class Transaction:
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
+        # called before each bounded wait of the commit protocol (a call to the producer):
+        # the worker's watchdog beat, so that it waits for one such call, not for a chain
+        self.on_progress: Callable[[], None] = lambda: None
         self._timeout = op_timeout_s
         self._txn_timeout_s = transaction_timeout_s
         self._start: dict[tuple[str, int], int] = {}
@@ -127,10 +151,19 @@ class Transaction:
         self.opened_at = 0.0
         self._committed_at = 0.0
         self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
+        self._stuck: list[float] = []  # when a producer was last given up as stuck (monotonic)
+        # given-up producers: never destroyed while their stuck call may still return
+        self._abandoned: list[Producer] = []
         self._clock = time.monotonic
         self.producer = self._new_producer()
 
+    @property
+    def longest_call_s(self) -> float:
+        """The longest one call of the commit protocol may block (the watchdog waits longer)."""
+        return max(self._timeout, min(self._timeout, self._txn_timeout_s) + STUCK_GRACE_S)
+
     def _new_producer(self) -> Producer:
+        self.on_progress()
         producer = self._producer_factory()
         # Aborts whatever a crashed predecessor with the same transactional id left open; waits
         # out a coordinator that is moving or loading its state.
@@ -245,10 +278,7 @@ class Transaction:
                         self.produce(topic, value, key, partition, None, on_delivery)
             consumed = self._next or self.fence_offsets
             if consumed:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in consumed.items()]
-                self.producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), self._timeout
-                )
+                self._send_offsets([TopicPartition(t, p, o) for (t, p), o in consumed.items()])
             self._commit_with_retry()
         except Exception:
             self.abort()
@@ -265,8 +295,65 @@ class Transaction:
         self._committed_at = time.monotonic()
         self.metrics.commit_latency.observe(time.perf_counter() - started)
 
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        """``send_offsets_to_transaction``, bounded by the transaction timeout (module doc: a
+        stuck producer)."""
+        self.on_progress()
+        producer = self.producer
+        metadata = self._consumer.consumer_group_metadata()
+        limit_s = min(self._timeout, self._txn_timeout_s)
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, metadata, limit_s)
+                outcome.append(None)
+            except BaseException as e:  # noqa: BLE001 - re-raised by the caller's thread
+                outcome.append(e)
+
+        helper = threading.Thread(target=call, name="kstatefun-send-offsets", daemon=True)
+        helper.start()
+        helper.join(limit_s + STUCK_GRACE_S)
+        if outcome:
+            if outcome[0] is not None:
+                raise outcome[0]
+            return
+        self._give_up_stuck_producer(limit_s + STUCK_GRACE_S)
+
+    def _give_up_stuck_producer(self, waited_s: float) -> None:
+        """The open transaction's producer is stuck in a call: abort the transaction (locally;
+        the new producer's init_transactions aborts it on the broker) and raise."""
+        stuck = self.producer
+        self._abandoned.append(stuck)
+        self.is_open = False  # abort() must not ask the stuck producer
+        self.metrics.aborts += 1
+        now = self._clock()
+        self._stuck = [t for t in self._stuck if now - t < EPOCH_BUMP_WINDOW_S] + [now]
+        what = (
+            f"send_offsets_to_transaction did not return within {waited_s:.0f} s "
+            f"(transaction_timeout_ms + {STUCK_GRACE_S:.0f} s; librdkafka #5456/#5511: it can "
+            "wait for a group coordinator for good after a broker failover)"
+        )
+        if len(self._stuck) > MAX_STUCK_PRODUCERS:
+            raise KafkaUnavailableError(
+                f"{what}; {len(self._stuck)} producers given up within "
+                f"{EPOCH_BUMP_WINDOW_S:.0f} s: stopping so that a fresh process takes over; "
+                "check the brokers"
+            )
+        log.warning(
+            "%s: giving the producer up, aborting the transaction and taking the "
+            "transactional id over with a new producer stuck=%d max=%d",
+            what,
+            len(self._stuck),
+            MAX_STUCK_PRODUCERS,
+        )
+        self.metrics.stuck_producers += 1
+        self.producer = self._new_producer()
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, what, retriable=True))
+
     def _commit_with_retry(self) -> None:
         for attempt in range(5):
+            self.on_progress()
             try:
                 self.producer.commit_transaction(self._timeout)
                 return
@@ -287,6 +374,7 @@ class Transaction:
         for hook in self.on_abort:
             hook()
         if was_open:
+            self.on_progress()  # what led here was bounded; so is the abort, anew
             try:
                 self.producer.abort_transaction(self._timeout)
             except KafkaException as e:

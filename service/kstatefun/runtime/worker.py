@@ -12,8 +12,10 @@ the transaction has been open for ``commit_interval_ms`` (high load ⇒ large tr
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import logging
+import signal
 import time
 from functools import partial
 from typing import Any
@@ -35,7 +37,7 @@ from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
-from kstatefun.kafka.errors import call_with_retry, kafka_error
+from kstatefun.kafka.errors import call_with_retry, is_refused, kafka_error
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -67,17 +69,7 @@ from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_inv
 
 log = logging.getLogger(__name__)
 
-# errors by which a cluster refuses a client's security settings: retrying cannot help
-_REFUSED = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    }
-)
-
+DEFAULT_WATCHDOG_S = 60.0  # watchdog_timeout_s unset, and the loop's waits are shorter
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
 
@@ -115,7 +107,7 @@ class Worker:
         refused: list[KafkaError] = []  # the cluster answered and said no: never retried
 
         def on_error(err: KafkaError) -> None:
-            if err.code() in _REFUSED:
+            if is_refused(err):
                 refused.append(err)
 
         admin_config: dict[str, Any] = {**clients.base_config(s.bootstrap_servers, extra)}
@@ -223,8 +215,17 @@ class Worker:
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
-        self.watchdog = Watchdog(s.watchdog_timeout_s) if s.watchdog_timeout_s else None
+        # Partitions' offsets asked while the group consumer is in a rebalance callback: not
+        # through that consumer, because the metadata refresh of a retry (list_topics) would
+        # clear confluent-kafka's per-handle call state, and the next callback of the same
+        # poll (an error during a failover) would then abort the process (CallState_get:
+        # Assertion `cs != NULL' failed, seen in a 3-broker chaos run).
+        self._offsets = restore_consumer()
+        self.watchdog = self._make_watchdog()
         beat = self.watchdog.beat if self.watchdog is not None else None
+        if beat is not None:  # bounded waits between two rounds of the loop are progress
+            self.txn.on_progress = beat
+            retry_policy.POLICY.on_retry = beat
         self.restorer = ChangelogRestorer(
             restore_consumer, self.topics.changelog, self.metrics, on_progress=beat
         )
@@ -277,6 +278,28 @@ class Worker:
             partitioner_from,
             ",".join(self.functions.typenames()),
         )
+
+    def _make_watchdog(self) -> Watchdog | None:
+        """The watchdog (runtime/watchdog.py), unless watchdog_timeout_s is 0. By default it
+        waits 60 s, or twice the longest bounded wait the loop makes between two beats if that
+        is longer: it must not end a worker that is merely waiting out a failover, and must
+        end a stuck one well before anyone gives up on its partitions."""
+        timeout_s = self.settings.watchdog_timeout_s
+        if timeout_s == 0:
+            return None
+        # a commit's longest call, or the wait for remote calls (half the transaction timeout)
+        longest_s = max(self.txn.longest_call_s, self.settings.transaction_timeout_ms / 2000)
+        if timeout_s is None:
+            return Watchdog(max(DEFAULT_WATCHDOG_S, 2 * longest_s))
+        if timeout_s <= longest_s:
+            log.warning(
+                "watchdog_timeout_s=%d is not longer than the longest bounded wait of the loop "
+                "(%.0f s, from transaction_timeout_ms): the watchdog may end a worker that is "
+                "only waiting out a failover",
+                timeout_s,
+                longest_s,
+            )
+        return Watchdog(timeout_s)
 
     def _start_health(self, admin: AdminClient) -> None:
         s = self.settings
@@ -341,6 +364,9 @@ class Worker:
 
     def run(self) -> int:
         """Run until ``stop()``; returns the process exit code."""
+        # `kill -USR1 <pid>` prints every thread's stack to stderr, even while the main thread
+        # is inside a librdkafka call (where no Python signal handler can run)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         self._start()
         clean = False
         watchdog = self.watchdog
@@ -549,6 +575,7 @@ class Worker:
             *([self.playground.close] if self.playground is not None else []),
             self.restorer.close,
             self.timer_restorer.close,
+            self._offsets.close,
             self.dispatcher.close,
             *([self.remote.close] if self.remote is not None else []),
             *([self.store.snapshot.close] if self.store.snapshot is not None else []),
@@ -557,6 +584,8 @@ class Worker:
             *([self.watchdog.stop] if self.watchdog is not None else []),
         ]
         for step in steps:
+            if self.watchdog is not None:
+                self.watchdog.beat()  # each step is bounded; a stuck one still ends the process
             try:
                 step()
             except Exception as e:  # noqa: BLE001 - keep releasing the rest
@@ -697,7 +726,7 @@ class Worker:
             (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
         }
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        pause = self._plan_direct(consumer, partitions)
+        pause = self._plan_direct(self._offsets, partitions)
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
@@ -745,7 +774,7 @@ class Worker:
         for topic, partitions in at_end.items():
             skipped = 0
             for p in partitions:
-                low, high = watermarks(self.consumer, TopicPartition(topic, p))
+                low, high = watermarks(self._offsets, TopicPartition(topic, p))
                 skipped += max(0, high - low)
             log.info(
                 "ingress starts at the end topic=%s partitions=%s skipped_records=%d "

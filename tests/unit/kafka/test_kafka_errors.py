@@ -4,7 +4,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from kstatefun.errors import KafkaUnavailableError
-from kstatefun.kafka.errors import RetryPolicy, call_with_retry, is_retriable
+from kstatefun.kafka.errors import RetryPolicy, call_with_retry, is_refused, is_retriable
 
 
 def exc(code, fatal=False, retriable=False):
@@ -121,3 +121,33 @@ def test_a_failing_refresh_does_not_end_the_retries():
     clock = Clock()
     result = call_with_retry(call, "x", refresh, policy=POLICY, sleep=clock.sleep, clock=clock)
     assert result == "ok"
+
+
+def test_each_retry_tells_the_watchdog_that_the_worker_is_waiting_not_stuck():
+    beats = []
+    policy = RetryPolicy(timeout_s=10, backoff_s=0.2, on_retry=lambda: beats.append(1))
+    call = Flaky(exc(KafkaError._TRANSPORT), exc(KafkaError._TRANSPORT))
+    clock = Clock()
+    assert call_with_retry(call, "x", policy=policy, sleep=clock.sleep, clock=clock) == "ok"
+    assert len(beats) == 2
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    ],
+)
+def test_a_refusal_of_the_security_settings_is_neither_retried_nor_waited_for(code):
+    err = KafkaError(code, "from a fake")
+    assert is_refused(err)
+    assert not is_retriable(KafkaException(err))
+
+
+@pytest.mark.parametrize("code", [KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN])
+def test_a_cluster_that_does_not_answer_has_not_refused(code):
+    assert not is_refused(KafkaError(code, "from a fake"))

@@ -5,7 +5,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from tests.fakes import Record
 
-from kstatefun.errors import FencedError
+from kstatefun.errors import FencedError, KafkaUnavailableError
 from kstatefun.kafka import errors as kafka_errors
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import commit as commit_module
@@ -234,3 +234,87 @@ def test_a_coordinator_that_is_moving_is_waited_out_by_init_transactions(monkeyp
     assert producer.inits == 3
     one_transaction(txn)
     assert producer.commits == 1
+
+
+# --- a producer stuck in send_offsets_to_transaction (librdkafka #5456, #5511) ------------------
+
+
+class StuckProducer(FencingProducer):
+    """send_offsets_to_transaction never returns (until the test releases it), as librdkafka's
+    does when it waits for a decommissioned group coordinator; every other call would refuse to
+    run concurrently with it."""
+
+    def __init__(self, release):
+        super().__init__()
+        self.release = release
+        self.calls_after = 0
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout):
+        self.release.wait()
+
+    def commit_transaction(self, timeout):
+        self.calls_after += 1
+        raise KafkaException(KafkaError(KafkaError._CONFLICT, "send_offsets in progress"))
+
+    abort_transaction = commit_transaction
+
+
+@pytest.fixture
+def release():
+    import threading
+
+    event = threading.Event()
+    yield event
+    event.set()  # lets the helper threads of the stuck calls finish
+
+
+def stuck_txn(monkeypatch, producers):
+    monkeypatch.setattr(commit_module, "STUCK_GRACE_S", 0.0)
+    made = iter(producers)
+    consumer = Rewinds()
+    txn = Transaction(lambda: next(made), consumer, [], WorkerMetrics(), transaction_timeout_s=0.05)
+    return txn, consumer
+
+
+def test_a_producer_stuck_in_send_offsets_is_given_up_and_replaced(monkeypatch, release):
+    stuck = StuckProducer(release)
+    fresh = FencingProducer()
+    txn, consumer = stuck_txn(monkeypatch, [stuck, fresh])
+    with pytest.raises(KafkaException, match="send_offsets_to_transaction did not return"):
+        one_transaction(txn)
+    assert stuck.calls_after == 0  # neither committed nor aborted through the stuck producer
+    assert consumer.seeks == [("in", 0, 5)]  # rewound: the records are processed again
+    assert txn.producer is fresh and fresh.inits == 1  # fences the stuck one on the broker
+    assert not txn.is_open and txn.metrics.stuck_producers == 1 and txn.metrics.aborts == 1
+    one_transaction(txn)  # the replay commits on the new producer
+    assert fresh.offsets == [{("in", 0): 6}] and fresh.commits == 1
+
+
+def test_stuck_producers_are_bounded(monkeypatch, release):
+    monkeypatch.setattr(commit_module, "MAX_STUCK_PRODUCERS", 1)
+    txn, _ = stuck_txn(monkeypatch, [StuckProducer(release) for _ in range(3)])
+    with pytest.raises(KafkaException):
+        one_transaction(txn)
+    with pytest.raises(KafkaUnavailableError, match=r"2 producers given up within 600 s"):
+        one_transaction(txn)
+    assert not txn.is_open
+
+
+def test_each_bounded_producer_call_tells_the_watchdog():
+    """Several bounded calls in a row (a failed commit, then its abort) must not add up to a
+    watchdog timeout: each is preceded by a beat."""
+    beats = []
+
+    class Failing(FencingProducer):
+        def commit_transaction(self, timeout):
+            beats.append("commit")
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "slow", txn_requires_abort=True))
+
+        def abort_transaction(self, timeout):
+            beats.append("abort")
+
+    txn, _ = txn_with([Failing()])
+    txn.on_progress = lambda: beats.append("beat")
+    with pytest.raises(KafkaException):
+        one_transaction(txn)
+    assert beats == ["beat", "beat", "commit", "beat", "abort"]  # send_offsets, commit, abort

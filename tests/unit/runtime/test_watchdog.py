@@ -27,3 +27,24 @@ def test_exits_with_code_4_and_says_where_only_when_stuck(caplog):
     assert exits == [EXIT_STUCK]
     assert "no progress for 31 s" in caplog.text
     assert "test_exits_with_code_4_and_says_where_only_when_stuck" in caplog.text  # the stack
+
+
+def test_a_worker_s_watchdog_outwaits_its_longest_bounded_wait(caplog):
+    from types import SimpleNamespace
+
+    from kstatefun.config.settings import Settings
+    from kstatefun.runtime.worker import Worker
+
+    w = Worker.__new__(Worker)
+    w.txn = SimpleNamespace(longest_call_s=30.0)
+    w.settings = SimpleNamespace(watchdog_timeout_s=Settings().watchdog_timeout_s)
+    w.settings.transaction_timeout_ms = 10_000
+    assert w._make_watchdog().timeout_s == 60  # by default twice a commit's longest call
+    w.settings.transaction_timeout_ms = 300_000  # remote calls may be waited for 150 s
+    assert w._make_watchdog().timeout_s == 300
+    w.settings.watchdog_timeout_s = 20  # as set, but said to be risky
+    with caplog.at_level(logging.WARNING, logger="kstatefun.runtime.worker"):
+        assert w._make_watchdog().timeout_s == 20
+    assert "watchdog_timeout_s=20 is not longer than the longest bounded wait" in caplog.text
+    w.settings.watchdog_timeout_s = 0
+    assert w._make_watchdog() is None

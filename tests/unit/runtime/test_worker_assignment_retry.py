@@ -57,3 +57,44 @@ def test_plan_direct_survives_a_destroyed_broker_handle():
     assert [(tp.topic, tp.partition) for tp in pause] == [("in", 0)]
     assert w._draining == {("in", 0): 7} and w.router.direct == {("in", 1)}
     assert consumer.refreshed == ["app-invocations", "app-invocations"]
+
+
+class GroupConsumer:
+    """The group consumer, in its on_assign callback: confluent-kafka forbids list_topics here
+    (it clears the handle's call state, and the next callback of the same poll aborts the
+    process), so offsets must be asked elsewhere."""
+
+    def __init__(self):
+        self.assigned, self.paused = [], []
+
+    def committed(self, partitions, timeout):
+        return [TopicPartition(tp.topic, tp.partition, 3) for tp in partitions]
+
+    def assign(self, partitions):
+        self.assigned = partitions
+
+    def pause(self, partitions):
+        self.paused = partitions
+
+    def list_topics(self, *args, **kwargs):
+        raise AssertionError("list_topics on the group consumer inside its rebalance callback")
+
+    get_watermark_offsets = list_topics
+
+
+def test_an_assignment_asks_offsets_through_another_consumer_than_the_group_one(monkeypatch):
+    from kstatefun.runtime import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "recover", lambda *args, **kwargs: [])
+    w = bare_worker()
+    w.timers = w.restorer = w.timer_restorer = None
+    w.store = SimpleNamespace(snapshot=None, disk=None)
+    w.settings = SimpleNamespace(state_store="memory")
+    w.txn = SimpleNamespace(fence_offsets={})
+    w._offsets = TakeoverConsumer()  # fails once per partition: retried and refreshed there
+    group = GroupConsumer()
+    assigned = [TopicPartition("app-invocations", 0), TopicPartition("in", 0)]
+    w._on_assign(group, assigned)
+    assert group.assigned == assigned and [tp.topic for tp in group.paused] == ["in"]
+    assert w._offsets.refreshed == ["app-invocations"]
+    assert w.ready
