@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
 
+from kstatefun.errors import DecodeError
 from kstatefun.model import Address
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.wire.avro import encode_dead_letter
@@ -45,6 +46,25 @@ STATUS_HEADER = "kstatefun.http-status"
 # a detail keeps its end (a traceback's innermost frames and the exception) within this size
 DETAIL_BYTES = 4096
 _CUT = "... (cut)\n"
+
+
+class Rejected(Exception):
+    """An invocation's effects cannot be applied (runtime/effects.py); carries the dead-letter
+    reason. Not the function's exception: a dead letter for it names no exception type."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def reason_of(error: BaseException, otherwise: str) -> tuple[str, BaseException | None]:
+    """The dead-letter reason for an invocation that failed with ``error`` (``otherwise`` for
+    an error of the function or endpoint itself), and the exception the dead letter reports."""
+    if isinstance(error, Rejected):
+        return error.reason, None
+    if isinstance(error, DecodeError):
+        return UNDECODABLE_VALUE, error
+    return otherwise, error
 
 
 def detail_of(exc: BaseException) -> str:
