@@ -67,6 +67,17 @@ def reason_of(error: BaseException, otherwise: str) -> tuple[str, BaseException 
     return otherwise, error
 
 
+def function_failure(
+    error: BaseException, target: Address
+) -> tuple[str, str, BaseException | None]:
+    """(reason, message, exception to report) of an embedded invocation of ``target`` that
+    failed with ``error``, in the runtime and in the test harness alike."""
+    reason, exc = reason_of(error, FUNCTION_ERROR)
+    if reason != FUNCTION_ERROR:
+        return reason, str(error), exc
+    return reason, f"function '{target}' raised {type(error).__name__}: {error}", exc
+
+
 def detail_of(exc: BaseException) -> str:
     """The formatted traceback of ``exc`` (a function's error), at most ``DETAIL_BYTES``."""
     return cut_detail("".join(traceback.format_exception(exc)))
@@ -127,14 +138,10 @@ class DeadLetters:
             "value": value,
             "timestamp_ms": int(time.time() * 1000),
         }
-        headers = [(REASON_HEADER, reason.encode())]
         if detail is None and reason == FUNCTION_ERROR and exc is not None:
             detail = detail_of(exc)
-        if detail:
-            detail = cut_detail(detail)
-            headers.append((DETAIL_HEADER, detail.encode()))
-        if http_status is not None:
-            headers.append((STATUS_HEADER, str(http_status).encode()))
+        detail = cut_detail(detail) if detail else None
+        headers = _headers(reason, detail, http_status)
         self._txn.produce(self._topic, encode_dead_letter(record), key, headers=headers)
         self.counts[reason] = self.counts.get(reason, 0) + 1
         if target is not None:
@@ -150,3 +157,12 @@ class DeadLetters:
             message,
             f"\n{detail.rstrip()}" if detail else "",
         )
+
+
+def _headers(reason: str, detail: str | None, http_status: int | None) -> list[tuple[str, bytes]]:
+    headers = [(REASON_HEADER, reason.encode())]
+    if detail:
+        headers.append((DETAIL_HEADER, detail.encode()))
+    if http_status is not None:
+        headers.append((STATUS_HEADER, str(http_status).encode()))
+    return headers

@@ -215,55 +215,17 @@ class Dispatcher:
         target = Address(ftype, fid)
         spec = self._functions.for_typename(ftype)
         if spec is None:
-            if self.remote is not None and self.remote.serves(ftype):
-                self.remote.offer(record, target, caller, TypedValue(typename, value))
-                return
-            self._dlq.write(
-                record,
-                dl.UNKNOWN_FUNCTION,
-                f"no function is registered for type '{ftype}'",
-                target=target,
-                caller=caller,
-                typename=typename,
-                value=value,
-            )
+            self._not_embedded(record, target, caller, typename, value)
             return
-
         partition = record.partition()
         now_ms = int(time.time() * 1000)
-        plan = self._plans.get(ftype) or self._plan(spec)
-        key = self._store.key_of(target)
-        store_read, specs = self._read, spec.specs
-
-        def read(name: str) -> bytes | None:
-            return store_read(partition, key, name, now_ms, specs[name].type.typename)
-
-        storage = plan.storage(read)
-        context = Context(target, caller, storage)
-        started = time.perf_counter()
         try:
-            result = spec.fun(context, Message(target, TypedValue(typename, value)))
-            if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
-                self._loop.run_until_complete(result)
-            self._metrics.latency(ftype).observe(time.perf_counter() - started)
-            fx = Effects(
-                target,
-                plan.layout,
-                storage_mutations(storage),
-                context.outgoing,
-                context.egress,
-                context.delayed,
-                state_key=key,
-            )
+            fx = self._call(spec, target, caller, TypedValue(typename, value), partition, now_ms)
             self.effects.check(fx, partition)
         except KafkaException:
             raise  # a broker problem aborts the transaction; it is not the input's fault
         except Exception as e:
-            reason, exc = dl.reason_of(e, dl.FUNCTION_ERROR)
-            if reason == dl.FUNCTION_ERROR:
-                text = f"function '{target}' raised {type(e).__name__}: {e}"
-            else:
-                text = str(e)
+            reason, text, exc = dl.function_failure(e, target)
             self._dlq.write(
                 record,
                 reason,
@@ -276,6 +238,65 @@ class Dispatcher:
             )
             return
         self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+
+    def _call(
+        self,
+        spec: FunctionSpec,
+        target: Address,
+        caller: Address | None,
+        argument: TypedValue,
+        partition: int,
+        now_ms: int,
+    ) -> Effects:
+        """Run an embedded function, reading its state as of ``now_ms``; returns what it did,
+        not yet checked."""
+        plan = self._plans.get(spec.typename) or self._plan(spec)
+        key = self._store.key_of(target)
+        store_read, specs = self._read, spec.specs
+
+        def read(name: str) -> bytes | None:
+            return store_read(partition, key, name, now_ms, specs[name].type.typename)
+
+        storage = plan.storage(read)
+        context = Context(target, caller, storage)
+        started = time.perf_counter()
+        result = spec.fun(context, Message(target, argument))
+        if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
+            self._loop.run_until_complete(result)
+        self._metrics.latency(spec.typename).observe(time.perf_counter() - started)
+        return Effects(
+            target,
+            plan.layout,
+            storage_mutations(storage),
+            context.outgoing,
+            context.egress,
+            context.delayed,
+            state_key=key,
+        )
+
+    def _not_embedded(
+        self,
+        record: KafkaMessage | LocalInvocation,
+        target: Address,
+        caller: Address | None,
+        typename: str,
+        value: bytes | None,
+    ) -> None:
+        """Offer an invocation of a type not embedded here to its endpoint, if one serves it;
+        else it is an ``unknown-function`` dead letter."""
+        remote = self.remote
+        if remote is not None and remote.serves(target.typename):
+            remote.offer(record, target, caller, TypedValue(typename, value))
+            return
+        self._dlq.write(
+            record,
+            dl.UNKNOWN_FUNCTION,
+            f"no function is registered for type '{target.typename}'",
+            target=target,
+            caller=caller,
+            typename=typename,
+            value=value,
+        )
 
     def check(self, fx: Effects, partition: int) -> None:
         """``EffectsApplier.check``: raise ``Rejected`` unless ``fx`` can apply in full."""
