@@ -264,10 +264,19 @@ class EffectsApplier:
         """Apply checked effects: state writes (TTLs from ``now_ms``) and refreshes, delayed
         messages and cancellations, messages, egress records. ``origin`` (``timer_origin``)
         keys the delayed messages without a token; needed only when there are some."""
-        target = fx.target
-        writes, after_call = fx.writes, fx.layout.after_call
-        if writes or after_call:
-            self._apply_state(fx, partition, now_ms)
+        target, layout, writes = fx.target, fx.layout, fx.writes
+        if writes or layout.after_call:
+            state = self._state
+            key = fx.state_key
+            if key is None:
+                key = state.key_of(target)
+            ttl_ms, typenames, write = layout.ttl_ms, layout.typenames, state.write
+            for name, value in writes.items():
+                ttl = ttl_ms.get(name) if ttl_ms else None
+                write(partition, key, name, typenames[name], value, now_ms + ttl if ttl else None)
+            for name, ttl in layout.after_call:
+                if name not in writes:
+                    state.refresh(partition, key, name, now_ms, now_ms + ttl)
         if fx.delayed:
             self._apply_timers(target, fx.delayed, partition, now_ms, origin)
         if fx.outgoing:
@@ -278,21 +287,6 @@ class EffectsApplier:
             emit = self._out.emit
             for msg, record in zip(fx.egress, fx.records, strict=True):
                 emit(target, msg.typename, record)
-
-    def _apply_state(self, fx: Effects, partition: int, now_ms: int) -> None:
-        state = self._state
-        key = fx.state_key
-        if key is None:
-            key = state.key_of(fx.target)
-        layout = fx.layout
-        writes, ttl_ms, typenames = fx.writes, layout.ttl_ms, layout.typenames
-        write = state.write
-        for name, value in writes.items():
-            ttl = ttl_ms.get(name) if ttl_ms else None
-            write(partition, key, name, typenames[name], value, now_ms + ttl if ttl else None)
-        for name, ttl in layout.after_call:
-            if name not in writes:
-                state.refresh(partition, key, name, now_ms, now_ms + ttl)
 
     def _apply_timers(
         self,
