@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
 
+from kstatefun.errors import DecodeError
 from kstatefun.model import Address
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.wire.avro import encode_dead_letter
@@ -45,6 +46,36 @@ STATUS_HEADER = "kstatefun.http-status"
 # a detail keeps its end (a traceback's innermost frames and the exception) within this size
 DETAIL_BYTES = 4096
 _CUT = "... (cut)\n"
+
+
+class Rejected(Exception):
+    """An invocation's effects cannot be applied (runtime/effects.py); carries the dead-letter
+    reason. Not the function's exception: a dead letter for it names no exception type."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def reason_of(error: BaseException, otherwise: str) -> tuple[str, BaseException | None]:
+    """The dead-letter reason for an invocation that failed with ``error`` (``otherwise`` for
+    an error of the function or endpoint itself), and the exception the dead letter reports."""
+    if isinstance(error, Rejected):
+        return error.reason, None
+    if isinstance(error, DecodeError):
+        return UNDECODABLE_VALUE, error
+    return otherwise, error
+
+
+def function_failure(
+    error: BaseException, target: Address
+) -> tuple[str, str, BaseException | None]:
+    """(reason, message, exception to report) of an embedded invocation of ``target`` that
+    failed with ``error``, in the runtime and in the test harness alike."""
+    reason, exc = reason_of(error, FUNCTION_ERROR)
+    if reason != FUNCTION_ERROR:
+        return reason, str(error), exc
+    return reason, f"function '{target}' raised {type(error).__name__}: {error}", exc
 
 
 def detail_of(exc: BaseException) -> str:
@@ -107,14 +138,10 @@ class DeadLetters:
             "value": value,
             "timestamp_ms": int(time.time() * 1000),
         }
-        headers = [(REASON_HEADER, reason.encode())]
         if detail is None and reason == FUNCTION_ERROR and exc is not None:
             detail = detail_of(exc)
-        if detail:
-            detail = cut_detail(detail)
-            headers.append((DETAIL_HEADER, detail.encode()))
-        if http_status is not None:
-            headers.append((STATUS_HEADER, str(http_status).encode()))
+        detail = cut_detail(detail) if detail else None
+        headers = _headers(reason, detail, http_status)
         self._txn.produce(self._topic, encode_dead_letter(record), key, headers=headers)
         self.counts[reason] = self.counts.get(reason, 0) + 1
         if target is not None:
@@ -130,3 +157,12 @@ class DeadLetters:
             message,
             f"\n{detail.rstrip()}" if detail else "",
         )
+
+
+def _headers(reason: str, detail: str | None, http_status: int | None) -> list[tuple[str, bytes]]:
+    headers = [(REASON_HEADER, reason.encode())]
+    if detail:
+        headers.append((DETAIL_HEADER, detail.encode()))
+    if http_status is not None:
+        headers.append((STATUS_HEADER, str(http_status).encode()))
+    return headers

@@ -2,8 +2,9 @@
 
 Invocations of a function type served by an HTTP endpoint (module.yaml) go to the per-address
 batcher instead of running in-process; at most one request per address is in flight and what
-arrives meanwhile goes as the next batch. Completions are applied on the worker's thread, into
-the open transaction, exactly like an embedded invocation's effects (Dispatcher.apply). The
+arrives meanwhile goes as the next batch. A completed call's reply becomes one ``Effects``
+(runtime/effects.py), checked and applied on the worker's thread, into the open transaction,
+by the same ``EffectsApplier`` as an embedded invocation's (through ``EffectsHost``). The
 worker commits only when nothing is in flight, so every consumed record's effects are in the
 transaction that commits its offset; an abort cancels what is in flight (the rewound records
 are offered again).
@@ -22,14 +23,15 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import Any, Protocol
 
 from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.config.module import ModuleSpec
 from kstatefun.errors import DecodeError
 from kstatefun.model import Address, TypedValue
+from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.remote import (
     AddressBatcher,
     Batch,
@@ -43,14 +45,16 @@ from kstatefun.remote import (
     RemoteResult,
     RemoteStateRegistry,
     RemoteTransport,
+    StateSpec,
     build_ssl_context,
     encode_batch,
 )
 from kstatefun.runtime import deadletters as dl
-from kstatefun.runtime.dispatcher import Dispatcher, Rejected
+from kstatefun.runtime.deadletters import DeadLetters, Rejected
+from kstatefun.runtime.effects import Effects, StateLayout, timer_origin
 from kstatefun.sdk.context import CancelDelayed, DelayedMessage
 from kstatefun.sdk.messages import EgressMessage, Message
-from kstatefun.wire.avro import decode_changelog_value, encode_changelog_key
+from kstatefun.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +69,43 @@ def _origin(ref: Any) -> Hashable:
     return origin if origin is not None else (ref.topic(), ref.partition(), ref.offset())
 
 
+class EffectsHost(Protocol):
+    """What the remote invoker needs of the worker's dispatcher (runtime/dispatcher.py): the
+    state to attach, where dead letters and metrics go, and the one check and apply."""
+
+    store: StateStore
+    metrics: WorkerMetrics
+    dead_letters: DeadLetters
+
+    def check(self, fx: Effects, partition: int) -> None: ...
+
+    def apply(self, fx: Effects, partition: int, now_ms: int, origin: str = "") -> None: ...
+
+
+def remote_layout(specs: Iterable[StateSpec]) -> StateLayout:
+    """The ``StateLayout`` of a remote function type's registered states."""
+    specs = list(specs)
+    ttl = {
+        s.name: s.expire_after_ms
+        for s in specs
+        if s.expire_mode != ExpireMode.NONE and s.expire_after_ms
+    }
+    return StateLayout(
+        {s.name: s.typename for s in specs},
+        ttl,
+        tuple(
+            (s.name, ttl[s.name])
+            for s in specs
+            if s.expire_mode == ExpireMode.AFTER_INVOKE and s.name in ttl
+        ),
+    )
+
+
 class RemoteInvoker:
     def __init__(
         self,
         module: ModuleSpec,
-        dispatcher: Dispatcher,
+        dispatcher: EffectsHost,
         max_in_flight: int = 256,
         max_backlog: int = 10_000,
         target_s: float = 1.0,
@@ -210,16 +246,11 @@ class RemoteInvoker:
         address = batch.address
         partition = batch.items[0].ref.partition()
         store = self._dispatcher.store
+        key = store.key_of(address)
         now_ms = int(time.time() * 1000)
 
         def read(name: str) -> bytes | None:
-            raw = store.get(partition, encode_changelog_key(address.typename, address.id, name))
-            if raw is None:
-                return None
-            value = decode_changelog_value(raw)
-            if value.expire_at_ms is not None and value.expire_at_ms <= now_ms:
-                return None
-            return value.value
+            return store.read(partition, key, name, now_ms)
 
         states = self._registry.attach(address.typename, read)
         endpoint = self._module.endpoint_for(address.typename)
@@ -351,57 +382,35 @@ class RemoteInvoker:
     # --- applying -----------------------------------------------------------------------------
 
     def _apply(self, batch: Batch, reply: RemoteResult) -> None:
+        """Check and apply one reply's effects; raises (nothing applied) if they cannot be."""
         address = batch.address
         ftype = address.typename
         registry = self._registry
         registry.check_mutations(ftype, reply.mutations)
-        d = self._dispatcher
-        now_ms = int(time.time() * 1000)
+        fx = Effects(
+            address,
+            remote_layout(registry.specs(ftype)),
+            {m.name: m.value for m in reply.mutations},
+            [Message(o.target, o.argument) for o in reply.outgoing],
+            [EgressMessage(e.egress, e.argument) for e in reply.egress],
+            [
+                CancelDelayed(op.cancellation_token)
+                if isinstance(op, DelayedCancel)
+                else DelayedMessage(
+                    op.delay_ms, Message(op.target, op.argument), op.cancellation_token
+                )
+                for op in reply.delayed
+            ],
+            count=len(batch.items),
+        )
         last = batch.items[-1].ref
         partition = last.partition()
-        egress = [d.resolve_egress(EgressMessage(e.egress, e.argument)) for e in reply.egress]
-        ops: list[DelayedMessage | CancelDelayed] = [
-            CancelDelayed(op.cancellation_token)
-            if isinstance(op, DelayedCancel)
-            else DelayedMessage(op.delay_ms, Message(op.target, op.argument), op.cancellation_token)
-            for op in reply.delayed
-        ]
-        origin = getattr(last, "origin", None) or f"{partition}-{last.offset()}"
-        timer_ops = d.plan_timers(ops, address, partition, origin, now_ms) if ops else ()
-        writes = []
-        written = set()
-        for m in reply.mutations:
-            spec = registry.spec(ftype, m.name)
-            ttl = spec.expire_after_ms if spec and spec.expire_mode != ExpireMode.NONE else None
-            typename = m.typename or (spec.typename if spec else "")
-            writes.append((m.name, typename, m.value, ttl or None))
-            written.add(m.name)
-        refresh = [
-            (s.name, s.expire_after_ms)
-            for s in registry.specs(ftype)
-            if s.expire_mode == ExpireMode.AFTER_INVOKE
-            and s.expire_after_ms
-            and s.name not in written
-        ]
-        outgoing = [(o.target, o.argument) for o in reply.outgoing]
-        d.check_sizes(
-            [m.value for m in reply.mutations if m.value is not None],
-            [o.argument.value for o in reply.outgoing],
-            egress,
-            [op.argument.value for op in reply.delayed if not isinstance(op, DelayedCancel)],
-        )
-        d.apply(partition, address, writes, refresh, outgoing, egress, timer_ops, now_ms)
-        if len(batch.items) > 1:  # one call, several invocations: count them all
-            counts = d.metrics.invocations
-            counts[ftype] = counts.get(ftype, 0) + len(batch.items) - 1
+        host = self._dispatcher
+        host.check(fx, partition)
+        host.apply(fx, partition, int(time.time() * 1000), timer_origin(last) if fx.delayed else "")
 
     def _dead_letter(self, batch: Batch, error: Exception) -> None:
-        if isinstance(error, Rejected):
-            reason = error.reason
-        elif isinstance(error, DecodeError):
-            reason = dl.UNDECODABLE_VALUE
-        else:
-            reason = dl.REMOTE_ERROR
+        reason, exc = dl.reason_of(error, dl.REMOTE_ERROR)
         status = body = None
         if isinstance(error, RemoteCallError):
             status, body = error.status, error.body
@@ -412,7 +421,7 @@ class RemoteInvoker:
                 record,
                 reason,
                 f"remote function '{batch.address}': {error}",
-                None if isinstance(error, Rejected) else error,
+                exc,
                 target=batch.address,
                 caller=item.caller,
                 typename=item.argument.typename,

@@ -2,7 +2,8 @@
 
 Same attribute and method names as StateFun's ``statefun.Context``. The runtime builds one per
 invocation and, after the function returns, takes ``outgoing``, ``egress`` and ``delayed``
-together with the storage mutations as the invocation's effects.
+together with the storage mutations as the invocation's ``Effects`` (runtime/effects.py),
+which are checked and applied only then: nothing here has any effect before that.
 """
 
 from __future__ import annotations

@@ -11,13 +11,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kstatefun.errors import FunctionError
+from kstatefun.model import Address
 from kstatefun.state.deadlines import DeadlineQueue
 from kstatefun.state.partitioned import PartitionedOverlay
-from kstatefun.wire.avro import changelog_expire_at
+from kstatefun.wire.avro import (
+    changelog_expire_at,
+    changelog_key_prefix,
+    changelog_key_suffix,
+    changelog_value_of_type,
+    decode_changelog_key,
+    decode_changelog_value,
+    encode_changelog_value,
+)
 
 if TYPE_CHECKING:
     from kstatefun.state.rocksdb import RocksStore
     from kstatefun.state.snapshot import LocalSnapshot
+
+
+def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
+    """The TTL rule, for every reader: a value is gone once ``now >= expire_at`` (Flink's
+    ``lastAccess + ttl <= now``), even before the sweep (``expire_due``) deletes it."""
+    return expire_at_ms is not None and expire_at_ms <= now_ms
 
 
 class StateStore(PartitionedOverlay):
@@ -60,6 +76,72 @@ class StateStore(PartitionedOverlay):
         if expire_at_ms is not None:
             self._expiry.push(partition, expire_at_ms, key)
 
+    # --- function state by address and name (encoded here, via wire/avro.py) ----------------
+
+    @staticmethod
+    def key_of(address: Address) -> bytes:
+        """The changelog key prefix of ``address``'s states: computed once per invocation."""
+        return changelog_key_prefix(address.typename, address.id)
+
+    def read(
+        self, partition: int, key: bytes, name: str, now_ms: int, declared: str | None = None
+    ) -> bytes | None:
+        """The live value of state ``name`` of the address whose ``key_of`` is ``key``, or None
+        (absent or expired). With ``declared``, a value stored with another type name raises
+        FunctionError (an embedded function's ValueSpec changed type)."""
+        raw = self.get(partition, key + changelog_key_suffix(name))
+        if raw is None:
+            return None
+        if declared is None:
+            value = decode_changelog_value(raw)
+            data, expire_at = value.value, value.expire_at_ms
+        else:
+            found = changelog_value_of_type(raw, declared)
+            if found is None:
+                raise _type_changed(raw, key + changelog_key_suffix(name), declared)
+            data, expire_at = found
+        return None if is_expired(expire_at, now_ms) else data
+
+    def write(
+        self,
+        partition: int,
+        key: bytes,
+        name: str,
+        typename: str,
+        value: bytes | None,
+        expire_at_ms: int | None,
+    ) -> None:
+        """Write (``value`` None: delete) state ``name`` of the address ``key`` in the overlay."""
+        if value is None:
+            self.put(partition, key + changelog_key_suffix(name), None)
+        else:
+            self.put(
+                partition,
+                key + changelog_key_suffix(name),
+                encode_changelog_value(typename, value, expire_at_ms),
+                expire_at_ms,
+            )
+
+    def refresh(
+        self, partition: int, key: bytes, name: str, now_ms: int, expire_at_ms: int
+    ) -> None:
+        """Move the expiry of a live value to ``expire_at_ms`` (absent or expired: nothing)."""
+        full = key + changelog_key_suffix(name)
+        raw = self.get(partition, full)
+        if raw is None:
+            return
+        value = decode_changelog_value(raw)
+        if is_expired(value.expire_at_ms, now_ms):
+            return  # the sweep deletes it
+        self.put(
+            partition,
+            full,
+            encode_changelog_value(value.typename, value.value, expire_at_ms),
+            expire_at_ms,
+        )
+
+    # --- expiry ---------------------------------------------------------------------------------
+
     def next_expiry(self) -> int | None:
         return self._expiry.next_deadline()
 
@@ -73,8 +155,7 @@ class StateStore(PartitionedOverlay):
             value = self.get(partition, key)
             if value is None:
                 continue
-            expire_at = changelog_expire_at(value)
-            if expire_at is not None and expire_at <= now_ms:
+            if is_expired(changelog_expire_at(value), now_ms):
                 self.put(partition, key, None)
                 expired += 1
         return expired
@@ -92,3 +173,13 @@ class StateStore(PartitionedOverlay):
     def discard_overlay(self) -> None:
         super().discard_overlay()
         self._expiry.abort()
+
+
+def _type_changed(raw: bytes, full_key: bytes, declared: str) -> FunctionError:
+    ftype, fid, name = decode_changelog_key(full_key)
+    return FunctionError(
+        f"state '{name}' of '{ftype}/{fid}' holds a value of type "
+        f"'{decode_changelog_value(raw).typename}' but its ValueSpec declares "
+        f"'{declared}': migrate or delete the old value before changing a "
+        "ValueSpec's type"
+    )

@@ -1,8 +1,11 @@
 """``Harness``: run StatefulFunctions in memory, with the runtime's semantics and a virtual clock.
 
-One invocation mirrors ``runtime/dispatcher.py`` and one ingress record ``runtime/router.py``;
-the Kafka topics in between are replaced by one FIFO queue, which is one of the orders the
-runtime can produce. See docs/testing.md.
+Owns the in-memory run: the FIFO queue that stands in for the Kafka topics (one of the orders
+the runtime can produce), the virtual clock, and what a test can inspect. The rules are the
+runtime's own: an invocation's effects are checked and applied by runtime/effects.py (against
+the in-memory state, timers and output of testing/), its failures classified by
+runtime/deadletters.py, and an ingress record is judged by runtime/router.py. See
+docs/testing.md.
 """
 
 from __future__ import annotations
@@ -17,20 +20,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kstatefun.config.module import PLAYGROUND_EGRESS_ID, ModuleSpec, load_module
-from kstatefun.errors import ConfigError, DecodeError, KStatefunError
+from kstatefun.errors import ConfigError, KStatefunError
 from kstatefun.model import Address, TypedValue, split_typename
 from kstatefun.playground.egress import decode_egress_record
 from kstatefun.runtime import deadletters as dl
+from kstatefun.runtime.effects import Effects, EffectsApplier, EgressRoutes
 from kstatefun.runtime.router import ingress_value_problem
 from kstatefun.sdk.context import Context
 from kstatefun.sdk.functions import StatefulFunctions, load_functions
-from kstatefun.sdk.messages import EgressMessage, Message, message_builder
+from kstatefun.sdk.messages import Message, message_builder
 from kstatefun.sdk.storage import storage_class, storage_mutations
 from kstatefun.sdk.types import BoolType, FloatType, IntType, StringType, Type
 from kstatefun.testing.records import DeadLetter, EgressRecord, InvocationRecord, PendingTimer
 from kstatefun.testing.state import Cells, FunctionInfo, MemoryState
 from kstatefun.testing.timers import TimerQueue, VirtualClock
-from kstatefun.wire.protobuf import KAFKA_PRODUCER_RECORD_TYPENAME, decode_kafka_producer_record
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +53,31 @@ class HarnessError(KStatefunError):
     """
 
 
-class _Rejected(Exception):
-    """An invocation's effects cannot be applied; carries the dead-letter reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 class _Queued(NamedTuple):
     target: Address
     caller: Address | None
     argument: TypedValue
     delayed: bool
+
+
+class _Output:
+    """The harness's output for runtime/effects.py: messages join the FIFO queue, egress
+    records are kept for inspection."""
+
+    __slots__ = ("_queue", "_egress", "_clock")
+
+    def __init__(self, queue: deque[_Queued], egress: list[EgressRecord], clock: VirtualClock):
+        self._queue, self._egress, self._clock = queue, egress, clock
+
+    def send(self, sender: Address, message: Message) -> None:
+        self._queue.append(_Queued(message.target, sender, message.typed_value, False))
+
+    def emit(self, sender: Address, egress: str, record: tuple[str, bytes | None, bytes]) -> None:
+        topic, key, value = record
+        text_key = None if key is None else key.decode()
+        self._egress.append(
+            EgressRecord(egress, topic, text_key, value, sender, self._clock.now_ms)
+        )
 
 
 class Harness:
@@ -89,9 +104,10 @@ class Harness:
     - An invocation applies all of its effects (state writes and deletes, messages, egress
       records, delayed messages and cancellations) or none, and then it is a dead letter with
       the runtime's reason: ``function-error`` (the function raised), ``undecodable-value``
-      (a ``DecodeError``), ``unknown-function``, ``unknown-egress``, or
+      (a ``DecodeError``), ``unknown-function``, ``unknown-egress``,
       ``duplicate-cancellation-token`` (``send_after`` with a token still pending for that
-      address).
+      address) or ``record-too-large`` (an effect over the runtime's record size limit). The
+      check and the apply are the runtime's own (runtime/effects.py).
     - ``async def`` functions are awaited on the harness's own event loop, one at a time.
     """
 
@@ -108,19 +124,7 @@ class Harness:
         spec = module if isinstance(module, ModuleSpec) or module is None else load_module(module)
         self._functions = _merge(functions, spec)
         self._module = spec
-        self._routes: dict[str, tuple[str, tuple[str, ...]]] = {}
-        if spec is not None:
-            registered = set(self._functions.typenames())
-            for ingress in spec.ingresses:
-                for t in ingress.topics:
-                    for target in t.targets:
-                        if target not in registered:
-                            raise ConfigError(
-                                f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', "
-                                "but no function of that type is registered (registered: "
-                                f"{', '.join(sorted(registered)) or 'none'})"
-                            )
-                    self._routes[t.topic] = (t.value_type, tuple(t.targets))
+        self._routes = {} if spec is None else _routes(spec, self._functions)
         if egresses is not None:
             self._egresses: frozenset[str] | None = frozenset(egresses)
         elif spec is not None:
@@ -129,7 +133,6 @@ class Harness:
                 self._egresses |= {PLAYGROUND_EGRESS_ID}
         else:
             self._egresses = None
-        self._egress_topics = None if egress_topics is None else frozenset(egress_topics)
         self._playground_topics = (
             spec.playground_egress.topics
             if spec is not None and spec.playground_egress is not None
@@ -147,6 +150,16 @@ class Harness:
         self._invocations: list[InvocationRecord] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._close_loop: weakref.finalize[Any, Any] | None = None
+        self._effects = EffectsApplier(
+            EgressRoutes(
+                self._egresses,
+                None if egress_topics is None else frozenset(egress_topics).__contains__,
+                None if self._playground_topics is None else self._playground_record,
+            ),
+            self._state,
+            self._timers,
+            _Output(self._queue, self._egress, self.clock),
+        )
 
     # --- input --------------------------------------------------------------------------------
 
@@ -250,7 +263,7 @@ class Harness:
                 raise HarnessError(
                     f"'{name}' is not a registered ValueSpec for the function '{typename}'"
                 )
-            self._state.write(address, fn, name, spec.type.serialize(value), self.clock.now_ms)
+            self._state.set(address, fn, name, spec.type.serialize(value), self.clock.now_ms)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -421,38 +434,21 @@ class Harness:
             result = spec.fun(context, Message(target, argument))
             if spec.is_async or asyncio.iscoroutine(result):
                 self._await(result)
-            mutations = storage_mutations(storage)
-            egress = [self._resolve_egress(e) for e in context.egress]
-            if context.delayed:
-                token = self._timers.conflict(target, context.delayed)
-                if token is not None:
-                    raise _Rejected(
-                        DUPLICATE_CANCELLATION_TOKEN,
-                        f"function '{target}' scheduled a delayed message with cancellation "
-                        f"token '{token}', which is still pending: cancel it first or use "
-                        "another token",
-                    )
+            fx = Effects(
+                target,
+                fn.layout,
+                storage_mutations(storage),
+                context.outgoing,
+                context.egress,
+                context.delayed,
+            )
+            self._effects.check(fx, 0)
         except HarnessError:
             raise
         except Exception as e:
-            if isinstance(e, _Rejected):
-                reason, text = e.reason, str(e)
-            elif isinstance(e, DecodeError):
-                reason, text = dl.UNDECODABLE_VALUE, str(e)
-            else:
-                reason = dl.FUNCTION_ERROR
-                text = f"function '{target}' raised {type(e).__name__}: {e}"
-            self._dead_invocation(item, reason, text, None if isinstance(e, _Rejected) else e)
+            self._dead_invocation(item, *dl.function_failure(e, target))
             return
-
-        self._state.commit(target, fn, cells, mutations, now)
-        queue = self._queue
-        for out in context.outgoing:
-            queue.append(_Queued(out.target, target, out.typed_value, False))
-        for egress_id, topic, key, value in egress:
-            self._egress.append(EgressRecord(egress_id, topic, key, value, target, now))
-        if context.delayed:
-            self._timers.apply(target, context.delayed, now)
+        self._effects.apply(fx, 0, now)
         self._invocations.append(
             InvocationRecord(
                 len(self._invocations) + 1,
@@ -466,35 +462,10 @@ class Harness:
             )
         )
 
-    def _resolve_egress(self, msg: EgressMessage) -> tuple[str, str, str | None, bytes]:
-        declared = self._egresses
-        if declared is not None and msg.typename not in declared:
-            names = ", ".join(sorted(declared)) or "none"
-            raise _Rejected(
-                dl.UNKNOWN_EGRESS,
-                f"egress '{msg.typename}' is not declared in module.yaml (declared: {names}); "
-                "add an io.statefun.kafka.v1/egress document with that id",
-            )
-        tv = msg.typed_value
-        if msg.typename == PLAYGROUND_EGRESS_ID and self._playground_topics is not None:
-            try:
-                topic, payload = decode_egress_record(self._playground_topics, tv)
-            except ValueError as e:
-                raise _Rejected(dl.UNKNOWN_EGRESS, str(e)) from e
-            return msg.typename, topic, None, payload
-        if tv.typename != KAFKA_PRODUCER_RECORD_TYPENAME or tv.value is None:
-            raise _Rejected(
-                dl.UNKNOWN_EGRESS,
-                f"egress '{msg.typename}' is a Kafka egress and takes records built with "
-                f"kafka_egress_message(), got a value of type '{tv.typename}'",
-            )
-        topic, key, value = decode_kafka_producer_record(tv.value)
-        if self._egress_topics is not None and topic not in self._egress_topics:
-            raise _Rejected(
-                dl.UNKNOWN_EGRESS,
-                f"egress '{msg.typename}' names topic '{topic}', which does not exist; create it",
-            )
-        return msg.typename, topic, key, value
+    def _playground_record(self, value: TypedValue) -> tuple[str, bytes | None, bytes]:
+        assert self._playground_topics is not None
+        topic, payload = decode_egress_record(self._playground_topics, value)
+        return topic, None, payload
 
     def _fire_due(self) -> None:
         queue = self._queue
@@ -591,6 +562,25 @@ class Harness:
             )
         )
         log.debug("dead letter reason=%s topic=%s: %s", reason, topic, text)
+
+
+def _routes(
+    module: ModuleSpec, functions: StatefulFunctions
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Ingress topic → (valueType, targets); every target must be registered."""
+    routes = {}
+    registered = set(functions.typenames())
+    for ingress in module.ingresses:
+        for t in ingress.topics:
+            for target in t.targets:
+                if target not in registered:
+                    raise ConfigError(
+                        f"ingress '{ingress.id}' topic '{t.topic}' targets '{target}', "
+                        "but no function of that type is registered (registered: "
+                        f"{', '.join(sorted(registered)) or 'none'})"
+                    )
+            routes[t.topic] = (t.value_type, tuple(t.targets))
+    return routes
 
 
 def _merge(

@@ -1,6 +1,7 @@
 """In-memory function state with StateFun's TTL semantics on the harness's virtual clock.
 
-All TTL decisions live here:
+The TTL rules are the runtime's: runtime/effects.py applies writes and refreshes here as it does
+to the worker's StateStore, and ``state/store.is_expired`` decides expiry:
 
 - a value of a ``ValueSpec`` with ``expire_after_write=d`` written at ``t`` expires at ``t + d``;
   each write moves that to ``now + d``;
@@ -13,11 +14,12 @@ All TTL decisions live here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kstatefun.model import Address
+from kstatefun.runtime.effects import StateLayout
 from kstatefun.sdk.functions import FunctionSpec
+from kstatefun.state.store import is_expired
 
 Cells = dict[str, "Cell"]
 
@@ -34,23 +36,19 @@ class Cell:
 
 @dataclass(frozen=True, slots=True)
 class FunctionInfo:
-    """A registered function with its TTLs in milliseconds, computed once."""
+    """A registered function with its state layout (types, TTLs in milliseconds), computed once."""
 
     spec: FunctionSpec
-    ttl_ms: Mapping[str, int]  # only the values that expire
-    after_call: tuple[tuple[str, int], ...]
+    layout: StateLayout
 
     @staticmethod
     def of(spec: FunctionSpec) -> FunctionInfo:
-        ttl = {name: s.duration for name, s in spec.specs.items() if s.duration > 0}
-        after_call = tuple(
-            (name, ttl[name]) for name, s in spec.specs.items() if name in ttl and s.after_call
-        )
-        return FunctionInfo(spec, ttl, after_call)
+        return FunctionInfo(spec, StateLayout.of(spec))
 
 
 class MemoryState:
-    """The state of every address, by address and value name."""
+    """The state of every address, by address and value name: the harness's state target for
+    runtime/effects.py (the partition is ignored; an address is its own key)."""
 
     __slots__ = ("_cells",)
 
@@ -60,12 +58,8 @@ class MemoryState:
     def live(self, address: Address, fn: FunctionInfo, now_ms: int) -> Cells | None:
         """The address's values that have not expired at ``now_ms`` (expired ones are dropped)."""
         cells = self._cells.get(address)
-        if cells is not None and fn.ttl_ms:
-            expired = [
-                name
-                for name, cell in cells.items()
-                if cell.expire_at is not None and cell.expire_at <= now_ms
-            ]
+        if cells is not None and fn.layout.ttl_ms:
+            expired = [name for name, cell in cells.items() if is_expired(cell.expire_at, now_ms)]
             for name in expired:
                 del cells[name]
             if not cells:
@@ -73,40 +67,41 @@ class MemoryState:
                 return None
         return cells
 
-    def commit(
-        self,
-        address: Address,
-        fn: FunctionInfo,
-        cells: Cells | None,
-        mutations: Mapping[str, bytes | None],
-        now_ms: int,
-    ) -> None:
-        """Apply one successful invocation: its writes and deletes, then the call refresh.
+    # --- the state target of runtime/effects.py ---------------------------------------------
 
-        ``cells`` is what ``live`` returned for this invocation.
-        """
-        if not mutations and not (fn.after_call and cells):
-            return
-        if cells is None:
-            cells = self._cells.setdefault(address, {})
-        ttl_ms = fn.ttl_ms
-        for name, data in mutations.items():
-            if data is None:
-                cells.pop(name, None)
-            else:
-                ttl = ttl_ms.get(name)
-                cells[name] = Cell(data, None if ttl is None else now_ms + ttl)
-        for name, ttl in fn.after_call:
-            cell = cells.get(name)
-            if cell is not None:
-                cell.expire_at = now_ms + ttl
-        if not cells:
-            self._cells.pop(address, None)
+    @staticmethod
+    def key_of(address: Address) -> Address:
+        return address
 
     def write(
-        self, address: Address, fn: FunctionInfo, name: str, data: bytes, now_ms: int
+        self,
+        partition: int,
+        key: Address,
+        name: str,
+        typename: str,
+        value: bytes | None,
+        expire_at_ms: int | None,
     ) -> None:
+        if value is not None:
+            self._cells.setdefault(key, {})[name] = Cell(value, expire_at_ms)
+            return
+        cells = self._cells.get(key)
+        if cells is not None:
+            cells.pop(name, None)
+            if not cells:
+                del self._cells[key]
+
+    def refresh(
+        self, partition: int, key: Address, name: str, now_ms: int, expire_at_ms: int
+    ) -> None:
+        cell = self._cells.get(key, _NONE).get(name)
+        if cell is not None and not is_expired(cell.expire_at, now_ms):
+            cell.expire_at = expire_at_ms
+
+    def set(self, address: Address, fn: FunctionInfo, name: str, data: bytes, now_ms: int) -> None:
         """Store one value as if an invocation at ``now_ms`` had written it."""
-        ttl = fn.ttl_ms.get(name)
-        cells = self._cells.setdefault(address, {})
-        cells[name] = Cell(data, None if ttl is None else now_ms + ttl)
+        ttl = fn.layout.ttl_ms.get(name)
+        self.write(0, address, name, "", data, None if ttl is None else now_ms + ttl)
+
+
+_NONE: Cells = {}

@@ -6,7 +6,8 @@
 - A cancellation token is scoped to the sender's address: two addresses may use the same
   token. Cancelling an unknown, already fired or already cancelled token does nothing.
 - Scheduling a token that is still pending (scheduled, not fired, not cancelled) is refused;
-  the harness makes that invocation a dead letter. Cancelling and then re-scheduling a token
+  the harness makes that invocation a dead letter (the check is runtime/effects.py's, which
+  asks ``TimerQueue.has_token``). Cancelling and then re-scheduling a token
   within one invocation is allowed: the operations are checked in call order.
 - A timer without a token (``""``) can only fire.
 """
@@ -14,10 +15,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
 from kstatefun.model import Address
-from kstatefun.sdk.context import CancelDelayed, DelayedMessage
 from kstatefun.sdk.messages import Message
 
 
@@ -67,41 +66,32 @@ class TimerQueue:
         self._by_token: dict[tuple[Address, str], Timer] = {}
         self._seq = 0
 
-    def conflict(
-        self, sender: Address, ops: Iterable[DelayedMessage | CancelDelayed]
-    ) -> str | None:
-        """The first token ``ops`` would schedule while it is still pending, or None.
+    # --- the timer target of runtime/effects.py (the partition is ignored) ------------------
 
-        Changes nothing: the invocation's effects are applied only if it succeeds.
-        """
-        changes: dict[str, bool] = {}
-        for op in ops:
-            token = op.cancellation_token
-            if isinstance(op, CancelDelayed):
-                changes[token] = False
-            elif token:
-                if changes.get(token, (sender, token) in self._by_token):
-                    return token
-                changes[token] = True
-        return None
+    def has_token(self, partition: int, sender: Address, token: str) -> bool:
+        return (sender, token) in self._by_token
 
-    def apply(
-        self, sender: Address, ops: Iterable[DelayedMessage | CancelDelayed], now_ms: int
+    def schedule_message(
+        self,
+        partition: int,
+        sender: Address,
+        token: str,
+        anonymous: bool,
+        due_ms: int,
+        message: Message,
     ) -> None:
-        """Schedule and cancel, in call order (``conflict`` must have returned None)."""
-        for op in ops:
-            if isinstance(op, CancelDelayed):
-                timer = self._by_token.pop((sender, op.cancellation_token), None)
-                if timer is not None:
-                    timer.cancelled = True
-                continue
-            self._seq += 1
-            timer = Timer(
-                now_ms + op.delay_ms, self._seq, sender, op.cancellation_token, op.message
-            )
-            heapq.heappush(self._heap, (timer.due_ms, timer.seq, timer))
-            if timer.token:
-                self._by_token[(sender, timer.token)] = timer
+        """Schedule ``message``; an ``anonymous`` token (the runtime's id for a message sent
+        without one) is not kept: such a timer can only fire."""
+        self._seq += 1
+        timer = Timer(due_ms, self._seq, sender, "" if anonymous else token, message)
+        heapq.heappush(self._heap, (timer.due_ms, timer.seq, timer))
+        if timer.token:
+            self._by_token[(sender, timer.token)] = timer
+
+    def cancel_token(self, partition: int, sender: Address, token: str) -> None:
+        timer = self._by_token.pop((sender, token), None)
+        if timer is not None:
+            timer.cancelled = True
 
     def next_due(self) -> int | None:
         """When the next pending timer is due, or None when none is pending."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from kstatefun.model import Address
+from kstatefun.sdk.messages import Message
 from kstatefun.state.deadlines import DeadlineQueue
 from kstatefun.state.partitioned import PartitionedOverlay
-from kstatefun.wire.avro import timer_due
+from kstatefun.wire.avro import encode_timer_key, encode_timer_value, timer_due
 
 
 class TimerStore(PartitionedOverlay):
@@ -43,6 +45,38 @@ class TimerStore(PartitionedOverlay):
     def cancel(self, partition: int, key: bytes) -> None:
         if self.get(partition, key) is not None:
             self._write(partition, key, None)
+
+    # --- delayed messages by sender and token (encoded here, via wire/avro.py) ----------------
+
+    def has_token(self, partition: int, sender: Address, token: str) -> bool:
+        """Whether ``sender`` has a pending delayed message with cancellation ``token``."""
+        key = encode_timer_key(sender.typename, sender.id, token, False)
+        return self.get(partition, key) is not None
+
+    def schedule_message(
+        self,
+        partition: int,
+        sender: Address,
+        token: str,
+        anonymous: bool,
+        due_ms: int,
+        message: Message,
+    ) -> None:
+        """Schedule ``message`` from ``sender`` for ``due_ms``. ``anonymous``: ``token`` is no
+        user's cancellation token but the runtime's unique id for a tokenless message."""
+        target, argument = message.target, message.typed_value
+        self.schedule(
+            partition,
+            encode_timer_key(sender.typename, sender.id, token, anonymous),
+            encode_timer_value(
+                due_ms, target.typename, target.id, argument.typename, argument.value
+            ),
+            due_ms,
+        )
+
+    def cancel_token(self, partition: int, sender: Address, token: str) -> None:
+        """Cancel ``sender``'s pending delayed message with ``token``, if any."""
+        self.cancel(partition, encode_timer_key(sender.typename, sender.id, token, False))
 
     def next_due(self) -> int | None:
         return self._due.next_deadline()

@@ -312,3 +312,27 @@ def test_runs_are_deterministic():
         return [(i.seq, i.target, i.caller, i.value) for i in h.invocations]
 
     assert scenario() == scenario()
+
+
+def test_an_effect_over_the_record_limit_is_record_too_large_as_in_the_runtime():
+    from kstatefun.kafka.clients import MAX_RECORD_BYTES
+
+    functions = StatefulFunctions()
+
+    @functions.bind("t/big", specs=[ValueSpec("blob", StringType)])
+    def big(context, message):
+        if context.address.id == "a":
+            context.send(message_builder("t/big", "other", int_value=1))
+        context.storage.blob = "x" * message.as_int()
+
+    h = Harness(functions)
+    h.send("t/big", "a", MAX_RECORD_BYTES)
+    h.run()
+    (letter,) = h.dead_letters
+    assert letter.reason == "record-too-large"
+    assert letter.exception is None  # the runtime refused it; the function raised nothing
+    assert h.state("t/big", "a") == {}
+    assert [i.target.id for i in h.invocations] == ["a"]  # its message was not sent
+    h.send("t/big", "b", 10)
+    h.run()
+    assert h.state("t/big", "b") == {"blob": "x" * 10}
