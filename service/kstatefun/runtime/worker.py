@@ -117,7 +117,9 @@ class Worker:
 
         def first_contact() -> None:
             try:
-                require_topics_exist(admin, ingress_topics, "ingress")
+                # a short wait per try: a refusal shows in error_cb within seconds, while the
+                # request itself would wait out its whole timeout
+                require_topics_exist(admin, ingress_topics, "ingress", timeout=5.0)
             except KafkaException:
                 admin.poll(0)  # serves error_cb
                 if refused:
