@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"
+    # warm copies of other workers' changelog partitions (state/standby.py); needs rocksdb
+    standby_replicas: int = Field(0, ge=0)
     # None: the existing internal topics' count, else chosen at start (kafka/topics.py)
     partitions: int | None = Field(None, ge=1)
     # None: the recorded one, else crc32 for a new application (kafka/topics.py)
@@ -352,6 +354,19 @@ class Settings(BaseSettings):
                     "message": (
                         "state_store rocksdb keeps the state on disk and needs state_dir "
                         "(--state-dir or KSTATEFUN_STATE_DIR): the directory for its database"
+                    )
+                },
+            )
+        if self.standby_replicas and self.state_store != "rocksdb":
+            raise PydanticCustomError(
+                "kstatefun_pair",
+                "{message}",
+                {
+                    "message": (
+                        f"standby_replicas {self.standby_replicas} needs state_store rocksdb "
+                        "(KSTATEFUN_STATE_STORE=rocksdb and a state_dir): a standby writes "
+                        "its copy into the worker's local database, where a takeover finds it; "
+                        "set standby_replicas to 0 for the memory store"
                     )
                 },
             )

@@ -205,3 +205,23 @@ def restore_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) ->
         },
         "restore consumer",
     )
+
+
+def standby_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """The consumer that tails other workers' changelog partitions (state/standby.py)."""
+    return _compose(
+        bootstrap_servers,
+        extra,
+        # it runs all the time: a modest prefetch per partition, fewer idle fetches
+        {"fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 16_384},
+        {
+            # manual assignment only; the group id is required by librdkafka but never joined
+            "group.id": "kstatefun-standby",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            # a position gone from the topic is reported, not silently replaced
+            "auto.offset.reset": "error",
+        },
+        "standby consumer",
+    )

@@ -64,6 +64,7 @@ class WorkerMetrics:
     restore_read: dict[tuple[str, int], int] = field(default_factory=dict)
     restore_total: dict[tuple[str, int], int] = field(default_factory=dict)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    standby_lag: dict[tuple[str, int], int] = field(default_factory=dict)  # state/standby.py
     remote_call_latency: Histogram = field(default_factory=Histogram)
     remote_retries: int = 0
     remote_failures: int = 0
@@ -191,6 +192,12 @@ class WorkerCollector:
             "Records behind the end, per consumed partition",
             ["topic", "partition"],
             [(t, str(p), v) for (t, p), v in dict(m.lag).items()],
+        )
+        yield gauge(
+            "kstatefun_standby_lag",
+            "Records a standby copy is behind the end of its changelog partition",
+            ["topic", "partition"],
+            [(t, str(p), v) for (t, p), v in dict(m.standby_lag).items()],
         )
         r = HistogramMetricFamily(
             "kstatefun_remote_call_latency_seconds",

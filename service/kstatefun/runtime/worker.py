@@ -63,6 +63,7 @@ from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer, watermarks
 from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
+from kstatefun.state.standby import Standby
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
@@ -234,6 +235,19 @@ class Worker:
         self.timer_restorer = ChangelogRestorer(
             restore_consumer, self.topics.timers, self.metrics, on_progress=beat
         )
+        self.standby = (
+            Standby(
+                s.standby_replicas,
+                lambda: Consumer(clients.standby_consumer_config(s.bootstrap_servers, extra)),
+                admin,
+                s.app_id,
+                self.consumer.memberid,
+                (self.topics.invocations, self.topics.changelog),
+                self.metrics,
+            )
+            if s.standby_replicas
+            else None
+        )
         self.metrics.pending_timers = self.timers.pending_count
         self.remote: RemoteInvoker | None = None
         if self.module.endpoints:
@@ -401,6 +415,8 @@ class Worker:
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
         wait_s = self._fire_due()
+        if self.standby is not None and self.standby.step():
+            wait_s = 0.0  # a standby copy is behind: do not idle
         if self._draining:
             self._check_drained()
         remote = self.remote
@@ -577,6 +593,7 @@ class Worker:
             *([self.playground.close] if self.playground is not None else []),
             self.restorer.close,
             self.timer_restorer.close,
+            *([self.standby.close] if self.standby is not None else []),
             self._offsets.close,
             self.dispatcher.close,
             *([self.remote.close] if self.remote is not None else []),
@@ -711,6 +728,8 @@ class Worker:
             self._open_disk()
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
+        if self.standby is not None:  # first: copies of owned partitions stop being written
+            self.standby.on_assignment(owned, self.store.disk)
         recover(self.timers, self.timer_restorer, owned)
         fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
         log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)

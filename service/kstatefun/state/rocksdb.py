@@ -282,23 +282,24 @@ class RocksStore:
 
     def open_partition(self, partition: int) -> tuple[RocksRows, int]:
         """The partition's rows and the changelog offset to replay from (0: restore it all)."""
-        rows = RocksRows(self, partition)
+        offset = self.trusted_position(partition)
+        if offset:  # 0: an empty partition, or nothing to load
+            log.info("loaded local state store partition=%d replaying_from=%d", partition, offset)
+        return RocksRows(self, partition), offset
+
+    def trusted_position(self, partition: int) -> int:
+        """The changelog offset the partition's rows are complete up to; rows without a
+        position (an unfinished restore) or with one too old to trust are deleted first (0)."""
         saved = self.db.get(_POSITION + struct.pack(">I", partition))
         if saved is not None:
             offset, saved_at_ms = (int(x) for x in saved.split(b","))
             if time.time() * 1000 - saved_at_ms <= self._max_age_ms:
-                if offset:  # 0: an empty partition, nothing to load
-                    log.info(
-                        "loaded local state store partition=%d replaying_from=%d",
-                        partition,
-                        offset,
-                    )
-                return rows, offset
+                return offset
             log.info(
                 "local state store too old, restoring from the changelog partition=%d", partition
             )
-        rows.clear()  # leftovers of an unfinished restore, or too old to trust
-        return rows, 0
+        RocksRows(self, partition).clear()
+        return 0
 
     # --- writes -------------------------------------------------------------------------------
 
