@@ -75,6 +75,8 @@ LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
 
 class Worker:
+    standby: Standby | None = None  # standby_replicas (state/standby.py), set by _start
+
     def __init__(
         self, settings: Settings, module: ModuleSpec, functions: StatefulFunctions
     ) -> None:
