@@ -102,6 +102,7 @@ class Standby:
         self._written_at: dict[int, float] = {}
         self._caught_up: set[int] = set()
         self._asked: Future | None = None  # type: ignore[type-arg]
+        self._told: str | None = None  # the last problem logged (each told once in a row)
         self._ask_at = float("inf")  # nothing to place before the first assignment
 
     @property
@@ -142,7 +143,7 @@ class Standby:
                 return False
             return self._copy(now)
         except KafkaException as e:  # the copy stays consistent; tried again next step
-            log.warning("standby copy paused: %s", e)
+            self._trouble(logging.WARNING, "standby copy paused: %s", e)
             self._ask_at = now + RETRY_S
             return False
 
@@ -150,6 +151,12 @@ class Standby:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+    def _trouble(self, level: int, message: str, error: Exception) -> None:
+        """Log a problem once, not at every step while it lasts."""
+        if str(error) != self._told:
+            self._told = str(error)
+            log.log(level, message, error)
 
     # --- placement ----------------------------------------------------------------------------
 
@@ -159,7 +166,7 @@ class Standby:
         try:
             group = asked.result()
         except KafkaException as e:
-            log.info("standby placement not known yet: %s", e)
+            self._trouble(logging.INFO, "standby placement not known yet: %s", e)
             return
         me = self._member_id()
         owners: dict[str, set[int]] = {}
@@ -180,6 +187,7 @@ class Standby:
             or owners[key_of_me] != self._owned
         ):
             return
+        self._told = None
         self._ask_at = time.monotonic() + REFRESH_S
         wanted = standby_partitions(owners, key_of_me, self._replicas) - self._owned
         stop = sorted(set(self._tailing) - wanted)
