@@ -46,22 +46,24 @@ dev-kafka: venv
 # StateFun SDK; random faults for CHAOS_MINUTES of input, then a read_committed verification.
 # Bounded: ends by itself (well under 20 minutes with the default 10). CHAOS_SEED repeats a run.
 # CHAOS_BROKERS=3 runs a replicated 3-node cluster and adds broker, coordinator, controller and
-# rolling-restart faults. CHAOS_STATE_STORE=rocksdb runs the workers on the disk-backed store.
+# rolling-restart faults. CHAOS_STATE_STORE=rocksdb runs the workers on the disk-backed store,
+# and CHAOS_STANDBY_REPLICAS=2 with it gives every worker a copy of every other's partitions.
 CHAOS_MINUTES ?= 10
 CHAOS_SEED ?=
 CHAOS_BROKERS ?= 1
 CHAOS_STATE_STORE ?= memory
+CHAOS_STANDBY_REPLICAS ?= 0
 
 .PHONY: chaos chaos-soak
 chaos: venv
-	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) --state-store $(CHAOS_STATE_STORE) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) --state-store $(CHAOS_STATE_STORE) --standby-replicas $(CHAOS_STANDBY_REPLICAS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # A soak: CHAOS_RUNS short runs (CHAOS_SOAK_MINUTES each), each with its own seed, stopping at
 # the first failure (its seed and kept work directory are printed). About 4 minutes a run.
 CHAOS_RUNS ?= 5
 CHAOS_SOAK_MINUTES ?= 2
 chaos-soak: venv
-	$(BIN)/python -m tests.chaos.run --runs $(CHAOS_RUNS) --minutes $(CHAOS_SOAK_MINUTES) --state-store $(CHAOS_STATE_STORE) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+	$(BIN)/python -m tests.chaos.run --runs $(CHAOS_RUNS) --minutes $(CHAOS_SOAK_MINUTES) --state-store $(CHAOS_STATE_STORE) --standby-replicas $(CHAOS_STANDBY_REPLICAS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # Fuzzing (tests/fuzz, docs/guarantees.md "Fuzzing"): the hypothesis `long` profile, random
 # examples, many more of them than `make test` runs. Bounded: ends by itself in a few minutes.

@@ -109,6 +109,7 @@ class ChaosConfig:
     work_dir: Path | None = None
     keep: bool = False
     state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
+    standby_replicas: int = 0  # the workers' standby_replicas (needs rocksdb)
     say: Callable[[str], None] = lambda text: print(text, flush=True)
 
 
@@ -389,6 +390,8 @@ class Workers:
         if self.cfg.state_store != "memory":
             env["KSTATEFUN_STATE_STORE"] = self.cfg.state_store
             env["KSTATEFUN_STATE_DIR"] = str(self.logs.parent / "state")
+        if self.cfg.standby_replicas:
+            env["KSTATEFUN_STANDBY_REPLICAS"] = str(self.cfg.standby_replicas)
         log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - owned by the child
         log.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
         log.flush()
@@ -919,6 +922,13 @@ def main(argv: list[str] | None = None) -> int:
         default="memory",
         help="the workers' state_store (rocksdb: each keeps its database in the work directory)",
     )
+    parser.add_argument(
+        "--standby-replicas",
+        type=int,
+        default=0,
+        help="the workers' standby_replicas (with --state-store rocksdb; 2: every takeover "
+        "starts from a copy)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
@@ -931,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.standby_replicas and args.state_store != "rocksdb":
+        parser.error("--standby-replicas needs --state-store rocksdb")
     if args.runs > 1 and args.work_dir is not None:
         parser.error("--work-dir takes one run; a soak makes a work directory per run")
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
@@ -967,7 +979,9 @@ def _one_run(
         f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: make chaos "
         f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
         + (f" CHAOS_BROKERS={args.brokers}" if args.brokers > 1 else "")
-        + (f" CHAOS_STATE_STORE={args.state_store})" if args.state_store != "memory" else ")"),
+        + (f" CHAOS_STATE_STORE={args.state_store}" if args.state_store != "memory" else "")
+        + (f" CHAOS_STANDBY_REPLICAS={args.standby_replicas}" if args.standby_replicas else "")
+        + ")",
         flush=True,
     )
     cfg = ChaosConfig(
@@ -985,6 +999,7 @@ def _one_run(
         bad_each=max(1, min(3, int(args.minutes))),
         brokers=args.brokers,
         state_store=args.state_store,
+        standby_replicas=args.standby_replicas,
     )
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)
