@@ -9,6 +9,8 @@ position (state/partitioned.py); the overlay holds exactly the writes of the ope
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kstatefun.errors import FunctionError
@@ -36,8 +38,19 @@ def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
     return expire_at_ms is not None and expire_at_ms <= now_ms
 
 
+# The disk-backed store indexes a partition's TTLs after its assignment, this long per call of
+# ``expire_due``/``next_expiry`` (the loop's), instead of scanning every row before the
+# partition serves anything: a takeover from a standby copy would otherwise wait for the scan.
+INDEX_SLICE_S = 0.02
+
+
+def _expire_at(value: bytes) -> int | None:
+    """The row's expiry, None without a TTL (the last byte tells most rows without decoding)."""
+    return None if value[-1] == 0 else changelog_expire_at(value)
+
+
 class StateStore(PartitionedOverlay):
-    __slots__ = ("snapshot", "_expiry")
+    __slots__ = ("snapshot", "_expiry", "_indexing")
 
     def __init__(
         self, snapshot: LocalSnapshot | None = None, disk: RocksStore | None = None
@@ -45,19 +58,44 @@ class StateStore(PartitionedOverlay):
         super().__init__(disk)
         self.snapshot = snapshot  # memory store only: the disk-backed one is its own snapshot
         self._expiry = DeadlineQueue()  # values with a TTL, by expiry time
+        # disk-backed partitions whose rows are still being indexed (``_index_some``)
+        self._indexing: dict[int, Iterator[tuple[bytes, bytes]]] = {}
 
     def _reindex(self, partition: int) -> None:
-        self._expiry.rebuild(
-            partition,
-            [
-                (expire_at, key)
-                for key, value in self._committed[partition].items()
-                if value[-1] != 0 and (expire_at := changelog_expire_at(value)) is not None
-            ],
-        )
+        rows = self._committed[partition].items()
+        if self.disk is None:
+            self._expiry.rebuild(
+                partition,
+                [(at, key) for key, value in rows if (at := _expire_at(value)) is not None],
+            )
+            return
+        # Until the scan is done a due value may be found late: it is deleted later, never
+        # served (reads apply the TTL rule, is_expired). A write meanwhile pushes its own
+        # entry; an entry the scan finds for a value since overwritten is checked when due.
+        self._expiry.rebuild(partition, [])
+        self._indexing[partition] = iter(rows)
+
+    def _index_some(self) -> bool:
+        """Index rows of the partitions still being indexed, for at most ``INDEX_SLICE_S``;
+        True when every partition is indexed."""
+        if not self._indexing:
+            return True
+        deadline = time.monotonic() + INDEX_SLICE_S
+        push = self._expiry.push
+        for partition, rows in list(self._indexing.items()):
+            for n, (key, value) in enumerate(rows):
+                if (expire_at := _expire_at(value)) is not None:
+                    push(partition, expire_at, key)
+                if n % 256 == 255 and time.monotonic() >= deadline:
+                    return False
+            del self._indexing[partition]
+            if time.monotonic() >= deadline:
+                return not self._indexing
+        return True
 
     def _drop_index(self, partition: int) -> None:
         self._expiry.drop(partition)
+        self._indexing.pop(partition, None)
 
     def size(self, partition: int) -> int:
         return len(self._committed.get(partition, ()))
@@ -143,12 +181,15 @@ class StateStore(PartitionedOverlay):
     # --- expiry ---------------------------------------------------------------------------------
 
     def next_expiry(self) -> int | None:
+        if not self._index_some():
+            return 0  # more rows to index: due at once, so the loop comes back soon
         return self._expiry.next_deadline()
 
     def expire_due(self, now_ms: int) -> int:
         """Delete (in the overlay, so the changelog gets tombstones) every value whose TTL has
         passed at ``now_ms``; returns how many."""
         expired = 0
+        self._index_some()
         for partition, _, key in self._expiry.pop_due(now_ms):
             if partition not in self._committed:
                 continue

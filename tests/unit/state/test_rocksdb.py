@@ -12,6 +12,7 @@ from tests.unit.state.test_recovery import Changelog
 from kstatefun.errors import ConfigError, StateStoreError
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.commit import Transaction
+from kstatefun.state import store as store_module
 from kstatefun.state.recovery import recover
 from kstatefun.state.restore import ChangelogRestorer
 from kstatefun.state.rocksdb import RocksStore
@@ -113,6 +114,20 @@ def test_the_ttl_index_is_rebuilt_from_the_rows_on_disk(path):
     restore(s, {0: [(b"k", value)]}, {0})
     assert s.next_expiry() == 1_000 and s.expire_due(2_000) == 1
     assert dict(next(s.pending())[1]) == {b"k": None}
+
+
+def test_the_ttl_index_is_built_after_the_assignment_a_slice_at_a_time(path, monkeypatch):
+    monkeypatch.setattr(store_module, "INDEX_SLICE_S", 0.0)  # 256 rows per call
+    rows = [(b"k%04d" % i, val(b"x")) for i in range(1000)]
+    rows.append((b"t", encode_changelog_value("t/type", b"v", expire_at_ms=1_000)))
+    s = open_store(path)
+    restore(s, {0: rows}, {0})  # no scan of the rows here: the partition serves at once
+    assert s.get(0, b"t") is not None
+    calls = 0
+    while s.next_expiry() == 0:  # due at once while rows are left to index
+        calls += 1
+    assert calls >= 3 and s.next_expiry() == 1_000
+    assert s.expire_due(2_000) == 1 and dict(next(s.pending())[1]) == {b"t": None}
 
 
 def test_a_corrupt_store_is_rebuilt_from_the_changelog_with_a_warning(path, caplog):
