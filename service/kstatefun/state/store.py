@@ -39,7 +39,7 @@ def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
 
 
 # The disk-backed store indexes a partition's TTLs after its assignment, this long per call of
-# ``expire_due``/``next_expiry`` (the loop's), instead of scanning every row before the
+# ``expire_due`` (once per round of the loop), instead of scanning every row before the
 # partition serves anything: a takeover from a standby copy would otherwise wait for the scan.
 INDEX_SLICE_S = 0.02
 
@@ -181,8 +181,8 @@ class StateStore(PartitionedOverlay):
     # --- expiry ---------------------------------------------------------------------------------
 
     def next_expiry(self) -> int | None:
-        if not self._index_some():
-            return 0  # more rows to index: due at once, so the loop comes back soon
+        if self._indexing:
+            return 0  # rows left to index (expire_due): due at once, the loop comes back soon
         return self._expiry.next_deadline()
 
     def expire_due(self, now_ms: int) -> int:
