@@ -926,8 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         "--standby-replicas",
         type=int,
         default=0,
-        help="the workers' standby_replicas (with --state-store rocksdb; 2: every takeover "
-        "starts from a copy)",
+        help="the workers' standby_replicas (with --state-store rocksdb; 1 or more: each copies "
+        "every partition it does not own)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"
-    # warm copies of other workers' changelog partitions (state/standby.py); needs rocksdb
+    # >= 1: copies of every changelog partition not owned (state/standby.py); needs rocksdb
     standby_replicas: int = Field(0, ge=0)
     # None: the existing internal topics' count, else chosen at start (kafka/topics.py)
     partitions: int | None = Field(None, ge=1)

@@ -245,12 +245,9 @@ class Worker:
         )
         self.standby = (
             Standby(
-                s.standby_replicas,
+                self.partitions,
                 lambda: Consumer(clients.standby_consumer_config(s.bootstrap_servers, extra)),
-                admin,
-                s.app_id,
-                self.consumer.memberid,
-                (self.topics.invocations, self.topics.changelog),
+                self.topics.changelog,
                 self.metrics,
             )
             if s.standby_replicas

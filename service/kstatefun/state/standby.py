@@ -1,14 +1,14 @@
-"""Standby replicas (``standby_replicas: N``): a worker keeps warm copies of changelog partitions
-it does not own, so that when one of them becomes its own after a failover, the restore
-(state/recovery.py) replays only what the copy has not seen yet.
+"""Standby replicas (``standby_replicas: N``, N ≥ 1): a worker keeps warm copies of the changelog
+partitions it does not own, so that when one of them becomes its own after a failover, the
+restore (state/recovery.py) replays only what the copy has not seen yet.
 
-Where the copies are: every member computes the same placement from the group's description
-(``standby_partitions``): for each invocations partition, the N members that rank first by a
-hash of (member, partition), leaving out its owner (rendezvous hashing: a member joining or
-leaving moves only the copies it held or ranks first for). The assignor (librdkafka's eager
-range) does not know about standbys, so with 3 or more workers a partition may move to a
-worker without its copy; with N = workers - 1 every worker holds every partition it does not
-own.
+Where the copies are: every worker copies every invocations partition it does not own, so each
+partition has a copy on every other worker (workers - 1 copies, at least N whenever there are
+more than N workers), and whichever worker the assignor (librdkafka's eager range, which knows
+nothing of copies) gives a failed worker's partition to has one. Placing exactly N copies needs
+the group's membership, which only the Admin API's DescribeConsumerGroups offers, and that
+aborts the process when a connection drops during the request (librdkafka issue 4605, seen
+here in a chaos run with a broker kill); the copies need only the worker's own assignment.
 
 How a copy is kept: a consumer of its own (read_committed, manual assignment, no group) tails
 the standby partitions into the worker's RocksDB database (state/rocksdb.py), the rows and the
@@ -24,21 +24,12 @@ restores its timer partitions in full (pending delayed messages, usually far few
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    ConsumerGroupState,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Consumer as KafkaConsumer
-from confluent_kafka.admin import AdminClient
 
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.state.rocksdb import RocksStore
@@ -46,32 +37,10 @@ from kstatefun.state.rocksdb import RocksStore
 log = logging.getLogger(__name__)
 
 BATCH = 5_000  # records per step: the loop's other work waits while a batch is written
-REFRESH_S = 30.0  # the placement is asked again this often (and at every assignment)
-RETRY_S = 0.5  # ... and this soon while the group is rebalancing
+RETRY_S = 30.0  # a copy that could not start (position outside the topic) is tried again
 # An idle copy's position is written again this often once it has read everything, so that
 # its age (state/rocksdb.py MAX_AGE_S) says when it was last known complete.
 KEEP_FRESH_S = 600.0
-
-
-def _rank(member: str, partition: int) -> bytes:
-    return hashlib.blake2b(f"{member}/{partition}".encode(), digest_size=8).digest()
-
-
-def standby_partitions(owners: Mapping[str, set[int]], me: str, replicas: int) -> set[int]:
-    """The partitions ``me`` keeps a copy of, given each member's owned partitions
-    (``owners``, every member of the group, also those that own nothing): for each owned
-    partition, the ``replicas`` members other than its owner that rank first by
-    ``_rank(member, partition)``. Never a partition ``me`` owns; every member computes the
-    same."""
-    mine: set[int] = set()
-    if me not in owners:
-        return mine
-    for owner, partitions in owners.items():
-        others = [m for m in owners if m != owner]
-        for p in partitions:
-            if me in sorted(others, key=lambda m: _rank(m, p))[:replicas]:
-                mine.add(p)
-    return mine - owners[me]
 
 
 class Standby:
@@ -80,30 +49,23 @@ class Standby:
 
     def __init__(
         self,
-        replicas: int,
+        partitions: int,
         consumer_factory: Callable[[], KafkaConsumer],
-        admin: AdminClient,
-        group_id: str,
-        member_id: Callable[[], str | None],
-        topics: tuple[str, str],
+        topic: str,
         metrics: WorkerMetrics,
     ) -> None:
-        self._replicas = replicas
+        self._partitions = partitions  # P: every partition not owned is copied
         self._factory = consumer_factory
         self._consumer: KafkaConsumer | None = None
-        self._admin = admin
-        self._group = group_id
-        self._member_id = member_id
-        self._invocations, self.topic = topics  # placement by the first, copies of the second
+        self.topic = topic
         self._metrics = metrics
         self._disk: RocksStore | None = None
-        self._owned: set[int] = set()
+        self._wanted: set[int] = set()
         self._tailing: dict[int, int] = {}  # partition -> position last written
         self._written_at: dict[int, float] = {}
         self._caught_up: set[int] = set()
-        self._asked: Future | None = None  # type: ignore[type-arg]
         self._told: str | None = None  # the last problem logged (each told once in a row)
-        self._ask_at = float("inf")  # nothing to place before the first assignment
+        self._start_at = float("inf")  # nothing to copy before the first assignment
 
     @property
     def partitions(self) -> set[int]:
@@ -112,10 +74,10 @@ class Standby:
 
     def on_assignment(self, owned: set[int], disk: RocksStore | None) -> None:
         """The worker now owns ``owned``: stop tailing those (their positions stay in the
-        database, where the restore continues from), and ask for the new placement. ``disk``:
-        the worker's database (None: no copies)."""
+        database, where the restore continues from) and copy every other partition (from the
+        next ``step``: nothing here waits for a broker). ``disk``: the worker's database."""
         self._disk = disk
-        self._owned = set(owned)
+        self._wanted = set(range(self._partitions)) - owned if disk is not None else set()
         taken = sorted(p for p in self._tailing if p in owned)
         for p in taken:
             log.info(
@@ -124,27 +86,35 @@ class Standby:
                 self._tailing[p],
             )
         self._stop(taken)
-        self._asked = None  # an answer about the previous generation
-        self._ask_at = 0.0
+        self._start_at = 0.0
 
     def step(self) -> bool:
-        """Follow the placement and copy one batch; True if more records are waiting."""
+        """Start the copies not started yet and copy one batch; True if more records are
+        waiting."""
         if self._disk is None:
             return False
         now = time.monotonic()
         try:
-            if self._asked is not None and self._asked.done():
-                self._placed(self._asked)
-            elif self._asked is None and now >= self._ask_at:
-                self._asked = self._admin.describe_consumer_groups(
-                    [self._group], request_timeout=10
-                )[self._group]
+            if now >= self._start_at:
+                self._start_at = float("inf")
+                before = set(self._tailing)
+                self._start(sorted(self._wanted - before))
+                if set(self._tailing) != before:
+                    log.info(
+                        "standby partitions=%s started=%s",
+                        sorted(self._tailing),
+                        sorted(set(self._tailing) - before),
+                    )
+                if self._wanted - set(self._tailing):
+                    self._start_at = now + RETRY_S
             if not self._tailing:
                 return False
-            return self._copy(now)
+            moving = self._copy(now)
+            self._told = None
+            return moving
         except KafkaException as e:  # the copy stays consistent; tried again next step
             self._trouble(logging.WARNING, "standby copy paused: %s", e)
-            self._ask_at = now + RETRY_S
+            self._start_at = min(self._start_at, now + 1.0)
             return False
 
     def close(self) -> None:
@@ -158,52 +128,7 @@ class Standby:
             self._told = str(error)
             log.log(level, message, error)
 
-    # --- placement ----------------------------------------------------------------------------
-
-    def _placed(self, asked: Future) -> None:  # type: ignore[type-arg]
-        self._asked = None
-        self._ask_at = time.monotonic() + RETRY_S
-        try:
-            group = asked.result()
-        except KafkaException as e:
-            self._trouble(logging.INFO, "standby placement not known yet: %s", e)
-            return
-        me = self._member_id()
-        owners: dict[str, set[int]] = {}
-        key_of_me = None
-        for member in group.members:
-            key = member.group_instance_id or member.member_id
-            owners[key] = {
-                tp.partition
-                for tp in member.assignment.topic_partitions
-                if tp.topic == self._invocations
-            }
-            if member.member_id == me:
-                key_of_me = key
-        # the group still rebalancing, or its description older than this worker's assignment
-        if (
-            group.state != ConsumerGroupState.STABLE
-            or key_of_me is None
-            or owners[key_of_me] != self._owned
-        ):
-            return
-        self._told = None
-        self._ask_at = time.monotonic() + REFRESH_S
-        wanted = standby_partitions(owners, key_of_me, self._replicas) - self._owned
-        stop = sorted(set(self._tailing) - wanted)
-        start = sorted(wanted - set(self._tailing))
-        if not stop and not start:
-            return
-        self._stop(stop)
-        self._start(start)
-        log.info(
-            "standby partitions=%s started=%s stopped=%s members=%d replicas=%d",
-            sorted(self._tailing),
-            start,
-            stop,
-            len(owners),
-            self._replicas,
-        )
+    # --- copies -------------------------------------------------------------------------------
 
     def _start(self, partitions: list[int]) -> None:
         assert self._disk is not None
@@ -211,14 +136,14 @@ class Standby:
             return
         if self._consumer is None:
             self._consumer = self._factory()
-        assign = []
+        started: dict[int, tuple[int, int]] = {}  # partition -> (position, end)
         for p in partitions:
             position = self._disk.trusted_position(p)
             tp = TopicPartition(self.topic, p)
             low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
             if position and not low <= position <= high:
                 # topic recreated, or a leader that has not caught up: the takeover's restore
-                # decides (state/restore.py); asked again at the next placement
+                # decides (state/restore.py); tried again in RETRY_S
                 log.warning(
                     "standby partition=%d of %s: the copy's position %d is outside %d..%d, "
                     "not tailing it now",
@@ -229,13 +154,20 @@ class Standby:
                     high,
                 )
                 continue
-            tp.offset = position if position else OFFSET_BEGINNING
-            assign.append(tp)
+            started[p] = position, high
+        if not started:
+            return
+        self._consumer.incremental_assign(
+            [
+                TopicPartition(self.topic, p, position if position else OFFSET_BEGINNING)
+                for p, (position, _) in started.items()
+            ]
+        )
+        now = time.monotonic()
+        for p, (position, high) in started.items():
             self._tailing[p] = position
-            self._written_at[p] = time.monotonic()
+            self._written_at[p] = now
             self._metrics.standby_lag[(self.topic, p)] = max(0, high - position)
-        if assign:
-            self._consumer.incremental_assign(assign)
 
     def _stop(self, partitions: list[int]) -> None:
         if not partitions:
@@ -247,8 +179,6 @@ class Standby:
             self._written_at.pop(p, None)
             self._caught_up.discard(p)
             self._metrics.standby_lag.pop((self.topic, p), None)
-
-    # --- copying ------------------------------------------------------------------------------
 
     def _copy(self, now: float) -> bool:
         assert self._consumer is not None and self._disk is not None
@@ -276,7 +206,9 @@ class Standby:
             key = msg.key()
             if p in self._tailing and key is not None:
                 changes.setdefault(p, {})[key] = msg.value()
-        self._stop(lost)
+        if lost:
+            self._stop(lost)
+            self._start_at = min(self._start_at, now + RETRY_S)
         tailing = self._tailing
         positions: dict[int, int] = {}
         # the next offset to read: past every record returned and every marker and aborted
