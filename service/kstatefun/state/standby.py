@@ -44,8 +44,8 @@ KEEP_FRESH_S = 600.0
 
 
 class Standby:
-    """The worker's standby copies: ``on_assignment`` at every assignment, ``step`` from the
-    loop (never blocking on the group; a batch of records at most), ``close`` at the end."""
+    """The worker's standby copies: ``on_assignment`` at every assignment (no broker call),
+    ``step`` from the loop (a batch of records at most), ``close`` at the end."""
 
     def __init__(
         self,
