@@ -100,6 +100,8 @@ class StateStore(PartitionedOverlay):
             if found is None:
                 raise _type_changed(raw, key + changelog_key_suffix(name), declared)
             data, expire_at = found
+        if expire_at is None:  # the usual value: no TTL
+            return data
         return None if is_expired(expire_at, now_ms) else data
 
     def write(
@@ -112,15 +114,16 @@ class StateStore(PartitionedOverlay):
         expire_at_ms: int | None,
     ) -> None:
         """Write (``value`` None: delete) state ``name`` of the address ``key`` in the overlay."""
+        full = key + changelog_key_suffix(name)
+        overlay = self._overlay.get(partition)  # put(), inline: once per state write
+        if overlay is None:
+            overlay = self._overlay[partition] = {}
         if value is None:
-            self.put(partition, key + changelog_key_suffix(name), None)
-        else:
-            self.put(
-                partition,
-                key + changelog_key_suffix(name),
-                encode_changelog_value(typename, value, expire_at_ms),
-                expire_at_ms,
-            )
+            overlay[full] = None
+            return
+        overlay[full] = encode_changelog_value(typename, value, expire_at_ms)
+        if expire_at_ms is not None:
+            self._expiry.push(partition, expire_at_ms, full)
 
     def refresh(
         self, partition: int, key: bytes, name: str, now_ms: int, expire_at_ms: int
