@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -58,17 +59,20 @@ class _Plan:
     latency: Histogram  # kstatefun_invocation_latency_seconds of the type
 
 
-class LocalInvocation:
+class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", int]):
     """An invocation delivered straight to a target this worker owns, in the open transaction,
     without a round trip through <app>-invocations: an ingress record whose target partition
     this worker owns (runtime/router.py), or a fired delayed message. Quacks like the record it
     came from (topic, partition, offset, key, value: what a dead letter names as its source);
-    ``origin`` identifies the invocation uniquely and the same on a replay."""
+    ``origin`` identifies the invocation uniquely and the same on a replay.
 
-    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_origin", "_index")
+    A tuple (topic, partition, offset, key, value, origin, index), built with ``make_local``
+    where it counts."""
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         topic: str,
         partition: int,
         offset: int,
@@ -76,31 +80,35 @@ class LocalInvocation:
         value: bytes | None,
         origin: str | None = None,
         index: int = 0,
-    ) -> None:
-        self._topic, self._partition, self._offset = topic, partition, offset
-        self._key, self._value = key, value
-        self._origin, self._index = origin, index  # without an origin: the ingress target index
+    ) -> LocalInvocation:
+        # without an origin: ``index`` is the ingress target's index
+        return tuple.__new__(cls, (topic, partition, offset, key, value, origin, index))
 
     @property
     def origin(self) -> str:
-        if self._origin is None:  # made only when needed (delayed messages)
-            self._origin = f"i:{self._topic}:{self._partition}:{self._offset}:{self._index}"
-        return self._origin
+        # made only when needed (delayed messages)
+        return self[5] or f"i:{self[0]}:{self[1]}:{self[2]}:{self[6]}"
 
     def topic(self) -> str:
-        return self._topic
+        return self[0]
 
     def partition(self) -> int:
-        return self._partition
+        return self[1]
 
     def offset(self) -> int:
-        return self._offset  # -1: not a record of its own (a fired timer)
+        return self[2]  # -1: not a record of its own (a fired timer)
 
     def key(self) -> bytes:
-        return self._key
+        return self[3]
 
     def value(self) -> bytes | None:
-        return self._value
+        return self[4]
+
+
+# ``make_local((topic, partition, offset, key, value, origin, index))``: a LocalInvocation built
+# in C, without ``__new__``'s Python frame (the router makes one per direct ingress record)
+make_local: Callable[[tuple[str, int, int, bytes, bytes | None, str | None, int]], LocalInvocation]
+make_local = partial(tuple.__new__, LocalInvocation)  # type: ignore[assignment]
 
 
 # Dispatcher.invoke(source, function type, id, caller, argument typename, argument value)

@@ -37,7 +37,7 @@ from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import Invoke, LocalInvocation
+from kstatefun.runtime.dispatcher import Invoke, make_local
 from kstatefun.wire.avro import encode_invocation
 from kstatefun.wire.protobuf import decode_string_wrapper
 
@@ -226,11 +226,11 @@ class IngressRouter:
             self._metrics.ingress_direct += 1
             offset = msg.offset()
             if len(targets) == 1:  # the usual case: no enumerate
-                source = LocalInvocation(topic, partition, offset, key, value, None, 0)
+                source = make_local((topic, partition, offset, key, value, None, 0))
                 invoke(source, targets[0], id, None, typename, value)
                 return
             for i, target in enumerate(targets):
-                source = LocalInvocation(topic, partition, offset, key, value, None, i)
+                source = make_local((topic, partition, offset, key, value, None, i))
                 invoke(source, target, id, None, typename, value)
             return
         self._metrics.ingress_routed += 1
