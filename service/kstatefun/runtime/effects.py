@@ -235,7 +235,24 @@ class EffectsApplier:
         else fill ``fx.records`` with its resolved egress records. Changes nothing else."""
         if fx.egress:
             fx.records = list(map(self.routes.resolve, fx.egress))
-        _check_sizes(fx)
+        # Refuse an effect too large to produce: a produce failing for size would abort the
+        # transaction and replay it forever.
+        largest = 0
+        for v in fx.writes.values():
+            if v is not None and len(v) > largest:
+                largest = len(v)
+        if fx.outgoing or fx.delayed:
+            largest = max(largest, _largest_message(fx))
+        for _, key, value in fx.records:
+            size = len(value) + len(key) if key else len(value)
+            if size > largest:
+                largest = size
+        if largest > _LIMIT:
+            raise Rejected(
+                dl.RECORD_TOO_LARGE,
+                f"an effect of {largest} bytes exceeds the {_LIMIT}-byte limit of a record "
+                "(state value, message, delayed message or egress record)",
+            )
         if fx.delayed:
             self._check_tokens(fx.target, fx.delayed, partition)
 
@@ -317,31 +334,16 @@ class EffectsApplier:
                 )
 
 
-def _check_sizes(fx: Effects) -> None:
-    """Refuse an effect too large to produce: a produce failing for size would abort the
-    transaction and replay it forever."""
+def _largest_message(fx: Effects) -> int:
+    """The largest value of ``fx``'s messages and delayed messages (for ``check``)."""
     largest = 0
-    for v in fx.writes.values():
-        if v is not None and len(v) > largest:
+    for m in fx.outgoing:
+        v = m.typed_value.value
+        if v and len(v) > largest:
             largest = len(v)
-    if fx.outgoing:
-        for m in fx.outgoing:
-            v = m.typed_value.value
+    for op in fx.delayed:
+        if isinstance(op, DelayedMessage):
+            v = op.message.typed_value.value
             if v and len(v) > largest:
                 largest = len(v)
-    if fx.delayed:
-        for op in fx.delayed:
-            if isinstance(op, DelayedMessage):
-                v = op.message.typed_value.value
-                if v and len(v) > largest:
-                    largest = len(v)
-    for _, key, value in fx.records:
-        size = len(value) + len(key) if key else len(value)
-        if size > largest:
-            largest = size
-    if largest > _LIMIT:
-        raise Rejected(
-            dl.RECORD_TOO_LARGE,
-            f"an effect of {largest} bytes exceeds the {_LIMIT}-byte limit of a record "
-            "(state value, message, delayed message or egress record)",
-        )
+    return largest
