@@ -1,0 +1,58 @@
+"""The chaos runner's own bookkeeping (tests/chaos/run.py): why a worker exited, read from its
+log, and the output pauses it publishes per fault kind (docs/guarantees.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.chaos.run import ChaosReport, EgressWatch, exit_cause
+
+
+@pytest.mark.parametrize(
+    ("lines", "code", "cause"),
+    [
+        (
+            [
+                "WARNING retrying after a retriable kafka error call='list_offsets' attempt=1",
+                "ERROR stopping: list_offsets still failed after 120 s of retries (9 attempts)",
+            ],
+            1,
+            "retriable",
+        ),
+        (["ERROR stopping: KafkaError{code=_FATAL}"], 1, "fatal-kafka"),
+        (["ERROR this worker's transactional id was fenced: it was taken over"], 3, "fenced"),
+        (["ERROR watchdog: the worker loop made no progress for 60 s"], 4, "watchdog"),
+        (["Traceback (most recent call last):", '  File "x.py"', "ValueError: x"], 1, "traceback"),
+        (["INFO assigned invocations partitions=[0]"], -9, "signal 9"),
+        (["INFO assigned invocations partitions=[0]"], 1, "unknown"),
+        ([], None, "hung"),
+    ],
+)
+def test_exit_cause_reads_the_last_telling_line_of_the_last_start(
+    tmp_path: Path, lines: list[str], code: int | None, cause: str
+) -> None:
+    log = tmp_path / "worker-w1.log"
+    # an earlier start that ended for another reason must not count
+    earlier = "==== start 10:00:00 ====\nERROR stopping: x still failed after 120 s\n"
+    log.write_text(earlier + "==== start 10:05:00 ====\n" + "".join(f"{x}\n" for x in lines))
+    assert exit_cause(log, code) == cause
+
+
+def test_exit_causes_are_counted_in_the_report() -> None:
+    report = ChaosReport(seed=1)
+    report.exits = [("w1", 1, "at 10 s", "retriable"), ("w2", 3, "at 20 s", "fenced")]
+    lines = report.lines()
+    assert "worker exits caused by retriable errors: 1" in lines
+    assert "worker exits by cause: fenced=1 retriable=1" in lines
+    assert [e[:2] for e in report.bad_exits] == [("w1", 1)]
+
+
+def test_one_partition_pause_shows_while_others_write() -> None:
+    watch = EgressWatch("unused:9092", "egress")
+    watch.arrivals = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 12.0]
+    watch.by_partition = {0: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 12.0], 1: [1.0, 2.0, 12.0]}
+    assert watch.longest_pause(2.5, 13.0) == 6.0
+    assert watch.longest_pause(2.5, 13.0, partition=1) == 10.0
+    # nothing after the start: the pause lasts until the window's end
+    assert watch.longest_pause(2.5, 9.0, partition=1) == 7.0
