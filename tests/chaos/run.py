@@ -461,6 +461,11 @@ class Workers:
     def cause(self, name: str, code: int | None) -> str:
         return exit_cause(self.logs / f"worker-{name}.log", code)
 
+    def has_started(self, name: str) -> bool:
+        """Whether the worker logged ``worker started`` since the runner last started it."""
+        text = (self.logs / f"worker-{name}.log").read_text("utf-8", "replace")
+        return "worker started" in text.rsplit("==== start", 1)[-1]
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         proc = self.procs[name]
         if proc.poll() is None:
@@ -538,11 +543,8 @@ class Run:
     def fault_sigterm(self) -> None:
         name = self._pick_worker()
         started = time.monotonic()
-        code = self.workers.terminate(name, timeout=20.0)
+        code = self._terminate(name, 20.0, "20 s after the SIGTERM fault")
         self.say(f"fault sigterm: {name} exited {code} after {time.monotonic() - started:.1f} s")
-        if code != 0:
-            when = "20 s after the SIGTERM fault"
-            self.report.exits.append((name, code, when, self.workers.cause(name, code)))
         self.sleep(self.rng.uniform(0.0, 2.0))
         self.workers.start(name)
         self.say(f"  {name} restarted")
@@ -576,10 +578,8 @@ class Run:
         pause = self.rng.uniform(*self.cfg.zombie_s)
         log = self.logs / f"worker-{late}.log"
         revoked = log.read_bytes().count(b"revoked invocations")
-        code = self.workers.terminate(other, timeout=20.0)  # leaves the group: a rebalance
-        if code != 0:
-            when = "20 s after the SIGTERM of the late fault"
-            self.report.exits.append((other, code, when, self.workers.cause(other, code)))
+        # leaves the group: a rebalance
+        self._terminate(other, 20.0, "20 s after the SIGTERM of the late fault")
         self.workers.start(other)
         deadline = time.monotonic() + 20.0
         while log.read_bytes().count(b"revoked invocations") == revoked:
@@ -870,11 +870,19 @@ class Run:
 
     def stop_workers(self, timeout: float) -> None:
         for name in sorted(self.workers.procs):
-            code = self.workers.terminate(name, timeout)
-            if code != 0:
-                when = f"{timeout:.0f} s after the final SIGTERM"
-                self.report.exits.append((name, code, when, self.workers.cause(name, code)))
+            self._terminate(name, timeout, f"{timeout:.0f} s after the final SIGTERM")
         self.say("workers stopped")
+
+    def _terminate(self, name: str, timeout: float, when: str) -> int | None:
+        """SIGTERM a worker; anything but a clean stop is reported as an exit. A worker still
+        starting (no ``worker started`` line yet: the CLI installs its SIGTERM handler just
+        before) ends by the signal's default action, holding no transaction: that is clean."""
+        code = self.workers.terminate(name, timeout)
+        if code == -signal.SIGTERM and not self.workers.has_started(name):
+            self.say(f"  {name} was SIGTERMed while starting (before its handler): clean")
+        elif code != 0:
+            self.report.exits.append((name, code, when, self.workers.cause(name, code)))
+        return code
 
 
 def with_suppressed(fn: Callable[[], object]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.chaos.run import ChaosReport, EgressWatch, exit_cause
+from tests.chaos.run import ChaosConfig, ChaosReport, EgressWatch, Workers, exit_cause
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,13 @@ def test_one_partition_pause_shows_while_others_write() -> None:
     assert watch.longest_pause(2.5, 13.0, partition=1) == 10.0
     # nothing after the start: the pause lasts until the window's end
     assert watch.longest_pause(2.5, 9.0, partition=1) == 7.0
+
+
+def test_a_worker_has_started_only_after_its_start_line_of_this_run(tmp_path: Path) -> None:
+    workers = Workers("unused:9092", tmp_path / "module.yaml", "egress", ChaosConfig(), tmp_path)
+    log = tmp_path / "worker-w1.log"
+    log.write_text("==== start 10:00:00 ====\nINFO worker started app=chaos\n")
+    assert workers.has_started("w1")
+    # restarted, and SIGTERMed before it got as far as its start line
+    log.write_text(log.read_text() + "==== start 10:05:00 ====\n")
+    assert not workers.has_started("w1")
