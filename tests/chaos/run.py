@@ -104,6 +104,9 @@ class ChaosConfig:
     remote_outage_s: tuple[float, float] = (2.0, 4.0)  # < the remote call budget
     broker_down_s: tuple[float, float] = (0.0, 3.0)
     brokers: int = 1  # 3 or more: a replicated cluster, and the cluster fault kinds
+    # how long a restarted node may take to rejoin: on a loaded 2-core host (load average
+    # about 30) restarts took up to 103 s, and the former 120 s bound ended a 38-minute run
+    node_start_s: float = 300.0
     remote_call_budget: str = "8s"
     bad_each: int = 2  # injected bad records of each kind
     kafka_debug: str = ""  # librdkafka ``debug`` contexts for the workers' clients
@@ -113,6 +116,9 @@ class ChaosConfig:
     work_dir: Path | None = None
     keep: bool = False
     state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
+    # finish a run that died in its fault phase: restart its kept cluster (work_dir) and new
+    # workers, let them process the committed input, then verify; no input, no faults
+    resume: bool = False
     say: Callable[[str], None] = lambda text: print(text, flush=True)
 
 
@@ -620,7 +626,7 @@ class Run:
         self.say(f"fault {what}, down for {down:.1f} s")
         self.sleep(down)
         started = time.monotonic()
-        cluster_faults.start_node(self.cluster, node)
+        cluster_faults.start_node(self.cluster, node, self.cfg.node_start_s)
         self.say(f"  node {node} restarted in {time.monotonic() - started:.1f} s")
 
     def fault_coordinator(self) -> None:
@@ -641,7 +647,7 @@ class Run:
         self.say("fault rolling: SIGTERM and restart every node in turn")
         for node in self.cluster.nodes:
             cluster_faults.stop_node(self.cluster, node.node_id)
-            cluster_faults.start_node(self.cluster, node.node_id)
+            cluster_faults.start_node(self.cluster, node.node_id, self.cfg.node_start_s)
             self.say(f"  node {node.node_id} restarted")
             self.sleep(2.0)
         self.say(f"  rolling restart done in {time.monotonic() - started:.1f} s")
@@ -659,7 +665,7 @@ class Run:
 
     # phases
 
-    def setup(self, work: Path) -> None:
+    def setup(self, work: Path, resume: bool = False) -> None:
         cfg = self.cfg
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -672,8 +678,11 @@ class Run:
         self.bootstrap = self.broker.bootstrap_servers
         self.say(f"kafka up at {self.bootstrap} (data dir {self.broker.data_dir})")
         admin = self.admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": QUIET})
-        self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
-        self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
+        if resume:  # the kept data directory has them
+            self.ingress, self.egress = "chaos-in", "chaos-out"
+        else:
+            self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
+            self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
         python = sdk_env.ensure_sdk_venv()
         self.sdk = sdk_env.start_sdk_server(python, script=SDK_APP)
         self.say(f"StateFun SDK server up at {self.sdk.base_url} (pid {self.sdk.process.pid})")
@@ -784,19 +793,20 @@ class Run:
         self.sdk = None  # type: ignore[assignment]
         self.workers = None  # type: ignore[assignment]
         try:
-            self.setup(work)
+            self.setup(work, resume=cfg.resume)
             report.setup_s = time.monotonic() - self.t0
-            events = make_input(cfg)
             report.bad = len(BAD_KINDS) * cfg.bad_each
-            feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
-            self.watch = EgressWatch(self.bootstrap, self.egress)
-            self.watch.start()
-            feed.start()
-            self.chaos(feed)
-            self._stalls(feed_end=time.monotonic())
-            if feed.error is not None:
-                raise RuntimeError(f"the input producer failed: {feed.error!r}")
-            report.delivery_failures = feed.failures
+            if not cfg.resume:
+                events = make_input(cfg)
+                feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
+                self.watch = EgressWatch(self.bootstrap, self.egress)
+                self.watch.start()
+                feed.start()
+                self.chaos(feed)
+                self._stalls(feed_end=time.monotonic())
+                if feed.error is not None:
+                    raise RuntimeError(f"the input producer failed: {feed.error!r}")
+                report.delivery_failures = feed.failures
             ingress = verify.read_topic(self.bootstrap, self.ingress)
             exp = verify.expect(ingress.records)
             report.events, report.valid = exp.events, exp.valid
@@ -997,6 +1007,13 @@ def main(argv: list[str] | None = None) -> int:
         default="memory",
         help="the workers' state_store (rocksdb: each keeps its database in the work directory)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --work-dir of a run that died in its fault phase (e.g. a node that did not "
+        "restart): restart its kept cluster and the workers, let them finish the committed "
+        "input, then verify (no input, no faults; the dead run's pauses are not measured)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
@@ -1011,6 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 1")
     if args.runs > 1 and args.work_dir is not None:
         parser.error("--work-dir takes one run; a soak makes a work directory per run")
+    if args.resume and (args.work_dir is None or not (args.work_dir / "kafka").is_dir()):
+        parser.error("--resume needs the --work-dir of a kept run (with its kafka directory)")
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     faults = None
     if args.faults:
@@ -1069,6 +1088,7 @@ def _one_run(
         bad_each=max(1, min(3, int(args.minutes))),
         brokers=args.brokers,
         state_store=args.state_store,
+        resume=args.resume,
     )
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)
