@@ -56,6 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -374,18 +375,23 @@ class EgressWatch(threading.Thread):
             consumer.close()
 
     def longest_pause(self, start: float, end: float, partition: int | None = None) -> float:
-        """The longest gap between arrivals (on any partition, or on ``partition``) from the
-        last one before ``start`` up to ``end`` (or, with no arrival after ``start``, until
-        ``end``)."""
+        """The longest pause of arrivals (on any partition, or on ``partition``) around a fault:
+        see longest_pause()."""
         times = self.arrivals if partition is None else self.by_partition[partition]
-        i = bisect.bisect_right(times, start)
-        window = times[max(i - 1, 0) : bisect.bisect_right(times, end)]
-        if not window:
-            return end - start
-        gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
-        if window[-1] <= start:
-            gaps.append(end - window[-1])
-        return max(gaps, default=0.0)
+        return longest_pause(times, start, end)
+
+
+def longest_pause(times: list[float], start: float, end: float) -> float:
+    """The longest gap between sorted ``times`` from the last one before ``start`` up to
+    ``end`` (or, with none after ``start``, until ``end``)."""
+    i = bisect.bisect_right(times, start)
+    window = times[max(i - 1, 0) : bisect.bisect_right(times, end)]
+    if not window:
+        return end - start
+    gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
+    if window[-1] <= start:
+        gaps.append(end - window[-1])
+    return max(gaps, default=0.0)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -785,7 +791,12 @@ class Run:
         work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="kstatefun-chaos-"))
         work.mkdir(parents=True, exist_ok=True)
         report.work_dir = str(work)
-        self.say(f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work}")
+        # started: the wall clock (UTC) of the "[0.0s]" of these lines (tests/chaos/stalls.py)
+        started = datetime.fromtimestamp(time.time() - (time.monotonic() - self.t0), UTC)
+        self.say(
+            f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work} "
+            f"started={started.replace(tzinfo=None).isoformat(timespec='milliseconds')}"
+        )
         self.broker: LocalKafka | LocalKafkaCluster | None = None  # type: ignore[assignment]
         self.cluster: LocalKafkaCluster | None = None
         self.timed: list[tuple[str, float]] = []  # (fault kind, when it began)
