@@ -20,6 +20,7 @@ in UTC; the runner prints it on its first line (``started=...``), older runs nee
 from __future__ import annotations
 
 import argparse
+import bisect
 import re
 import subprocess
 import sys
@@ -31,11 +32,15 @@ from tests.chaos.run import APP_ID, longest_pause
 
 FAULT_LINE = re.compile(r"\[\s*([\d.]+)s\] fault (\w+)")
 START_LINE = re.compile(r"input=(\d+)s .*started=(\S+)")
-BATCH_TIME = re.compile(r"CreateTime: (\d+)")
 
 
 def commit_times(partition_dir: Path) -> list[float]:
-    """The times (s since the epoch) of the COMMIT markers in one partition's log segments."""
+    """When the records of each committed transaction in one partition became readable to
+    read_committed readers (s since the epoch, sorted): not before its COMMIT marker, nor
+    before every transaction that began earlier in the partition ended (committed or
+    aborted), since the last stable offset holds readers behind the oldest open one (a
+    stopped worker's open transaction holds back everyone's output there until it is
+    aborted)."""
     runtime = ensure_runtime()
     segments = sorted(str(f) for f in partition_dir.glob("*.log"))
     if not segments:
@@ -54,16 +59,41 @@ def commit_times(partition_dir: Path) -> list[float]:
         text=True,
         check=True,
     ).stdout
-    times: list[float] = []
-    control_at: float | None = None  # the time of the control batch being read
+    open_txns: dict[str, tuple[int, int]] = {}  # producer id: (first offset, last offset)
+    ended: list[tuple[int, float]] = []  # (first offset, end time) of every transaction
+    commits: list[tuple[int, float]] = []  # (last record offset, marker time) of commits
+    control: tuple[str, float] | None = None  # the control batch being read: producer, time
     for line in dump.splitlines():
         if line.startswith("baseOffset:"):
-            found = BATCH_TIME.search(line)
-            control_at = int(found.group(1)) / 1000 if found and "isControl: true" in line else None
-        elif control_at is not None and "endTxnMarker: COMMIT" in line:
-            times.append(control_at)
-            control_at = None
-    return sorted(times)
+            control = None
+            fields = dict(re.findall(r"(\w+): (\S+)", line))
+            if fields.get("isTransactional") != "true":
+                continue
+            pid = fields["producerId"]
+            if fields.get("isControl") == "true":
+                control = (pid, int(fields["CreateTime"]) / 1000)
+            else:
+                first = open_txns.get(pid, (int(fields["baseOffset"]), 0))[0]
+                open_txns[pid] = (first, int(fields["lastOffset"]))
+        elif control is not None and "endTxnMarker:" in line:
+            pid, at = control
+            control = None
+            if pid not in open_txns:
+                continue
+            first, last = open_txns.pop(pid)
+            ended.append((first, at))
+            if "endTxnMarker: COMMIT" in line:
+                commits.append((last, at))
+    ended.sort()
+    firsts = [f for f, _ in ended]
+    latest: list[float] = []  # latest[i]: the latest end of the transactions ended[: i + 1]
+    for _, at in ended:
+        latest.append(max(at, latest[-1] if latest else at))
+    readable = []
+    for last, at in commits:
+        i = bisect.bisect_right(firsts, last) - 1  # every transaction begun at or before last
+        readable.append(max(at, latest[i]) if i >= 0 else at)
+    return sorted(readable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     egress, changelog = topics["chaos-out"], topics[f"{APP_ID}-changelog"]
     merged = sorted(t for times in egress.values() for t in times)
-    ends = [t for _, t in faults[1:]] + [t0 + float(input_s.group(1))]
+    # the last window ends when the input did (the runner's "input done" line), else when it
+    # was planned to; never before the last fault began
+    done = re.search(r"\[\s*([\d.]+)s\] input done", text)
+    input_end = t0 + float(done.group(1) if done else input_s.group(1))
+    ends = [t for _, t in faults[1:]] + [max(input_end, faults[-1][1] if faults else t0)]
     worst: dict[str, list[float]] = {}
     print("fault start (s)  kind         all output  worst egress partition  worst changelog")
     for (kind, start), end in zip(faults, ends, strict=True):
