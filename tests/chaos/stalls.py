@@ -59,6 +59,11 @@ def commit_times(partition_dir: Path) -> list[float]:
         text=True,
         check=True,
     ).stdout
+    return readable_times(dump)
+
+
+def readable_times(dump: str) -> list[float]:
+    """commit_times() of one partition's ``DumpLogSegments --print-data-log`` output."""
     open_txns: dict[str, tuple[int, int]] = {}  # producer id: (first offset, last offset)
     ended: list[tuple[int, float]] = []  # (first offset, end time) of every transaction
     commits: list[tuple[int, float]] = []  # (last record offset, marker time) of commits

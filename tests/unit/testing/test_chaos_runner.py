@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.chaos.run import ChaosConfig, ChaosReport, EgressWatch, Workers, exit_cause
+from tests.chaos.stalls import readable_times
 
 
 @pytest.mark.parametrize(
@@ -66,3 +67,30 @@ def test_a_worker_has_started_only_after_its_start_line_of_this_run(tmp_path: Pa
     # restarted, and SIGTERMed before it got as far as its start line
     log.write_text(log.read_text() + "==== start 10:05:00 ====\n")
     assert not workers.has_started("w1")
+
+
+def _batch(offset: int, pid: int, at_ms: int, control: bool = False) -> str:
+    return (
+        f"baseOffset: {offset} lastOffset: {offset} count: 1 producerId: {pid} "
+        f"producerEpoch: 0 isTransactional: true isControl: {str(control).lower()} "
+        f"position: 0 CreateTime: {at_ms} size: 80"
+    )
+
+
+def test_records_are_readable_only_once_every_earlier_transaction_ended() -> None:
+    marker = "| offset: {o} CreateTime: {t} keySize: 4 valueSize: 6 endTxnMarker: {kind}"
+    dump = "\n".join(
+        [
+            "Dumping 00000000000000000000.log",
+            _batch(0, 1, 1_000),  # producer 1 begins (a worker that then stops)
+            _batch(1, 2, 1_100),  # producer 2 begins after it
+            _batch(2, 2, 1_200, control=True),
+            marker.format(o=2, t=1_200, kind="COMMIT"),  # committed, but held behind producer 1
+            _batch(3, 1, 9_000, control=True),
+            marker.format(o=3, t=9_000, kind="ABORT"),  # producer 1 aborted: the LSO moves on
+            _batch(4, 2, 9_500),
+            _batch(5, 2, 9_600, control=True),
+            marker.format(o=5, t=9_600, kind="COMMIT"),
+        ]
+    )
+    assert readable_times(dump) == [9.0, 9.6]
