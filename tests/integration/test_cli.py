@@ -27,6 +27,25 @@ def run_cli(*args, env=None):
     )
 
 
+def embedded_module(tmp_path, target: str, functions: str):
+    """A module.yaml of one ingress topic with ``target`` and embedded ``functions``."""
+    module = tmp_path / "module.yaml"
+    module.write_text(
+        "kind: io.statefun.kafka.v1/ingress\n"
+        "spec:\n"
+        "  id: test/in\n"
+        "  topics:\n"
+        "    - topic: t\n"
+        "      valueType: test/Event\n"
+        f"      targets: [{target}]\n"
+        "---\n"
+        "kind: io.kstatefun.v1/embedded\n"
+        "spec:\n"
+        f"  functions: [{functions}]\n"
+    )
+    return module
+
+
 def test_invalid_module_yaml_names_document_field_and_fix(tmp_path):
     module = tmp_path / "module.yaml"
     module.write_text(
@@ -48,20 +67,7 @@ def test_invalid_module_yaml_names_document_field_and_fix(tmp_path):
 
 
 def test_unregistered_ingress_target_fails_before_touching_kafka(tmp_path):
-    module = tmp_path / "module.yaml"
-    module.write_text(
-        "kind: io.statefun.kafka.v1/ingress\n"
-        "spec:\n"
-        "  id: test/in\n"
-        "  topics:\n"
-        "    - topic: t\n"
-        "      valueType: test/Event\n"
-        "      targets: [test/typo]\n"
-        "---\n"
-        "kind: io.kstatefun.v1/embedded\n"
-        "spec:\n"
-        "  functions: [tests.apps.counting:functions]\n"
-    )
+    module = embedded_module(tmp_path, "test/typo", "tests.apps.counting:functions")
     result = run_cli("run", "--module", str(module), "--bootstrap-servers", "127.0.0.1:1")
     assert result.returncode == 2
     assert "targets 'test/typo'" in result.stderr and "test/counter" in result.stderr
@@ -167,20 +173,7 @@ def test_the_wheel_ships_the_apache_license_and_py_typed(tmp_path):
 def test_sigterm_while_the_worker_is_still_starting_is_a_clean_stop(tmp_path):
     """Before the worker exists there is nothing to commit: exit 0 (the documented clean
     stop), not death by SIGTERM's default action (-15)."""
-    module = tmp_path / "module.yaml"
-    module.write_text(
-        "kind: io.statefun.kafka.v1/ingress\n"
-        "spec:\n"
-        "  id: test/in\n"
-        "  topics:\n"
-        "    - topic: t\n"
-        "      valueType: test/Event\n"
-        "      targets: [test/counter]\n"
-        "---\n"
-        "kind: io.kstatefun.v1/embedded\n"
-        "spec:\n"
-        "  functions: [tests.apps.slow_import:functions]\n"
-    )
+    module = embedded_module(tmp_path, "test/counter", "tests.apps.slow_import:functions")
     marker = tmp_path / "importing"
     env = dict(os.environ, TEST_IMPORT_MARKER=str(marker), TEST_IMPORT_SLEEP_S="60")
     proc = subprocess.Popen(
