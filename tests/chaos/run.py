@@ -898,12 +898,13 @@ class Run:
         self.say("workers stopped")
 
     def _terminate(self, name: str, timeout: float, when: str) -> int | None:
-        """SIGTERM a worker; anything but a clean stop is reported as an exit. A worker still
-        starting (no ``worker started`` line yet: the CLI installs its SIGTERM handler just
-        before) ends by the signal's default action, holding no transaction: that is clean."""
+        """SIGTERM a worker; anything but a clean stop is reported as an exit. A worker
+        SIGTERMed while the interpreter itself starts, before the CLI installs its first
+        handler (cli._stop_before_start), ends by the signal's default action, holding no
+        transaction: that is clean too."""
         code = self.workers.terminate(name, timeout)
         if code == -signal.SIGTERM and not self.workers.has_started(name):
-            self.say(f"  {name} was SIGTERMed while starting (before its handler): clean")
+            self.say(f"  {name} was SIGTERMed while starting (before any handler): clean")
         elif code != 0:
             self.report.exits.append((name, code, when, self.workers.cause(name, code)))
         return code
