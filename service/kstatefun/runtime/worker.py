@@ -6,8 +6,8 @@ invocations partitions it is assigned, and the loop that ties them together:
 
     poll a batch → route ingress records / dispatch invocations → commit (runtime/commit.py)
 
-Commits are adaptive: when a poll drains everything available (low load ⇒ low latency) or when
-the transaction has been open for ``commit_interval_ms`` (high load ⇒ large transactions).
+When to commit, and what a failure or a rebalance does to the open transaction, is the
+Committer's (runtime/commit.py): the loop tells it what happened.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction, fenced_error
+from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
@@ -65,7 +65,7 @@ from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
-from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
+from kstatefun.wire.avro import decode_timer_key, decode_timer_value
 
 log = logging.getLogger(__name__)
 
@@ -192,16 +192,18 @@ class Worker:
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
-        self.router = IngressRouter(
-            self.module.ingresses,
-            self.topics.invocations,
-            self.partitions,
-            self.partitioner,
-            self.txn,
-            self.dead_letters,
-            self.metrics,
-            ingress_counts,
+        self.playground = start_playground(
+            admin, s, self.module, self.topics, self.partition_of, self._serves
         )
+
+        def remote_invoker(host: Dispatcher) -> RemoteInvoker:
+            return RemoteInvoker(
+                self.module,
+                host,
+                target_s=min(1.0, s.transaction_timeout_ms / 5000),
+                transaction_timeout_ms=s.transaction_timeout_ms,
+            )
+
         self.dispatcher = Dispatcher(
             self.functions,
             self.store,
@@ -213,6 +215,25 @@ class Worker:
             self._topic_exists,
             self.timers,
             self.metrics,
+            remote_invoker if self.module.endpoints else None,
+            None if self.playground is None else self.playground.egress_record,
+        )
+        remote = self.dispatcher.remote
+        assert remote is None or isinstance(remote, RemoteInvoker)
+        self.remote = remote
+        self.router = IngressRouter(
+            self.module.ingresses,
+            self.topics.invocations,
+            self.partitions,
+            self.partitioner,
+            self.txn,
+            self.dead_letters,
+            self.metrics,
+            ingress_counts,
+            self.dispatcher.invoke,
+        )
+        self.committer = Committer(
+            self.txn, remote, s.commit_interval_ms / 1000, s.max_batch_records
         )
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
@@ -235,25 +256,11 @@ class Worker:
             restore_consumer, self.topics.timers, self.metrics, on_progress=beat
         )
         self.metrics.pending_timers = self.timers.pending_count
-        self.remote: RemoteInvoker | None = None
-        if self.module.endpoints:
-            self.remote = RemoteInvoker(
-                self.module,
-                self.dispatcher,
-                target_s=min(1.0, s.transaction_timeout_ms / 5000),
-                transaction_timeout_ms=s.transaction_timeout_ms,
-            )
-            self.dispatcher.remote = self.remote
-            self.txn.on_abort.append(self.remote.abort)
-            self.metrics.remote_in_flight = self.remote.in_flight
-        self.playground = start_playground(
-            admin, s, self.module, self.topics, self.partition_of, self._serves
-        )
-        if self.playground is not None:
-            self.dispatcher.playground_egress = self.playground.egress_record
+        if remote is not None:
+            self.txn.on_abort.append(remote.abort)
+            self.metrics.remote_in_flight = remote.in_flight
         if s.metrics_port:
             self._start_health(admin)
-        self.router.invoke = self.dispatcher.invoke
         self.txn.on_abort.append(self._redrain)
         self._drain_ends: dict[tuple[str, int], int] = {}
         # ingress partitions paused until invocations partition p is consumed up to this offset
@@ -290,7 +297,7 @@ class Worker:
         if timeout_s == 0:
             return None
         # a commit's longest call, or the wait for remote calls (half the transaction timeout)
-        longest_s = max(self.txn.longest_call_s, self.settings.transaction_timeout_ms / 2000)
+        longest_s = self.committer.longest_wait_s
         if timeout_s is None:
             return Watchdog(max(DEFAULT_WATCHDOG_S, 2 * longest_s))
         if timeout_s <= longest_s:
@@ -408,7 +415,7 @@ class Worker:
             try:
                 remote.poll()  # apply completed remote calls to the open transaction
             except KafkaException as e:
-                self._failed(e, "applying remote results")
+                self.committer.failed(e, "applying remote results")
                 return
             wait_s = 0.0
         # with remote functions, a transaction consumes at most its budget (runtime/remote.py)
@@ -442,42 +449,9 @@ class Worker:
                     else:
                         route(msg)
             except KafkaException as e:
-                self._failed(e, "processing")
+                self.committer.failed(e, "processing")
                 return
-        due = time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
-        if txn.is_open and (len(batch) < s.max_batch_records or due):
-            try:
-                if remote is not None:
-                    if not remote.idle and not due:
-                        return  # commit once the calls whose records it covers complete
-                    if not self._wait_remote(rewind=True):
-                        return
-                txn.commit()
-            except KafkaException as e:
-                self._failed(e, "commit")
-
-    def _wait_remote(self, rewind: bool) -> bool:
-        """Before a commit: wait for the open transaction's remote calls, at most until half its
-        timeout has passed: a slower transaction would be aborted by the broker and this worker
-        fenced. Past that, abort it here (the records come again, in smaller transactions) and
-        return False."""
-        assert self.remote is not None
-        limit_s = self.settings.transaction_timeout_ms / 2000
-        try:
-            self.remote.wait_idle(timeout_s=limit_s - (time.monotonic() - self.txn.opened_at))
-            self.remote.settled()
-            return True
-        except TimeoutError:
-            budget = self.remote.too_slow()
-            log.warning(
-                "remote calls of the open transaction are not done after %.1f s (half of "
-                "transaction_timeout_ms): aborting it; the next transactions offer at most %d "
-                "invocations",
-                limit_s,
-                budget,
-            )
-            self.txn.abort(rewind=rewind)
-            return False
+        self.committer.after_batch(len(batch))
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
@@ -487,54 +461,28 @@ class Worker:
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
-            owned: set[int] | None = None
             for _partition, key, value in self.timers.pop_due(now_ms):
                 txn.begin()
-                if owned is None:
-                    owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                target_partition = self.partition_of(t.target_id)
-                if target_partition in owned:  # deliver now, in the transaction that fires it
-                    # unique per firing (a token can be reused once fired), same on a replay
-                    origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
-                    self.dispatcher.invoke(
-                        LocalInvocation(
-                            self.topics.timers,
-                            target_partition,
-                            -1,
-                            t.target_id.encode(),
-                            value,
-                            origin,
-                        ),
-                        t.target_type,
-                        t.target_id,
-                        Address(sender_type, sender_id),
-                        t.typename,
-                        t.value,
-                    )
-                else:
-                    envelope = encode_invocation(
-                        t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
-                    )
-                    txn.produce(
-                        self.topics.invocations, envelope, t.target_id.encode(), target_partition
-                    )
+                # unique per firing (a token can be reused once fired), same on a replay
+                origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
+                target_id = t.target_id.encode()
+                source = LocalInvocation(
+                    self.topics.timers, self.partition_of(t.target_id), -1, target_id, value, origin
+                )
+                target = Address(t.target_type, t.target_id)
+                self.router.fire(
+                    source, target, Address(sender_type, sender_id), t.typename, t.value
+                )
             if self.store.expire_due(now_ms):
                 txn.begin()
         except KafkaException as e:
-            self._failed(e, "firing timers")
+            self.committer.failed(e, "firing timers")
         deadlines = [d for d in (self.timers.next_due(), self.store.next_expiry()) if d is not None]
         if not deadlines:
             return 0.2
         return min(0.2, max(0.0, (min(deadlines) - now_ms) / 1000))
-
-    def _failed(self, e: KafkaException, phase: str) -> None:
-        # a fenced producer is decided by the abort (runtime/commit.py): stop, or a new producer
-        log.warning("transaction aborted during %s, rewinding: %s", phase, e)
-        # Also when no transaction is open (begin itself failed): the overlays may hold writes
-        # (a fired timer's tombstone) that must not reach the next commit.
-        self.txn.abort()
 
     def _without_errors(self, batch: list) -> list:  # type: ignore[type-arg]
         good = []
@@ -558,20 +506,8 @@ class Worker:
         everything. Each step runs even if an earlier one fails (e.g. a fenced producer), so
         the exit code stays the one ``run`` chose."""
         txn = self.txn
-
-        def finish_transaction() -> None:
-            if txn.is_open and commit:
-                try:
-                    if self.remote is not None:
-                        self.remote.wait_idle(timeout_s=30)
-                    txn.commit()
-                except (KafkaException, TimeoutError) as e:  # the next owner redoes it
-                    log.warning("final commit failed: %s", e)
-            if txn.is_open:
-                txn.abort(rewind=False)
-
         steps = [
-            finish_transaction,
+            partial(self.committer.final, commit),
             self.consumer.close,  # leaves the group; on_revoke finds no open transaction
             *([self._health.stop] if self._health is not None else []),
             *([self.playground.close] if self.playground is not None else []),
@@ -672,23 +608,15 @@ class Worker:
             "revoked invocations partitions=%s",
             sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
         )
-        if self.txn.is_open:
-            try:
-                if self.remote is None or self._wait_remote(rewind=False):
-                    self.txn.commit()
-            except KafkaException as e:
-                log.warning("commit on revoke failed, work will be redone: %s", e)
-                if self.txn.is_open:
-                    self.txn.abort(rewind=False)
-        self.txn.fence_offsets = {}
+        self.committer.on_revoke()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
         self._assigned = False
-        self.txn.fence_offsets = {}
         self.router.direct.clear()
+        self.router.owned = set()
         self._draining.clear()
-        self.txn.abort(rewind=False)
+        self.committer.on_lost()
         for p in self.store.partitions():
             self.store.drop_partition(p)
         for p in self.timers.partitions():
@@ -724,9 +652,8 @@ class Worker:
             if partitions
             else []
         )
-        self.txn.fence_offsets = {
-            (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
-        }
+        self.committer.assigned(committed)
+        self.router.owned = owned
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
         pause = self._plan_direct(self._offsets, partitions)
         consumer.assign(partitions)

@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kstatefun.kafka import errors
 from kstatefun.kafka.topics import InternalTopics
+from kstatefun.runtime.commit import Committer
 from kstatefun.runtime.worker import Worker
 
 
@@ -90,7 +91,8 @@ def test_an_assignment_asks_offsets_through_another_consumer_than_the_group_one(
     w.timers = w.restorer = w.timer_restorer = None
     w.store = SimpleNamespace(snapshot=None, disk=None)
     w.settings = SimpleNamespace(state_store="memory")
-    w.txn = SimpleNamespace(fence_offsets={})
+    w.txn = SimpleNamespace(fence_offsets={}, transaction_timeout_s=10.0)
+    w.committer = Committer(w.txn, None, 1.0, 1)
     w._offsets = TakeoverConsumer()  # fails once per partition: retried and refreshed there
     group = GroupConsumer()
     assigned = [TopicPartition("app-invocations", 0), TopicPartition("in", 0)]
