@@ -7,7 +7,8 @@ invocations partitions it is assigned, and the loop that ties them together:
     poll a batch → route ingress records / dispatch invocations → commit (runtime/commit.py)
 
 When to commit, and what a failure or a rebalance does to the open transaction, is the
-Committer's (runtime/commit.py): the loop tells it what happened.
+Committer's (runtime/commit.py): the loop tells it what happened. When each assigned partition
+may process (it is restored step by step meanwhile) is runtime/assignment.py's.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
+from kstatefun.runtime.assignment import Assignment, PartitionState
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
@@ -59,7 +61,7 @@ from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
-from kstatefun.state.recovery import recover
+from kstatefun.state.recovery import Recovery
 from kstatefun.state.restore import ChangelogRestorer, watermarks
 from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
@@ -82,10 +84,6 @@ class Worker:
         self.functions = functions
         self.topics = InternalTopics(settings.app_id)
         self.metrics = WorkerMetrics()
-        self.ready = False  # every assigned partition restored (readiness probe)
-        # False from a revocation to the next assignment: the worker owns nothing then, although
-        # its stores keep their partitions in case it gets them back (state/recovery.py)
-        self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
         check_module(module, settings, functions.typenames())
@@ -255,7 +253,17 @@ class Worker:
         self.timer_restorer = ChangelogRestorer(
             restore_consumer, self.topics.timers, self.metrics, on_progress=beat
         )
+        self.assignment = Assignment(
+            self.consumer,
+            self.topics.invocations,
+            [
+                Recovery(self.store, self.restorer, self.store.snapshot),
+                Recovery(self.timers, self.timer_restorer),
+            ],
+            self._restored,
+        )
         self.metrics.pending_timers = self.timers.pending_count
+        self.metrics.partition_states = self.assignment.state_names
         if remote is not None:
             self.txn.on_abort.append(remote.abort)
             self.metrics.remote_in_flight = remote.in_flight
@@ -263,6 +271,8 @@ class Worker:
             self._start_health(admin)
         self.txn.on_abort.append(self._redrain)
         self._drain_ends: dict[tuple[str, int], int] = {}
+        # ingress partitions of a restoring partition -> invocations end offset at assignment
+        self._drain_plan: dict[tuple[str, int], int] = {}
         # ingress partitions paused until invocations partition p is consumed up to this offset
         self._draining: dict[tuple[str, int], int] = {}
         self._drain_checked = 0.0
@@ -319,7 +329,12 @@ class Worker:
             return bool(admin.list_topics(timeout=2).brokers)
 
         self._health = HealthServer(
-            s.metrics_host, s.metrics_port, registry, broker_ok, lambda: self.ready
+            s.metrics_host,
+            s.metrics_port,
+            registry,
+            broker_ok,
+            lambda: self.assignment.ready,
+            self.assignment.summary,
         )
         self._health.start()
 
@@ -407,7 +422,12 @@ class Worker:
         txn = self.txn
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
+        assignment = self.assignment
+        if assignment.restoring:
+            assignment.step()  # one batch per round: the other partitions go on meanwhile
         wait_s = self._fire_due()
+        if assignment.restoring:
+            wait_s = 0.0  # the restore step waited already
         if self._draining:
             self._check_drained()
         remote = self.remote
@@ -434,6 +454,8 @@ class Worker:
                 batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
             batch = self._without_errors(batch)
+            if assignment.restoring:
+                batch = assignment.unheld(batch)
         if batch:
             try:
                 txn.begin()
@@ -456,8 +478,10 @@ class Worker:
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
         returns how long the loop may wait for input before something else falls due."""
-        if not self._assigned:
+        if not self.assignment.assigned:
             return 0.2  # a partition's next owner may fire or expire the same entries
+        if self.assignment.starting:
+            return 0.0  # kept partitions not yet checked against their topics (assignment.py)
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
@@ -562,6 +586,12 @@ class Worker:
             for key in done:
                 self._drain_ends[key] = self._draining.pop(key)
                 self.router.direct.add(key)
+            self._note_caught_up({p for _, p in done})
+
+    def _note_caught_up(self, partitions: set[int]) -> None:
+        waiting = {p for _, p in self._draining}
+        for p in partitions - waiting:
+            self.assignment.caught_up(p)
 
     def _redrain(self) -> None:
         """After an abort the consumer rewinds: invocations it had read to enable the direct
@@ -572,6 +602,7 @@ class Worker:
         for key in again:
             self.router.direct.discard(key)
             self._draining[key] = self._drain_ends[key]
+            self.assignment.catching_up(key[1])
         try:
             self.consumer.pause([TopicPartition(topic, p) for topic, p in again])
         except KafkaException as e:  # no longer assigned: the next assignment starts over
@@ -579,44 +610,62 @@ class Worker:
 
     def _plan_direct(
         self, consumer: Consumer, partitions: list[TopicPartition]
-    ) -> list[TopicPartition]:
-        """Ingress partitions that may take the direct path once drained; returns those to
-        pause until then."""
+    ) -> dict[tuple[str, int], int]:
+        """Per ingress partition that may take the direct path: the end offset of the
+        invocations partition of the same number, which must be consumed first (``_restored``
+        puts the plan to work once that partition is restored)."""
         self.router.direct.clear()
         self._draining.clear()
         self._drain_ends.clear()
         inv = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == inv}
         ends: dict[int, int] = {}
-        pause = []
+        plan = {}
         for tp in partitions:
             if tp.topic == inv or tp.partition not in owned:
                 continue
             if tp.partition not in ends:
                 # retried: a just-created topic's leaders may not be serving yet
                 _, ends[tp.partition] = watermarks(consumer, TopicPartition(inv, tp.partition))
-            if ends[tp.partition] == 0:
-                self.router.direct.add((tp.topic, tp.partition))  # nothing can be waiting
+            plan[(tp.topic, tp.partition)] = ends[tp.partition]
+        return plan
+
+    def _restored(self, p: int, ingress: list[TopicPartition]) -> None:
+        """Invocations partition ``p`` is restored and consumed again (runtime/assignment.py);
+        its ingress partitions ``ingress``, still paused, go direct at once when nothing was
+        waiting in it at assignment, else once that is consumed (``_check_drained``)."""
+        self.router.owned.add(p)
+        direct = []
+        for tp in ingress:
+            key = (tp.topic, tp.partition)
+            end = self._drain_plan.pop(key, 0)
+            if end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
+                direct.append(tp)
             else:
-                self._draining[(tp.topic, tp.partition)] = ends[tp.partition]
-                pause.append(TopicPartition(tp.topic, tp.partition))
-        return pause
+                self._draining[key] = end
+        if direct:
+            self.consumer.resume(direct)
+        self._note_caught_up({p})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned = False
         log.info(
             "revoked invocations partitions=%s",
             sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
         )
+        self.assignment.revoke()
         self.committer.on_revoke()
+        self.assignment.revoked()
+        self.router.owned = set()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
-        self._assigned = False
+        self.assignment.revoke()
         self.router.direct.clear()
         self.router.owned = set()
         self._draining.clear()
         self.committer.on_lost()
+        self.assignment.revoked()
         for p in self.store.partitions():
             self.store.drop_partition(p)
         for p in self.timers.partitions():
@@ -634,14 +683,11 @@ class Worker:
         log.info("local state store rocksdb path=%s", self.store.disk.path)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.ready = False
+        """Take the assignment: its partitions start restoring (runtime/assignment.py), paused
+        until the loop has restored them; the others are consumed at once."""
         if self.settings.state_store == "rocksdb" and self.store.disk is None:
             self._open_disk()
         invocations = self.topics.invocations
-        owned = {tp.partition for tp in partitions if tp.topic == invocations}
-        recover(self.timers, self.timer_restorer, owned)
-        fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
-        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)
         committed = (
             call_with_retry(
                 lambda: consumer.committed(
@@ -653,14 +699,17 @@ class Worker:
             else []
         )
         self.committer.assigned(committed)
-        self.router.owned = owned
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        pause = self._plan_direct(self._offsets, partitions)
+        self._drain_plan = self._plan_direct(self._offsets, partitions)
+        self.router.owned = set()
+        pause = self.assignment.assign(partitions)
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
-        self._assigned = True
-        self.ready = True
+        log.info(
+            "assigned invocations partitions=%s (restoring them)",
+            self.assignment.partitions(PartitionState.RESTORING),
+        )
 
     def _position_ingress(
         self, partitions: list[TopicPartition], committed: list[TopicPartition]
