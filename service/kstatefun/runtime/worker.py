@@ -99,62 +99,12 @@ class Worker:
     # --- set-up -------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        """Reach the cluster, check the topics, build the runtime, subscribe."""
         s = self.settings
-        extra = s.kafka_properties
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
-        refused: list[KafkaError] = []  # the cluster answered and said no: never retried
-
-        def on_error(err: KafkaError) -> None:
-            if is_refused(err):
-                refused.append(err)
-
-        admin_config: dict[str, Any] = {**clients.base_config(s.bootstrap_servers, extra)}
-        admin_config["error_cb"] = on_error
-        admin = AdminClient(admin_config)
-        ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
-
-        def first_contact() -> None:
-            try:
-                # a short wait per try: a refusal shows in error_cb within seconds, while the
-                # request itself would wait out its whole timeout
-                require_topics_exist(admin, ingress_topics, "ingress", timeout=5.0)
-            except KafkaException:
-                admin.poll(0)  # serves error_cb
-                if refused:
-                    raise KafkaException(refused[0]) from None
-                raise
-
         try:
-            # a cluster that is restarting is waited for (kafka_retry_timeout_s); one that
-            # refuses this worker's credentials is reported at once
-            call_with_retry(first_contact, f"reaching the cluster at {s.bootstrap_servers}")
-            self.partitions, partitions_from = choose_partitions(
-                admin, self.topics, s.partitions, ingress_topics
-            )
-            self.partitioner, partitioner_from, ingress_counts = call_with_retry(
-                partial(
-                    app_partitioner,
-                    admin,
-                    self.topics,
-                    s.partitioner,
-                    lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
-                    lambda: Producer(
-                        clients.idempotent_producer_config(s.bootstrap_servers, extra)
-                    ),
-                    s.replication_factor,
-                    30.0,
-                    ingress_topics,
-                ),
-                "recording the application's partitioner",
-            )
-            self.partition_of = id_partitioner(self.partitions, self.partitioner)
-            specs = internal_topic_specs(
-                self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
-            ) + [meta_topic_spec(self.topics, s.replication_factor)]
-            call_with_retry(
-                partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
-                "creating and checking the internal topics",
-            )
+            admin = self._connect()
+            ingress_counts, partitions_from, partitioner_from = self._prepare_topics(admin)
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
@@ -163,7 +113,115 @@ class Worker:
             ) from e
         self._admin = admin
         self._known_topics: set[str] = set()
+        self._make_clients()
+        remote = self._make_pipeline(admin, ingress_counts)
+        self._make_assignment()
+        if remote is not None:
+            self.txn.on_abort.append(remote.abort)
+            self.metrics.remote_in_flight = remote.in_flight
+        if s.metrics_port:
+            self._start_health(admin)
+        self.txn.on_abort.append(self._redrain)
+        self._drain_ends: dict[tuple[str, int], int] = {}
+        # ingress partitions of a restoring partition -> invocations end offset at assignment
+        self._drain_plan: dict[tuple[str, int], int] = {}
+        # ingress partitions paused until invocations partition p is consumed up to this offset
+        self._draining: dict[tuple[str, int], int] = {}
+        self._drain_checked = 0.0
+        self._ingress_by_topic: dict[str, KafkaIngress] = {
+            t.topic: i for i in self.module.ingresses for t in i.topics
+        }
+        self.consumer.subscribe(
+            [*self.router.topics, self.topics.invocations],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "worker started app=%s instance=%s transactional_id=%s partitions=%d "
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
+            s.app_id,
+            s.instance_id,
+            f"{s.app_id}-{s.instance_id}",
+            self.partitions,
+            partitions_from,
+            self.partitioner,
+            partitioner_from,
+            ",".join(self.functions.typenames()),
+        )
 
+    def _connect(self) -> AdminClient:
+        """The admin client, once the cluster answered: a cluster that is restarting is waited
+        for (kafka_retry_timeout_s); one that refuses this worker's credentials is reported at
+        once."""
+        s = self.settings
+        refused: list[KafkaError] = []  # the cluster answered and said no: never retried
+
+        def on_error(err: KafkaError) -> None:
+            if is_refused(err):
+                refused.append(err)
+
+        admin_config: dict[str, Any] = {
+            **clients.base_config(s.bootstrap_servers, s.kafka_properties)
+        }
+        admin_config["error_cb"] = on_error
+        admin = AdminClient(admin_config)
+
+        def first_contact() -> None:
+            try:
+                # a short wait per try: a refusal shows in error_cb within seconds, while the
+                # request itself would wait out its whole timeout
+                require_topics_exist(admin, self._ingress_topics(), "ingress", timeout=5.0)
+            except KafkaException:
+                admin.poll(0)  # serves error_cb
+                if refused:
+                    raise KafkaException(refused[0]) from None
+                raise
+
+        call_with_retry(first_contact, f"reaching the cluster at {s.bootstrap_servers}")
+        return admin
+
+    def _ingress_topics(self) -> list[str]:
+        return [t.topic for i in self.module.ingresses for t in i.topics]
+
+    def _prepare_topics(self, admin: AdminClient) -> tuple[dict[str, int], str, str]:
+        """Choose P and the partitioner (kafka/topics.py), create or check the internal topics;
+        returns the ingress topics' partition counts and where P and the partitioner came
+        from."""
+        s = self.settings
+        extra = s.kafka_properties
+        ingress_topics = self._ingress_topics()
+        self.partitions, partitions_from = choose_partitions(
+            admin, self.topics, s.partitions, ingress_topics
+        )
+        self.partitioner, partitioner_from, ingress_counts = call_with_retry(
+            partial(
+                app_partitioner,
+                admin,
+                self.topics,
+                s.partitioner,
+                lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
+                lambda: Producer(clients.idempotent_producer_config(s.bootstrap_servers, extra)),
+                s.replication_factor,
+                30.0,
+                ingress_topics,
+            ),
+            "recording the application's partitioner",
+        )
+        self.partition_of = id_partitioner(self.partitions, self.partitioner)
+        specs = internal_topic_specs(
+            self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
+        ) + [meta_topic_spec(self.topics, s.replication_factor)]
+        call_with_retry(
+            partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
+            "creating and checking the internal topics",
+        )
+        return ingress_counts, partitions_from, partitioner_from
+
+    def _make_clients(self) -> None:
+        """The local stores, the group consumer and the transaction."""
+        s = self.settings
+        extra = s.kafka_properties
         snapshot = None
         if s.state_dir is not None and s.state_store == "memory":
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
@@ -190,6 +248,13 @@ class Worker:
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
+
+    def _make_pipeline(
+        self, admin: AdminClient, ingress_counts: dict[str, int]
+    ) -> RemoteInvoker | None:
+        """The dispatcher (with its remote invoker, if endpoints serve functions), the ingress
+        router and the committer; returns the remote invoker."""
+        s = self.settings
         self.playground = start_playground(
             admin, s, self.module, self.topics, self.partition_of, self._serves
         )
@@ -233,6 +298,12 @@ class Worker:
         self.committer = Committer(
             self.txn, remote, s.commit_interval_ms / 1000, s.max_batch_records
         )
+        return remote
+
+    def _make_assignment(self) -> None:
+        """The restorers, the partition lifecycle (runtime/assignment.py) and the watchdog."""
+        s = self.settings
+        extra = s.kafka_properties
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
@@ -264,39 +335,6 @@ class Worker:
         )
         self.metrics.pending_timers = self.timers.pending_count
         self.metrics.partition_states = self.assignment.state_names
-        if remote is not None:
-            self.txn.on_abort.append(remote.abort)
-            self.metrics.remote_in_flight = remote.in_flight
-        if s.metrics_port:
-            self._start_health(admin)
-        self.txn.on_abort.append(self._redrain)
-        self._drain_ends: dict[tuple[str, int], int] = {}
-        # ingress partitions of a restoring partition -> invocations end offset at assignment
-        self._drain_plan: dict[tuple[str, int], int] = {}
-        # ingress partitions paused until invocations partition p is consumed up to this offset
-        self._draining: dict[tuple[str, int], int] = {}
-        self._drain_checked = 0.0
-        self._ingress_by_topic: dict[str, KafkaIngress] = {
-            t.topic: i for i in self.module.ingresses for t in i.topics
-        }
-        self.consumer.subscribe(
-            [*self.router.topics, self.topics.invocations],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        log.info(
-            "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
-            s.app_id,
-            s.instance_id,
-            transactional_id,
-            self.partitions,
-            partitions_from,
-            self.partitioner,
-            partitioner_from,
-            ",".join(self.functions.typenames()),
-        )
 
     def _make_watchdog(self) -> Watchdog | None:
         """The watchdog (runtime/watchdog.py), unless watchdog_timeout_s is 0. By default it
