@@ -33,8 +33,9 @@ from kstatefun.state.recovery import Recovery
 
 log = logging.getLogger(__name__)
 
-# How long one restore step waits for records while the worker has live partitions: a
-# round of the loop takes at most this longer for them
+# How long one restore step waits for records (the restore consumer prefetches, so a step
+# usually finds a full batch at once): a round of the loop takes at most this longer for the
+# partitions that are processing meanwhile
 STEP_WAIT_S = 0.01
 
 
@@ -119,9 +120,8 @@ class Assignment:
             for recovery in self._recoveries:
                 recovery.begin(owned)
         else:
-            wait_s = STEP_WAIT_S if len(self._held) < len(self.states) else 0.1
             for recovery in self._recoveries:
-                recovery.step(wait_s if recovery.restorer.active else 0.0)
+                recovery.step(STEP_WAIT_S)
         done = [p for p in self._held if all(p not in r.pending for r in self._recoveries)]
         for p in sorted(done):
             held = self._held.pop(p)
