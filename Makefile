@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-# Only the 3-node failover tests: those make test runs, and a frozen group coordinator (a
-# minute) that only this target runs. About 5 minutes.
+# The tests marked `long` (a minute or more each), which `make test` leaves out; CI runs both.
+.PHONY: test-long
+test-long: venv
+	KSTATEFUN_LONG_TESTS=1 $(BIN)/python -m pytest -q -m long tests
+
+# Only the 3-node failover tests, the long ones included. About 5 minutes.
 .PHONY: test-failover
 test-failover: venv
-	KSTATEFUN_LONG_FAILOVER=1 $(BIN)/python -m pytest -q tests/e2e/test_broker_failover.py
+	KSTATEFUN_LONG_TESTS=1 $(BIN)/python -m pytest -q tests/e2e/test_broker_failover.py
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit

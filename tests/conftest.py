@@ -6,6 +6,7 @@ The broker is only started when a test asks for it (unit tests never do). Set
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -51,6 +52,20 @@ def create_topic(kafka_admin: AdminClient) -> Callable[..., str]:
         return kafka_fixture.create_topic(kafka_admin, name, partitions, config)
 
     return make
+
+
+LONG_TESTS_ENV = "KSTATEFUN_LONG_TESTS"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` run only with KSTATEFUN_LONG_TESTS=1 (`make test-long`, which CI
+    runs after `make test`), so that `make test` stays under 15 minutes."""
+    if os.environ.get(LONG_TESTS_ENV):
+        return
+    skip = pytest.mark.skip(reason=f"long: `make test-long` runs it ({LONG_TESTS_ENV}=1)")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

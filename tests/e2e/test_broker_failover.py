@@ -8,7 +8,6 @@ The cluster starts once for the module (three JVMs; about half a minute on a qui
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -137,10 +136,7 @@ def test_killing_the_groups_coordinator_for_longer_than_a_broker_session(app, cl
     run_with_fault(app, cluster, fault)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("KSTATEFUN_LONG_FAILOVER"),
-    reason="a minute of a frozen node: make test-failover runs it (KSTATEFUN_LONG_FAILOVER=1)",
-)
+@pytest.mark.long  # a minute of a frozen node
 def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
     """The group coordinator's node freezes (SIGSTOP: connections stay open, nothing answers)
     for longer than the workers' watchdog (40 s here). Each call to the producer then waits out

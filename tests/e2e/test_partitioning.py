@@ -19,6 +19,18 @@ def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application.stop_all()
 
 
+def _run_until_out(app, instance: str, expected: dict[str, list[int]]) -> str:
+    """Start a worker that takes its partition count from the ingress, wait until every
+    expected output is in, exactly once, stop it cleanly and return its log."""
+    app.start_worker(instance, partitions=False)
+    records = read_committed(
+        app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.5
+    )
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert app.stop_worker(instance) == 0, app.all_logs()
+    return app.log(instance)
+
+
 def _paths(log: str) -> tuple[int, int]:
     """(direct, routed) ingress records from the worker's stop line."""
     found = re.search(r"ingress_direct=(\d+) ingress_routed=(\d+)", log)
@@ -29,11 +41,7 @@ def _paths(log: str) -> tuple[int, int]:
 def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     events, expected = keyed_events(keys=40, per_key=5)
     produce_events(app.bootstrap, app.ingress, events, partitioner="consistent_random")
-    app.start_worker("w1", partitions=False)
-    records = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
-    assert check_exactly_once(records, expected) == [], app.all_logs()
-    assert app.stop_worker("w1") == 0, app.all_logs()
-    log = app.log("w1")
+    log = _run_until_out(app, "w1", expected)
     assert "partitions=6 partitions_from='ingress topic" in log
     # the records already on the ingress topic told the first worker which partitioner to take
     assert (
@@ -48,23 +56,16 @@ def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     for key, seqs in expected_more.items():
         expected[key] += seqs
     produce_events(app.bootstrap, app.ingress, more, partitioner="consistent_random")
-    app.start_worker("w2", partitions=False)
-    records = read_committed(app.bootstrap, app.egress, len(events) + len(more), settle=0.5)
-    assert check_exactly_once(records, expected) == [], app.all_logs()
-    assert app.stop_worker("w2") == 0, app.all_logs()
-    assert f"partitioner_from='recorded in {app.app_id}-meta'" in app.log("w2")
-    direct, routed = _paths(app.log("w2"))
-    assert routed == 0 and direct >= len(more), app.log("w2")[-3000:]
+    log = _run_until_out(app, "w2", expected)
+    assert f"partitioner_from='recorded in {app.app_id}-meta'" in log
+    direct, routed = _paths(log)
+    assert routed == 0 and direct >= len(more), log[-3000:]
 
 
 def test_a_new_app_on_java_partitioned_input_takes_murmur2_and_goes_direct(app):
     events, expected = keyed_events(keys=40, per_key=6)
     produce_events(app.bootstrap, app.ingress, events, partitioner="murmur2_random")
-    app.start_worker("w1", partitions=False)
-    records = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
-    assert check_exactly_once(records, expected) == [], app.all_logs()
-    assert app.stop_worker("w1") == 0, app.all_logs()
-    log = app.log("w1")
+    log = _run_until_out(app, "w1", expected)
     assert "partitioner=murmur2 partitioner_from='the placement of 200 records" in log
     direct, routed = _paths(log)
     assert routed == 0 and direct >= len(events), log[-3000:]

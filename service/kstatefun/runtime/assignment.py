@@ -83,6 +83,11 @@ class Assignment:
         """Assigned, and every partition restored (the readiness probe)."""
         return self.assigned and not self.restoring
 
+    def paused(self) -> set[tuple[str, int]]:
+        """The consumer partitions paused until their restore completes: nothing else may
+        resume them."""
+        return {(tp.topic, tp.partition) for held in self._held.values() for tp in held}
+
     def partitions(self, state: PartitionState) -> list[int]:
         return sorted(p for p, s in self.states.items() if s is state)
 
@@ -139,7 +144,7 @@ class Assignment:
         """``batch`` without records of partitions still paused for a restore (none, unless
         the consumer fetched before the pause took hold): those partitions are sought back
         to their first such record, to be read again once restored."""
-        held = {(tp.topic, tp.partition) for tps in self._held.values() for tp in tps}
+        held = self.paused()
         keep, rewind = [], dict[tuple[str, int], int]()
         for msg in batch:
             tp = (msg.topic(), msg.partition())

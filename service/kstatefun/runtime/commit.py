@@ -453,25 +453,28 @@ class Committer:
             (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
         }
 
-    def after_batch(self, consumed: int) -> None:
+    def after_batch(self, consumed: int) -> bool:
         """One round of the loop consumed ``consumed`` records: commit when the poll drained
-        what was available (fewer than a full batch) or the transaction is due."""
+        what was available (fewer than a full batch) or the transaction is due. Returns
+        whether it committed."""
         txn = self.txn
         if not txn.is_open:
-            return
+            return False
         due = time.monotonic() - txn.opened_at >= self._interval_s
         if consumed >= self._max_batch and not due:
-            return
+            return False
         remote = self.remote
         try:
             if remote is not None:
                 if not remote.idle and not due:
-                    return  # commit once the calls whose records it covers complete
+                    return False  # commit once the calls whose records it covers complete
                 if not self._wait_remote(rewind=True):
-                    return
+                    return False
             txn.commit()
         except KafkaException as e:
             self.failed(e, "commit")
+            return False
+        return True
 
     def failed(self, e: KafkaException, phase: str) -> None:
         """Processing or committing raised: abort and rewind (a fenced producer is decided by

@@ -75,6 +75,12 @@ DEFAULT_WATCHDOG_S = 60.0  # watchdog_timeout_s unset, and the loop's waits are 
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
 
+# Flow control between ingress and invocations (Worker._balance_ingress), in records.
+INVOCATIONS_LAG_HIGH = 5_000
+INVOCATIONS_LAG_LOW = 1_000
+HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
+
+
 class Worker:
     def __init__(
         self, settings: Settings, module: ModuleSpec, functions: StatefulFunctions
@@ -128,6 +134,9 @@ class Worker:
         # ingress partitions paused until invocations partition p is consumed up to this offset
         self._draining: dict[tuple[str, int], int] = {}
         self._drain_checked = 0.0
+        # ingress partitions paused because the worker's own invocations lag (_balance_ingress)
+        self._held: set[tuple[str, int]] = set()
+        self._held_since = 0.0
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -468,6 +477,8 @@ class Worker:
             wait_s = 0.0  # the restore step waited already
         if self._draining:
             self._check_drained()
+        if self._held:
+            self._balance_ingress()  # also without commits: nothing may hold ingress for good
         remote = self.remote
         if remote is not None and not remote.idle:
             try:
@@ -511,7 +522,8 @@ class Worker:
             except KafkaException as e:
                 self.committer.failed(e, "processing")
                 return
-        self.committer.after_batch(len(batch))
+        if self.committer.after_batch(len(batch)):
+            self._balance_ingress()
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
@@ -604,6 +616,45 @@ class Worker:
 
     # --- rebalancing --------------------------------------------------------------------------
 
+    def _balance_ingress(self) -> None:
+        """Messages between functions before new ingress: a backlog of ingress records that go
+        direct would otherwise fill the consumer's queue, and the invocations they produce (a
+        chain A -> B) would wait until the whole backlog is consumed. After each commit, pause
+        every ingress partition while the owned invocations partitions lag by more than
+        INVOCATIONS_LAG_HIGH records (cached high watermark - position), resume below
+        INVOCATIONS_LAG_LOW or after HOLD_MAX_S, whichever comes first. Partitions paused
+        for a restore (runtime/assignment.py) are neither counted nor paused or resumed."""
+        consumer, inv = self.consumer, self.topics.invocations
+        restoring = self.assignment.paused()
+        assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in restoring]
+        owned = [tp for tp in assigned if tp.topic == inv]
+        if not owned:
+            return
+        lag = 0
+        for tp in consumer.position(owned):
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            # nothing consumed yet (the case that matters: invocations stuck behind ingress)
+            at = tp.offset if tp.offset >= 0 else low
+            if high >= 0 and at >= 0:
+                lag += max(0, high - at)
+        now = time.monotonic()
+        if not self._held and lag > INVOCATIONS_LAG_HIGH:
+            held = {(tp.topic, tp.partition) for tp in assigned if tp.topic != inv}
+            held -= set(self._draining)  # already paused until drained
+            if held:
+                consumer.pause([TopicPartition(t, p) for t, p in held])
+                self._held, self._held_since = held, now
+        elif self._held and (lag < INVOCATIONS_LAG_LOW or now - self._held_since > HOLD_MAX_S):
+            # bounded: records the consumer never returns (aborted transactions, another
+            # worker's open one) count in the lag, and a hold must not outlive them
+            resume = self._held - set(self._draining) - restoring
+            self._held = set()
+            if resume:
+                try:
+                    consumer.resume([TopicPartition(t, p) for t, p in resume])
+                except KafkaException as e:  # no longer assigned: the next assignment starts over
+                    log.info("not resuming held ingress: %s", e)
+
     def _check_drained(self) -> None:
         """Turn on direct dispatch for ingress partitions whose invocations partition has been
         consumed past everything that was in it at assignment (router.py explains why)."""
@@ -653,6 +704,7 @@ class Worker:
         invocations partition of the same number, which must be consumed first (``_restored``
         puts the plan to work once that partition is restored)."""
         self.router.direct.clear()
+        self._held = set()  # a new assignment starts unpaused
         self._draining.clear()
         self._drain_ends.clear()
         inv = self.topics.invocations

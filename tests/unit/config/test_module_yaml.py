@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kstatefun.config import (
+from kstatefun.config.module import (
     KIND_HTTP_V1,
     KIND_HTTP_V2,
     TRANSPORT_ASYNC,

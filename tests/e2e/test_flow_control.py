@@ -1,0 +1,46 @@
+"""End to end on a real broker: messages between functions are not starved by an ingress
+backlog. Ingress records placed by librdkafka's default partitioner go direct, so without
+flow control a worker started on a backlog consumed nearly all of it before the messages its
+functions sent each other (docs/performance.md, W2); Worker._balance_ingress pauses ingress
+while the worker's own invocations lag."""
+
+import pytest
+
+from tests.harness import keyed_events, make_app, produce_events, read_committed
+
+pytestmark = pytest.mark.kafka
+
+BACKLOG = 40_000
+
+
+def test_a_chain_keeps_pace_with_an_ingress_backlog(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    app = make_app(
+        kafka_bootstrap,
+        tmp_path,
+        unique_name,
+        create_topic,
+        partitions=6,
+        functions="tests.apps.chain:functions",
+        target="chain/a",
+    )
+    app.egress = create_topic(unique_name("one"), partitions=1)  # one order for "a" and "b"
+    try:
+        events, _ = keyed_events(keys=400, per_key=BACKLOG // 400)
+        produce_events(app.bootstrap, app.ingress, events)  # CRC32: the direct path
+        app.start_worker("w1", partitions=False)
+        values = [v for _, v in read_committed(app.bootstrap, app.egress, 2 * BACKLOG, timeout=240)]
+        assert app.stop_worker("w1") == 0, app.all_logs()
+    finally:
+        app.stop_all()
+    assert values.count("a") == BACKLOG and values.count("b") == BACKLOG, app.all_logs()
+    assert "ingress_routed=0" in app.log("w1"), app.log("w1")[-3000:]
+    # how many messages to chain/b waited, at worst: a few thousand with flow control (the
+    # pause starts at 5,000 and a commit's worth of records may pass before it), close to the
+    # whole backlog without it
+    waiting = worst = 0
+    for value in values:
+        waiting += 1 if value == "a" else -1
+        worst = max(worst, waiting)
+    assert worst <= BACKLOG // 4, f"up to {worst} of {BACKLOG} messages to chain/b waited"
