@@ -71,6 +71,8 @@ SHAPES = (
     ),
 )
 
+SHAPES_HELP = ", ".join(s.name for s in SHAPES)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -162,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the kstatefun of another checkout at PATH as contender kstatefun-NAME "
         "(e.g. main=/tmp/main, from `git archive main`): an A/B in the same run",
     )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of W1 and W2 (default: 2, in full and quick runs)"
+    )
+    parser.add_argument(
+        "--w1-shapes",
+        help=f"comma-separated input shapes for W1: {SHAPES_HELP} (all by default; every "
+        "other part runs on the first)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only print the table and redraw the chart"
@@ -176,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nchart: {args.render.with_suffix('.png')}")
         return 0
     cfg = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        cfg = replace(cfg, rounds=args.rounds)
+    if args.w1_shapes is not None:
+        names = tuple(filter(None, args.w1_shapes.split(",")))
+        unknown = set(names) - {s.name for s in SHAPES}
+        if unknown:
+            parser.error(f"unknown shape(s) {', '.join(sorted(unknown))}: use {SHAPES_HELP}")
+        cfg = replace(cfg, w1_shapes=names)
     skip = set(filter(None, args.skip.split(",")))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 

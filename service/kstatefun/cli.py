@@ -22,7 +22,17 @@ from kstatefun.errors import KStatefunError
 log = logging.getLogger("kstatefun")
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    """SIGTERM or Ctrl-C while the worker is still starting (importing the functions can take
+    seconds): nothing is consumed or committed yet, so stopping is a clean stop (exit 0), as
+    the exit codes promise, not death by the signal's default action."""
+    log.info("signal=%s before the worker started: stopping", signum)
+    raise SystemExit(0)
+
+
 def _run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    signal.signal(signal.SIGINT, _stop_before_start)
     from kstatefun.config.module import load_module
     from kstatefun.config.settings import load_settings
     from kstatefun.observability.logs import configure_logging

@@ -29,7 +29,8 @@ kinds join:
 - ``rolling``: SIGTERM and restart every node in turn.
 
 Every fault is timed, and the run reports per kind the longest pause of the output (the
-longest gap between egress records a read_committed reader saw, around the fault).
+longest gap between egress records a read_committed reader saw, from the fault's start to the
+next fault's), of all of it and of the egress partition that paused longest.
 
 Then every worker is stopped cleanly and tests/chaos/verify.py checks the output against what
 the committed input implies. The run prints the figures and exits 1 on any violation (2 when
@@ -55,6 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -82,16 +84,19 @@ SESSION_TIMEOUT_S = 10.0  # kafka/clients.py group_consumer_config
 FAULT_KINDS = ("kill9", "sigterm", "zombie", "late", "broker", "remote")
 CLUSTER_FAULT_KINDS = (*FAULT_KINDS, "coordinator", "controller", "rolling")
 BAD_KINDS = ("null-key", "null-value", "invalid-key", "boom", "stray", "rboom")
+Exit = tuple[str, int | None, str, str]  # worker, exit code (None: hung), when, cause
 DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of the input
 RDELAY_MS = 800
+DEFAULT_RATE = 40.0  # events per second
+DEFAULT_KEYS = 120
 
 
 @dataclass
 class ChaosConfig:
     seconds: float = 600.0  # how long the input (and the faults) run
     seed: int = 0
-    rate: float = 40.0  # events per second
-    keys: int = 120
+    rate: float = DEFAULT_RATE
+    keys: int = DEFAULT_KEYS
     workers: int = 3
     partitions: int = 6
     faults: tuple[str, ...] | None = None  # a fixed sequence; None: each kind once, then random
@@ -100,6 +105,9 @@ class ChaosConfig:
     remote_outage_s: tuple[float, float] = (2.0, 4.0)  # < the remote call budget
     broker_down_s: tuple[float, float] = (0.0, 3.0)
     brokers: int = 1  # 3 or more: a replicated cluster, and the cluster fault kinds
+    # how long a restarted node may take to rejoin: on a loaded 2-core host (load average
+    # about 30) restarts took up to 103 s, and the former 120 s bound ended a 38-minute run
+    node_start_s: float = 300.0
     remote_call_budget: str = "8s"
     bad_each: int = 2  # injected bad records of each kind
     kafka_debug: str = ""  # librdkafka ``debug`` contexts for the workers' clients
@@ -109,6 +117,9 @@ class ChaosConfig:
     work_dir: Path | None = None
     keep: bool = False
     state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
+    # finish a run that died in its fault phase: restart its kept cluster (work_dir) and new
+    # workers, let them process the committed input, then verify; no input, no faults
+    resume: bool = False
     say: Callable[[str], None] = lambda text: print(text, flush=True)
 
 
@@ -121,9 +132,9 @@ class ChaosReport:
     delivery_failures: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     # worker exits the runner did not ask for, as (worker, exit code or None for "still
-    # running when the SIGTERM's patience ran out", when): code 3 (fenced) is reported, not
-    # a violation; a hang or any other code is
-    exits: list[tuple[str, int | None, str]] = field(default_factory=list)
+    # running when the SIGTERM's patience ran out", when, cause: exit_cause()): code 3
+    # (fenced) is reported, not a violation; a hang or any other code is
+    exits: list[Exit] = field(default_factory=list)
     verdict: verify.Verdict | None = None
     expected_egress: int = 0
     wall_s: float = 0.0
@@ -134,11 +145,13 @@ class ChaosReport:
     error: str | None = None
     log_counts: Counter[str] = field(default_factory=Counter)
     kinds: tuple[str, ...] = FAULT_KINDS
-    # per fault kind, the longest pause of the output around one such fault (s)
+    # per fault kind, the longest pause of the output around one such fault (s): of all the
+    # output, and of the egress partition that paused longest
     stalls: dict[str, float] = field(default_factory=dict)
+    partition_stalls: dict[str, float] = field(default_factory=dict)
 
     @property
-    def bad_exits(self) -> list[tuple[str, int | None, str]]:
+    def bad_exits(self) -> list[Exit]:
         return [e for e in self.exits if e[1] != 3]
 
     @property
@@ -149,6 +162,10 @@ class ChaosReport:
             and self.verdict.ok
             and not self.bad_exits
         )
+
+    @property
+    def exit_causes(self) -> Counter[str]:
+        return Counter(cause for *_, cause in self.exits)
 
     def lines(self) -> list[str]:
         v = self.verdict or verify.Verdict()
@@ -174,16 +191,21 @@ class ChaosReport:
                 " ("
                 + "; ".join(
                     f"{n} {'hung (still running after SIGTERM)' if c is None else f'exit {c}'}"
-                    f" {when}"
-                    for n, c, when in self.exits[:8]
+                    f" {when} ({cause})"
+                    for n, c, when, cause in self.exits[:8]
                 )
                 + ")"
                 if self.exits
                 else ""
             ),
+            "worker exits by cause: "
+            + (" ".join(f"{k}={n}" for k, n in sorted(self.exit_causes.items())) or "none"),
+            f"worker exits caused by retriable errors: {self.exit_causes['retriable']}",
             f"worker log: {dict(sorted(self.log_counts.items()))}",
             "longest output pause per fault kind: "
             + (" ".join(f"{k}={v:.1f}s" for k, v in sorted(self.stalls.items())) or "-"),
+            "longest pause of one egress partition per fault kind: "
+            + (" ".join(f"{k}={v:.1f}s" for k, v in sorted(self.partition_stalls.items())) or "-"),
             f"wall time: {self.wall_s:.0f} s "
             f"(setup {self.setup_s:.0f} s, drain {self.drain_s:.0f} s)",
         ]
@@ -208,8 +230,12 @@ class ChaosReport:
             "letters_wrong": v.letters_wrong,
             "stuck_partitions": v.stuck_partitions,
             "exits": [list(e) for e in self.exits],
+            "exit_causes": dict(self.exit_causes),
             "wall_s": round(self.wall_s),
             "stalls_s": {k: round(v, 1) for k, v in sorted(self.stalls.items())},
+            "partition_stalls_s": {
+                k: round(v, 1) for k, v in sorted(self.partition_stalls.items())
+            },
             "drained": self.drained,
             "ok": self.ok,
         }
@@ -320,6 +346,8 @@ class EgressWatch(threading.Thread):
         super().__init__(name="chaos-egress-watch", daemon=True)
         self.bootstrap, self.topic = bootstrap, topic
         self.arrivals: list[float] = []
+        # per egress partition: one worker's stall shows here even while the others write
+        self.by_partition: dict[int, list[float]] = {}
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -337,23 +365,33 @@ class EgressWatch(threading.Thread):
             consumer.subscribe([self.topic])
             while not self.done.is_set():
                 batch = consumer.consume(1000, timeout=0.1)
-                if any(m.error() is None for m in batch):
-                    self.arrivals.append(time.monotonic())
+                now = time.monotonic()
+                partitions = {m.partition() for m in batch if m.error() is None}
+                if partitions:
+                    self.arrivals.append(now)
+                for p in partitions:
+                    self.by_partition.setdefault(p, []).append(now)
         finally:
             consumer.close()
 
-    def longest_pause(self, start: float, end: float) -> float:
-        """The longest gap between arrivals from the last one before ``start`` up to ``end``
-        (or, with no arrival after ``start``, until ``end``)."""
-        times = self.arrivals
-        i = bisect.bisect_right(times, start)
-        window = times[max(i - 1, 0) : bisect.bisect_right(times, end)]
-        if not window:
-            return end - start
-        gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
-        if window[-1] <= start:
-            gaps.append(end - window[-1])
-        return max(gaps, default=0.0)
+    def longest_pause(self, start: float, end: float, partition: int | None = None) -> float:
+        """The longest pause of arrivals (on any partition, or on ``partition``) around a fault:
+        see longest_pause()."""
+        times = self.arrivals if partition is None else self.by_partition[partition]
+        return longest_pause(times, start, end)
+
+
+def longest_pause(times: list[float], start: float, end: float) -> float:
+    """The longest gap between sorted ``times`` from the last one before ``start`` up to
+    ``end`` (or, with none after ``start``, until ``end``)."""
+    i = bisect.bisect_right(times, start)
+    window = times[max(i - 1, 0) : bisect.bisect_right(times, end)]
+    if not window:
+        return end - start
+    gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
+    if window[-1] <= start:
+        gaps.append(end - window[-1])
+    return max(gaps, default=0.0)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -373,7 +411,7 @@ class Workers:
         self.procs: dict[str, subprocess.Popen] = {}
         self.stopped: set[str] = set()  # SIGSTOPped right now
         self.down: set[str] = set()  # killed or terminated by the runner, not restarted yet
-        self.exits: list[tuple[str, int | None, str]] = []
+        self.exits: list[Exit] = []
         self.t0 = time.monotonic()
         self.expect_exit: dict[str, set[int]] = {}
 
@@ -424,12 +462,21 @@ class Workers:
                 continue
             allowed = self.expect_exit.pop(name, set())
             if code not in allowed:
-                self.exits.append((name, code, f"at {time.monotonic() - self.t0:.0f} s"))
+                when = f"at {time.monotonic() - self.t0:.0f} s"
+                self.exits.append((name, code, when, self.cause(name, code)))
                 say(f"worker {name} exited with code {code} on its own; restarting it")
             else:
                 say(f"worker {name} exited with code {code} (expected); restarting it")
             self.stopped.discard(name)
             self.start(name)
+
+    def cause(self, name: str, code: int | None) -> str:
+        return exit_cause(self.logs / f"worker-{name}.log", code)
+
+    def has_started(self, name: str) -> bool:
+        """Whether the worker logged ``worker started`` since the runner last started it."""
+        text = (self.logs / f"worker-{name}.log").read_text("utf-8", "replace")
+        return "worker started" in text.rsplit("==== start", 1)[-1]
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         proc = self.procs[name]
@@ -508,10 +555,8 @@ class Run:
     def fault_sigterm(self) -> None:
         name = self._pick_worker()
         started = time.monotonic()
-        code = self.workers.terminate(name, timeout=20.0)
+        code = self._terminate(name, 20.0, "20 s after the SIGTERM fault")
         self.say(f"fault sigterm: {name} exited {code} after {time.monotonic() - started:.1f} s")
-        if code != 0:
-            self.report.exits.append((name, code, "20 s after the SIGTERM fault"))
         self.sleep(self.rng.uniform(0.0, 2.0))
         self.workers.start(name)
         self.say(f"  {name} restarted")
@@ -545,9 +590,8 @@ class Run:
         pause = self.rng.uniform(*self.cfg.zombie_s)
         log = self.logs / f"worker-{late}.log"
         revoked = log.read_bytes().count(b"revoked invocations")
-        code = self.workers.terminate(other, timeout=20.0)  # leaves the group: a rebalance
-        if code != 0:
-            self.report.exits.append((other, code, "20 s after the SIGTERM of the late fault"))
+        # leaves the group: a rebalance
+        self._terminate(other, 20.0, "20 s after the SIGTERM of the late fault")
         self.workers.start(other)
         deadline = time.monotonic() + 20.0
         while log.read_bytes().count(b"revoked invocations") == revoked:
@@ -588,7 +632,7 @@ class Run:
         self.say(f"fault {what}, down for {down:.1f} s")
         self.sleep(down)
         started = time.monotonic()
-        cluster_faults.start_node(self.cluster, node)
+        cluster_faults.start_node(self.cluster, node, self.cfg.node_start_s)
         self.say(f"  node {node} restarted in {time.monotonic() - started:.1f} s")
 
     def fault_coordinator(self) -> None:
@@ -609,7 +653,7 @@ class Run:
         self.say("fault rolling: SIGTERM and restart every node in turn")
         for node in self.cluster.nodes:
             cluster_faults.stop_node(self.cluster, node.node_id)
-            cluster_faults.start_node(self.cluster, node.node_id)
+            cluster_faults.start_node(self.cluster, node.node_id, self.cfg.node_start_s)
             self.say(f"  node {node.node_id} restarted")
             self.sleep(2.0)
         self.say(f"  rolling restart done in {time.monotonic() - started:.1f} s")
@@ -627,7 +671,7 @@ class Run:
 
     # phases
 
-    def setup(self, work: Path) -> None:
+    def setup(self, work: Path, resume: bool = False) -> None:
         cfg = self.cfg
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -640,8 +684,11 @@ class Run:
         self.bootstrap = self.broker.bootstrap_servers
         self.say(f"kafka up at {self.bootstrap} (data dir {self.broker.data_dir})")
         admin = self.admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": QUIET})
-        self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
-        self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
+        if resume:  # the kept data directory has them
+            self.ingress, self.egress = "chaos-in", "chaos-out"
+        else:
+            self.ingress = kafka_fixture.create_topic(admin, "chaos-in", cfg.partitions)
+            self.egress = kafka_fixture.create_topic(admin, "chaos-out", cfg.partitions)
         python = sdk_env.ensure_sdk_venv()
         self.sdk = sdk_env.start_sdk_server(python, script=SDK_APP)
         self.say(f"StateFun SDK server up at {self.sdk.base_url} (pid {self.sdk.process.pid})")
@@ -744,7 +791,12 @@ class Run:
         work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="kstatefun-chaos-"))
         work.mkdir(parents=True, exist_ok=True)
         report.work_dir = str(work)
-        self.say(f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work}")
+        # started: the wall clock (UTC) of the "[0.0s]" of these lines (tests/chaos/stalls.py)
+        started = datetime.fromtimestamp(time.time() - (time.monotonic() - self.t0), UTC)
+        self.say(
+            f"chaos seed={cfg.seed} input={cfg.seconds:.0f}s rate={cfg.rate}/s work={work} "
+            f"started={started.replace(tzinfo=None).isoformat(timespec='milliseconds')}"
+        )
         self.broker: LocalKafka | LocalKafkaCluster | None = None  # type: ignore[assignment]
         self.cluster: LocalKafkaCluster | None = None
         self.timed: list[tuple[str, float]] = []  # (fault kind, when it began)
@@ -752,19 +804,20 @@ class Run:
         self.sdk = None  # type: ignore[assignment]
         self.workers = None  # type: ignore[assignment]
         try:
-            self.setup(work)
+            self.setup(work, resume=cfg.resume)
             report.setup_s = time.monotonic() - self.t0
-            events = make_input(cfg)
             report.bad = len(BAD_KINDS) * cfg.bad_each
-            feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
-            self.watch = EgressWatch(self.bootstrap, self.egress)
-            self.watch.start()
-            feed.start()
-            self.chaos(feed)
-            self._stalls(feed_end=time.monotonic())
-            if feed.error is not None:
-                raise RuntimeError(f"the input producer failed: {feed.error!r}")
-            report.delivery_failures = feed.failures
+            if not cfg.resume:
+                events = make_input(cfg)
+                feed = self.feed = InputThread(self.bootstrap, self.ingress, events, cfg.rate)
+                self.watch = EgressWatch(self.bootstrap, self.egress)
+                self.watch.start()
+                feed.start()
+                self.chaos(feed)
+                self._stalls(feed_end=time.monotonic())
+                if feed.error is not None:
+                    raise RuntimeError(f"the input producer failed: {feed.error!r}")
+                report.delivery_failures = feed.failures
             ingress = verify.read_topic(self.bootstrap, self.ingress)
             exp = verify.expect(ingress.records)
             report.events, report.valid = exp.events, exp.valid
@@ -828,13 +881,30 @@ class Run:
         for (kind, start), end in zip(self.timed, ends, strict=True):
             pause = self.watch.longest_pause(start, end)
             self.report.stalls[kind] = max(self.report.stalls.get(kind, 0.0), pause)
+            worst = max(
+                (self.watch.longest_pause(start, end, p) for p in self.watch.by_partition),
+                default=pause,
+            )
+            self.report.partition_stalls[kind] = max(
+                self.report.partition_stalls.get(kind, 0.0), worst
+            )
 
     def stop_workers(self, timeout: float) -> None:
         for name in sorted(self.workers.procs):
-            code = self.workers.terminate(name, timeout)
-            if code != 0:
-                self.report.exits.append((name, code, f"{timeout:.0f} s after the final SIGTERM"))
+            self._terminate(name, timeout, f"{timeout:.0f} s after the final SIGTERM")
         self.say("workers stopped")
+
+    def _terminate(self, name: str, timeout: float, when: str) -> int | None:
+        """SIGTERM a worker; anything but a clean stop is reported as an exit. A worker
+        SIGTERMed while the interpreter itself starts, before the CLI installs its first
+        handler (cli._stop_before_start), ends by the signal's default action, holding no
+        transaction: that is clean too."""
+        code = self.workers.terminate(name, timeout)
+        if code == -signal.SIGTERM and not self.workers.has_started(name):
+            self.say(f"  {name} was SIGTERMed while starting (before any handler): clean")
+        elif code != 0:
+            self.report.exits.append((name, code, when, self.workers.cause(name, code)))
+        return code
 
 
 def with_suppressed(fn: Callable[[], object]) -> None:
@@ -851,6 +921,36 @@ LOG_MARKERS = {
     "producer_recreated": "recreating the producer",
     "traceback": "Traceback",
 }
+
+
+# What ended a worker, from the last line of its run that says (runtime/worker.py, kafka/errors.py,
+# docs/operations.md "Exit codes"); within that line, the first match in this order wins.
+EXIT_CAUSES = (
+    ("retriable", "still failed after"),  # KafkaUnavailableError: retries past their deadline
+    ("stuck-producers", "producers given up"),
+    ("fenced", "was fenced"),
+    ("watchdog", "watchdog: the worker loop made no progress"),
+    ("config", "kstatefun: error:"),
+    ("store", "writing the local state store"),
+    ("fatal-kafka", "stopping: "),
+    ("traceback", "Traceback"),
+)
+
+
+def exit_cause(log: Path, code: int | None) -> str:
+    """Why a worker stopped, from its log since its last start: one of EXIT_CAUSES, "hung"
+    (still running after SIGTERM), "signal N" (killed, no line of its own) or "unknown"."""
+    if code is None:
+        return "hung"
+    try:
+        text = log.read_text("utf-8", "replace")
+    except OSError:
+        return "unknown"
+    for line in reversed(text.rsplit("==== start", 1)[-1].splitlines()):
+        for cause, marker in EXIT_CAUSES:
+            if marker in line:
+                return cause
+    return f"signal {-code}" if code < 0 else "unknown"
 
 
 def count_log_lines(logs: Path) -> Counter[str]:
@@ -877,8 +977,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="how long input and faults run")
     parser.add_argument("--seed", type=int, default=None, help="default: a random seed (printed)")
-    parser.add_argument("--rate", type=float, default=40.0, help="input events per second")
-    parser.add_argument("--keys", type=int, default=120)
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="input events per second")
+    parser.add_argument("--keys", type=int, default=DEFAULT_KEYS)
     parser.add_argument(
         "--brokers",
         type=int,
@@ -919,6 +1019,13 @@ def main(argv: list[str] | None = None) -> int:
         default="memory",
         help="the workers' state_store (rocksdb: each keeps its database in the work directory)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --work-dir of a run that died in its fault phase (e.g. a node that did not "
+        "restart): restart its kept cluster and the workers, let them finish the committed "
+        "input, then verify (no input, no faults; the dead run's pauses are not measured)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs even when it passes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
@@ -933,6 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 1")
     if args.runs > 1 and args.work_dir is not None:
         parser.error("--work-dir takes one run; a soak makes a work directory per run")
+    if args.resume and (args.work_dir is None or not (args.work_dir / "kafka").is_dir()):
+        parser.error("--resume needs the --work-dir of a kept run (with its kafka directory)")
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     faults = None
     if args.faults:
@@ -963,13 +1072,19 @@ def _one_run(
     args: argparse.Namespace, seed: int, faults: tuple[str, ...] | None, run: int, runs: int
 ) -> int:
     # first, so that a truncated log still says how to repeat the run
-    print(
-        f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: make chaos "
-        f"CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
-        + (f" CHAOS_BROKERS={args.brokers}" if args.brokers > 1 else "")
-        + (f" CHAOS_STATE_STORE={args.state_store})" if args.state_store != "memory" else ")"),
-        flush=True,
-    )
+    if args.rate == DEFAULT_RATE and args.keys == DEFAULT_KEYS:
+        repeat = (
+            f"make chaos CHAOS_MINUTES={args.minutes:g} CHAOS_SEED={seed}"
+            + (f" CHAOS_BROKERS={args.brokers}" if args.brokers > 1 else "")
+            + (f" CHAOS_STATE_STORE={args.state_store}" if args.state_store != "memory" else "")
+        )
+    else:  # make chaos has no rate or keys of its own
+        repeat = (
+            f"python -m tests.chaos.run --minutes {args.minutes:g} --seed {seed} "
+            f"--rate {args.rate:g} --keys {args.keys} --brokers {args.brokers} "
+            f"--state-store {args.state_store}"
+        )
+    print(f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: {repeat})", flush=True)
     cfg = ChaosConfig(
         seconds=args.minutes * 60,
         seed=seed,
@@ -985,6 +1100,7 @@ def _one_run(
         bad_each=max(1, min(3, int(args.minutes))),
         brokers=args.brokers,
         state_store=args.state_store,
+        resume=args.resume,
     )
     report = run_chaos(cfg)
     print("\n".join(report.lines()), flush=True)

@@ -1,9 +1,12 @@
 """The command line as a user meets it: bad configuration fails fast with a clear message."""
 
 import argparse
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 
@@ -22,6 +25,25 @@ def run_cli(*args, env=None):
         timeout=60,
         env=env,
     )
+
+
+def embedded_module(tmp_path, target: str, functions: str):
+    """A module.yaml of one ingress topic with ``target`` and embedded ``functions``."""
+    module = tmp_path / "module.yaml"
+    module.write_text(
+        "kind: io.statefun.kafka.v1/ingress\n"
+        "spec:\n"
+        "  id: test/in\n"
+        "  topics:\n"
+        "    - topic: t\n"
+        "      valueType: test/Event\n"
+        f"      targets: [{target}]\n"
+        "---\n"
+        "kind: io.kstatefun.v1/embedded\n"
+        "spec:\n"
+        f"  functions: [{functions}]\n"
+    )
+    return module
 
 
 def test_invalid_module_yaml_names_document_field_and_fix(tmp_path):
@@ -45,20 +67,7 @@ def test_invalid_module_yaml_names_document_field_and_fix(tmp_path):
 
 
 def test_unregistered_ingress_target_fails_before_touching_kafka(tmp_path):
-    module = tmp_path / "module.yaml"
-    module.write_text(
-        "kind: io.statefun.kafka.v1/ingress\n"
-        "spec:\n"
-        "  id: test/in\n"
-        "  topics:\n"
-        "    - topic: t\n"
-        "      valueType: test/Event\n"
-        "      targets: [test/typo]\n"
-        "---\n"
-        "kind: io.kstatefun.v1/embedded\n"
-        "spec:\n"
-        "  functions: [tests.apps.counting:functions]\n"
-    )
+    module = embedded_module(tmp_path, "test/typo", "tests.apps.counting:functions")
     result = run_cli("run", "--module", str(module), "--bootstrap-servers", "127.0.0.1:1")
     assert result.returncode == 2
     assert "targets 'test/typo'" in result.stderr and "test/counter" in result.stderr
@@ -159,3 +168,31 @@ def test_the_wheel_ships_the_apache_license_and_py_typed(tmp_path):
     assert "License: Apache-2.0" in metadata.splitlines()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in license_text
+
+
+def test_sigterm_while_the_worker_is_still_starting_is_a_clean_stop(tmp_path):
+    """Before the worker exists there is nothing to commit: exit 0 (the documented clean
+    stop), not death by SIGTERM's default action (-15)."""
+    module = embedded_module(tmp_path, "test/counter", "tests.apps.slow_import:functions")
+    marker = tmp_path / "importing"
+    env = dict(os.environ, TEST_IMPORT_MARKER=str(marker), TEST_IMPORT_SLEEP_S="60")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kstatefun.cli", "run", "--module", str(module)]
+        + ["--bootstrap-servers", "127.0.0.1:1", "--app-id", "slow"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # the worker is importing its functions
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "before the worker started: stopping" in output

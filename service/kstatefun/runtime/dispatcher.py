@@ -19,6 +19,8 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from time import perf_counter
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
@@ -26,7 +28,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from kstatefun.errors import DecodeError, StateStoreError
 from kstatefun.model import Address, TypedValue
-from kstatefun.observability.metrics import WorkerMetrics
+from kstatefun.observability.metrics import Histogram, WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
@@ -51,21 +53,26 @@ from kstatefun.wire.avro import decode_invocation, encode_invocation
 class _Plan:
     """What the dispatcher derives once per embedded function type."""
 
+    spec: FunctionSpec
     storage: Callable[..., Storage]  # storage_class(...): build with (read)
     layout: StateLayout
+    latency: Histogram  # kstatefun_invocation_latency_seconds of the type
 
 
-class LocalInvocation:
+class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", int]):
     """An invocation delivered straight to a target this worker owns, in the open transaction,
     without a round trip through <app>-invocations: an ingress record whose target partition
     this worker owns (runtime/router.py), or a fired delayed message. Quacks like the record it
     came from (topic, partition, offset, key, value: what a dead letter names as its source);
-    ``origin`` identifies the invocation uniquely and the same on a replay."""
+    ``origin`` identifies the invocation uniquely and the same on a replay.
 
-    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_origin", "_index")
+    A tuple (topic, partition, offset, key, value, origin, index), built with ``make_local``
+    where it counts."""
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         topic: str,
         partition: int,
         offset: int,
@@ -73,31 +80,35 @@ class LocalInvocation:
         value: bytes | None,
         origin: str | None = None,
         index: int = 0,
-    ) -> None:
-        self._topic, self._partition, self._offset = topic, partition, offset
-        self._key, self._value = key, value
-        self._origin, self._index = origin, index  # without an origin: the ingress target index
+    ) -> LocalInvocation:
+        # without an origin: ``index`` is the ingress target's index
+        return tuple.__new__(cls, (topic, partition, offset, key, value, origin, index))
 
     @property
     def origin(self) -> str:
-        if self._origin is None:  # made only when needed (delayed messages)
-            self._origin = f"i:{self._topic}:{self._partition}:{self._offset}:{self._index}"
-        return self._origin
+        # made only when needed (delayed messages)
+        return self[5] or f"i:{self[0]}:{self[1]}:{self[2]}:{self[6]}"
 
     def topic(self) -> str:
-        return self._topic
+        return self[0]
 
     def partition(self) -> int:
-        return self._partition
+        return self[1]
 
     def offset(self) -> int:
-        return self._offset  # -1: not a record of its own (a fired timer)
+        return self[2]  # -1: not a record of its own (a fired timer)
 
     def key(self) -> bytes:
-        return self._key
+        return self[3]
 
     def value(self) -> bytes | None:
-        return self._value
+        return self[4]
+
+
+# ``make_local((topic, partition, offset, key, value, origin, index))``: a LocalInvocation built
+# in C, without ``__new__``'s Python frame (the router makes one per direct ingress record)
+make_local: Callable[[tuple[str, int, int, bytes, bytes | None, str | None, int]], LocalInvocation]
+make_local = partial(tuple.__new__, LocalInvocation)  # type: ignore[assignment]
 
 
 # Dispatcher.invoke(source, function type, id, caller, argument typename, argument value)
@@ -173,6 +184,7 @@ class Dispatcher:
         self._functions = functions
         self._store = self.store = store
         self._read = store.read
+        self._key_of = store.key_of
         self._plans: dict[str, _Plan] = {}
         self._dlq = self.dead_letters = dead_letters
         self.effects = EffectsApplier(
@@ -210,15 +222,43 @@ class Dispatcher:
     ) -> None:
         """Run one invocation of ``ftype/fid`` with the argument ``typename``/``value``;
         ``record`` is where it came from (its partition is the target's partition)."""
+        plan = self._plans.get(ftype)
+        if plan is None:
+            spec = self._functions.for_typename(ftype)
+            if spec is None:
+                self._not_embedded(record, Address(ftype, fid), caller, typename, value)
+                return
+            plan = self._plan(spec)
         target = Address(ftype, fid)
-        spec = self._functions.for_typename(ftype)
-        if spec is None:
-            self._not_embedded(record, target, caller, typename, value)
-            return
         partition = record.partition()
         now_ms = int(time.time() * 1000)
+        # The embedded call, inline (this runs for every invocation): its state is read as of
+        # now_ms, on first access; its effects are checked before any of them applies.
+        store_read, typenames = self._read, plan.layout.typenames
         try:
-            fx = self._call(spec, target, caller, TypedValue(typename, value), partition, now_ms)
+            key = self._key_of(target)
+
+            def read(name: str) -> bytes | None:
+                return store_read(partition, key, name, now_ms, typenames[name])
+
+            storage = plan.storage(read)
+            context = Context(target, caller, storage)
+            spec = plan.spec
+            started = perf_counter()
+            result = spec.fun(context, Message(target, TypedValue(typename, value)))
+            if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
+                self._loop.run_until_complete(result)
+            plan.latency.observe(perf_counter() - started)
+            fx = Effects(
+                target,
+                plan.layout,
+                storage_mutations(storage),
+                context.outgoing,
+                context.egress,
+                context.delayed,
+                1,
+                key,
+            )
             self.effects.check(fx, partition)
         except (KafkaException, StateStoreError):
             raise  # a broker or local disk problem is not the input's fault
@@ -236,41 +276,6 @@ class Dispatcher:
             )
             return
         self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
-
-    def _call(
-        self,
-        spec: FunctionSpec,
-        target: Address,
-        caller: Address | None,
-        argument: TypedValue,
-        partition: int,
-        now_ms: int,
-    ) -> Effects:
-        """Run an embedded function, reading its state as of ``now_ms``; returns what it did,
-        not yet checked."""
-        plan = self._plans.get(spec.typename) or self._plan(spec)
-        key = self._store.key_of(target)
-        store_read, specs = self._read, spec.specs
-
-        def read(name: str) -> bytes | None:
-            return store_read(partition, key, name, now_ms, specs[name].type.typename)
-
-        storage = plan.storage(read)
-        context = Context(target, caller, storage)
-        started = time.perf_counter()
-        result = spec.fun(context, Message(target, argument))
-        if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
-            self._loop.run_until_complete(result)
-        self._metrics.latency(spec.typename).observe(time.perf_counter() - started)
-        return Effects(
-            target,
-            plan.layout,
-            storage_mutations(storage),
-            context.outgoing,
-            context.egress,
-            context.delayed,
-            state_key=key,
-        )
 
     def _not_embedded(
         self,
@@ -310,6 +315,11 @@ class Dispatcher:
         self.effects.apply(fx, partition, now_ms, origin)
 
     def _plan(self, spec: FunctionSpec) -> _Plan:
-        plan = _Plan(storage_class(spec.typename, spec.specs), StateLayout.of(spec))
+        plan = _Plan(
+            spec,
+            storage_class(spec.typename, spec.specs),
+            StateLayout.of(spec),
+            self._metrics.latency(spec.typename),
+        )
         self._plans[spec.typename] = plan
         return plan

@@ -31,6 +31,9 @@ EgressRecord = tuple[str, bytes | None, bytes]  # topic, key, value: a resolved 
 
 _NONE: tuple[()] = ()
 
+# the most a state value, message or egress record may take: the rest of a record is overhead
+_LIMIT = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class StateLayout:
@@ -231,9 +234,25 @@ class EffectsApplier:
         """Raise ``Rejected`` (with the dead-letter reason) if ``fx`` cannot apply in full;
         else fill ``fx.records`` with its resolved egress records. Changes nothing else."""
         if fx.egress:
-            resolve = self.routes.resolve
-            fx.records = [resolve(e) for e in fx.egress]
-        _check_sizes(fx)
+            fx.records = list(map(self.routes.resolve, fx.egress))
+        # Refuse an effect too large to produce: a produce failing for size would abort the
+        # transaction and replay it forever.
+        largest = 0
+        for v in fx.writes.values():
+            if v is not None and len(v) > largest:
+                largest = len(v)
+        if fx.outgoing or fx.delayed:
+            largest = max(largest, _largest_message(fx))
+        for _, key, value in fx.records:
+            size = len(value) + len(key) if key else len(value)
+            if size > largest:
+                largest = size
+        if largest > _LIMIT:
+            raise Rejected(
+                dl.RECORD_TOO_LARGE,
+                f"an effect of {largest} bytes exceeds the {_LIMIT}-byte limit of a record "
+                "(state value, message, delayed message or egress record)",
+            )
         if fx.delayed:
             self._check_tokens(fx.target, fx.delayed, partition)
 
@@ -315,14 +334,9 @@ class EffectsApplier:
                 )
 
 
-def _check_sizes(fx: Effects) -> None:
-    """Refuse an effect too large to produce: a produce failing for size would abort the
-    transaction and replay it forever."""
-    limit = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES
+def _largest_message(fx: Effects) -> int:
+    """The largest value of ``fx``'s messages and delayed messages (for ``check``)."""
     largest = 0
-    for v in fx.writes.values():
-        if v is not None and len(v) > largest:
-            largest = len(v)
     for m in fx.outgoing:
         v = m.typed_value.value
         if v and len(v) > largest:
@@ -332,12 +346,4 @@ def _check_sizes(fx: Effects) -> None:
             v = op.message.typed_value.value
             if v and len(v) > largest:
                 largest = len(v)
-    for _, key, value in fx.records:
-        if len(value) + len(key or b"") > largest:
-            largest = len(value) + len(key or b"")
-    if largest > limit:
-        raise Rejected(
-            dl.RECORD_TOO_LARGE,
-            f"an effect of {largest} bytes exceeds the {limit}-byte limit of a record "
-            "(state value, message, delayed message or egress record)",
-        )
+    return largest

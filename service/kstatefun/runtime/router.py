@@ -45,13 +45,16 @@ from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import Invoke, LocalInvocation
+from kstatefun.runtime.dispatcher import Invoke, LocalInvocation, make_local
 from kstatefun.wire.avro import encode_invocation
 from kstatefun.wire.protobuf import decode_string_wrapper
 
 log = logging.getLogger(__name__)
 
 STRING_TYPENAME = "io.statefun.types/string"
+
+# the most an ingress record's key and value may take: the rest of a record is the envelope's
+_ROOM = MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES
 
 
 def ingress_value_problem(topic: str, typename: str, value: bytes) -> str | None:
@@ -164,10 +167,12 @@ class IngressRouter:
         invoke: Invoke | None = None,
     ) -> None:
         """``invoke`` runs an invocation here (Dispatcher.invoke): the direct path."""
-        self._routes: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # topic -> (value type, targets, whether a value can be told wrong up front)
+        self._routes: dict[str, tuple[str, tuple[str, ...], bool]] = {}
         for ingress in ingresses:
             for t in ingress.topics:
-                self._routes[t.topic] = (t.value_type, tuple(t.targets))
+                checked = t.value_type == STRING_TYPENAME  # see ingress_value_problem
+                self._routes[t.topic] = (t.value_type, tuple(t.targets), checked)
         self._topic = invocations_topic
         self._partition_of = id_partitioner(partitions, partitioner)
         self._metrics = metrics if metrics is not None else WorkerMetrics()
@@ -188,11 +193,15 @@ class IngressRouter:
 
     def route(self, msg: Message) -> None:
         key = msg.key()
-        if key is None:
-            self._dlq.write(msg, dl.NULL_KEY, "ingress record has no key; the key is the target id")
-            return
         if not key:
-            self._dlq.write(msg, dl.INVALID_KEY, "ingress key is empty; the key is the target id")
+            if key is None:
+                self._dlq.write(
+                    msg, dl.NULL_KEY, "ingress record has no key; the key is the target id"
+                )
+            else:
+                self._dlq.write(
+                    msg, dl.INVALID_KEY, "ingress key is empty; the key is the target id"
+                )
             return
         try:
             id = key.decode()
@@ -203,30 +212,37 @@ class IngressRouter:
         if value is None:
             self._dlq.write(msg, dl.NULL_VALUE, "ingress record has no value (a tombstone?)")
             return
-        if len(value) + len(key) > MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES:
+        if len(value) + len(key) > _ROOM:
             self._dlq.write(
                 msg,
                 dl.RECORD_TOO_LARGE,
                 f"ingress record of {len(value) + len(key)} bytes leaves no room for the "
-                f"invocation envelope (limit {MAX_RECORD_BYTES - RECORD_OVERHEAD_BYTES} bytes)",
+                f"invocation envelope (limit {_ROOM} bytes)",
             )
             return
         topic = msg.topic()
-        typename, targets = self._routes[topic]
-        problem = ingress_value_problem(topic, typename, value)
-        if problem is not None:
-            self._dlq.write(msg, dl.UNDECODABLE_VALUE, problem)
-            return
+        typename, targets, checked = self._routes[topic]
+        if checked:
+            problem = ingress_value_problem(topic, typename, value)
+            if problem is not None:
+                self._dlq.write(msg, dl.UNDECODABLE_VALUE, problem)
+                return
         partition = self._partition_of(id)
+        placed = msg.partition()
         checks = self._checks
-        if checks and topic in checks and checks[topic].add(key, msg.partition()):
+        if checks and topic in checks and checks[topic].add(key, placed):
             del checks[topic]
-        if partition == msg.partition() and (topic, partition) in self.direct:
+        if partition == placed and (topic, partition) in self.direct:
             invoke = self.invoke
             assert invoke is not None
             self._metrics.ingress_direct += 1
+            offset = msg.offset()
+            if len(targets) == 1:  # the usual case: no enumerate
+                source = make_local((topic, partition, offset, key, value, None, 0))
+                invoke(source, targets[0], id, None, typename, value)
+                return
             for i, target in enumerate(targets):
-                source = LocalInvocation(topic, partition, msg.offset(), key, value, None, i)
+                source = make_local((topic, partition, offset, key, value, None, i))
                 invoke(source, target, id, None, typename, value)
             return
         self._metrics.ingress_routed += 1

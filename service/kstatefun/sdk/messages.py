@@ -220,7 +220,8 @@ def kafka_egress_message(
     IntegerSerializer; a bool is an int) and a ``float`` as an 8-byte big-endian double
     (Kafka's DoubleSerializer). ``key`` is a str; None or "" produce a record without a key.
     """
-    _check_typename(typename, "typename")
+    if type(typename) is not str or typename not in _VALID_TYPENAMES:
+        _check_typename(typename, "typename")
     if not isinstance(topic, str):
         raise TypeError(f"topic must be a str, got {type(topic).__name__}")
     if not topic:
@@ -254,9 +255,16 @@ def kafka_egress_message(
     return EgressMessage(typename, None, (topic, key.encode() if key else None, data))
 
 
+# type names that passed _check_typename: most messages name one of a few (bounded, in case a
+# program makes them up)
+_VALID_TYPENAMES: set[str] = set()
+
+
 def _check_typename(typename: Any, what: str) -> None:
     if not isinstance(typename, str):
         raise TypeError(f"{what} must be a str 'namespace/name', got {type(typename).__name__}")
     namespace, sep, name = typename.rpartition("/")
     if not (sep and namespace and name):
         raise ValueError(f"{what} '{typename}' is not of the form 'namespace/name'")
+    if len(_VALID_TYPENAMES) < 1024:
+        _VALID_TYPENAMES.add(typename)

@@ -83,26 +83,30 @@ def storage_class(owner: str, specs: dict[str, ValueSpec]) -> Callable[..., Stor
 
 @lru_cache(maxsize=1024)
 def _storage_class(owner: str, items: tuple[tuple[str, ValueSpec], ...]) -> Callable[..., Storage]:
-    specs = dict(items)
     slots = {name: getattr(Storage, f"_Storage__{name}") for name in _SLOTS}
-    set_owner, set_specs, set_read = (slots[n].__set__ for n in ("owner", "specs", "read"))
-    set_raw, set_mutations = slots["raw"].__set__, slots["mutations"].__set__
+    set_read, set_raw = slots["read"].__set__, slots["raw"].__set__
+    set_mutations = slots["mutations"].__set__
 
     def __init__(self: Storage, read: Callable[[str], bytes | None]) -> None:
-        set_owner(self, owner)
-        set_specs(self, specs)
         set_read(self, read)
         set_raw(self, {})
         set_mutations(self, {})
 
-    namespace: dict[str, Any] = {"__slots__": (), "__init__": __init__}
+    # The owner and the specs are the same for every instance: class attributes, which shadow
+    # Storage's slots of the same names, so an instance sets only what is its own.
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "__init__": __init__,
+        "_Storage__owner": owner,
+        "_Storage__specs": dict(items),
+    }
     for name, spec in items:
         if not hasattr(Storage, name):  # a name like __init__ stays with __getattr__
             namespace[name] = property(_getter(name, spec.type))
     return type(f"Storage[{owner}]", (Storage,), namespace)
 
 
-_SLOTS = ("owner", "specs", "read", "raw", "mutations")
+_SLOTS = ("read", "raw", "mutations")
 
 
 def _getter(name: str, tpe: Type) -> Callable[[Storage], Any]:

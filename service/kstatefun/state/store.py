@@ -9,7 +9,7 @@ position (state/partitioned.py); the overlay holds exactly the writes of the ope
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kstatefun.errors import FunctionError
 from kstatefun.model import Address
@@ -28,6 +28,9 @@ from kstatefun.wire.avro import (
 if TYPE_CHECKING:
     from kstatefun.state.rocksdb import RocksStore
     from kstatefun.state.snapshot import LocalSnapshot
+
+
+_MISSING: Any = object()  # not in the overlay (where None is a deletion)
 
 
 def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
@@ -89,7 +92,11 @@ class StateStore(PartitionedOverlay):
         """The live value of state ``name`` of the address whose ``key_of`` is ``key``, or None
         (absent or expired). With ``declared``, a value stored with another type name raises
         FunctionError (an embedded function's ValueSpec changed type)."""
-        raw = self.get(partition, key + changelog_key_suffix(name))
+        full = key + changelog_key_suffix(name)
+        overlay = self._overlay.get(partition)  # get(), inline: once per state read
+        raw = _MISSING if overlay is None else overlay.get(full, _MISSING)
+        if raw is _MISSING:
+            raw = self._committed[partition].get(full)
         if raw is None:
             return None
         if declared is None:
@@ -98,8 +105,10 @@ class StateStore(PartitionedOverlay):
         else:
             found = changelog_value_of_type(raw, declared)
             if found is None:
-                raise _type_changed(raw, key + changelog_key_suffix(name), declared)
+                raise _type_changed(raw, full, declared)
             data, expire_at = found
+        if expire_at is None:  # the usual value: no TTL
+            return data
         return None if is_expired(expire_at, now_ms) else data
 
     def write(
@@ -112,15 +121,16 @@ class StateStore(PartitionedOverlay):
         expire_at_ms: int | None,
     ) -> None:
         """Write (``value`` None: delete) state ``name`` of the address ``key`` in the overlay."""
+        full = key + changelog_key_suffix(name)
+        overlay = self._overlay.get(partition)  # put(), inline: once per state write
+        if overlay is None:
+            overlay = self._overlay[partition] = {}
         if value is None:
-            self.put(partition, key + changelog_key_suffix(name), None)
-        else:
-            self.put(
-                partition,
-                key + changelog_key_suffix(name),
-                encode_changelog_value(typename, value, expire_at_ms),
-                expire_at_ms,
-            )
+            overlay[full] = None
+            return
+        overlay[full] = encode_changelog_value(typename, value, expire_at_ms)
+        if expire_at_ms is not None:
+            self._expiry.push(partition, expire_at_ms, full)
 
     def refresh(
         self, partition: int, key: bytes, name: str, now_ms: int, expire_at_ms: int

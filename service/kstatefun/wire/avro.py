@@ -224,7 +224,9 @@ def encode_changelog_key(function_type: str, id: str, state: str) -> bytes:
 
 def changelog_key_prefix(function_type: str, id: str) -> bytes:
     """What every changelog key of one address starts with: + ``changelog_key_suffix(state)``."""
-    return _name(function_type) + _str(id)
+    b = id.encode()  # _str(id), inline: once per invocation
+    n = len(b)
+    return _name(function_type) + (_SHORT_LEN[n] if n < 64 else _long(n)) + b
 
 
 changelog_key_suffix = _name
@@ -246,8 +248,11 @@ class ChangelogValue:
 
 
 def encode_changelog_value(typename: str, value: bytes, expire_at_ms: int | None = None) -> bytes:
-    tail = _NULL if expire_at_ms is None else _SOME + _long(expire_at_ms)
-    return _name(typename) + _bytes(value) + tail
+    n = len(value)  # _bytes(value), inline: once per state write
+    head = _name(typename) + (_SHORT_LEN[n] if n < 64 else _long(n))
+    if expire_at_ms is None:
+        return head + value + _NULL
+    return head + value + _SOME + _long(expire_at_ms)
 
 
 def decode_changelog_value(data: bytes) -> ChangelogValue:
@@ -264,8 +269,13 @@ def changelog_value_of_type(data: bytes, typename: str) -> tuple[bytes, int | No
     head = _name(typename)
     if not data.startswith(head):
         return None
+    start = len(head)
     try:
-        value, end = _blob_at(data, len(head))
+        z = data[start]
+        # the usual value: under 64 bytes, no expiry (ends with the null branch)
+        if z < 0x80 and not z & 1 and start + 2 + (z >> 1) == len(data) and data[-1] == 0:
+            return data[start + 1 : -1], None
+        value, end = _blob_at(data, start)
         if data[end] == 0 and end == len(data) - 1:
             return value, None
         r = _Reader(data)
