@@ -76,6 +76,14 @@ def test_metrics_health_ready_and_json_logs(kafka_bootstrap, tmp_path, unique_na
             == 20
         )
         assert sample(text, "kstatefun_pending_timers", **labels) == 0
+        # nothing was waiting in the new application's invocations: every partition is live
+        for p in range(app.partitions):
+            assert sample(text, "kstatefun_partition_state", partition=p, state="live") == 1
+        status, body = get(base + "/readyz")
+        assert (status, json.loads(body)) == (
+            200,
+            {"status": "ready", "partitions": {"live": list(range(app.partitions))}},
+        )
         assert get(base + "/nope")[0] == 404
         assert app.stop_worker("w1") == 0
     finally:

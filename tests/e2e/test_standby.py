@@ -72,14 +72,13 @@ def test_a_takeover_from_a_standby_replays_only_the_tail(
         app.wait_for_log("w1", "assigned invocations partitions=[0, 1, 2, 3]")
         app.start_worker("w2", "--metrics-port", str(port2))
 
-        def split() -> tuple[set[int], set[int]] | None:
-            # settled: each owns two, and w2 copies exactly what w1 owns
-            mine, theirs = last_list(ASSIGNED, app.log("w2")), last_list(ASSIGNED, app.log("w1"))
-            copies = last_list(STANDBY, app.log("w2"))
-            settled = mine and theirs and len(mine) == 2 and mine | theirs == {0, 1, 2, 3}
-            return (mine, theirs) if settled and copies == theirs else None
+        def split() -> set[int] | None:
+            # settled: w2 owns two and copies the other two, which w1 owns
+            mine, copies = last_list(ASSIGNED, app.log("w2")), last_list(STANDBY, app.log("w2"))
+            settled = mine and copies and len(mine) == 2 and mine | copies == {0, 1, 2, 3}
+            return copies if settled and "still_restoring=[]" in app.log("w2") else None
 
-        _, w1_partitions = wait_until(split, "no standby placement", app)
+        w1_partitions = wait_until(split, "no standby copies", app)
 
         events, expected = keyed_events(keys=2000, per_key=1)
         produce_events(app.bootstrap, app.ingress, events)
@@ -101,10 +100,13 @@ def test_a_takeover_from_a_standby_replays_only_the_tail(
         produce_events(app.bootstrap, app.ingress, more)
         app.kill_worker("w1")
 
-        takeover = "assigned invocations partitions=[0, 1, 2, 3]"
-        app.wait_for_log("w2", takeover, timeout=120)
-        log = app.log("w2")
-        taken = log[log.rindex("standby partitions=") :]  # the copies' last placement onwards
+        def took_over() -> str | None:
+            log = app.log("w2")
+            taken = log[log.rindex("standby partitions=") :]  # the copies' last start onwards
+            done = taken.count("taken over by this worker") == 2
+            return taken if done and "still_restoring=[]" in taken else None
+
+        taken = wait_until(took_over, "no takeover", app)
         loaded = {
             int(p): int(offset)
             for p, offset in re.findall(

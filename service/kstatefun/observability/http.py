@@ -1,7 +1,8 @@
 """The worker's HTTP endpoint: /metrics (Prometheus), /healthz and /readyz.
 
 /healthz: the process is alive and the broker answers a metadata request (cached 2 s).
-/readyz: every assigned partition is restored and the worker is processing.
+/readyz: every assigned partition is restored and the worker is processing; the body also
+lists the invocations partitions per state (runtime/assignment.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ class HealthServer:
         registry: CollectorRegistry,
         broker_ok: Callable[[], bool],
         ready: Callable[[], bool],
+        partitions: Callable[[], dict[str, list[int]]] = dict,
     ) -> None:
         self._registry = registry
         self._broker_ok = broker_ok
         self._ready = ready
+        self._partitions = partitions
         self._checked_at = 0.0
         self._healthy = False
         self._lock = threading.Lock()
@@ -49,11 +52,12 @@ class HealthServer:
                     self._json(200 if ok else 503, {"status": "ok" if ok else "broker unreachable"})
                 elif path == "/readyz":
                     ok = server._ready()
-                    self._json(200 if ok else 503, {"status": "ready" if ok else "not ready"})
+                    status = "ready" if ok else "not ready"
+                    self._json(200 if ok else 503, {"status": status, **server.partitions()})
                 else:
                     self._json(404, {"error": "try /metrics, /healthz or /readyz"})
 
-            def _json(self, code: int, body: dict[str, str]) -> None:
+            def _json(self, code: int, body: dict[str, object]) -> None:
                 self._send(code, json.dumps(body).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:
@@ -103,3 +107,10 @@ class HealthServer:
                     self._healthy = False
                 self._checked_at = now
             return self._healthy
+
+    def partitions(self) -> dict[str, object]:
+        """The partitions per state, read from another thread: a copy may fail mid-change."""
+        try:
+            return {"partitions": self._partitions()}
+        except RuntimeError:  # changed size during iteration
+            return {}

@@ -44,6 +44,10 @@ def _zero() -> int:
     return 0
 
 
+def _none() -> dict[int, str]:
+    return {}
+
+
 @dataclass
 class WorkerMetrics:
     invocations: dict[str, int] = field(default_factory=dict)
@@ -70,6 +74,8 @@ class WorkerMetrics:
     remote_failures: int = 0
     pending_timers: Callable[[], int] = _zero
     remote_in_flight: Callable[[], int] = _zero
+    # invocations partition -> its state (runtime/assignment.py)
+    partition_states: Callable[[], dict[int, str]] = _none
 
     def latency(self, function: str) -> Histogram:
         h = self.invocation_latency.get(function)
@@ -222,6 +228,13 @@ class WorkerCollector:
         )
         yield gauge(
             "kstatefun_pending_timers", "Delayed messages waiting", [], [(m.pending_timers(),)]
+        )
+        yield gauge(
+            "kstatefun_partition_state",
+            "1 per assigned invocations partition, labelled with its state "
+            "(restoring, catching-up, live, revoking)",
+            ["partition", "state"],
+            [(str(p), state, 1) for p, state in sorted(m.partition_states().items())],
         )
         yield gauge(
             "kstatefun_remote_in_flight",

@@ -36,6 +36,11 @@ which fences the old one. No commit was asked of the old producer, so nothing of
 commit. At most ``MAX_STUCK_PRODUCERS`` times within ``EPOCH_BUMP_WINDOW_S``, then the worker
 stops (exit 1) to be restarted.
 
+The commit *policy* is ``Committer``'s: when the open transaction commits (the poll drained
+what was available, or it has been open for ``commit_interval_ms``), waiting for its remote calls
+first, the commit when partitions are revoked, the final commit of a clean stop, and what a
+failure does (abort and rewind). The worker's loop only tells it what happened.
+
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
 """
@@ -156,6 +161,10 @@ class Transaction:
         self._abandoned: list[Producer] = []
         self._clock = time.monotonic
         self.producer = self._new_producer()
+
+    @property
+    def transaction_timeout_s(self) -> float:
+        return self._txn_timeout_s
 
     @property
     def longest_call_s(self) -> float:
@@ -397,3 +406,135 @@ class Transaction:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as e:  # partition no longer assigned: its new owner resumes
                 log.info("not rewinding topic=%s partition=%d: %s", topic, partition, e)
+
+
+class RemoteCalls(Protocol):
+    """What the commit policy needs of the remote invoker (runtime/remote.py): the open
+    transaction's calls must complete before it commits."""
+
+    @property
+    def idle(self) -> bool: ...
+
+    def wait_idle(self, timeout_s: float | None = None) -> None: ...
+
+    def settled(self) -> None: ...
+
+    def too_slow(self) -> int: ...
+
+
+class Committer:
+    """The commit policy around one ``Transaction`` (module doc): the worker's loop calls
+    ``after_batch`` once per round, ``on_revoke``/``on_lost`` from its rebalance callbacks,
+    ``failed`` when processing raised, and ``final`` when it stops."""
+
+    def __init__(
+        self,
+        txn: Transaction,
+        remote: RemoteCalls | None,
+        commit_interval_s: float,
+        max_batch_records: int,
+    ) -> None:
+        self.txn = txn
+        self.remote = remote
+        self._interval_s = commit_interval_s
+        self._max_batch = max_batch_records
+        # remote calls may hold a commit back until half the transaction timeout: a slower
+        # transaction would be aborted by the coordinator and this worker fenced
+        self.remote_limit_s = txn.transaction_timeout_s / 2
+
+    @property
+    def longest_wait_s(self) -> float:
+        """The longest one bounded wait of the policy or the protocol (for the watchdog)."""
+        return max(self.txn.longest_call_s, self.remote_limit_s)
+
+    def assigned(self, committed: Sequence[TopicPartition]) -> None:
+        """New assignment: ``committed`` are its committed offsets (step 3b's fence offsets)."""
+        self.txn.fence_offsets = {
+            (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
+        }
+
+    def after_batch(self, consumed: int) -> bool:
+        """One round of the loop consumed ``consumed`` records: commit when the poll drained
+        what was available (fewer than a full batch) or the transaction is due. Returns
+        whether it committed."""
+        txn = self.txn
+        if not txn.is_open:
+            return False
+        due = time.monotonic() - txn.opened_at >= self._interval_s
+        if consumed >= self._max_batch and not due:
+            return False
+        remote = self.remote
+        try:
+            if remote is not None:
+                if not remote.idle and not due:
+                    return False  # commit once the calls whose records it covers complete
+                if not self._wait_remote(rewind=True):
+                    return False
+            txn.commit()
+        except KafkaException as e:
+            self.failed(e, "commit")
+            return False
+        return True
+
+    def failed(self, e: KafkaException, phase: str) -> None:
+        """Processing or committing raised: abort and rewind (a fenced producer is decided by
+        the abort: FencedError, or a new producer)."""
+        log.warning("transaction aborted during %s, rewinding: %s", phase, e)
+        # Also when no transaction is open (begin itself failed): the overlays may hold writes
+        # (a fired timer's tombstone) that must not reach the next commit.
+        self.txn.abort()
+
+    def on_revoke(self) -> None:
+        """Partitions are being revoked: commit what is open (the next owner starts from it)."""
+        self._commit_open("on revoke")
+        self.txn.fence_offsets = {}
+
+    def on_lost(self) -> None:
+        """Partitions were lost (another member owns them already): nothing may commit."""
+        self.txn.fence_offsets = {}
+        self.txn.abort(rewind=False)
+
+    def final(self, clean: bool) -> None:
+        """The worker stops: commit the open transaction after a clean stop, else abort it
+        (after an error it may cover records consumed but not processed)."""
+        if clean:
+            self._commit_open("on stop")
+        if self.txn.is_open:
+            self.txn.abort(rewind=False)
+
+    def _commit_open(self, when: str) -> None:
+        """Commit the open transaction once its remote calls are done, without rewinding: the
+        consumer is about to give its partitions up; a failure leaves the work to their next
+        owner."""
+        txn = self.txn
+        if not txn.is_open:
+            return
+        try:
+            if self.remote is None or self._wait_remote(rewind=False):
+                txn.commit()
+        except KafkaException as e:
+            log.warning("commit %s failed, work will be redone: %s", when, e)
+            if txn.is_open:
+                txn.abort(rewind=False)
+
+    def _wait_remote(self, rewind: bool) -> bool:
+        """Before a commit: wait for the open transaction's remote calls, at most until
+        ``remote_limit_s`` after it opened. Past that, abort it here (the records come again,
+        in smaller transactions) and return False."""
+        assert self.remote is not None
+        txn = self.txn
+        try:
+            self.remote.wait_idle(self.remote_limit_s - (time.monotonic() - txn.opened_at))
+            self.remote.settled()
+            return True
+        except TimeoutError:
+            budget = self.remote.too_slow()
+            log.warning(
+                "remote calls of the open transaction are not done after %.1f s (half of "
+                "transaction_timeout_ms): aborting it; the next transactions offer at most %d "
+                "invocations",
+                self.remote_limit_s,
+                budget,
+            )
+            txn.abort(rewind=rewind)
+            return False

@@ -174,9 +174,13 @@ class Dispatcher:
         topic_exists: Callable[[str], bool],
         timers: TimerStore,
         metrics: WorkerMetrics,
+        remote: Callable[[Dispatcher], Offload] | None = None,
+        playground_egress: Callable[[TypedValue], EgressRecord] | None = None,
     ) -> None:
+        """``remote`` makes the offload for function types served by endpoints (given this
+        dispatcher, whose check and apply it uses: runtime/remote.py); ``playground_egress``
+        builds io.statefun.playground/egress records (kstatefun/playground/)."""
         self._metrics = self.metrics = metrics
-        self.remote: Offload | None = None  # set by the worker when endpoints exist
         self._functions = functions
         self._store = self.store = store
         self._read = store.read
@@ -189,17 +193,10 @@ class Dispatcher:
             timers,
             _Produce(txn, invocations_topic, partition_of),
         )
+        self.effects.routes.playground = playground_egress
         self._loop = asyncio.new_event_loop()
         self.invocations = 0
-
-    @property
-    def playground_egress(self) -> Callable[[TypedValue], EgressRecord] | None:
-        """io.statefun.playground/egress records (kstatefun/playground/), set by the worker."""
-        return self.effects.routes.playground
-
-    @playground_egress.setter
-    def playground_egress(self, egress: Callable[[TypedValue], EgressRecord] | None) -> None:
-        self.effects.routes.playground = egress
+        self.remote: Offload | None = None if remote is None else remote(self)
 
     def close(self) -> None:
         self._loop.close()

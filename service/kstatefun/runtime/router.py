@@ -1,4 +1,8 @@
-"""Ingress routing: a record on an ingress topic becomes one invocation per listed target.
+"""Ingress routing, and the one place that decides whether an invocation this worker makes
+(an ingress record's, a fired delayed message's) runs here at once or goes through
+<app>-invocations.
+
+A record on an ingress topic becomes one invocation per listed target.
 
 The record key (UTF-8) is the target id; the value passes through unchanged, typed with the
 topic's ``valueType``; there is no caller. Invocations go to <app>-invocations, partition
@@ -11,6 +15,9 @@ once in the same transaction instead of taking a round trip through <app>-invoca
 worker enables it for an ingress partition only after it has consumed everything that was in
 invocations partition p when it got the assignment (runtime/worker.py), so an earlier record
 of the same id still waiting in the topic can never be overtaken: per-id order holds.
+
+A fired delayed message (``fire``) runs at once when its target's invocations partition is one
+this worker owns and has restored (``owned``): delayed messages have no order to keep.
 
 A record takes the shortcut only if its producer placed it as the application's partitioner
 would, onto a topic of P partitions. The router samples the first records of each ingress
@@ -33,11 +40,12 @@ from kstatefun.kafka.partitioner import (
     placement_agrees,
     placement_verdict,
 )
+from kstatefun.model import Address
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
-from kstatefun.runtime.dispatcher import Invoke, make_local
+from kstatefun.runtime.dispatcher import Invoke, LocalInvocation, make_local
 from kstatefun.wire.avro import encode_invocation
 from kstatefun.wire.protobuf import decode_string_wrapper
 
@@ -142,6 +150,7 @@ class IngressRouter:
         "_metrics",
         "_checks",
         "direct",
+        "owned",
         "invoke",
     )
 
@@ -155,7 +164,9 @@ class IngressRouter:
         dead_letters: DeadLetters,
         metrics: WorkerMetrics | None = None,
         ingress_counts: Mapping[str, int] | None = None,
+        invoke: Invoke | None = None,
     ) -> None:
+        """``invoke`` runs an invocation here (Dispatcher.invoke): the direct path."""
         # topic -> (value type, targets, whether a value can be told wrong up front)
         self._routes: dict[str, tuple[str, tuple[str, ...], bool]] = {}
         for ingress in ingresses:
@@ -173,7 +184,8 @@ class IngressRouter:
         self._txn = txn
         self._dlq = dead_letters
         self.direct: set[tuple[str, int]] = set()  # (ingress topic, partition): see above
-        self.invoke: Invoke | None = None  # Dispatcher.invoke, for the direct path
+        self.owned: set[int] = set()  # invocations partitions owned and restored: see above
+        self.invoke = invoke
 
     @property
     def topics(self) -> list[str]:
@@ -237,3 +249,24 @@ class IngressRouter:
         for target in targets:
             envelope = encode_invocation(target, id, None, None, typename, value)
             self._txn.produce(self._topic, envelope, key, partition)
+
+    def fire(
+        self,
+        source: LocalInvocation,
+        target: Address,
+        caller: Address,
+        typename: str,
+        value: bytes | None,
+    ) -> None:
+        """Deliver a fired delayed message from ``caller`` to ``target`` in the open
+        transaction; ``source`` names the firing, in the target id's partition."""
+        partition = source.partition()
+        if partition in self.owned:
+            invoke = self.invoke
+            assert invoke is not None
+            invoke(source, target.typename, target.id, caller, typename, value)
+            return
+        envelope = encode_invocation(
+            target.typename, target.id, caller.typename, caller.id, typename, value
+        )
+        self._txn.produce(self._topic, envelope, source.key(), partition)

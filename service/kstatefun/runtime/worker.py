@@ -6,8 +6,9 @@ invocations partitions it is assigned, and the loop that ties them together:
 
     poll a batch → route ingress records / dispatch invocations → commit (runtime/commit.py)
 
-Commits are adaptive: when a poll drains everything available (low load ⇒ low latency) or when
-the transaction has been open for ``commit_interval_ms`` (high load ⇒ large transactions).
+When to commit, and what a failure or a rebalance does to the open transaction, is the
+Committer's (runtime/commit.py): the loop tells it what happened. When each assigned partition
+may process (it is restored step by step meanwhile) is runtime/assignment.py's.
 """
 
 from __future__ import annotations
@@ -52,21 +53,22 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.commit import Transaction, fenced_error
+from kstatefun.runtime.assignment import Assignment, PartitionState
+from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
-from kstatefun.state.recovery import recover
+from kstatefun.state.recovery import Recovery
 from kstatefun.state.restore import ChangelogRestorer, watermarks
 from kstatefun.state.rocksdb import RocksStore
 from kstatefun.state.snapshot import LocalSnapshot
 from kstatefun.state.standby import Standby
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
-from kstatefun.wire.avro import decode_timer_key, decode_timer_value, encode_invocation
+from kstatefun.wire.avro import decode_timer_key, decode_timer_value
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,6 @@ class Worker:
         self.functions = functions
         self.topics = InternalTopics(settings.app_id)
         self.metrics = WorkerMetrics()
-        self.ready = False  # every assigned partition restored (readiness probe)
-        # False from a revocation to the next assignment: the worker owns nothing then, although
-        # its stores keep their partitions in case it gets them back (state/recovery.py)
-        self._assigned = False
         self._health: HealthServer | None = None
         self._stopping = False
         check_module(module, settings, functions.typenames())
@@ -110,62 +108,12 @@ class Worker:
     # --- set-up -------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        """Reach the cluster, check the topics, build the runtime, subscribe."""
         s = self.settings
-        extra = s.kafka_properties
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
-        refused: list[KafkaError] = []  # the cluster answered and said no: never retried
-
-        def on_error(err: KafkaError) -> None:
-            if is_refused(err):
-                refused.append(err)
-
-        admin_config: dict[str, Any] = {**clients.base_config(s.bootstrap_servers, extra)}
-        admin_config["error_cb"] = on_error
-        admin = AdminClient(admin_config)
-        ingress_topics = [t.topic for i in self.module.ingresses for t in i.topics]
-
-        def first_contact() -> None:
-            try:
-                # a short wait per try: a refusal shows in error_cb within seconds, while the
-                # request itself would wait out its whole timeout
-                require_topics_exist(admin, ingress_topics, "ingress", timeout=5.0)
-            except KafkaException:
-                admin.poll(0)  # serves error_cb
-                if refused:
-                    raise KafkaException(refused[0]) from None
-                raise
-
         try:
-            # a cluster that is restarting is waited for (kafka_retry_timeout_s); one that
-            # refuses this worker's credentials is reported at once
-            call_with_retry(first_contact, f"reaching the cluster at {s.bootstrap_servers}")
-            self.partitions, partitions_from = choose_partitions(
-                admin, self.topics, s.partitions, ingress_topics
-            )
-            self.partitioner, partitioner_from, ingress_counts = call_with_retry(
-                partial(
-                    app_partitioner,
-                    admin,
-                    self.topics,
-                    s.partitioner,
-                    lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
-                    lambda: Producer(
-                        clients.idempotent_producer_config(s.bootstrap_servers, extra)
-                    ),
-                    s.replication_factor,
-                    30.0,
-                    ingress_topics,
-                ),
-                "recording the application's partitioner",
-            )
-            self.partition_of = id_partitioner(self.partitions, self.partitioner)
-            specs = internal_topic_specs(
-                self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
-            ) + [meta_topic_spec(self.topics, s.replication_factor)]
-            call_with_retry(
-                partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
-                "creating and checking the internal topics",
-            )
+            admin = self._connect()
+            ingress_counts, partitions_from, partitioner_from = self._prepare_topics(admin)
         except KafkaException as e:
             raise ConfigError(
                 f"cannot use Kafka at {s.bootstrap_servers}: {e.args[0] if e.args else e}. "
@@ -174,7 +122,118 @@ class Worker:
             ) from e
         self._admin = admin
         self._known_topics: set[str] = set()
+        self._make_clients()
+        remote = self._make_pipeline(admin, ingress_counts)
+        self._make_assignment()
+        if remote is not None:
+            self.txn.on_abort.append(remote.abort)
+            self.metrics.remote_in_flight = remote.in_flight
+        if s.metrics_port:
+            self._start_health(admin)
+        self.txn.on_abort.append(self._redrain)
+        self._drain_ends: dict[tuple[str, int], int] = {}
+        # ingress partitions of a restoring partition -> invocations end offset at assignment
+        self._drain_plan: dict[tuple[str, int], int] = {}
+        # ingress partitions paused until invocations partition p is consumed up to this offset
+        self._draining: dict[tuple[str, int], int] = {}
+        self._drain_checked = 0.0
+        # ingress partitions paused because the worker's own invocations lag (_balance_ingress)
+        self._held: set[tuple[str, int]] = set()
+        self._held_since = 0.0
+        self._ingress_by_topic: dict[str, KafkaIngress] = {
+            t.topic: i for i in self.module.ingresses for t in i.topics
+        }
+        self.consumer.subscribe(
+            [*self.router.topics, self.topics.invocations],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "worker started app=%s instance=%s transactional_id=%s partitions=%d "
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
+            s.app_id,
+            s.instance_id,
+            f"{s.app_id}-{s.instance_id}",
+            self.partitions,
+            partitions_from,
+            self.partitioner,
+            partitioner_from,
+            ",".join(self.functions.typenames()),
+        )
 
+    def _connect(self) -> AdminClient:
+        """The admin client, once the cluster answered: a cluster that is restarting is waited
+        for (kafka_retry_timeout_s); one that refuses this worker's credentials is reported at
+        once."""
+        s = self.settings
+        refused: list[KafkaError] = []  # the cluster answered and said no: never retried
+
+        def on_error(err: KafkaError) -> None:
+            if is_refused(err):
+                refused.append(err)
+
+        admin_config: dict[str, Any] = {
+            **clients.base_config(s.bootstrap_servers, s.kafka_properties)
+        }
+        admin_config["error_cb"] = on_error
+        admin = AdminClient(admin_config)
+
+        def first_contact() -> None:
+            try:
+                # a short wait per try: a refusal shows in error_cb within seconds, while the
+                # request itself would wait out its whole timeout
+                require_topics_exist(admin, self._ingress_topics(), "ingress", timeout=5.0)
+            except KafkaException:
+                admin.poll(0)  # serves error_cb
+                if refused:
+                    raise KafkaException(refused[0]) from None
+                raise
+
+        call_with_retry(first_contact, f"reaching the cluster at {s.bootstrap_servers}")
+        return admin
+
+    def _ingress_topics(self) -> list[str]:
+        return [t.topic for i in self.module.ingresses for t in i.topics]
+
+    def _prepare_topics(self, admin: AdminClient) -> tuple[dict[str, int], str, str]:
+        """Choose P and the partitioner (kafka/topics.py), create or check the internal topics;
+        returns the ingress topics' partition counts and where P and the partitioner came
+        from."""
+        s = self.settings
+        extra = s.kafka_properties
+        ingress_topics = self._ingress_topics()
+        self.partitions, partitions_from = choose_partitions(
+            admin, self.topics, s.partitions, ingress_topics
+        )
+        self.partitioner, partitioner_from, ingress_counts = call_with_retry(
+            partial(
+                app_partitioner,
+                admin,
+                self.topics,
+                s.partitioner,
+                lambda: Consumer(clients.restore_consumer_config(s.bootstrap_servers, extra)),
+                lambda: Producer(clients.idempotent_producer_config(s.bootstrap_servers, extra)),
+                s.replication_factor,
+                30.0,
+                ingress_topics,
+            ),
+            "recording the application's partitioner",
+        )
+        self.partition_of = id_partitioner(self.partitions, self.partitioner)
+        specs = internal_topic_specs(
+            self.topics, self.partitions, s.replication_factor, s.min_insync_replicas
+        ) + [meta_topic_spec(self.topics, s.replication_factor)]
+        call_with_retry(
+            partial(ensure_internal_topics, admin, specs, 30.0, s.replication_factor),
+            "creating and checking the internal topics",
+        )
+        return ingress_counts, partitions_from, partitioner_from
+
+    def _make_clients(self) -> None:
+        """The local stores, the group consumer and the transaction."""
+        s = self.settings
+        extra = s.kafka_properties
         snapshot = None
         if s.state_dir is not None and s.state_store == "memory":
             snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
@@ -201,16 +260,25 @@ class Worker:
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
-        self.router = IngressRouter(
-            self.module.ingresses,
-            self.topics.invocations,
-            self.partitions,
-            self.partitioner,
-            self.txn,
-            self.dead_letters,
-            self.metrics,
-            ingress_counts,
+
+    def _make_pipeline(
+        self, admin: AdminClient, ingress_counts: dict[str, int]
+    ) -> RemoteInvoker | None:
+        """The dispatcher (with its remote invoker, if endpoints serve functions), the ingress
+        router and the committer; returns the remote invoker."""
+        s = self.settings
+        self.playground = start_playground(
+            admin, s, self.module, self.topics, self.partition_of, self._serves
         )
+
+        def remote_invoker(host: Dispatcher) -> RemoteInvoker:
+            return RemoteInvoker(
+                self.module,
+                host,
+                target_s=min(1.0, s.transaction_timeout_ms / 5000),
+                transaction_timeout_ms=s.transaction_timeout_ms,
+            )
+
         self.dispatcher = Dispatcher(
             self.functions,
             self.store,
@@ -222,7 +290,32 @@ class Worker:
             self._topic_exists,
             self.timers,
             self.metrics,
+            remote_invoker if self.module.endpoints else None,
+            None if self.playground is None else self.playground.egress_record,
         )
+        remote = self.dispatcher.remote
+        assert remote is None or isinstance(remote, RemoteInvoker)
+        self.remote = remote
+        self.router = IngressRouter(
+            self.module.ingresses,
+            self.topics.invocations,
+            self.partitions,
+            self.partitioner,
+            self.txn,
+            self.dead_letters,
+            self.metrics,
+            ingress_counts,
+            self.dispatcher.invoke,
+        )
+        self.committer = Committer(
+            self.txn, remote, s.commit_interval_ms / 1000, s.max_batch_records
+        )
+        return remote
+
+    def _make_assignment(self) -> None:
+        """The restorers, the partition lifecycle (runtime/assignment.py) and the watchdog."""
+        s = self.settings
+        extra = s.kafka_properties
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
@@ -253,55 +346,17 @@ class Worker:
             if s.standby_replicas
             else None
         )
+        self.assignment = Assignment(
+            self.consumer,
+            self.topics.invocations,
+            [
+                Recovery(self.store, self.restorer, self.store.snapshot),
+                Recovery(self.timers, self.timer_restorer),
+            ],
+            self._restored,
+        )
         self.metrics.pending_timers = self.timers.pending_count
-        self.remote: RemoteInvoker | None = None
-        if self.module.endpoints:
-            self.remote = RemoteInvoker(
-                self.module,
-                self.dispatcher,
-                target_s=min(1.0, s.transaction_timeout_ms / 5000),
-                transaction_timeout_ms=s.transaction_timeout_ms,
-            )
-            self.dispatcher.remote = self.remote
-            self.txn.on_abort.append(self.remote.abort)
-            self.metrics.remote_in_flight = self.remote.in_flight
-        self.playground = start_playground(
-            admin, s, self.module, self.topics, self.partition_of, self._serves
-        )
-        if self.playground is not None:
-            self.dispatcher.playground_egress = self.playground.egress_record
-        if s.metrics_port:
-            self._start_health(admin)
-        self.router.invoke = self.dispatcher.invoke
-        self.txn.on_abort.append(self._redrain)
-        self._drain_ends: dict[tuple[str, int], int] = {}
-        # ingress partitions paused until invocations partition p is consumed up to this offset
-        self._draining: dict[tuple[str, int], int] = {}
-        self._drain_checked = 0.0
-        # ingress partitions paused because the worker's own invocations lag (_balance_ingress)
-        self._held: set[tuple[str, int]] = set()
-        self._held_since = 0.0
-        self._ingress_by_topic: dict[str, KafkaIngress] = {
-            t.topic: i for i in self.module.ingresses for t in i.topics
-        }
-        self.consumer.subscribe(
-            [*self.router.topics, self.topics.invocations],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        log.info(
-            "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
-            s.app_id,
-            s.instance_id,
-            transactional_id,
-            self.partitions,
-            partitions_from,
-            self.partitioner,
-            partitioner_from,
-            ",".join(self.functions.typenames()),
-        )
+        self.metrics.partition_states = self.assignment.state_names
 
     def _make_watchdog(self) -> Watchdog | None:
         """The watchdog (runtime/watchdog.py), unless watchdog_timeout_s is 0. By default it
@@ -312,7 +367,7 @@ class Worker:
         if timeout_s == 0:
             return None
         # a commit's longest call, or the wait for remote calls (half the transaction timeout)
-        longest_s = max(self.txn.longest_call_s, self.settings.transaction_timeout_ms / 2000)
+        longest_s = self.committer.longest_wait_s
         if timeout_s is None:
             return Watchdog(max(DEFAULT_WATCHDOG_S, 2 * longest_s))
         if timeout_s <= longest_s:
@@ -334,7 +389,12 @@ class Worker:
             return bool(admin.list_topics(timeout=2).brokers)
 
         self._health = HealthServer(
-            s.metrics_host, s.metrics_port, registry, broker_ok, lambda: self.ready
+            s.metrics_host,
+            s.metrics_port,
+            registry,
+            broker_ok,
+            lambda: self.assignment.ready,
+            self.assignment.summary,
         )
         self._health.start()
 
@@ -422,7 +482,12 @@ class Worker:
         txn = self.txn
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
+        assignment = self.assignment
+        if assignment.restoring:
+            assignment.step()  # one batch per round: the other partitions go on meanwhile
         wait_s = self._fire_due()
+        if assignment.restoring:
+            wait_s = 0.0  # the restore step waited already
         if self.standby is not None and self.standby.step():
             wait_s = 0.0  # a standby copy is behind: do not idle
         if self._draining:
@@ -434,7 +499,7 @@ class Worker:
             try:
                 remote.poll()  # apply completed remote calls to the open transaction
             except KafkaException as e:
-                self._failed(e, "applying remote results")
+                self.committer.failed(e, "applying remote results")
                 return
             wait_s = 0.0
         # with remote functions, a transaction consumes at most its budget (runtime/remote.py)
@@ -453,6 +518,8 @@ class Worker:
                 batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
             batch = self._without_errors(batch)
+            if assignment.restoring:
+                batch = assignment.unheld(batch)
         if batch:
             try:
                 txn.begin()
@@ -468,101 +535,43 @@ class Worker:
                     else:
                         route(msg)
             except KafkaException as e:
-                self._failed(e, "processing")
+                self.committer.failed(e, "processing")
                 return
-        due = time.monotonic() - txn.opened_at >= s.commit_interval_ms / 1000
-        if txn.is_open and (len(batch) < s.max_batch_records or due):
-            try:
-                if remote is not None:
-                    if not remote.idle and not due:
-                        return  # commit once the calls whose records it covers complete
-                    if not self._wait_remote(rewind=True):
-                        return
-                txn.commit()
-            except KafkaException as e:
-                self._failed(e, "commit")
-                return
+        if self.committer.after_batch(len(batch)):
             self._balance_ingress()
-
-    def _wait_remote(self, rewind: bool) -> bool:
-        """Before a commit: wait for the open transaction's remote calls, at most until half its
-        timeout has passed: a slower transaction would be aborted by the broker and this worker
-        fenced. Past that, abort it here (the records come again, in smaller transactions) and
-        return False."""
-        assert self.remote is not None
-        limit_s = self.settings.transaction_timeout_ms / 2000
-        try:
-            self.remote.wait_idle(timeout_s=limit_s - (time.monotonic() - self.txn.opened_at))
-            self.remote.settled()
-            return True
-        except TimeoutError:
-            budget = self.remote.too_slow()
-            log.warning(
-                "remote calls of the open transaction are not done after %.1f s (half of "
-                "transaction_timeout_ms): aborting it; the next transactions offer at most %d "
-                "invocations",
-                limit_s,
-                budget,
-            )
-            self.txn.abort(rewind=rewind)
-            return False
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
         returns how long the loop may wait for input before something else falls due."""
-        if not self._assigned:
+        if not self.assignment.assigned:
             return 0.2  # a partition's next owner may fire or expire the same entries
+        if self.assignment.starting:
+            return 0.0  # kept partitions not yet checked against their topics (assignment.py)
         now_ms = int(time.time() * 1000)
         txn = self.txn
         try:
-            owned: set[int] | None = None
             for _partition, key, value in self.timers.pop_due(now_ms):
                 txn.begin()
-                if owned is None:
-                    owned = self.store.partitions()
                 sender_type, sender_id, _, _ = decode_timer_key(key)
                 t = decode_timer_value(value)
-                target_partition = self.partition_of(t.target_id)
-                if target_partition in owned:  # deliver now, in the transaction that fires it
-                    # unique per firing (a token can be reused once fired), same on a replay
-                    origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
-                    self.dispatcher.invoke(
-                        LocalInvocation(
-                            self.topics.timers,
-                            target_partition,
-                            -1,
-                            t.target_id.encode(),
-                            value,
-                            origin,
-                        ),
-                        t.target_type,
-                        t.target_id,
-                        Address(sender_type, sender_id),
-                        t.typename,
-                        t.value,
-                    )
-                else:
-                    envelope = encode_invocation(
-                        t.target_type, t.target_id, sender_type, sender_id, t.typename, t.value
-                    )
-                    txn.produce(
-                        self.topics.invocations, envelope, t.target_id.encode(), target_partition
-                    )
+                # unique per firing (a token can be reused once fired), same on a replay
+                origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
+                target_id = t.target_id.encode()
+                source = LocalInvocation(
+                    self.topics.timers, self.partition_of(t.target_id), -1, target_id, value, origin
+                )
+                target = Address(t.target_type, t.target_id)
+                self.router.fire(
+                    source, target, Address(sender_type, sender_id), t.typename, t.value
+                )
             if self.store.expire_due(now_ms):
                 txn.begin()
         except KafkaException as e:
-            self._failed(e, "firing timers")
+            self.committer.failed(e, "firing timers")
         deadlines = [d for d in (self.timers.next_due(), self.store.next_expiry()) if d is not None]
         if not deadlines:
             return 0.2
         return min(0.2, max(0.0, (min(deadlines) - now_ms) / 1000))
-
-    def _failed(self, e: KafkaException, phase: str) -> None:
-        # a fenced producer is decided by the abort (runtime/commit.py): stop, or a new producer
-        log.warning("transaction aborted during %s, rewinding: %s", phase, e)
-        # Also when no transaction is open (begin itself failed): the overlays may hold writes
-        # (a fired timer's tombstone) that must not reach the next commit.
-        self.txn.abort()
 
     def _without_errors(self, batch: list) -> list:  # type: ignore[type-arg]
         good = []
@@ -586,20 +595,8 @@ class Worker:
         everything. Each step runs even if an earlier one fails (e.g. a fenced producer), so
         the exit code stays the one ``run`` chose."""
         txn = self.txn
-
-        def finish_transaction() -> None:
-            if txn.is_open and commit:
-                try:
-                    if self.remote is not None:
-                        self.remote.wait_idle(timeout_s=30)
-                    txn.commit()
-                except (KafkaException, TimeoutError) as e:  # the next owner redoes it
-                    log.warning("final commit failed: %s", e)
-            if txn.is_open:
-                txn.abort(rewind=False)
-
         steps = [
-            finish_transaction,
+            partial(self.committer.final, commit),
             self.consumer.close,  # leaves the group; on_revoke finds no open transaction
             *([self._health.stop] if self._health is not None else []),
             *([self.playground.close] if self.playground is not None else []),
@@ -641,9 +638,11 @@ class Worker:
         chain A -> B) would wait until the whole backlog is consumed. After each commit, pause
         every ingress partition while the owned invocations partitions lag by more than
         INVOCATIONS_LAG_HIGH records (cached high watermark - position), resume below
-        INVOCATIONS_LAG_LOW or after HOLD_MAX_S, whichever comes first."""
+        INVOCATIONS_LAG_LOW or after HOLD_MAX_S, whichever comes first. Partitions paused
+        for a restore (runtime/assignment.py) are neither counted nor paused or resumed."""
         consumer, inv = self.consumer, self.topics.invocations
-        assigned = consumer.assignment()
+        restoring = self.assignment.paused()
+        assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in restoring]
         owned = [tp for tp in assigned if tp.topic == inv]
         if not owned:
             return
@@ -664,7 +663,7 @@ class Worker:
         elif self._held and (lag < INVOCATIONS_LAG_LOW or now - self._held_since > HOLD_MAX_S):
             # bounded: records the consumer never returns (aborted transactions, another
             # worker's open one) count in the lag, and a hold must not outlive them
-            resume = self._held - set(self._draining)
+            resume = self._held - set(self._draining) - restoring
             self._held = set()
             if resume:
                 try:
@@ -692,6 +691,12 @@ class Worker:
             for key in done:
                 self._drain_ends[key] = self._draining.pop(key)
                 self.router.direct.add(key)
+            self._note_caught_up({p for _, p in done})
+
+    def _note_caught_up(self, partitions: set[int]) -> None:
+        waiting = {p for _, p in self._draining}
+        for p in partitions - waiting:
+            self.assignment.caught_up(p)
 
     def _redrain(self) -> None:
         """After an abort the consumer rewinds: invocations it had read to enable the direct
@@ -702,6 +707,7 @@ class Worker:
         for key in again:
             self.router.direct.discard(key)
             self._draining[key] = self._drain_ends[key]
+            self.assignment.catching_up(key[1])
         try:
             self.consumer.pause([TopicPartition(topic, p) for topic, p in again])
         except KafkaException as e:  # no longer assigned: the next assignment starts over
@@ -709,9 +715,10 @@ class Worker:
 
     def _plan_direct(
         self, consumer: Consumer, partitions: list[TopicPartition]
-    ) -> list[TopicPartition]:
-        """Ingress partitions that may take the direct path once drained; returns those to
-        pause until then."""
+    ) -> dict[tuple[str, int], int]:
+        """Per ingress partition that may take the direct path: the end offset of the
+        invocations partition of the same number, which must be consumed first (``_restored``
+        puts the plan to work once that partition is restored)."""
         self.router.direct.clear()
         self._held = set()  # a new assignment starts unpaused
         self._draining.clear()
@@ -719,43 +726,52 @@ class Worker:
         inv = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == inv}
         ends: dict[int, int] = {}
-        pause = []
+        plan = {}
         for tp in partitions:
             if tp.topic == inv or tp.partition not in owned:
                 continue
             if tp.partition not in ends:
                 # retried: a just-created topic's leaders may not be serving yet
                 _, ends[tp.partition] = watermarks(consumer, TopicPartition(inv, tp.partition))
-            if ends[tp.partition] == 0:
-                self.router.direct.add((tp.topic, tp.partition))  # nothing can be waiting
+            plan[(tp.topic, tp.partition)] = ends[tp.partition]
+        return plan
+
+    def _restored(self, p: int, ingress: list[TopicPartition]) -> None:
+        """Invocations partition ``p`` is restored and consumed again (runtime/assignment.py);
+        its ingress partitions ``ingress``, still paused, go direct at once when nothing was
+        waiting in it at assignment, else once that is consumed (``_check_drained``)."""
+        self.router.owned.add(p)
+        direct = []
+        for tp in ingress:
+            key = (tp.topic, tp.partition)
+            end = self._drain_plan.pop(key, 0)
+            if end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
+                direct.append(tp)
             else:
-                self._draining[(tp.topic, tp.partition)] = ends[tp.partition]
-                pause.append(TopicPartition(tp.topic, tp.partition))
-        return pause
+                self._draining[key] = end
+        if direct:
+            self.consumer.resume(direct)
+        self._note_caught_up({p})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned = False
         log.info(
             "revoked invocations partitions=%s",
             sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
         )
-        if self.txn.is_open:
-            try:
-                if self.remote is None or self._wait_remote(rewind=False):
-                    self.txn.commit()
-            except KafkaException as e:
-                log.warning("commit on revoke failed, work will be redone: %s", e)
-                if self.txn.is_open:
-                    self.txn.abort(rewind=False)
-        self.txn.fence_offsets = {}
+        self.assignment.revoke()
+        self.committer.on_revoke()
+        self.assignment.revoked()
+        self.router.owned = set()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
-        self._assigned = False
-        self.txn.fence_offsets = {}
+        self.assignment.revoke()
         self.router.direct.clear()
+        self.router.owned = set()
         self._draining.clear()
-        self.txn.abort(rewind=False)
+        self.committer.on_lost()
+        self.assignment.revoked()
         for p in self.store.partitions():
             self.store.drop_partition(p)
         for p in self.timers.partitions():
@@ -773,16 +789,14 @@ class Worker:
         log.info("local state store rocksdb path=%s", self.store.disk.path)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.ready = False
+        """Take the assignment: its partitions start restoring (runtime/assignment.py), paused
+        until the loop has restored them; the others are consumed at once."""
         if self.settings.state_store == "rocksdb" and self.store.disk is None:
             self._open_disk()
         invocations = self.topics.invocations
         owned = {tp.partition for tp in partitions if tp.topic == invocations}
         if self.standby is not None:  # first: copies of owned partitions stop being written
             self.standby.on_assignment(owned, self.store.disk)
-        recover(self.timers, self.timer_restorer, owned)
-        fresh = recover(self.store, self.restorer, owned, self.store.snapshot)
-        log.info("assigned invocations partitions=%s restoring=%s", sorted(owned), fresh)
         committed = (
             call_with_retry(
                 lambda: consumer.committed(
@@ -793,16 +807,18 @@ class Worker:
             if partitions
             else []
         )
-        self.txn.fence_offsets = {
-            (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
-        }
+        self.committer.assigned(committed)
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        pause = self._plan_direct(self._offsets, partitions)
+        self._drain_plan = self._plan_direct(self._offsets, partitions)
+        self.router.owned = set()
+        pause = self.assignment.assign(partitions)
         consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
-        self._assigned = True
-        self.ready = True
+        log.info(
+            "assigned invocations partitions=%s (restoring them)",
+            self.assignment.partitions(PartitionState.RESTORING),
+        )
 
     def _position_ingress(
         self, partitions: list[TopicPartition], committed: list[TopicPartition]

@@ -88,6 +88,11 @@ class PartitionedOverlay:
         self._positions[partition] = position
         self._reindex(partition)
 
+    def suspend(self, partition: int) -> None:
+        """The partition is being caught up with its topic (state/recovery.py): nothing is
+        due from it until ``restored`` rebuilds its index."""
+        self._drop_index(partition)
+
     def drop_partition(self, partition: int) -> None:
         """Forget the partition (a disk keeps its rows and position for a later assignment)."""
         self._committed.pop(partition, None)

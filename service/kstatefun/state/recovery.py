@@ -5,10 +5,11 @@ place for the rule that no local state is trusted without checking it against it
 - A new partition is restored from its topic, from the position a disk-backed store
   (state/rocksdb.py) or a local snapshot (state/snapshot.py) holds, if any.
 - A kept partition is *caught up*: every record its topic holds past the store's position is
-  replayed before anything is processed. Between a revocation and the next assignment
-  (eager rebalancing) a worker owns nothing, and a worker late to the join is left out without
-  being told (no "lost" callback: it held nothing). Another worker may then have owned the
-  partition and committed to it; replaying its records makes the kept rows current again.
+  replayed before anything of it is processed, fires or expires. Between a revocation and the
+  next assignment (eager rebalancing) a worker owns nothing, and a worker late to the join is
+  left out without being told (no "lost" callback: it held nothing). Another worker may then
+  have owned the partition and committed to it; replaying its records makes the kept rows
+  current again.
   Records are last-write-wins per key, so replaying records of this worker's own is harmless,
   and a partition nobody else wrote costs one watermark query (state/restore.py).
 """
@@ -24,58 +25,119 @@ from kstatefun.state.snapshot import LocalSnapshot
 log = logging.getLogger(__name__)
 
 
+class Recovery:
+    """The recovery of one store (state, or timers) for one assignment, step by step: ``begin``
+    drops what is no longer owned and starts the restores, each ``step`` reads one batch, and
+    a partition is handed to the store (``restored``: its position set, its due-time index
+    built) only once it is complete. Until then nothing fires or expires from it."""
+
+    def __init__(
+        self,
+        store: PartitionedOverlay,
+        restorer: ChangelogRestorer,
+        snapshot: LocalSnapshot | None = None,
+    ) -> None:
+        self.store = store
+        self.restorer = restorer
+        self.snapshot = snapshot
+        self.pending: set[int] = set()  # owned partitions not restored yet
+        self.fresh: list[int] = []  # restored from scratch (or the snapshot)
+        self._starts: dict[int, int] = {}
+        self._changes: dict[int, dict[bytes, bytes | None]] | None = None
+
+    def begin(self, owned: set[int]) -> set[int]:
+        """Make the store hold exactly the partitions in ``owned``, and start restoring
+        them; returns those complete already (nothing to read)."""
+        self.cancel()
+        store = self.store
+        for p in store.partitions() - owned:
+            store.drop_partition(p)
+        stores: dict[int, Rows] = {}
+        starts = self._starts = {}
+        for p in store.partitions():
+            position = store.position(p)
+            if position is not None:
+                stores[p], starts[p] = store.rows(p), position
+        self.fresh = sorted(owned - set(stores))  # new, or never completed a restore
+        for p in self.fresh:
+            stores[p] = store.add_partition(p)
+            starts[p] = self._local_start(p, stores[p])
+        # the snapshot takes every record read; without one, a restore keeps no second copy
+        self._changes = {} if self.snapshot is not None else None
+        self.pending = set(owned)
+        complete = self.restorer.start(stores, starts, self._changes)
+        for p in self.restorer.active - set(self.fresh):
+            store.suspend(p)  # a kept partition fires nothing before its catch-up
+        return self._finish(complete)
+
+    def _local_start(self, p: int, rows: Rows) -> int:
+        """Where a fresh partition's restore starts: a disk's or a snapshot's position."""
+        if self.store.disk is not None:
+            return self.store.local_position(p)
+        if self.snapshot is None:
+            return 0
+        loaded, start = self.snapshot.load(p)
+        if loaded:
+            rows.update(loaded)  # type: ignore[attr-defined]
+            log.info(
+                "loaded local snapshot partition=%d keys=%d replaying_from=%d",
+                p,
+                len(loaded),
+                start,
+            )
+        return start
+
+    def step(self, timeout_s: float = 0.0) -> set[int]:
+        """Read one batch; returns the partitions it completed."""
+        if not self.restorer.active:
+            return set()
+        return self._finish(self.restorer.step(timeout_s))
+
+    def cancel(self) -> None:
+        """The assignment ends before its restores do: stop reading. The unfinished
+        partitions have no position, so the next ``begin`` restores them anew."""
+        self.restorer.cancel()
+        self.pending = set()
+
+    def _finish(self, positions: dict[int, int]) -> set[int]:
+        if self.snapshot is not None and self._changes is not None and positions:
+            done = {p: self._changes.pop(p, {}) for p in positions}
+            self.snapshot.save(done, positions)
+        for p, position in positions.items():
+            if p in self.fresh or position != self._starts[p]:  # else: kept, nothing to read
+                self._note_catch_up(p, position)
+                self.store.restored(p, position)  # also rebuilds the due-time index
+        self.pending -= set(positions)
+        return set(positions)
+
+    def _note_catch_up(self, p: int, position: int) -> None:
+        start = self._starts[p]
+        if p in self.fresh:
+            return
+        read = self.restorer.last_read.get(p, 0)
+        if read:
+            log.warning(
+                "kept partition=%d of %s has %d records past this worker's last commit: another "
+                "worker owned it meanwhile (this one missed a rebalance); replayed offsets %d..%d",
+                p,
+                self.restorer.topic,
+                read,
+                start,
+                position,
+            )
+
+
 def recover(
     store: PartitionedOverlay,
     restorer: ChangelogRestorer,
     owned: set[int],
     snapshot: LocalSnapshot | None = None,
 ) -> list[int]:
-    """Make ``store`` hold exactly its topic for every partition in ``owned`` and nothing else;
-    returns the partitions restored from scratch (or from the snapshot)."""
-    for p in store.partitions() - owned:
-        store.drop_partition(p)
-    stores: dict[int, Rows] = {}
-    starts: dict[int, int] = {}
-    for p in store.partitions():
-        position = store.position(p)
-        if position is not None:
-            stores[p], starts[p] = store.rows(p), position
-    kept = set(stores)
-    fresh = sorted(owned - kept)  # new, or never completed a restore
-    for p in fresh:
-        stores[p] = store.add_partition(p)
-        if store.disk is not None:
-            starts[p] = store.local_position(p)
-        elif snapshot is not None:
-            rows, starts[p] = snapshot.load(p)
-            if rows:
-                stores[p].update(rows)  # type: ignore[attr-defined]
-                log.info(
-                    "loaded local snapshot partition=%d keys=%d replaying_from=%d",
-                    p,
-                    len(rows),
-                    starts[p],
-                )
-    # the snapshot takes every record read; without one, a restore keeps no second copy
-    changes: dict[int, dict[bytes, bytes | None]] | None = {} if snapshot is not None else None
-    positions = restorer.restore(stores, starts, changes)
-    if snapshot is not None and changes is not None:
-        snapshot.save(changes, positions)
-    for p in fresh:
-        store.restored(p, positions[p])
-    for p in sorted(kept):
-        if positions[p] == starts[p]:
-            continue
-        read = restorer.last_read.get(p, 0)
-        if read:
-            log.warning(
-                "kept partition=%d of %s has %d records past this worker's last commit: another "
-                "worker owned it meanwhile (this one missed a rebalance); replayed offsets %d..%d",
-                p,
-                restorer.topic,
-                read,
-                starts[p],
-                positions[p],
-            )
-        store.restored(p, positions[p])  # also rebuilds the due-time index
-    return fresh
+    """Make ``store`` hold exactly its topic for every partition in ``owned`` and nothing else,
+    at once (``Recovery`` run to the end); returns the partitions restored from scratch (or
+    from the snapshot)."""
+    recovery = Recovery(store, restorer, snapshot)
+    recovery.begin(owned)
+    while recovery.pending:
+        recovery.step(0.2)
+    return recovery.fresh

@@ -1,4 +1,4 @@
-"""Restore: rebuild a partition's store from its changelog partition.
+"""Restore: rebuild a partition's store from its changelog partition, one batch at a time.
 
 Done is decided by the consumer's *position* reaching the end offset sampled at the start.
 Comparing the last record's offset with ``high watermark - 1`` would hang whenever a
@@ -20,25 +20,41 @@ from kstatefun.state.partitioned import Rows
 log = logging.getLogger(__name__)
 
 
+# A restore that has read nothing for this long logs a warning (it never gives up: the loop
+# keeps serving the other partitions, and the watchdog judges the loop's own progress)
+STALL_WARN_S = 60.0
+
+
 class ChangelogRestorer:
+    """Restores partitions of one topic, a batch per ``step`` (so that the worker's loop keeps
+    serving its other partitions meanwhile); ``restore`` runs the steps to the end."""
+
     def __init__(
         self,
         consumer_factory: Callable[[], Consumer],
         topic: str,
         metrics: WorkerMetrics | None = None,
-        timeout_s: float = 240.0,
-        batch: int = 10_000,
+        batch: int = 5_000,
         on_progress: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics or WorkerMetrics()
         self._factory = consumer_factory
         self._consumer: Consumer | None = None
         self.topic = topic
-        self._timeout_s = timeout_s
         self._batch = batch
         self._on_progress = on_progress or (lambda: None)  # e.g. the watchdog's beat
         self.last_rate = 0.0  # records/s of the last restore, for logs and benchmarks
         self.last_read: dict[int, int] = {}  # records read per partition by the last restore
+        self._stores: dict[int, Rows] = {}
+        self._ends: dict[int, int] = {}  # partitions still reading -> end offset sampled
+        self._changes: dict[int, dict[bytes, bytes | None]] | None = None
+        self._read = self._total = 0
+        self._started = self._last_log = self._last_read_at = 0.0
+
+    @property
+    def active(self) -> set[int]:
+        """The partitions still being read."""
+        return set(self._ends)
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -51,124 +67,196 @@ class ChangelogRestorer:
         starts: dict[int, int] | None = None,
         changes: dict[int, dict[bytes, bytes | None]] | None = None,
     ) -> dict[int, int]:
-        """Bring each ``stores[p]`` up to date with changelog partition p, reading from
-        ``starts[p]`` (the position the rows are complete up to, see state/partitioned.py;
-        default: the beginning). Records read are also put in ``changes[p]`` when given.
-        Returns the position reached per partition."""
+        """``start``, then ``step`` until every partition is done; returns the position reached
+        per partition."""
+        positions = self.start(stores, starts, changes)
+        while self._ends:
+            positions.update(self.step(0.2))
+        return positions
+
+    def start(
+        self,
+        stores: dict[int, Rows],
+        starts: dict[int, int] | None = None,
+        changes: dict[int, dict[bytes, bytes | None]] | None = None,
+    ) -> dict[int, int]:
+        """Begin bringing each ``stores[p]`` up to date with partition p of the topic, reading
+        from ``starts[p]`` (the position the rows are complete up to, see
+        state/partitioned.py; default: the beginning). Records read are also put in
+        ``changes[p]`` when given. Returns the partitions that need no read, with their
+        position; ``step`` reads the others."""
+        self.cancel()
         positions: dict[int, int] = {}
         self.last_read = {}
         if not stores:
             return positions
         if self._consumer is None:
             self._consumer = self._factory()
-        consumer = self._consumer
         starts = starts or {}
-        ends: dict[int, int] = {}
         assignment = []
+        firsts: dict[int, int] = {}  # the first offset to read per partition
         for p, store in stores.items():
-            start = starts.get(p, 0)
-            low, high = watermarks(consumer, TopicPartition(self.topic, p), at_least=start)
-            if start and not low <= start <= high:
-                log.warning(
-                    "local state of partition=%d is at offset %d, outside the changelog's "
-                    "%d..%d (topic recreated?): restoring from the beginning",
-                    p,
-                    start,
-                    low,
-                    high,
-                )
-                if changes is not None:
-                    changes[p] = dict.fromkeys(store)  # make the snapshot forget it all
-                store.clear()
-                start = 0
-            positions[p] = max(start, low)
+            start, low, high = self._bounds(p, store, starts.get(p, 0), changes)
+            firsts[p] = max(start, low)
             # A committed record is followed by its transaction's marker, so the one offset
             # after a known position (the marker of the store's own last commit) cannot hold
             # anybody's committed record: a kept partition that nobody else wrote costs no read.
             slack = 1 if start > 0 else 0
-            if high - positions[p] > slack:
-                ends[p] = high
+            if high - firsts[p] > slack:
+                self._ends[p] = high
+                self._stores[p] = store
                 assignment.append(
                     TopicPartition(self.topic, p, start if start > low else OFFSET_BEGINNING)
                 )
-        if not ends:
-            return positions
-        started = time.monotonic()
-        consumer.assign(assignment)
-        total = sum(ends[p] - positions[p] for p in ends)
-        read = 0
-        last_log = started
-        per_partition = self.last_read = {p: 0 for p in ends}
-        progress = self._metrics.restore_read
-        for p in ends:
-            self._metrics.restore_total[(self.topic, p)] = ends[p] - positions[p]
-            progress[(self.topic, p)] = 0
-        try:
-            while ends:
-                self._on_progress()
-                for msg in consumer.consume(self._batch, timeout=0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise KafkaException(err)
-                        continue
-                    p = msg.partition()
-                    store = stores[p]
-                    key, value = msg.key(), msg.value()
-                    if value is None:
-                        store.pop(key, None)
-                    else:
-                        store[key] = value
-                    if changes is not None:
-                        changes.setdefault(p, {})[key] = value
-                    per_partition[p] += 1
-                    read += 1
-                done = [
-                    tp
-                    for tp in consumer.position([TopicPartition(self.topic, p) for p in ends])
-                    if tp.offset >= ends[tp.partition]
-                ]
-                if done:
-                    consumer.incremental_unassign(done)
-                    for tp in done:
-                        positions[tp.partition] = tp.offset
-                        del ends[tp.partition]
-                for p, n in per_partition.items():
-                    progress[(self.topic, p)] = n
-                now = time.monotonic()
-                if now - started > self._timeout_s:
-                    raise TimeoutError(
-                        f"restoring {self.topic} partitions {sorted(ends)} took longer than "
-                        f"{self._timeout_s:.0f}s; is the broker healthy?"
-                    )
-                if now - last_log >= 1.0 and ends:
-                    last_log = now
-                    rate = read / (now - started)
-                    eta = max(total - read, 0) / rate if rate else float("inf")
-                    log.info(
-                        "restoring topic=%s partitions=%s records=%d of about %d (%.0f%%) "
-                        "rate=%.0f/s eta=%.0fs",
-                        self.topic,
-                        _plist(ends),
-                        read,
-                        total,
-                        100 * read / max(total, 1),
-                        rate,
-                        eta,
-                    )
-        finally:
-            consumer.unassign()
-        elapsed = max(time.monotonic() - started, 1e-9)
-        self.last_rate = read / elapsed
-        log.info(
-            "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
-            self.topic,
-            _plist(stores),
-            read,
-            elapsed,
-            self.last_rate,
-        )
+            else:
+                positions[p] = firsts[p]
+        if self._ends:
+            self._begin_reading(assignment, firsts, changes)
         return positions
+
+    def _bounds(
+        self,
+        p: int,
+        store: Rows,
+        start: int,
+        changes: dict[int, dict[bytes, bytes | None]] | None,
+    ) -> tuple[int, int, int]:
+        """Where partition p's read starts, and the topic's low and high watermarks."""
+        assert self._consumer is not None
+        low, high = watermarks(self._consumer, TopicPartition(self.topic, p), at_least=start)
+        if start and not low <= start <= high:
+            log.warning(
+                "local state of partition=%d is at offset %d, outside the changelog's "
+                "%d..%d (topic recreated?): restoring from the beginning",
+                p,
+                start,
+                low,
+                high,
+            )
+            if changes is not None:
+                changes[p] = dict.fromkeys(store)  # make the snapshot forget it all
+            store.clear()
+            start = 0
+        return start, low, high
+
+    def _begin_reading(
+        self,
+        assignment: list[TopicPartition],
+        starts: dict[int, int],
+        changes: dict[int, dict[bytes, bytes | None]] | None,
+    ) -> None:
+        assert self._consumer is not None
+        self._consumer.assign(assignment)
+        self._changes = changes
+        self._started = self._last_log = self._last_read_at = time.monotonic()
+        self._read = 0
+        self._total = sum(self._ends[p] - starts[p] for p in self._ends)
+        self.last_read = {p: 0 for p in self._ends}
+        for p in self._ends:
+            self._metrics.restore_total[(self.topic, p)] = self._ends[p] - starts[p]
+            self._metrics.restore_read[(self.topic, p)] = 0
+
+    def step(self, timeout_s: float = 0.0) -> dict[int, int]:
+        """Read one batch (waiting at most ``timeout_s`` for it); returns the partitions it
+        completed, with the position reached."""
+        if not self._ends:
+            return {}
+        assert self._consumer is not None
+        self._on_progress()
+        read = self._apply(self._consumer.consume(self._batch, timeout=timeout_s))
+        done = {
+            tp.partition: tp.offset
+            for tp in self._consumer.position([TopicPartition(self.topic, p) for p in self._ends])
+            if tp.offset >= self._ends[tp.partition]
+        }
+        if done:
+            self._consumer.incremental_unassign([TopicPartition(self.topic, p) for p in done])
+            for p in done:
+                del self._ends[p]
+                self._stores.pop(p)
+        for p, n in self.last_read.items():
+            self._metrics.restore_read[(self.topic, p)] = n
+        self._log_progress(read)
+        return done
+
+    def _apply(self, batch: list) -> int:  # type: ignore[type-arg]
+        """Write a batch of records into their partitions' rows; returns how many."""
+        stores, changes, per_partition = self._stores, self._changes, self.last_read
+        read = 0
+        for msg in batch:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                continue
+            p = msg.partition()
+            store = stores.get(p)
+            if store is None:
+                continue  # completed in an earlier step (a record past its end)
+            key, value = msg.key(), msg.value()
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+            if changes is not None:
+                changes.setdefault(p, {})[key] = value
+            per_partition[p] += 1
+            read += 1
+        return read
+
+    def _log_progress(self, read: int) -> None:
+        now = time.monotonic()
+        self._read += read
+        if read:
+            self._last_read_at = now
+        if not self._ends:
+            elapsed = max(now - self._started, 1e-9)
+            self.last_rate = self._read / elapsed
+            log.info(
+                "restored topic=%s partitions=%s records=%d seconds=%.2f rate=%.0f/s",
+                self.topic,
+                _plist(self.last_read),
+                self._read,
+                elapsed,
+                self.last_rate,
+            )
+            self._consumer.unassign()  # type: ignore[union-attr]
+            return
+        if now - self._last_log < 1.0:
+            return
+        self._last_log = now
+        rate = self._read / max(now - self._started, 1e-9)
+        eta = max(self._total - self._read, 0) / rate if rate else float("inf")
+        log.info(
+            "restoring topic=%s partitions=%s records=%d of about %d (%.0f%%) rate=%.0f/s "
+            "eta=%.0fs",
+            self.topic,
+            _plist(self._ends),
+            self._read,
+            self._total,
+            100 * self._read / max(self._total, 1),
+            rate,
+            eta,
+        )
+        stalled_s = now - self._last_read_at
+        if stalled_s >= STALL_WARN_S:
+            log.warning(
+                "restore of topic=%s partitions=%s has read nothing for %.0f s; is the broker "
+                "healthy? (the worker's other partitions go on meanwhile)",
+                self.topic,
+                _plist(self._ends),
+                stalled_s,
+            )
+            self._last_read_at = now  # once per STALL_WARN_S
+
+    def cancel(self) -> None:
+        """Stop reading (the partitions were revoked): what was read stays in their rows,
+        which have no position yet (state/recovery.py restores them anew)."""
+        if self._ends and self._consumer is not None:
+            self._consumer.unassign()
+        self._ends.clear()
+        self._stores.clear()
+        self._changes = None
 
 
 def watermarks(

@@ -33,14 +33,18 @@ def test_a_worker_s_watchdog_outwaits_its_longest_bounded_wait(caplog):
     from types import SimpleNamespace
 
     from kstatefun.config.settings import Settings
+    from kstatefun.runtime.commit import Committer
     from kstatefun.runtime.worker import Worker
 
+    def committer(transaction_timeout_s: float) -> Committer:
+        txn = SimpleNamespace(longest_call_s=30.0, transaction_timeout_s=transaction_timeout_s)
+        return Committer(txn, None, 1.0, 1)
+
     w = Worker.__new__(Worker)
-    w.txn = SimpleNamespace(longest_call_s=30.0)
     w.settings = SimpleNamespace(watchdog_timeout_s=Settings().watchdog_timeout_s)
-    w.settings.transaction_timeout_ms = 10_000
+    w.committer = committer(10.0)
     assert w._make_watchdog().timeout_s == 60  # by default twice a commit's longest call
-    w.settings.transaction_timeout_ms = 300_000  # remote calls may be waited for 150 s
+    w.committer = committer(300.0)  # remote calls may be waited for 150 s
     assert w._make_watchdog().timeout_s == 300
     w.settings.watchdog_timeout_s = 20  # as set, but said to be risky
     with caplog.at_level(logging.WARNING, logger="kstatefun.runtime.worker"):

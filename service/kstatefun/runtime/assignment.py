@@ -1,0 +1,180 @@
+"""The lifecycle of each invocations partition a worker is assigned, and which of its consumer
+partitions are paused meanwhile: the one place that decides when a partition may process.
+
+    restoring → catching up → live → revoking
+
+- **restoring**: its state (<app>-changelog) and timers (<app>-timers) partitions are read into
+  the local stores (state/recovery.py), one batch per round of the worker's loop, so that the
+  worker's other partitions keep processing. Its invocations partition, and the ingress
+  partitions of the same number (whose records may take the direct path into it), are paused:
+  nothing of it is processed before both restores are complete, and its delayed messages fire
+  (its state expires) only once their own partition is complete. There is no
+  deadline: the watchdog (runtime/watchdog.py) judges the loop, and every restore step is
+  progress.
+- **catching up**: its state is complete and its invocations partition is consumed; the ingress
+  partitions of the same number wait until the invocations that were waiting in it at
+  assignment are consumed (the direct path's order rule, runtime/router.py).
+- **live**: everything of it is processed.
+- **revoking**: the rebalance callback is committing before it gives the partition up.
+
+Rebalancing is eager (every assignment starts from a revocation), so each assignment starts
+every partition over; a kept partition's restore is a catch-up that usually reads nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, TopicPartition
+
+from kstatefun.state.recovery import Recovery
+
+log = logging.getLogger(__name__)
+
+# How long one restore step waits for records (the restore consumer prefetches, so a step
+# usually finds a full batch at once): a round of the loop takes at most this longer for the
+# partitions that are processing meanwhile
+STEP_WAIT_S = 0.01
+
+
+class PartitionState(enum.Enum):
+    RESTORING = "restoring"
+    CATCHING_UP = "catching-up"
+    LIVE = "live"
+    REVOKING = "revoking"
+
+
+class Assignment:
+    """The worker's invocations partitions and their states; ``assign``/``revoke``/``lose``
+    come from the rebalance callbacks, ``step`` from the loop."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        invocations_topic: str,
+        recoveries: Sequence[Recovery],
+        on_restored: Callable[[int, list[TopicPartition]], None],
+    ) -> None:
+        self._consumer = consumer
+        self._topic = invocations_topic
+        self._recoveries = list(recoveries)  # state, timers
+        # the worker's: what to do with a restored partition's ingress partitions (still paused)
+        self._on_restored = on_restored
+        self.states: dict[int, PartitionState] = {}
+        self._held: dict[int, list[TopicPartition]] = {}  # paused while restoring
+        self._begun = False
+        self.assigned = False  # False from a revocation to the next assignment
+
+    @property
+    def restoring(self) -> bool:
+        """Some partition is not restored yet (or the restores have not begun)."""
+        return self.assigned and (not self._begun or bool(self._held))
+
+    @property
+    def starting(self) -> bool:
+        """Assigned, and the restores not begun yet: the stores still hold partitions no
+        longer owned, and kept ones not checked against their topics; nothing may fire."""
+        return self.assigned and not self._begun
+
+    @property
+    def ready(self) -> bool:
+        """Assigned, and every partition restored (the readiness probe)."""
+        return self.assigned and not self.restoring
+
+    def paused(self) -> set[tuple[str, int]]:
+        """The consumer partitions paused until their restore completes: nothing else may
+        resume them."""
+        return {(tp.topic, tp.partition) for held in self._held.values() for tp in held}
+
+    def partitions(self, state: PartitionState) -> list[int]:
+        return sorted(p for p, s in self.states.items() if s is state)
+
+    def state_names(self) -> dict[int, str]:
+        """Each partition's state (the kstatefun_partition_state metric)."""
+        return {p: s.value for p, s in dict(self.states).items()}
+
+    def summary(self) -> dict[str, list[int]]:
+        """The partitions per state (/readyz)."""
+        return {s.value: self.partitions(s) for s in PartitionState if self.partitions(s)}
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
+        """A new assignment: its invocations partitions start restoring. Returns the consumer
+        partitions to pause until then (the caller pauses them right after ``assign``)."""
+        for recovery in self._recoveries:
+            recovery.cancel()
+        owned = {tp.partition for tp in partitions if tp.topic == self._topic}
+        self.states = dict.fromkeys(owned, PartitionState.RESTORING)
+        self._held = {p: [] for p in owned}
+        for tp in partitions:
+            if tp.partition in owned:
+                self._held[tp.partition].append(TopicPartition(tp.topic, tp.partition))
+        self._begun = False  # the loop's next step begins (a callback must not block long)
+        self.assigned = True
+        return [tp for held in self._held.values() for tp in held]
+
+    def step(self) -> None:
+        """Advance the restores by one batch (the first step starts them); partitions whose
+        state and timers are both complete are resumed."""
+        if not self.restoring:
+            return
+        if not self._begun:  # also with no partition: the stores drop what is not owned
+            self._begun = True
+            owned = set(self.states)
+            for recovery in self._recoveries:
+                recovery.begin(owned)
+        else:
+            for recovery in self._recoveries:
+                recovery.step(STEP_WAIT_S)
+        done = [p for p in self._held if all(p not in r.pending for r in self._recoveries)]
+        for p in sorted(done):
+            held = self._held.pop(p)
+            self._consumer.resume([tp for tp in held if tp.topic == self._topic])
+            self.states[p] = PartitionState.CATCHING_UP
+            self._on_restored(p, [tp for tp in held if tp.topic != self._topic])
+        if done:
+            log.info(
+                "restored invocations partitions=%s still_restoring=%s",
+                sorted(done),
+                sorted(set(self._held) - set(done)),
+            )
+
+    def unheld(self, batch: list) -> list:  # type: ignore[type-arg]
+        """``batch`` without records of partitions still paused for a restore (none, unless
+        the consumer fetched before the pause took hold): those partitions are sought back
+        to their first such record, to be read again once restored."""
+        held = self.paused()
+        keep, rewind = [], dict[tuple[str, int], int]()
+        for msg in batch:
+            tp = (msg.topic(), msg.partition())
+            if tp in held:
+                rewind.setdefault(tp, msg.offset())
+            else:
+                keep.append(msg)
+        for (topic, partition), offset in rewind.items():
+            log.warning("read partition=%s/%d before its restore; seeking back", topic, partition)
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        return keep
+
+    def caught_up(self, p: int) -> None:
+        """Partition ``p``'s ingress partitions go direct (or have nothing to wait for)."""
+        if self.states.get(p) is PartitionState.CATCHING_UP:
+            self.states[p] = PartitionState.LIVE
+
+    def catching_up(self, p: int) -> None:
+        """An abort rewound partition ``p``'s invocations: its ingress waits again."""
+        if self.states.get(p) is PartitionState.LIVE:
+            self.states[p] = PartitionState.CATCHING_UP
+
+    def revoke(self) -> None:
+        """The revocation callback begins: the partitions are being given up."""
+        self.states = dict.fromkeys(self.states, PartitionState.REVOKING)
+        self.assigned = False
+
+    def revoked(self) -> None:
+        """The revocation callback has committed: stop restoring, own nothing."""
+        self.states = {}
+        self._held = {}
+        for recovery in self._recoveries:
+            recovery.cancel()

@@ -1,0 +1,98 @@
+"""The commit policy (runtime/commit.py, Committer): when the loop's transaction commits, and
+what waiting for its remote calls does."""
+
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+
+from kstatefun.runtime.commit import Committer
+
+
+class FakeTxn:
+    transaction_timeout_s = 10.0
+    longest_call_s = 35.0
+
+    def __init__(self):
+        self.is_open = True
+        self.opened_at = time.monotonic()
+        self.fence_offsets = {}
+        self.calls = []
+        self.fail_commit = False
+
+    def commit(self):
+        self.calls.append("commit")
+        if self.fail_commit:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "commit timed out"))
+        self.is_open = False
+
+    def abort(self, rewind=True):
+        self.calls.append(("abort", rewind))
+        self.is_open = False
+
+
+class FakeRemote:
+    def __init__(self, idle=True, finishes=True):
+        self.idle = idle
+        self.finishes = finishes
+        self.waited = []
+
+    def wait_idle(self, timeout_s=None):
+        self.waited.append(timeout_s)
+        if not self.finishes:
+            raise TimeoutError("remote requests still in flight")
+        self.idle = True
+
+    def settled(self):
+        pass
+
+    def too_slow(self):
+        return 1
+
+
+def test_commits_when_the_poll_drained_what_was_available_not_after_a_full_batch():
+    txn = FakeTxn()
+    committer = Committer(txn, None, commit_interval_s=60.0, max_batch_records=100)
+    committer.after_batch(100)  # a full batch: more is waiting, keep the transaction open
+    assert txn.calls == []
+    committer.after_batch(3)
+    assert txn.calls == ["commit"]
+
+
+def test_a_due_transaction_commits_even_after_a_full_batch():
+    txn = FakeTxn()
+    txn.opened_at -= 1.0
+    Committer(txn, None, commit_interval_s=0.5, max_batch_records=100).after_batch(100)
+    assert txn.calls == ["commit"]
+
+
+def test_remote_calls_in_flight_hold_the_commit_back_until_due_then_it_waits_for_them():
+    txn, remote = FakeTxn(), FakeRemote(idle=False)
+    committer = Committer(txn, remote, commit_interval_s=60.0, max_batch_records=100)
+    committer.after_batch(0)
+    assert txn.calls == [] and remote.waited == []
+    txn.opened_at -= 61.0
+    committer.after_batch(0)
+    assert txn.calls == ["commit"] and len(remote.waited) == 1
+
+
+def test_remote_calls_slower_than_half_the_transaction_timeout_abort_and_rewind():
+    txn, remote = FakeTxn(), FakeRemote(idle=False, finishes=False)
+    txn.opened_at -= 61.0
+    Committer(txn, remote, commit_interval_s=60.0, max_batch_records=100).after_batch(0)
+    assert txn.calls == [("abort", True)]
+    assert remote.waited[0] <= txn.transaction_timeout_s / 2
+
+
+def test_a_failed_commit_on_revoke_leaves_the_work_to_the_next_owner_without_rewinding():
+    txn = FakeTxn()
+    txn.fail_commit = True
+    txn.fence_offsets = {("t", 0): 5}
+    Committer(txn, None, 60.0, 100).on_revoke()
+    assert txn.calls == ["commit", ("abort", False)] and txn.fence_offsets == {}
+
+
+def test_only_a_clean_stop_commits_the_open_transaction():
+    clean, failed = FakeTxn(), FakeTxn()
+    Committer(clean, FakeRemote(), 60.0, 100).final(clean=True)
+    Committer(failed, FakeRemote(), 60.0, 100).final(clean=False)
+    assert clean.calls == ["commit"] and failed.calls == [("abort", False)]
