@@ -319,22 +319,36 @@ class Worker:
         restore_consumer = lambda: Consumer(  # noqa: E731
             clients.restore_consumer_config(s.bootstrap_servers, extra)
         )
+        # asks where partitions end: their high watermarks, past a transaction another
+        # process left open (kafka/clients.py, end_offsets_consumer_config)
+        ends_consumer = lambda: Consumer(  # noqa: E731
+            clients.end_offsets_consumer_config(s.bootstrap_servers, extra)
+        )
         # Partitions' offsets asked while the group consumer is in a rebalance callback: not
         # through that consumer, because the metadata refresh of a retry (list_topics) would
         # clear confluent-kafka's per-handle call state, and the next callback of the same
         # poll (an error during a failover) would then abort the process (CallState_get:
-        # Assertion `cs != NULL' failed, seen in a 3-broker chaos run).
-        self._offsets = restore_consumer()
+        # Assertion `cs != NULL' failed, seen in a 3-broker chaos run). The direct path's
+        # drain then waits for what another owner committed after such a transaction too.
+        self._offsets = ends_consumer()
         self.watchdog = self._make_watchdog()
         beat = self.watchdog.beat if self.watchdog is not None else None
         if beat is not None:  # bounded waits between two rounds of the loop are progress
             self.txn.on_progress = beat
             retry_policy.POLICY.on_retry = beat
         self.restorer = ChangelogRestorer(
-            restore_consumer, self.topics.changelog, self.metrics, on_progress=beat
+            restore_consumer,
+            self.topics.changelog,
+            self.metrics,
+            on_progress=beat,
+            ends_factory=ends_consumer,
         )
         self.timer_restorer = ChangelogRestorer(
-            restore_consumer, self.topics.timers, self.metrics, on_progress=beat
+            restore_consumer,
+            self.topics.timers,
+            self.metrics,
+            on_progress=beat,
+            ends_factory=ends_consumer,
         )
         self.standby = (
             Standby(

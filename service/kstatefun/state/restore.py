@@ -2,7 +2,9 @@
 
 Done is decided by the consumer's *position* reaching the end offset sampled at the start.
 Comparing the last record's offset with ``high watermark - 1`` would hang whenever a
-transaction marker is the last entry in the log; the position moves past markers.
+transaction marker is the last entry in the log; the position moves past markers. The end is
+the high watermark, asked by a read_uncommitted consumer (kafka/clients.py says why), so a
+transaction left open holds the restore at it until the transaction ends.
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ class ChangelogRestorer:
         metrics: WorkerMetrics | None = None,
         batch: int = 5_000,
         on_progress: Callable[[], None] | None = None,
+        ends_factory: Callable[[], Consumer] | None = None,
     ) -> None:
         self._metrics = metrics or WorkerMetrics()
         self._factory = consumer_factory
         self._consumer: Consumer | None = None
+        # asks the partitions' ends (their high watermarks); default: the reading consumer
+        self._ends_factory = ends_factory
+        self._ends_consumer: Consumer | None = None
         self.topic = topic
         self._batch = batch
         self._on_progress = on_progress or (lambda: None)  # e.g. the watchdog's beat
@@ -60,6 +66,9 @@ class ChangelogRestorer:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        if self._ends_consumer is not None:
+            self._ends_consumer.close()
+            self._ends_consumer = None
 
     def restore(
         self,
@@ -92,6 +101,8 @@ class ChangelogRestorer:
             return positions
         if self._consumer is None:
             self._consumer = self._factory()
+        if self._ends_consumer is None and self._ends_factory is not None:
+            self._ends_consumer = self._ends_factory()
         starts = starts or {}
         assignment = []
         firsts: dict[int, int] = {}  # the first offset to read per partition
@@ -122,8 +133,9 @@ class ChangelogRestorer:
         changes: dict[int, dict[bytes, bytes | None]] | None,
     ) -> tuple[int, int, int]:
         """Where partition p's read starts, and the topic's low and high watermarks."""
-        assert self._consumer is not None
-        low, high = watermarks(self._consumer, TopicPartition(self.topic, p), at_least=start)
+        ends = self._ends_consumer or self._consumer
+        assert ends is not None
+        low, high = watermarks(ends, TopicPartition(self.topic, p), at_least=start)
         if start and not low <= start <= high:
             log.warning(
                 "local state of partition=%d is at offset %d, outside the changelog's "
