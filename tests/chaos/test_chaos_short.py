@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 SEED = int(os.environ.get("KSTATEFUN_CHAOS_SEED", "20261129"))
 
 
+@pytest.mark.long  # a minute of faults; `make chaos` runs longer ones
 def test_short_chaos_run_is_exactly_once(tmp_path):
     lines: list[str] = []
 

@@ -59,7 +59,9 @@ def test_second_worker_takes_over_with_the_state(app):
     assert check_exactly_once(records, expected) == [], app.all_logs()
 
 
-@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+@pytest.mark.parametrize(
+    "store", ["memory", pytest.param("rocksdb", marks=pytest.mark.long)]
+)  # the rocksdb case: `make test-long`
 def test_kill_minus_nine_mid_stream_is_exactly_once(app, store):
     app.env.update(app.store_env(store))
     events, expected = keyed_events(keys=20, per_key=150)  # 3000 events, 6000 invocations

@@ -64,7 +64,11 @@ def _produce(app: App, expected: dict[str, list[int]], start_seq: int, per_key: 
     return start_seq + len(events)
 
 
-@pytest.mark.parametrize("broker_restart", [False, True], ids=["paused", "broker-restart"])
+@pytest.mark.parametrize(
+    "broker_restart",
+    [False, pytest.param(True, marks=pytest.mark.long)],  # a broker restart: half a minute
+    ids=["paused", "broker-restart"],
+)
 def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker, broker_restart):
     expected: dict[str, list[int]] = {}
     seq = _produce(app, expected, 0, per_key=3)

@@ -196,6 +196,7 @@ def test_a_slow_remote_function_is_not_fenced_on_a_backlog(
         app.stop_all()
 
 
+@pytest.mark.long  # the endpoint stays down past a transaction timeout
 def test_an_endpoint_down_longer_than_the_transaction_timeout_loses_nothing(
     kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
 ):
@@ -256,6 +257,7 @@ def wait_for_dead_letters(app, count, timeout):
     return letters
 
 
+@pytest.mark.long  # the retry budget is spent in real time
 def test_a_remote_function_that_always_fails_is_dead_lettered_once_its_budget_is_spent(
     kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
 ):

@@ -22,7 +22,9 @@ LOADED = {
 }
 
 
-@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+@pytest.mark.parametrize(
+    "store", ["memory", pytest.param("rocksdb", marks=pytest.mark.long)]
+)  # the rocksdb case: `make test-long`
 def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
     kafka_bootstrap, tmp_path, unique_name, create_topic, store
 ):
