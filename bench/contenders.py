@@ -167,6 +167,8 @@ class Kstatefun(Contender):
             run_dir / f"{t.app}-{instance}.log",
             {
                 "BENCH_EGRESS_TOPIC": t.egress,
+                # a named worker's default state dir: in the run's scratch space, not $HOME
+                "XDG_STATE_HOME": str(run_dir / "state"),
                 **({"PYTHONPATH": self.source} if self.source else {}),
             },
         )

@@ -91,7 +91,7 @@ class Config:
     scale_contenders: tuple[str, ...] = ("bare-hop", "kstreams", "quix", "kstatefun")
     warmup_events: int = 200
     restart_keys: int = 1_000_000
-    restart_state_dir: bool = True
+    restart_variants: bool = True  # also without static membership, and without a state dir
     peer_100ms: bool = True  # also each peer at 100 ms commits (W1; Quix Streams: latency too)
     profile_seconds: int = 10
     phase_timeout: float = 90.0
@@ -110,7 +110,7 @@ QUICK = Config(
     scale_events=40_000,
     scale_contenders=("kstatefun",),
     restart_keys=50_000,
-    restart_state_dir=False,
+    restart_variants=False,
     peer_100ms=False,
     profile_seconds=3,
     phase_timeout=90.0,  # Kafka Streams took up to 45 s to its first output on a busy machine
@@ -419,12 +419,13 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
             if per:
                 results["scale"][c.name] = per
     if k is not None and "restart" not in skip:
-        variants = [(False, False)]
-        if cfg.restart_state_dir:
-            variants += [(True, False), (True, True)]
+        # the defaults of a named worker (a state dir, static membership), then without each
+        variants = [(True, True)]
+        if cfg.restart_variants:
+            variants += [(True, False), (False, False)]
         for state_dir, static in variants:
-            name = "kstatefun" + (" --state-dir" if state_dir else "")
-            name += " --static-membership" if static else ""
+            name = "kstatefun" + ("" if static else " --no-static-membership")
+            name += "" if state_dir else " --state-dir none"
             log(f"restart: {name}, {cfg.restart_keys:,} keys")
             r = _guard(
                 results,
@@ -443,7 +444,7 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 continue
             results["restart"][name] = r
             log(f"  {report.brief_restart(r)}")
-            if not state_dir:
+            if "bare restore" not in results["restart"]:
                 log("restart: bare restore of the same changelog (the limit)")
                 results["restart"]["bare restore"] = bare_restore(env, r["app"])
                 log(f"  {results['restart']['bare restore']}")

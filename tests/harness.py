@@ -64,6 +64,11 @@ class App:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # False: workers join dynamically and keep no local state, as every test here assumed
+    # before a given --instance-id turned both on; tests hand partitions over by clean stops,
+    # which a static member would delay until its session times out. True: the defaults a
+    # named worker gets, with the default state directory under the test's directory.
+    named_defaults: bool = False
 
     def start_worker(
         self, instance_id: str, *extra_args: str, partitions: bool = True
@@ -71,6 +76,10 @@ class App:
         """``partitions=False`` leaves ``--partitions`` out: the worker chooses P itself."""
         env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
         env.pop("KSTATEFUN_TEST_STATE_STORE", None)  # not a setting: the worker would warn
+        if self.named_defaults:
+            env["XDG_STATE_HOME"] = str(self.module.parent / "xdg-state")
+        else:
+            env.update(KSTATEFUN_STATIC_MEMBERSHIP="false", KSTATEFUN_STATE_DIR="none")
         if TEST_STATE_STORE != "memory":
             env.update(self.store_env(TEST_STATE_STORE))
         env.update(self.env)

@@ -151,7 +151,8 @@ class Worker:
         )
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
+            "static_membership=%s state_dir=%s",
             s.app_id,
             s.instance_id,
             f"{s.app_id}-{s.instance_id}",
@@ -160,6 +161,8 @@ class Worker:
             self.partitioner,
             partitioner_from,
             ",".join(self.functions.typenames()),
+            str(s.static_membership).lower(),
+            s.state_dir or "none",
         )
 
     def _connect(self) -> AdminClient:
@@ -236,7 +239,7 @@ class Worker:
         extra = s.kafka_properties
         snapshot = None
         if s.state_dir is not None and s.state_store == "memory":
-            snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
+            snapshot = LocalSnapshot(s.state_path("sqlite"))
             log.info("local state snapshot path=%s", snapshot.path)
         self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
@@ -797,9 +800,7 @@ class Worker:
         same instance id that still runs, which releases the database's lock as it stops."""
         s = self.settings
         assert s.state_dir is not None  # settings.py checks it
-        self.store.disk = RocksStore(
-            s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
-        )
+        self.store.disk = RocksStore(s.state_path("rocksdb"), s.app_id, self.partitions)
         log.info("local state store rocksdb path=%s", self.store.disk.path)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
