@@ -159,8 +159,17 @@ def idempotent_producer_config(bootstrap_servers: str, extra: Mapping[str, str])
     )
 
 
+# partition.assignment.strategy per rebalance_protocol setting (config/settings.py):
+# cooperative moves only the partitions that change owner (runtime/assignment.py); eager
+# revokes every partition at every rebalance, and a group must use one of the two throughout
+ASSIGNMENT_STRATEGIES: Final = {"cooperative": "cooperative-sticky", "eager": "range,roundrobin"}
+
+
 def group_consumer_config(
-    bootstrap_servers: str, group_id: str, extra: Mapping[str, str]
+    bootstrap_servers: str,
+    group_id: str,
+    extra: Mapping[str, str],
+    rebalance_protocol: str = "cooperative",
 ) -> dict[str, Any]:
     return _compose(
         bootstrap_servers,
@@ -177,9 +186,7 @@ def group_consumer_config(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            # eager protocols: runtime/worker.py's rebalance callbacks assume a full revoke
-            # followed by a full assignment
-            "partition.assignment.strategy": "range,roundrobin",
+            "partition.assignment.strategy": ASSIGNMENT_STRATEGIES[rebalance_protocol],
         },
         "group consumer",
     )
