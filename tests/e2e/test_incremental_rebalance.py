@@ -1,0 +1,103 @@
+"""Cooperative rebalancing on a real broker: when a worker joins or leaves, the partitions that
+stay with a worker are never revoked from it, and the output stays exactly-once throughout.
+
+Each worker's own log of its revocations and assignments is the evidence, not timing. With
+``rebalance_protocol: eager`` every rebalance revokes every partition, so this test fails
+there (KSTATEFUN_REBALANCE_PROTOCOL=eager in the environment runs it that way).
+"""
+
+import re
+import time
+
+import pytest
+
+from tests.harness import (
+    App,
+    check_exactly_once,
+    keyed_events,
+    make_app,
+    produce_events,
+    read_committed,
+)
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 6
+# runtime/worker.py: one line per rebalance callback, naming the invocations partitions
+CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
+
+
+@pytest.fixture
+def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
+    application = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic, PARTITIONS)
+    yield application
+    application.stop_all()
+
+
+def _numbers(text: str) -> set[int]:
+    return {int(n) for n in text.split(",") if n.strip()}
+
+
+def _owned(log: str) -> set[int]:
+    """The invocations partitions a worker owns after the callbacks its log shows."""
+    owned: set[int] = set()
+    for kind, numbers in CALLBACK.findall(log):
+        owned = owned | _numbers(numbers) if kind == "assigned" else owned - _numbers(numbers)
+    return owned
+
+
+def _revoked(log: str) -> set[int]:
+    return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}
+
+
+def _settled(app: App, workers: list[str], timeout: float = 120) -> dict[str, set[int]]:
+    """Wait until ``workers`` own every partition between them, each some; returns who owns
+    what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = {w: _owned(app.log(w)) for w in workers}
+        every = set().union(*owned.values())
+        whole = sum(map(len, owned.values())) == PARTITIONS  # nobody owns one twice
+        if every == set(range(PARTITIONS)) and all(owned.values()) and whole:
+            return owned
+        assert time.monotonic() < deadline, f"not settled: {owned}\n{app.all_logs()}"
+        time.sleep(0.05)
+
+
+def _produce(app: App, expected: dict[str, list[int]], start_seq: int) -> int:
+    events, more = keyed_events(keys=24, per_key=4, start_seq=start_seq)
+    produce_events(app.bootstrap, app.ingress, events)
+    for key, seqs in more.items():
+        expected.setdefault(key, []).extend(seqs)
+    return sum(map(len, expected.values()))
+
+
+def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(app):
+    expected: dict[str, list[int]] = {}
+    total = _produce(app, expected, 0)
+    app.start_worker("w1")
+    app.start_worker("w2")
+    before = _settled(app, ["w1", "w2"])
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+    marks = {w: len(app.log(w)) for w in ("w1", "w2")}
+
+    app.start_worker("w3")  # joins while input arrives
+    total = _produce(app, expected, 10_000)
+    during = _settled(app, ["w1", "w2", "w3"])
+    for w in ("w1", "w2"):
+        revoked = _revoked(app.log(w)[marks[w] :])
+        kept = before[w] - revoked
+        # only what moved to w3 was revoked; what stayed never stopped
+        assert revoked and not revoked & during[w], (w, revoked, during, app.all_logs())
+        assert kept and kept == during[w], (w, before, during, app.all_logs())
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+
+    marks = {w: len(app.log(w)) for w in ("w1", "w2")}
+    assert app.stop_worker("w3") == 0, app.all_logs()  # leaves: its partitions move back
+    total = _produce(app, expected, 20_000)
+    after = _settled(app, ["w1", "w2"])
+    for w in ("w1", "w2"):
+        assert not _revoked(app.log(w)[marks[w] :]), (w, app.all_logs())
+        assert during[w] <= after[w]
+    records = read_committed(app.bootstrap, app.egress, total)
+    assert check_exactly_once(records, expected) == [], app.all_logs()
