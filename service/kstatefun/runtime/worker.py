@@ -494,8 +494,20 @@ class Worker:
         return 0
 
     def _step(self) -> None:
-        s = self.settings
-        txn = self.txn
+        """One round of the loop: the work beside the records, then one batch of records."""
+        wait_s = self._housekeep()
+        if wait_s is None:
+            return
+        batch = self._read(wait_s)
+        if batch and not self._process(batch):
+            return
+        if self.committer.after_batch(len(batch)):
+            self._balance_ingress()
+
+    def _housekeep(self) -> float | None:
+        """Sample the lag, advance restores and standby copies, fire due timers, check
+        drains and holds, apply completed remote calls; returns how long the next read may
+        wait, or None when applying remote results failed (the round ends there)."""
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
         assignment = self.assignment
@@ -516,14 +528,21 @@ class Worker:
                 remote.poll()  # apply completed remote calls to the open transaction
             except KafkaException as e:
                 self.committer.failed(e, "applying remote results")
-                return
+                return None
             wait_s = 0.0
-        # with remote functions, a transaction consumes at most its budget (runtime/remote.py)
-        limit = s.max_batch_records if remote is None else min(s.max_batch_records, remote.room)
+        return wait_s
+
+    def _read(self, wait_s: float) -> list:  # type: ignore[type-arg]
+        """The next batch: waits up to ``wait_s`` for a first record when no transaction is
+        open, never while one is; nothing while remote calls are saturated."""
+        remote = self.remote
+        limit = self.settings.max_batch_records
+        if remote is not None:  # a transaction consumes at most its budget (runtime/remote.py)
+            limit = min(limit, remote.room)
         if remote is not None and remote.saturated:
             remote.wait(0.05)  # back-pressure: consume nothing until calls complete
-            batch = []
-        elif txn.is_open:
+            return []
+        if self.txn.is_open:
             batch = self.consumer.consume(limit, timeout=0)
             if not batch and remote is not None and not remote.idle:
                 remote.wait(0.01)
@@ -534,27 +553,31 @@ class Worker:
                 batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
             batch = self._without_errors(batch)
-            if assignment.restoring:
-                batch = assignment.unheld(batch)
-        if batch:
-            try:
-                txn.begin()
-                txn.track(batch)
-                invocations = self.topics.invocations
-                dispatch, route = self.dispatcher.dispatch, self.router.route
-                records_in = self.metrics.records_in
-                for msg in batch:
-                    topic = msg.topic()
-                    records_in[topic] = records_in.get(topic, 0) + 1
-                    if topic == invocations:
-                        dispatch(msg)
-                    else:
-                        route(msg)
-            except KafkaException as e:
-                self.committer.failed(e, "processing")
-                return
-        if self.committer.after_batch(len(batch)):
-            self._balance_ingress()
+            if self.assignment.restoring:
+                batch = self.assignment.unheld(batch)
+        return batch
+
+    def _process(self, batch: list) -> bool:  # type: ignore[type-arg]
+        """Route or dispatch every record of ``batch`` in the open transaction; False when
+        that failed (the transaction was aborted and rewound)."""
+        txn = self.txn
+        try:
+            txn.begin()
+            txn.track(batch)
+            invocations = self.topics.invocations
+            dispatch, route = self.dispatcher.dispatch, self.router.route
+            records_in = self.metrics.records_in
+            for msg in batch:
+                topic = msg.topic()
+                records_in[topic] = records_in.get(topic, 0) + 1
+                if topic == invocations:
+                    dispatch(msg)
+                else:
+                    route(msg)
+        except KafkaException as e:
+            self.committer.failed(e, "processing")
+            return False
+        return True
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
@@ -881,7 +904,7 @@ class Worker:
             else:
                 self._draining[key] = end
                 pause.append(TopicPartition(*key))
-        if self.settings.rebalance_protocol == "cooperative":
+        if self.settings.rebalance_protocol != "eager":
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
