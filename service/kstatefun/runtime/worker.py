@@ -901,8 +901,11 @@ class Worker:
         for key, end in plan.items():
             if key in restoring:
                 self._drain_plan[key] = end
+            elif end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
             else:
                 self._draining[key] = end
+                self.assignment.catching_up(key[1])
                 pause.append(TopicPartition(*key))
         if self.settings.rebalance_protocol != "eager":
             consumer.incremental_assign(partitions)

@@ -95,7 +95,6 @@ class ChangelogRestorer:
         ``changes[p]`` when given. Returns the partitions that need no read, with their
         position; ``step`` reads the others."""
         self.cancel()
-        self.last_read = {}
         return self.add(stores, starts, changes)
 
     def add(
@@ -109,6 +108,10 @@ class ChangelogRestorer:
         positions: dict[int, int] = {}
         if not stores:
             return positions
+        if not self._ends:
+            self.last_read = {}  # a new restore
+        for p in stores:
+            self.last_read.pop(p, None)  # counted anew if read
         if self._consumer is None:
             self._consumer = self._factory()
         if self._ends_consumer is None and self._ends_factory is not None:
