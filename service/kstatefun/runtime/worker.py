@@ -97,6 +97,11 @@ class Worker:
         self._stopping = False
         check_module(module, settings, functions.typenames())
 
+    @property
+    def _incremental(self) -> bool:
+        """Cooperative rebalancing: the callbacks name the partitions that move, not all."""
+        return self.settings.rebalance_protocol != "eager"
+
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
         return serves(self.module, self.functions.typenames(), typename)
@@ -819,7 +824,7 @@ class Worker:
             # the partitions given up are copied from now on (all of them: at the next
             # assignment, which says which are owned)
             owned = set(self.assignment.states)
-            self.standby.on_assignment(owned, self.store.disk)
+            self.standby.on_assignment(owned, self.store.disk, self._incremental)
 
     def _forget(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
         """Drop the direct path's and the flow control's notes about ``partitions``; returns
@@ -880,7 +885,7 @@ class Worker:
         invocations = self.topics.invocations
         owned = {tp.partition for tp in [*kept, *partitions] if tp.topic == invocations}
         if self.standby is not None:  # first: copies of owned partitions stop being written
-            self.standby.on_assignment(owned, self.store.disk)
+            self.standby.on_assignment(owned, self.store.disk, self._incremental)
         committed = (
             call_with_retry(
                 lambda: consumer.committed(
@@ -907,7 +912,7 @@ class Worker:
                 self._draining[key] = end
                 self.assignment.catching_up(key[1])
                 pause.append(TopicPartition(*key))
-        if self.settings.rebalance_protocol != "eager":
+        if self._incremental:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
