@@ -3,7 +3,9 @@ stay with a worker are never revoked from it, and the output stays exactly-once 
 
 Each worker's own log of its revocations and assignments is the evidence, not timing. With
 ``rebalance_protocol: eager`` every rebalance revokes every partition, so this test fails
-there (KSTATEFUN_REBALANCE_PROTOCOL=eager in the environment runs it that way).
+there (KSTATEFUN_REBALANCE_PROTOCOL=eager in the environment runs it that way). It runs with
+the default, cooperative (librdkafka's cooperative-sticky), and with KIP-848's consumer
+protocol (``make test-long``).
 """
 
 import re
@@ -77,7 +79,12 @@ def _produce(app: App, expected: dict[str, list[int]], start_seq: int) -> int:
     return sum(map(len, expected.values()))
 
 
-def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(app):
+@pytest.mark.parametrize(
+    "protocol", ["cooperative", pytest.param("consumer", marks=pytest.mark.long)]
+)
+def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(app, protocol):
+    if protocol != "cooperative":
+        app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = protocol
     expected: dict[str, list[int]] = {}
     total = _produce(app, expected, 0)
     app.start_worker("w1")

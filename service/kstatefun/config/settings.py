@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     static_membership: bool = False
     # cooperative: a rebalance stops only the partitions that move (kafka/clients.py)
-    rebalance_protocol: Literal["cooperative", "eager"] = "cooperative"
+    rebalance_protocol: Literal["cooperative", "eager", "consumer"] = "cooperative"
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"
