@@ -104,7 +104,7 @@ class Config:
     scaleout_rate: int = 5000
     scaleout_lead_s: float = 8.0
     scaleout_window_s: float = 12.0
-    scaleout_protocols: tuple[str, ...] = ("cooperative", "eager")
+    scaleout_protocols: tuple[str, ...] = ("cooperative", "eager", "consumer")
 
 
 FULL = Config("full")
