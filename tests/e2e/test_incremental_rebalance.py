@@ -3,12 +3,10 @@ stay with a worker are never revoked from it, and the output stays exactly-once 
 
 Each worker's own log of its revocations and assignments is the evidence, not timing. With
 ``rebalance_protocol: eager`` every rebalance revokes every partition, so this test fails
-there (KSTATEFUN_REBALANCE_PROTOCOL=eager in the environment runs it that way). It runs with
-the default, cooperative (librdkafka's cooperative-sticky), and with KIP-848's consumer
-protocol (``make test-long``).
+there (the default: the test sets the protocol it runs with). It runs with KIP-848's
+consumer protocol, and with librdkafka's cooperative-sticky (``make test-long``).
 """
 
-import re
 import time
 
 import pytest
@@ -18,15 +16,15 @@ from tests.harness import (
     check_exactly_once,
     keyed_events,
     make_app,
+    owned_partitions,
     produce_events,
     read_committed,
+    revoked_partitions,
 )
 
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 6
-# runtime/worker.py: one line per rebalance callback, naming the invocations partitions
-CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
 
 
 @pytest.fixture
@@ -41,28 +39,12 @@ def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application.stop_all()
 
 
-def _numbers(text: str) -> set[int]:
-    return {int(n) for n in text.split(",") if n.strip()}
-
-
-def _owned(log: str) -> set[int]:
-    """The invocations partitions a worker owns after the callbacks its log shows."""
-    owned: set[int] = set()
-    for kind, numbers in CALLBACK.findall(log):
-        owned = owned | _numbers(numbers) if kind == "assigned" else owned - _numbers(numbers)
-    return owned
-
-
-def _revoked(log: str) -> set[int]:
-    return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}
-
-
 def _settled(app: App, workers: list[str], timeout: float = 120) -> dict[str, set[int]]:
     """Wait until ``workers`` own every partition between them, each some; returns who owns
     what."""
     deadline = time.monotonic() + timeout
     while True:
-        owned = {w: _owned(app.log(w)) for w in workers}
+        owned = {w: owned_partitions(app.log(w)) for w in workers}
         every = set().union(*owned.values())
         whole = sum(map(len, owned.values())) == PARTITIONS  # nobody owns one twice
         if every == set(range(PARTITIONS)) and all(owned.values()) and whole:
@@ -80,11 +62,10 @@ def _produce(app: App, expected: dict[str, list[int]], start_seq: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "protocol", ["cooperative", pytest.param("consumer", marks=pytest.mark.long)]
+    "protocol", ["consumer", pytest.param("cooperative", marks=pytest.mark.long)]
 )
 def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(app, protocol):
-    if protocol != "cooperative":
-        app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = protocol
+    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = protocol
     expected: dict[str, list[int]] = {}
     total = _produce(app, expected, 0)
     app.start_worker("w1")
@@ -96,7 +77,7 @@ def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(a
     app.start_worker("w3")  # joins while input arrives
     total = _produce(app, expected, 10_000)
     during = _settled(app, ["w1", "w2", "w3"])
-    revoked = {w: _revoked(app.log(w)[marks[w] :]) for w in ("w1", "w2")}
+    revoked = {w: revoked_partitions(app.log(w)[marks[w] :]) for w in ("w1", "w2")}
     # what w3 got was revoked from the others, and nothing else was: what stayed never stopped
     assert during["w3"] <= revoked["w1"] | revoked["w2"], (revoked, during, app.all_logs())
     for w in ("w1", "w2"):
@@ -108,7 +89,7 @@ def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(a
     total = _produce(app, expected, 20_000)
     after = _settled(app, ["w1", "w2"])
     for w in ("w1", "w2"):
-        assert not _revoked(app.log(w)[marks[w] :]), (w, app.all_logs())
+        assert not revoked_partitions(app.log(w)[marks[w] :]), (w, app.all_logs())
         assert during[w] <= after[w]
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()

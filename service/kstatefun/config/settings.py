@@ -157,8 +157,9 @@ class Settings(BaseSettings):
     app_id: str = "kstatefun"
     instance_id: str = Field(default_factory=_default_instance_id)
     static_membership: bool = False
-    # cooperative: a rebalance stops only the partitions that move (kafka/clients.py)
-    rebalance_protocol: Literal["cooperative", "eager", "consumer"] = "cooperative"
+    # eager: every rebalance revokes everything; cooperative and consumer (KIP-848) stop only
+    # the partitions that move (kafka/clients.py, docs/architecture.md "Rebalancing")
+    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = "eager"
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"

@@ -169,7 +169,7 @@ def group_consumer_config(
     bootstrap_servers: str,
     group_id: str,
     extra: Mapping[str, str],
-    rebalance_protocol: str = "cooperative",
+    rebalance_protocol: str = "eager",
 ) -> dict[str, Any]:
     required: dict[str, Any] = {
         "group.id": group_id,

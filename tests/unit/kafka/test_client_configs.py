@@ -39,8 +39,8 @@ def test_every_client_keeps_the_metadata_recovery_fix():
 
 
 def test_the_rebalance_protocol_picks_the_assignor_and_who_owns_the_session():
-    cooperative = clients.group_consumer_config("b:9092", "g", {})
-    eager = clients.group_consumer_config("b:9092", "g", {}, "eager")
+    cooperative = clients.group_consumer_config("b:9092", "g", {}, "cooperative")
+    eager = clients.group_consumer_config("b:9092", "g", {})
     kip848 = clients.group_consumer_config("b:9092", "g", {}, "consumer")
     assert cooperative["partition.assignment.strategy"] == "cooperative-sticky"
     assert eager["partition.assignment.strategy"] == "range,roundrobin"
