@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.contenders import Kstatefun, Proc
-from bench.kafkautil import Reader, keyed_events, produce
+from bench.kafkautil import Reader, keyed_events, produce, wait_group_stable
 from bench.workloads import Env, _pct, validate
 from kstatefun.kafka.partitioner import id_partitioner
 
@@ -118,6 +118,10 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
         sent_keys.update(key for key, _ in warm)
         if not reader.wait_for(len(warm), cfg.phase_timeout):
             raise RuntimeError(f"warm-up did not come through; {procs['s1'].log_tail(800)}")
+        # both workers in the group with partitions before anything is measured
+        if not wait_group_stable(env.admin, t.app, 2, cfg.phase_timeout):
+            raise RuntimeError(f"the group of two did not settle; {procs['s2'].log_tail(800)}")
+        time.sleep(cfg.settle_s)
         before = len(reader)
         owners0 = owners(procs)
         lead, window = cfg.scaleout_lead_s, cfg.scaleout_window_s
