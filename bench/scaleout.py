@@ -65,7 +65,12 @@ class PacedProducer:
             if wait > 0:
                 time.sleep(wait)
             self.sent.append(now())
-            producer.produce(topic, b'{"seq":%d}' % j, self.names[j % keys])
+            while True:
+                try:
+                    producer.produce(topic, b'{"seq":%d}' % j, self.names[j % keys])
+                    break
+                except BufferError:  # a broker slower than the rate: wait for room
+                    producer.poll(0.05)
             if j % 64 == 0:
                 producer.poll(0)
         producer.flush(30)
