@@ -34,6 +34,7 @@ from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
 from bench.remote import w3
+from bench.scaleout import scaleout
 from bench.workloads import (
     Env,
     Shape,
@@ -98,6 +99,12 @@ class Config:
     restart_timeout: float = 300.0
     settle_s: float = 1.0
     w3_direct_s: float = 8.0  # the SDK endpoint called directly, per variant
+    # scale-out under load (bench/scaleout.py): two workers at this rate, a third joins after
+    # the lead and leaves one window later; once per rebalance protocol
+    scaleout_rate: int = 5000
+    scaleout_lead_s: float = 8.0
+    scaleout_window_s: float = 12.0
+    scaleout_protocols: tuple[str, ...] = ("cooperative", "eager", "consumer")
 
 
 FULL = Config("full")
@@ -117,6 +124,9 @@ QUICK = Config(
     restart_timeout=120.0,
     settle_s=0.5,
     w3_direct_s=2.0,
+    scaleout_lead_s=4.0,
+    scaleout_window_s=8.0,
+    scaleout_protocols=("cooperative",),
 )
 
 
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile",
+        help="comma-separated parts to skip: w1,latency,w2,w3,scale,scaleout,restart,profile",
     )
     parser.add_argument(
         "--kstatefun-also",
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "w3": {},
         "floor": {},
         "scale": {},
+        "scaleout": {},
         "restart": {},
         "profile": {},
     }
@@ -418,6 +429,14 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 log(f"  {report.brief(r)}")
             if per:
                 results["scale"][c.name] = per
+    if k is not None and "scaleout" not in skip:
+        for protocol in cfg.scaleout_protocols:
+            rate = cfg.scaleout_rate
+            log(f"scale-out: 2 workers at {rate}/s, a third joins and leaves ({protocol})")
+            r = _guard(results, "scaleout", protocol, log, scaleout, env, k, cfg, protocol)
+            if r is not None:
+                results["scaleout"][protocol] = r
+                log(f"  {report.brief_scaleout(r)}")
     if k is not None and "restart" not in skip:
         # the defaults of a named worker (a state dir, static membership), then without each
         variants = [(True, True)]

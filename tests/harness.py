@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -286,3 +287,24 @@ def check_exactly_once(records: list[tuple[str, str]], expected: dict[str, list[
     for key in got.keys() - expected.keys():
         problems.append(f"unexpected key {key}")
     return problems
+
+
+# runtime/worker.py logs each rebalance callback with the invocations partitions it names
+CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
+
+
+def _numbers(text: str) -> set[int]:
+    return {int(n) for n in text.split(",") if n.strip()}
+
+
+def owned_partitions(log: str) -> set[int]:
+    """The invocations partitions a worker owns after the rebalance callbacks its log shows."""
+    owned: set[int] = set()
+    for kind, numbers in CALLBACK.findall(log):
+        owned = owned | _numbers(numbers) if kind == "assigned" else owned - _numbers(numbers)
+    return owned
+
+
+def revoked_partitions(log: str) -> set[int]:
+    """Every invocations partition the worker's log shows revoked."""
+    return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}

@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     # both default on when instance_id is given, else off (_defaults_for_a_named_instance)
     static_membership: bool = False
+    # eager: every rebalance revokes everything; cooperative and consumer (KIP-848) stop only
+    # the partitions that move (kafka/clients.py, docs/architecture.md "Rebalancing")
+    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = "eager"
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"

@@ -272,19 +272,25 @@ class Dispatcher:
         except (KafkaException, StateStoreError):
             raise  # a broker or local disk problem is not the input's fault
         except Exception as e:
-            reason, text, exc = dl.function_failure(e, target)
-            self._dlq.write(
-                record,
-                reason,
-                text,
-                exc,
-                target=target,
-                caller=caller,
-                typename=typename,
-                value=value,
-            )
+            self._failed(record, e, target, caller, typename, value)
             return
         self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+
+    def _failed(
+        self,
+        record: KafkaMessage | LocalInvocation,
+        e: Exception,
+        target: Address,
+        caller: Address | None,
+        typename: str,
+        value: bytes | None,
+    ) -> None:
+        """The embedded function (or the check of its effects) raised ``e``: dead-letter the
+        invocation, none of its effects applied."""
+        reason, text, exc = dl.function_failure(e, target)
+        self._dlq.write(
+            record, reason, text, exc, target=target, caller=caller, typename=typename, value=value
+        )
 
     def _not_embedded(
         self,
