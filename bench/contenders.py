@@ -144,7 +144,9 @@ class Kstatefun(Contender):
         run_dir: Path,
         partitions: int,
         extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Proc:
+        """``env``: more environment variables (settings such as KSTATEFUN_STATE_STORE)."""
         module = run_dir / f"{t.app}.yaml"
         module.write_text(self.module(workload, t.ingress))
         return Proc(
@@ -168,6 +170,7 @@ class Kstatefun(Contender):
             {
                 "BENCH_EGRESS_TOPIC": t.egress,
                 **({"PYTHONPATH": self.source} if self.source else {}),
+                **(env or {}),
             },
         )
 
