@@ -29,7 +29,8 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from bench import report
+from bench import bigstate, report
+from bench.bigstate import BigConfig
 from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
@@ -98,6 +99,8 @@ class Config:
     restart_timeout: float = 300.0
     settle_s: float = 1.0
     w3_direct_s: float = 8.0  # the SDK endpoint called directly, per variant
+    # the big state part (bench/bigstate.py), reduced: the goals' sizes run alone, see there
+    big: BigConfig = BigConfig()
 
 
 FULL = Config("full")
@@ -117,6 +120,9 @@ QUICK = Config(
     restart_timeout=120.0,
     settle_s=0.5,
     w3_direct_s=2.0,
+    big=BigConfig(
+        keys=200_000, w1_events=20_000, w1_state_keys=100_000, w1_rounds=1, standby_keys=50_000
+    ),
 )
 
 
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile",
+        help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile,bigstate",
     )
     parser.add_argument(
         "--kstatefun-also",
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": {},
         "restart": {},
         "profile": {},
+        "bigstate": {},
     }
     from kstatefun.devkafka import LocalKafka
 
@@ -465,6 +472,9 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
         )
         if r is not None:
             results["profile"]["kstatefun"] = r
+    if k is not None and "bigstate" not in skip:
+        log(f"big state: {cfg.big}")
+        results["bigstate"] = bigstate.run(env, k, cfg.big)
 
 
 if __name__ == "__main__":
