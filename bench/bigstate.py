@@ -40,11 +40,13 @@ from typing import Any
 from bench import report
 from bench.contenders import Kstatefun, Proc, Topics
 from bench.kafkautil import Reader, produce
+from bench.standby import log_time, run_mode
 from bench.workloads import Env, Shape, seeded_app
 
 PAD = "-" + "0123456789abcdef" * 2  # ids of 48 characters: rows of 98 bytes
 RESTORED_CHANGELOG = r"restored topic={topic} partitions=\S+ records=(\d+) seconds=([\d.]+)"
 ALL_RESTORED = r"still_restoring=\[\]"  # every assigned partition restored (runtime/assignment.py)
+FIRST_RESTORED = r"^(\S+ \S+) INFO .*restored invocations partitions="  # processing can begin
 
 
 @dataclass(frozen=True)
@@ -124,23 +126,26 @@ class Big:
         self.env.log(f"  seeded {keys:,} states into {t.app}-changelog in {seconds:.1f}s")
         return t
 
-    def burst(self, t: Topics, proc: Proc, reader: Reader, keys: int, seed: int) -> dict:
-        """``w1_events`` events over ids drawn from the ``keys`` seeded states: produced at
-        once, timed to the last output (the driver produces faster than a worker consumes)."""
+    def events(self, keys: int, seed: int) -> list[tuple[bytes, bytes]]:
+        """``w1_events`` events over ids drawn at random from the ``keys`` seeded states (ids 0
+        and 1 are left for the probes, whose output must be "<id>:2")."""
         rng = random.Random(seed)
-        events = [
-            (big_id(rng.randrange(keys)).encode(), b'{"seq":0}') for _ in range(self.cfg.w1_events)
+        return [
+            (big_id(rng.randrange(2, keys)).encode(), b'{"seq":0}')
+            for _ in range(self.cfg.w1_events)
         ]
-        before = len(reader)
-        started = time.monotonic()
-        produce(self.env.bootstrap, t.ingress, events, self.env.shape.partitioner)
-        done = reader.wait_for(before + len(events), self.cfg.timeout_s, proc.alive)
-        out = reader.records[before : before + len(events)]
+
+    def timed(self, reader: Reader, before: int, proc: Proc, since: float) -> dict:
+        """The rate of the ``w1_events`` outputs after ``before`` in ``reader``, from
+        ``since`` (monotonic) to the last of them."""
+        n = self.cfg.w1_events
+        done = reader.wait_for(before + n, self.cfg.timeout_s, proc.alive)
+        out = reader.records[before : before + n]
         values = [v for _, _, v, _ in out]
         return {
             "complete": done,
             "outputs": len(out),
-            "events_per_s": round(len(out) / (out[-1][0] - started)) if out else None,
+            "events_per_s": round(len(out) / (out[-1][0] - since)) if out else None,
             "duplicated": len(values) - len(set(values)),
         }
 
@@ -173,7 +178,10 @@ class Big:
             if not reader.wait_for(at + 1, cfg.timeout_s, proc.alive):
                 raise RuntimeError(f"no output after the load; {proc.log_tail(1500)}")
             assert reader.records[at][2] == expected.encode(), (reader.records[at], expected)
-            w1 = self.burst(t, proc, reader, cfg.keys, 0)
+            # produced while the worker runs (the driver produces faster than it consumes)
+            before, started = len(reader), time.monotonic()
+            produce(self.env.bootstrap, t.ingress, self.events(cfg.keys, 0), "consistent_random")
+            w1 = self.timed(reader, before, proc, started)
             out["w1_rocksdb_full_state"] = {**w1, **memory(proc.pid)}
             log(f"  W1 over the whole state on rocksdb: {out['w1_rocksdb_full_state']}")
             time.sleep(1.0)
@@ -210,10 +218,18 @@ class Big:
             for rnd in range(cfg.w1_rounds):
                 order = ("memory", "rocksdb") if rnd % 2 == 0 else ("rocksdb", "memory")
                 for store in order:
+                    # the same events for both stores in a round, produced before the worker
+                    # starts, timed from its first restored partition (where it can begin)
+                    events = self.events(cfg.w1_state_keys, 1 + rnd)
+                    produce(self.env.bootstrap, t.ingress, events, "consistent_random")
+                    before = len(reader)
                     proc = self.spawn(t, store, state_dir if store == "rocksdb" else None)
                     try:
                         text = wait_log(proc, ALL_RESTORED, 0, cfg.timeout_s)
-                        r = self.burst(t, proc, reader, cfg.w1_state_keys, 1 + len(rounds[store]))
+                        first = re.search(FIRST_RESTORED, text, re.M)
+                        assert first is not None, text[-1500:]
+                        since = log_time(first.group(1)) - (time.time() - time.monotonic())
+                        r = self.timed(reader, before, proc, since)
                         r.update(restore=restored_records(text, t.app), **memory(proc.pid))
                     finally:
                         proc.stop()
@@ -235,8 +251,6 @@ class Big:
         return out
 
     def standby(self) -> dict:
-        from bench.standby import run_mode
-
         modes = [
             run_mode(
                 self.env.bootstrap,
