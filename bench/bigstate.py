@@ -118,6 +118,11 @@ class Big:
             {"KSTATEFUN_STATE_STORE": store},
         )
 
+    def log_size(self, t: Topics, instance: str = "w0") -> int:
+        """Where the next worker's lines begin in its log (Proc appends)."""
+        path = self.env.run_dir / f"{t.app}-{instance}.log"
+        return path.stat().st_size if path.exists() else 0
+
     def seed(self, tag: str, keys: int) -> Topics:
         t = self.env.topics(self.k, tag)
         seconds = seeded_app(
@@ -221,11 +226,12 @@ class Big:
                     # the same events for both stores in a round, produced before the worker
                     # starts, timed from its first restored partition (where it can begin)
                     events = self.events(cfg.w1_state_keys, 1 + rnd)
+                    log_size = self.log_size(t)
                     produce(self.env.bootstrap, t.ingress, events, "consistent_random")
                     before = len(reader)
                     proc = self.spawn(t, store, state_dir if store == "rocksdb" else None)
-                    try:
-                        text = wait_log(proc, ALL_RESTORED, 0, cfg.timeout_s)
+                    try:  # every round's worker appends to one log: read this round's part
+                        text = wait_log(proc, ALL_RESTORED, log_size, cfg.timeout_s)
                         first = re.search(FIRST_RESTORED, text, re.M)
                         assert first is not None, text[-1500:]
                         since = log_time(first.group(1)) - (time.time() - time.monotonic())
