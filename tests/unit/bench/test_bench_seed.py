@@ -8,6 +8,7 @@ import time
 
 from bench.bigstate import big_id
 from bench.workloads import counter_states, pending_timers
+
 from kstatefun.kafka.partitioner import partition_for_id
 from kstatefun.sdk.types import IntType
 from kstatefun.wire.avro import (
