@@ -3,12 +3,12 @@ from kstatefun.state.store import StateStore
 
 def test_reads_see_the_overlay_before_the_committed_store():
     s = StateStore()
-    s.add_partition(0)["k"] = b"old"  # restored value
-    assert s.get(0, b"k") is None and s.get(0, "k") == b"old"
-    s.put(0, "k", b"new")
-    assert s.get(0, "k") == b"new"
-    s.put(0, "k", None)
-    assert s.get(0, "k") is None
+    s.add_partition(0)[b"k"] = b"old"  # restored value
+    assert s.get(0, b"j") is None and s.get(0, b"k") == b"old"
+    s.put(0, b"k", b"new")
+    assert s.get(0, b"k") == b"new"
+    s.put(0, b"k", None)
+    assert s.get(0, b"k") is None
 
 
 def test_commit_folds_the_overlay_and_abort_drops_it():
