@@ -81,6 +81,55 @@ def brief_restart(r: dict) -> str:
     return "; ".join(parts)
 
 
+def bigstate_lines(big: dict) -> list[str]:
+    """The big state part (bench/bigstate.py) against issue 16's goals."""
+    lines = ["big state (state_store rocksdb unless said otherwise)"]
+    load = big.get("load") or {}
+    if "error" in load:
+        lines.append(f"  load and restart: error: {load['error'][:300]}")
+    elif load:
+        first, rs = load["load"], load["load"]["restore"]
+        lines.append(
+            f"  {load['keys']:,} keys: restored {_num(rs.get('records'))} records in "
+            f"{_num(rs.get('seconds'))} s = {_num(rs.get('rate'))}/s; peak RSS "
+            f"{first['peak_rss_mb']} MB (goal <= 1024); state_dir {load.get('state_dir_mb')} MB"
+        )
+        w1 = load.get("w1_rocksdb_full_state") or {}
+        lines.append(
+            f"  W1 over all {load['keys']:,} keys: {_num(w1.get('events_per_s'))} events/s, peak "
+            f"RSS {w1.get('peak_rss_mb')} MB"
+        )
+        r = load.get("restart") or {}
+        lines.append(
+            f"  restart after kill -9 (state_dir kept, static membership): next output after "
+            f"{_num(r.get('to_next_output_s'))} s (goal <= 3), output "
+            f"{'right' if r.get('output_ok') else 'WRONG'}, replayed "
+            f"{_num((r.get('replayed') or {}).get('records'))} records, peak RSS "
+            f"{r.get('peak_rss_mb')} MB"
+        )
+    w1 = big.get("w1") or {}
+    if "error" in w1:
+        lines.append(f"  W1 memory vs rocksdb: error: {w1['error'][:300]}")
+    elif w1:
+        lines.append(
+            f"  W1 on {w1['state_keys']:,} keys, {w1['events']:,} events per round: memory "
+            f"{_num(w1['memory']['events_per_s'])}/s, rocksdb {_num(w1['rocksdb']['events_per_s'])}"
+            f"/s, rocksdb/memory {_num(w1.get('rocksdb_to_memory'))} (goal >= 0.7)"
+        )
+    sb = big.get("standby") or {}
+    if "error" in sb:
+        lines.append(f"  takeover: error: {sb['error'][:300]}")
+    elif sb:
+        for name, r in sb.items():
+            lines.append(
+                f"  takeover, {name.replace('_', ' ')}: {r['takeover_s']} s (goal <= 3 with "
+                f"a copy), replayed {r['replayed_records']:,} of about {r['keys'] // 2:,} keys "
+                f"taken over, {r['timers_restored']:,} timers restored in "
+                f"{r['timers_restore_s']} s"
+            )
+    return lines
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "-"
@@ -265,6 +314,8 @@ def table(res: dict) -> str:
                     f"records in {_num(rs.get('seconds'))} s = {_num(rs.get('rate'))}/s{snap}"
                     f"{wrong}"
                 )
+    if res.get("bigstate"):
+        lines += ["", *bigstate_lines(res["bigstate"])]
     prof = res["profile"].get("kstatefun") or {}
     for view, what in (("cpu", "on-CPU"), ("wall", "wall clock, idle included")):
         p = prof.get(view) or {}

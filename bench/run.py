@@ -29,7 +29,8 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from bench import report
+from bench import bigstate, report
+from bench.bigstate import BigConfig
 from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
@@ -105,6 +106,8 @@ class Config:
     scaleout_lead_s: float = 8.0
     scaleout_window_s: float = 12.0
     scaleout_protocols: tuple[str, ...] = ("cooperative", "eager", "consumer")
+    # the big state part (bench/bigstate.py), reduced: the goals' sizes run alone, see there
+    big: BigConfig = BigConfig()
 
 
 FULL = Config("full")
@@ -127,6 +130,9 @@ QUICK = Config(
     scaleout_lead_s=4.0,
     scaleout_window_s=8.0,
     scaleout_protocols=("cooperative",),
+    big=BigConfig(
+        keys=200_000, w1_events=20_000, w1_state_keys=100_000, w1_rounds=1, standby_keys=50_000
+    ),
 )
 
 
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: w1,latency,w2,w3,scale,scaleout,restart,profile",
+        help="comma-separated parts to skip: w1,latency,w2,w3,scale,scaleout,restart,profile,bigstate",
     )
     parser.add_argument(
         "--kstatefun-also",
@@ -235,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "scaleout": {},
         "restart": {},
         "profile": {},
+        "bigstate": {},
     }
     from kstatefun.devkafka import LocalKafka
 
@@ -485,6 +492,9 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
         )
         if r is not None:
             results["profile"]["kstatefun"] = r
+    if k is not None and "bigstate" not in skip:
+        log(f"big state: {cfg.big}")
+        results["bigstate"] = bigstate.run(env, k, cfg.big)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Takeover with and without a standby replica, in the same run (state_store rocksdb).
 
 Shape: one local broker; per mode (standby_replicas 1, then 0) a fresh application whose
-changelog is filled directly with ``--keys`` W1 counts (4 partitions; produced, not computed,
-so the fill costs seconds); two workers (W1's function), each restores its two partitions;
-with a standby, the run waits until each worker's copies of the other's partitions have caught
-up. Then kill -9 of one worker, and the survivor takes its two partitions over. Measured from
-the survivor's log: the *takeover*, from its revocation until all four partitions are
-restored (the taken-over partitions stop for that long; the session timeout before it, 10 s,
-is the same in both modes and reported apart), and the changelog records it replayed. Then one event
-for a key of a taken-over partition must come out with the count the changelog held plus one.
+changelog is filled directly with ``--keys`` W1 counts of 1 (4 partitions; produced, not
+computed: bench/workloads.py ``seeded_app``; ``--timers``: pending delayed messages too); two
+workers (W1's function), each restores its two partitions; with a standby, the run waits until
+each worker's copies of the other's partitions have caught up. Then kill -9 of one worker, and
+the survivor takes its two partitions over. Measured from the survivor's log: the *takeover*,
+from its revocation until all four partitions are restored (the taken-over partitions stop for
+that long; the session timeout before it, 10 s, is the same in both modes and reported apart),
+and the changelog records it replayed. Then one event for a key of a taken-over partition must
+come out with the count the changelog held plus one. Also the ``standby`` part of
+bench/bigstate.py.
 
     python -m bench.standby --keys 1000000
 
@@ -33,9 +35,8 @@ from confluent_kafka.admin import AdminClient
 
 from bench.contenders import EMBEDDED, INGRESS_EGRESS
 from bench.kafkautil import create_topics
-from kstatefun.kafka.partitioner import id_partitioner
-from kstatefun.sdk.types import IntType
-from kstatefun.wire.avro import encode_changelog_key, encode_changelog_value
+from bench.workloads import seed_timers, seeded_app
+from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, id_partitioner
 
 PARTITIONS = 4
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,22 +44,8 @@ ALL = "assigned invocations partitions=[0, 1, 2, 3]"
 RESTORED = "still_restoring=[]"  # every assigned partition restored (runtime/assignment.py)
 
 
-def fill_changelog(bootstrap: str, topic: str, keys: int) -> None:
-    """Key ``user-i`` counted ``i + 1`` times, where the application's partitioner (murmur2,
-    chosen for an application whose state topics already hold records) looks for it."""
-    partition_of = id_partitioner(PARTITIONS, "murmur2")
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
-    for i in range(keys):
-        user = f"user-{i}"
-        key = encode_changelog_key("bench/counter", user, "count")
-        value = encode_changelog_value("io.statefun.types/int", IntType.serialize(i + 1))
-        while True:
-            try:
-                producer.produce(topic, value, key, partition=partition_of(user))
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(120) == 0
+def user_id(i: int) -> str:
+    return f"user-{i}"
 
 
 def log_time(line: str) -> float:
@@ -99,20 +86,16 @@ def one_count(bootstrap: str, ingress: str, egress: str, user: str, timeout: flo
     raise TimeoutError(f"no output for {user}")
 
 
-def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
-    app = f"bench-standby{replicas}"
+def run_mode(bootstrap: str, work: Path, keys: int, replicas: int, timers: int = 0) -> dict:
+    """One takeover with ``replicas`` standby replicas; ``timers``: pending delayed messages
+    seeded beside the states (the takeover restores the taken partitions' timers in full)."""
+    app = f"bench-standby{replicas}-{time.strftime('%H%M%S')}"
     ingress, egress = f"{app}-in", f"{app}-out"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     create_topics(admin, [ingress, egress], PARTITIONS)
-    create_topics(
-        admin,
-        [f"{app}-changelog"],
-        PARTITIONS,
-        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
-    )
-    started = time.monotonic()
-    fill_changelog(bootstrap, f"{app}-changelog", keys)
-    fill_s = time.monotonic() - started
+    fill_s = seeded_app(bootstrap, admin, app, PARTITIONS, keys, user_id)
+    if timers:
+        fill_s += seed_timers(bootstrap, app, PARTITIONS, timers, user_id)
     module = work / f"{app}.yaml"
     module.write_text(
         INGRESS_EGRESS.format(ingress=ingress, target="bench/counter")
@@ -122,11 +105,12 @@ def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
         os.environ,
         BENCH_EGRESS_TOPIC=egress,
         KSTATEFUN_STATE_STORE="rocksdb",
-        KSTATEFUN_STATE_DIR=str(work / app),
+        KSTATEFUN_STATE_DIR=str(work / "state" / app),
         KSTATEFUN_STANDBY_REPLICAS=str(replicas),
         # the takeover is timed from the survivor's revocation to its full assignment's
         # restore, which only eager rebalancing logs (cooperative revokes nothing of it)
         KSTATEFUN_REBALANCE_PROTOCOL="eager",
+        KSTATEFUN_PARTITIONS=str(PARTITIONS),
         PYTHONUNBUFFERED="1",
     )
     procs: dict[str, subprocess.Popen] = {}
@@ -163,15 +147,16 @@ def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
                 rf"restored topic={re.escape(app)}-changelog partitions=\S+ records=(\d+)", tail
             )
         )
-        taken = sorted({0, 1, 2, 3} - mine)
-        user = next(
-            f"user-{i}"
-            for i in range(keys)
-            if id_partitioner(PARTITIONS, "murmur2")(f"user-{i}") == taken[0]
+        timer_restores = re.findall(
+            rf"restored topic={re.escape(app)}-timers partitions=\S+ records=(\d+) "
+            r"seconds=([\d.]+)",
+            tail,
         )
-        index = int(user.split("-")[1])
+        taken = sorted({0, 1, 2, 3} - mine)
+        partition_of = id_partitioner(PARTITIONS, DEFAULT_PARTITIONER)
+        user = next(user_id(i) for i in range(keys) if partition_of(user_id(i)) == taken[0])
         got = one_count(bootstrap, ingress, egress, user)
-        assert got == f"{user}:{index + 2}", (got, user)
+        assert got == f"{user}:2", (got, user)  # seeded with 1
         return {
             "standby_replicas": replicas,
             "keys": keys,
@@ -179,6 +164,9 @@ def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
             "takeover_s": round(assigned - revoked, 2),
             "kill_to_restored_s": round(assigned - killed_at, 2),
             "replayed_records": replayed,
+            "timers": timers,
+            "timers_restored": sum(int(n) for n, _ in timer_restores),
+            "timers_restore_s": round(sum(float(t) for _, t in timer_restores), 2),
             "taken_partitions": taken,
         }
     finally:
@@ -194,6 +182,9 @@ def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument(
+        "--timers", type=int, default=0, help="pending delayed messages seeded beside the keys"
+    )
     parser.add_argument("--work-dir", type=Path, help="keep the broker and the logs there")
     args = parser.parse_args()
     from kstatefun.devkafka import LocalKafka
@@ -203,7 +194,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         with LocalKafka(work / "kafka") as kafka:
             bootstrap = kafka.bootstrap_servers
-            results = [run_mode(bootstrap, work, args.keys, r) for r in (1, 0)]
+            results = [run_mode(bootstrap, work, args.keys, r, args.timers) for r in (1, 0)]
     with_standby, without = results
     print(json.dumps(results, indent=1))
     print(

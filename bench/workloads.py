@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from bench.kafkautil import (
     produce,
     wait_group_stable,
 )
+from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER
 
 
 @dataclass(frozen=True)
@@ -362,49 +363,142 @@ RESTORED = re.compile(
 ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*?assigned invocations partitions=", re.M)
 
 
-def seed_changelog(bootstrap: str, app: str, partitions: int, keys: int) -> float:
-    """Write ``keys`` committed counter states (count = 1 for ids r0..r{keys-1}) straight into a
-    kstatefun application's changelog, in kstatefun's own record format and partitions, as a
-    transactional producer would have left them: state topics without a recorded partitioner
-    are an application's from before it was recorded, which places ids with murmur2. Returns
-    seconds."""
-    from kstatefun.kafka.partitioner import partition_for_key
-    from kstatefun.kafka.topics import InternalTopics
-    from kstatefun.sdk.types import IntType
-    from kstatefun.wire.avro import encode_changelog_key, encode_changelog_value
-
+def seed_records(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes, int]], txn_id: str
+) -> float:
+    """Produce (key, value, partition) ``records`` to ``topic`` in transactions of 50,000, as
+    a kstatefun worker's transactional producer would have left them; returns seconds."""
     started = time.monotonic()
-    topic = InternalTopics(app).changelog
-    value = encode_changelog_value(IntType.typename, IntType.serialize(1))
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
-            "transactional.id": f"{app}-seed",
+            "transactional.id": txn_id,
             "linger.ms": 20,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
         }
     )
     producer.init_transactions(30)
-    per_txn = 50_000
-    for first in range(0, keys, per_txn):
-        producer.begin_transaction()
-        for i in range(first, min(keys, first + per_txn)):
-            rid = f"r{i}"
-            key = encode_changelog_key("bench/counter", rid, "count")
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value,
-                        key,
-                        partition=partition_for_key(rid.encode(), partitions, "murmur2"),
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+    produce = producer.produce
+    in_txn = 0
+    for key, value, partition in records:
+        if in_txn == 0:
+            producer.begin_transaction()
+        while True:
+            try:
+                produce(topic, value, key, partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        in_txn += 1
+        if in_txn == 50_000:
+            producer.commit_transaction(60)
+            in_txn = 0
+    if in_txn:
         producer.commit_transaction(60)
     return time.monotonic() - started
+
+
+def counter_states(
+    partitions: int, keys: int, id_of: Callable[[int], str], partitioner: str
+) -> Iterator[tuple[bytes, bytes, int]]:
+    """Changelog records (key, value, partition) of bench/counter's state ``count`` = 1 for the
+    ids ``id_of(0..keys-1)``, in kstatefun's record format, where ``partitioner`` puts them."""
+    from kstatefun.kafka.partitioner import id_partitioner
+    from kstatefun.sdk.types import IntType
+    from kstatefun.wire.avro import (
+        changelog_key_prefix,
+        changelog_key_suffix,
+        encode_changelog_value,
+    )
+
+    value = encode_changelog_value(IntType.typename, IntType.serialize(1))
+    suffix = changelog_key_suffix("count")  # encode_changelog_key's last part, encoded once
+    partition_of = id_partitioner(partitions, partitioner)
+    for rid in map(id_of, range(keys)):
+        yield changelog_key_prefix("bench/counter", rid) + suffix, value, partition_of(rid)
+
+
+def pending_timers(
+    partitions: int, timers: int, id_of: Callable[[int], str], partitioner: str
+) -> Iterator[tuple[bytes, bytes, int]]:
+    """Timers-topic records (key, value, partition): one delayed message per id ``id_of(0..
+    timers-1)``, sent by bench/counter to itself, due in a day, in its sender's partition."""
+    from kstatefun.kafka.partitioner import id_partitioner
+    from kstatefun.wire.avro import encode_timer_key, encode_timer_value
+
+    due_ms = int(time.time() * 1000) + 86_400_000
+    partition_of = id_partitioner(partitions, partitioner)
+    for rid in map(id_of, range(timers)):
+        key = encode_timer_key("bench/counter", rid, "bench", False)
+        value = encode_timer_value(due_ms, "bench/counter", rid, "bench/Event", b"{}")
+        yield key, value, partition_of(rid)
+
+
+def seed_changelog(
+    bootstrap: str,
+    app: str,
+    partitions: int,
+    keys: int,
+    id_of: Callable[[int], str] = "r{}".format,
+    partitioner: str = LEGACY_PARTITIONER,
+) -> float:
+    """Write ``counter_states`` straight into a kstatefun application's changelog, as a
+    transactional producer would have left them. ``partitioner``: the one the application
+    places its ids with; state topics without a recorded partitioner are an application's from
+    before it was recorded, which places ids with murmur2 (the default here); ``seeded_app``
+    records another one first. Returns seconds."""
+    from kstatefun.kafka.topics import InternalTopics
+
+    records = counter_states(partitions, keys, id_of, partitioner)
+    return seed_records(bootstrap, InternalTopics(app).changelog, records, f"{app}-seed")
+
+
+def seed_timers(
+    bootstrap: str,
+    app: str,
+    partitions: int,
+    timers: int,
+    id_of: Callable[[int], str],
+    partitioner: str = DEFAULT_PARTITIONER,
+) -> float:
+    """Write ``pending_timers`` into the application's timers topic; returns seconds."""
+    from kstatefun.kafka.topics import InternalTopics
+
+    records = pending_timers(partitions, timers, id_of, partitioner)
+    return seed_records(bootstrap, InternalTopics(app).timers, records, f"{app}-seed-timers")
+
+
+def seeded_app(
+    bootstrap: str,
+    admin: AdminClient,
+    app: str,
+    partitions: int,
+    keys: int,
+    id_of: Callable[[int], str],
+) -> float:
+    """A new kstatefun application whose changelog holds ``keys`` counter states: its
+    partitioner recorded first (the default, CRC32: fast to compute for millions of ids),
+    then its internal topics created and the changelog seeded. Returns the seeding's seconds."""
+    from confluent_kafka import Consumer
+
+    from kstatefun.kafka.topics import (
+        InternalTopics,
+        app_partitioner,
+        ensure_internal_topics,
+        internal_topic_specs,
+    )
+
+    topics = InternalTopics(app)
+    app_partitioner(
+        admin,
+        topics,
+        DEFAULT_PARTITIONER,
+        lambda: Consumer({"bootstrap.servers": bootstrap, "group.id": f"{app}-seed"}),
+        lambda: Producer({"bootstrap.servers": bootstrap}),
+    )
+    ensure_internal_topics(admin, internal_topic_specs(topics, partitions))
+    return seed_changelog(bootstrap, app, partitions, keys, id_of, DEFAULT_PARTITIONER)
 
 
 def restart(

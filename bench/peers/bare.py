@@ -200,7 +200,9 @@ def restore(bootstrap: str, changelog: str) -> int:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
-            "queued.min.messages": 1_000_000,  # as kstatefun's restore consumer
+            # as kstatefun's restore consumer (kafka/clients.py restore_consumer_config)
+            "queued.min.messages": 200_000,
+            "queued.max.messages.kbytes": 32_768,
         }
     )
     md = consumer.list_topics(changelog, timeout=30)

@@ -7,8 +7,13 @@ One database per application and worker: ``<state_dir>/<app>-<instance>.rocksdb`
 - ``r`` + partition (4 bytes, big-endian) + changelog key → changelog value (the rows);
 - ``p`` + partition → ``"<offset>,<saved_at_ms>"``: the changelog offset the partition's rows
   are complete up to (its *position*, state/partitioned.py) and when it was written;
+- ``t`` + partition: some row of the partition may carry a TTL (written with the first such row,
+  in its WriteBatch; never cleared but with the rows), so a partition without one skips the
+  TTL index's scan of every row after its assignment (state/store.py);
 - ``m:app``, ``m:partitions``: who the database belongs to; ``m:untrusted``: set after a failed
-  write or read, so the next start rebuilds instead of trusting it.
+  write or read, so the next start rebuilds instead of trusting it; ``m:ttl-marked``: the
+  database keeps the ``t`` marks (one created before them does not: its partitions are
+  scanned).
 
 Rows and positions change in one WriteBatch, after the Kafka commit (runtime/commit.py): the
 database is always the changelog up to its positions, possibly older than Kafka, never ahead of
@@ -37,6 +42,7 @@ from pathlib import Path
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from kstatefun.errors import ConfigError, StateStoreError
+from kstatefun.wire.avro import changelog_may_expire
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ _POSITION = b"p"
 _APP = b"m:app"
 _PARTITIONS = b"m:partitions"
 _UNTRUSTED = b"m:untrusted"
+_TTL = b"t"
+_TTL_MARKED = b"m:ttl-marked"
 _RESTORE_BATCH = 10_000  # restored records per WriteBatch
 # A worker restarted while its predecessor with the same instance id still runs (a zombie) opens
 # the database at its first assignment (runtime/worker.py): by then its init_transactions (and,
@@ -84,13 +92,14 @@ class RocksRows:
     """The committed rows of one partition: the mapping methods the overlay (reads) and the
     restorer (writes) use. Restored writes are batched; ``flush`` writes them."""
 
-    __slots__ = ("_store", "_db", "_prefix", "_batch")
+    __slots__ = ("_store", "_db", "_prefix", "_batch", "_ttl_marked")
 
     def __init__(self, store: RocksStore, partition: int) -> None:
         self._store = store
         self._db = store.db
         self._prefix = _partition_prefix(partition)
         self._batch: WriteBatch | None = None
+        self._ttl_marked = False  # this object wrote the partition's TTL mark
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         try:
@@ -109,7 +118,11 @@ class RocksRows:
         return isinstance(key, bytes) and self.get(key) is not None
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._batched().put(self._prefix + key, value)
+        batch = self._batched()
+        batch.put(self._prefix + key, value)
+        if not self._ttl_marked and changelog_may_expire(value):
+            batch.put(_TTL + self._prefix[1:], b"1")
+            self._ttl_marked = True
 
     def pop(self, key: bytes, default: bytes | None = None) -> bytes | None:
         """Delete ``key`` (a restored tombstone); returns ``default`` (the old value is not read:
@@ -127,6 +140,8 @@ class RocksRows:
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(self._prefix, _partition_prefix(self._partition + 1))
         batch.delete(_POSITION + self._prefix[1:])
+        batch.delete(_TTL + self._prefix[1:])
+        self._ttl_marked = False
         self._store.write(batch)
 
     @property
@@ -257,6 +272,7 @@ class RocksStore:
                 db = self._recreate(db)
             db[_APP] = app_id.encode()
             db[_PARTITIONS] = str(partitions).encode()
+            db[_TTL_MARKED] = b"1"
             return db
         stored_partitions = int(db.get(_PARTITIONS) or b"0")
         if owner != app_id.encode() or stored_partitions != partitions:
@@ -301,6 +317,12 @@ class RocksStore:
         RocksRows(self, partition).clear()
         return 0
 
+    def may_expire(self, partition: int) -> bool:
+        """Whether some row of the partition may carry a TTL (False: none does)."""
+        if self.db.get(_TTL_MARKED) is None:
+            return True  # a database from before the marks
+        return self.db.get(_TTL + struct.pack(">I", partition)) is not None
+
     # --- writes -------------------------------------------------------------------------------
 
     def fold(
@@ -316,11 +338,15 @@ class RocksStore:
             if partition not in partitions:
                 continue  # revoked while the transaction was open: keep the older position
             prefix = _partition_prefix(partition)
+            ttl = False
             for key, value in writes.items():
                 if value is None:
                     batch.delete(prefix + key)
                 else:
                     batch.put(prefix + key, value)
+                    ttl = ttl or changelog_may_expire(value)
+            if ttl:
+                batch.put(_TTL + prefix[1:], b"1")
         for partition, offset in positions.items():
             if partition in partitions:
                 batch.put(_POSITION + struct.pack(">I", partition), _position_value(offset))

@@ -21,6 +21,7 @@ from kstatefun.wire.avro import (
     changelog_expire_at,
     changelog_key_prefix,
     changelog_key_suffix,
+    changelog_may_expire,
     changelog_value_of_type,
     decode_changelog_key,
     decode_changelog_value,
@@ -49,7 +50,7 @@ INDEX_SLICE_S = 0.02
 
 def _expire_at(value: bytes) -> int | None:
     """The row's expiry, None without a TTL (the last byte tells most rows without decoding)."""
-    return None if value[-1] == 0 else changelog_expire_at(value)
+    return changelog_expire_at(value) if changelog_may_expire(value) else None
 
 
 class StateStore(PartitionedOverlay):
@@ -76,7 +77,8 @@ class StateStore(PartitionedOverlay):
         # served (reads apply the TTL rule, is_expired). A write meanwhile pushes its own
         # entry; an entry the scan finds for a value since overwritten is checked when due.
         self._expiry.rebuild(partition, [])
-        self._indexing[partition] = iter(rows)
+        if self.disk.may_expire(partition):  # else no row has a TTL: nothing to scan for
+            self._indexing[partition] = iter(rows)
 
     def _index_some(self) -> bool:
         """Index rows of the partitions still being indexed, for at most ``INDEX_SLICE_S``;

@@ -286,6 +286,12 @@ def changelog_value_of_type(data: bytes, typename: str) -> tuple[bytes, int | No
     return value, expire_at
 
 
+def changelog_may_expire(data: bytes) -> bool:
+    """False for an encoded changelog value without expiry (it ends in the null's 0x00); True
+    for one with an expiry, and for the few without one that end otherwise."""
+    return data[-1] != 0
+
+
 def changelog_expire_at(data: bytes) -> int | None:
     """Just the expiry of an encoded changelog value (fast path: no expiry ends in 0x00)."""
     if data[-1] == 0:

@@ -60,3 +60,25 @@ def test_report_divides_by_kafka_streams_and_quix_of_the_same_shape() -> None:
     text = report.table(res)
     assert "the shape" in text and "0.55" in text
     assert "0.55" in report.markdown(res)
+
+
+def test_big_state_lines_show_each_goal_and_a_failed_part_in_its_place() -> None:
+    takeover = {"takeover_s": 0.2, "replayed_records": 0, "keys": 1000, "timers_restored": 0}
+    big = {
+        "load": {"error": "RuntimeError: no output"},
+        "w1": {
+            "state_keys": 1000,
+            "events": 100,
+            "memory": {"events_per_s": 2000},
+            "rocksdb": {"events_per_s": 1500},
+            "rocksdb_to_memory": 0.75,
+        },
+        "standby": {
+            "standby_replicas_1": {**takeover, "timers_restore_s": 0.0},
+            "standby_replicas_0": {**takeover, "takeover_s": 4.5, "timers_restore_s": 0.0},
+        },
+    }
+    text = "\n".join(report.bigstate_lines(big))
+    assert "load and restart: error: RuntimeError: no output" in text
+    assert "rocksdb/memory 0.75 (goal >= 0.7)" in text
+    assert "standby replicas 1: 0.2 s" in text and "standby replicas 0: 4.5 s" in text

@@ -132,6 +132,38 @@ def test_the_ttl_index_is_built_after_the_assignment_a_slice_at_a_time(path, mon
     assert s.expire_due(2_000) == 1 and dict(next(s.pending())[1]) == {b"t": None}
 
 
+def test_partitions_without_a_ttl_row_are_not_scanned_after_the_assignment(path):
+    rows = [(b"k%04d" % i, val(b"x")) for i in range(1000)]
+    ttl = encode_changelog_value("t/type", b"v", expire_at_ms=1_000)
+    s = open_store(path)
+    restore(s, {0: rows, 1: [*rows, (b"t", ttl)], 2: [], 3: []}, {0, 1, 2, 3})
+    s.put(2, b"n", val(b"y"))  # partition 2: no TTL until a committed write brings one
+    s.apply_overlay({2: 1})
+    s.put(3, b"t", ttl)
+    s.apply_overlay({3: 1})
+    assert [s.disk.may_expire(p) for p in range(4)] == [False, True, False, True]
+    s.disk.close()
+    s = open_store(path)
+    restore(s, {0: rows}, {0})
+    assert s.next_expiry() is None  # nothing left to index: partition 0 was not scanned
+    restore(s, {0: rows, 1: [*rows, (b"t", ttl)], 3: [(b"t", ttl)]}, {0, 1, 3})
+    s.expire_due(0)  # indexes partitions 1 and 3 (a slice is far longer than 1,001 rows)
+    assert s.next_expiry() == 1_000
+    assert s.expire_due(2_000) == 2
+    assert {p: dict(w) for p, w in s.pending()} == {1: {b"t": None}, 3: {b"t": None}}
+
+
+def test_a_cleared_partition_forgets_its_ttl_mark_and_an_older_database_is_scanned(path):
+    ttl = encode_changelog_value("t/type", b"v", expire_at_ms=1_000)
+    s = open_store(path)
+    restore(s, {0: [(b"t", ttl)]}, {0})
+    assert s.disk.may_expire(0)
+    s.rows(0).clear()
+    assert not s.disk.may_expire(0)
+    del s.disk.db[b"m:ttl-marked"]  # as a database written before the marks
+    assert s.disk.may_expire(0)
+
+
 def test_a_corrupt_store_is_rebuilt_from_the_changelog_with_a_warning(path, caplog):
     s = open_store(path)
     restore(s, {0: [(b"a", val(b"1"))]}, {0})
