@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: w1,latency,w2,w3,scale,scaleout,restart,profile,bigstate",
+        help=(
+            "comma-separated parts to skip: "
+            "w1,latency,w2,w3,scale,scaleout,restart,profile,bigstate"
+        ),
     )
     parser.add_argument(
         "--kstatefun-also",
