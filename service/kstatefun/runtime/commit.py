@@ -373,8 +373,8 @@ class Transaction:
             if answered_at is not None:
                 if elapsed >= answered_at + STUCK_CONFIRM_S:
                     return (
-                        "the group coordinator answers a fresh client: the producer waits for "
-                        "a coordinator it will not look up again"
+                        "the group coordinator answers a fresh client, so a call that works "
+                        "would have returned"
                     )
             elif self._coordinator_answers is not None and elapsed >= next_probe:
                 self.on_progress()  # the question is bounded on its own
