@@ -922,6 +922,9 @@ LOG_MARKERS = {
     "aborted": "transaction aborted during",
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
+    "stuck_producer": "giving the producer up",  # runtime/commit.py: a stuck producer
+    "stuck_producer_answered": "the group coordinator answers a fresh client",
+    "given_up_released": "released given-up producers",
     "traceback": "Traceback",
 }
 
