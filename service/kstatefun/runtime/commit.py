@@ -29,17 +29,18 @@ A stuck producer (``_send_offsets``): librdkafka's ``send_offsets_to_transaction
 without a deadline for the group coordinator (librdkafka #5456: its timeout is never checked;
 #5511: a coordinator whose broker left the metadata, as a broker does in a clean restart, stays
 cached and is never looked up again), so a broker failover can leave it blocked for good. The
-call runs on a helper thread. Once it has blocked for ``STUCK_PROBE_AFTER_S``, a fresh client
-asks the group coordinator about the group (``coordinator_answers``); if it answers and the call
-is still blocked ``STUCK_CONFIRM_S`` later, a working call would have returned (librdkafka
-retries it every 500 ms), so the producer is stuck. Without that answer (the coordinator is
-still moving) the call is waited for until the transaction's own timeout plus a grace, after
-which the coordinator has aborted the transaction anyway. Either way the worker gives the
-producer up (it is kept, never used again, until its call returns), aborts and rewinds, and a
-new producer takes over the transactional id, which fences the old one: its late requests
-carry the old epoch and are refused, and no commit was asked of it, so nothing of it commits.
-At most ``MAX_ABANDONED_PRODUCERS`` given-up producers may still be blocked at once; one more
-and the worker stops (exit 1) to be restarted.
+call runs on a helper thread. Once it has blocked for ``STUCK_PROBE_AFTER_S`` (or three times
+as long as such calls took lately, on a slow cluster), a fresh client asks the group coordinator
+about the group (``coordinator_answers``); if it answers and the call is still blocked
+``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call would have
+returned (librdkafka retries it every 500 ms), so the producer is stuck. Without that answer
+(the coordinator is still moving) the call is waited for until the transaction's own timeout
+plus a grace, after which the coordinator has aborted the transaction anyway. Either way the
+worker gives the producer up (it is kept, never used again, until its call returns), aborts
+and rewinds, and a new producer takes over the transactional id, which fences the old one:
+its late requests carry the old epoch and are refused, and no commit was asked of it, so
+nothing of it commits. At most ``MAX_ABANDONED_PRODUCERS`` given-up producers may still be
+blocked at once; one more and the worker stops (exit 1) to be restarted.
 
 The commit *policy* is ``Committer``'s: when the open transaction commits (the poll drained
 what was available, or it has been open for ``commit_interval_ms``), waiting for its remote calls
@@ -94,11 +95,15 @@ _TRANSACTIONAL_ID = "this worker's transactional id"
 # works returns before the grace begins.
 STUCK_GRACE_S = 5.0
 # A blocked send_offsets_to_transaction: after this long, ask the group coordinator whether it
-# answers (a call normally takes milliseconds; one that follows a moved coordinator, 0.5 to 1 s);
-# the question may take up to STUCK_PROBE_TIMEOUT_S.
+# answers (a call normally takes milliseconds; one that follows a moved coordinator, 0.5 to 1 s),
+# or after STUCK_SLOW_FACTOR times the recent calls' average on a slow cluster (0.5 to 3.7 s at
+# a load average of 30 to 45 on the 2-core test machine); the question may take up to
+# STUCK_PROBE_TIMEOUT_S.
 STUCK_PROBE_AFTER_S = 2.0
+STUCK_SLOW_FACTOR = 3.0
 STUCK_PROBE_TIMEOUT_S = 2.0
-# The coordinator answered: the call is stuck if it is still blocked this much later.
+# The coordinator answered: the call is stuck if it is still blocked this much later, or twice
+# as long as the answer took, whichever is longer.
 STUCK_CONFIRM_S = 1.0
 # Given-up producers whose call has not returned yet (each keeps its threads and connections):
 # one more than this and the worker stops so that a fresh process takes over. A rolling restart
@@ -176,6 +181,7 @@ class Transaction:
         # whether the group coordinator answers a fresh client within the given seconds
         # (kafka/groups.py); None: a stuck producer is only found by the transaction timeout
         self._coordinator_answers = coordinator_answers
+        self._offsets_s = 0.0  # how long send_offsets_to_transaction took lately (average)
         # given-up producers with the thread of their blocked call: never destroyed while
         # that call may still return (released by _release_returned)
         self._abandoned: list[tuple[Producer, threading.Thread]] = []
@@ -348,19 +354,27 @@ class Transaction:
         if outcome:
             if outcome[0] is not None:
                 raise outcome[0]
+            # a moving average of how long the call takes (a slow cluster is probed later)
+            self._offsets_s += 0.2 * (self._clock() - started - self._offsets_s)
             return
         self._give_up_stuck_producer(helper, self._clock() - started, why)
 
+    @property
+    def probe_after_s(self) -> float:
+        """How long a send_offsets_to_transaction may block before the coordinator is asked."""
+        return max(STUCK_PROBE_AFTER_S, STUCK_SLOW_FACTOR * self._offsets_s)
+
     def _wait_or_diagnose(self, helper: threading.Thread, started: float, limit_s: float) -> str:
         """Wait for the call on ``helper`` at most ``limit_s`` after ``started``; once it has
-        blocked for ``STUCK_PROBE_AFTER_S``, ask whether the group coordinator answers (again
-        every ``STUCK_CONFIRM_S`` until it does). Returns "" as soon as the call returns, else
-        why its producer is stuck."""
+        blocked for ``probe_after_s``, ask whether the group coordinator answers (again every
+        ``STUCK_CONFIRM_S`` until it does). Returns "" as soon as the call returns, else why its
+        producer is stuck."""
         answered_at: float | None = None
-        next_probe = STUCK_PROBE_AFTER_S if self._coordinator_answers is not None else limit_s
+        confirm_s = STUCK_CONFIRM_S
+        next_probe = self.probe_after_s if self._coordinator_answers is not None else limit_s
         while True:
             elapsed = self._clock() - started
-            until = next_probe if answered_at is None else answered_at + STUCK_CONFIRM_S
+            until = next_probe if answered_at is None else answered_at + confirm_s
             helper.join(max(0.0, min(until, limit_s) - elapsed))
             if not helper.is_alive():
                 return ""
@@ -371,15 +385,17 @@ class Transaction:
                     return waited
                 return f"{waited} without an answer from the group coordinator to a fresh client"
             if answered_at is not None:
-                if elapsed >= answered_at + STUCK_CONFIRM_S:
+                if elapsed >= answered_at + confirm_s:
                     return (
                         "the group coordinator answers a fresh client, so a call that works "
                         "would have returned"
                     )
             elif self._coordinator_answers is not None and elapsed >= next_probe:
                 self.on_progress()  # the question is bounded on its own
+                asked = self._clock()
                 if self._coordinator_answers(STUCK_PROBE_TIMEOUT_S):
                     answered_at = self._clock() - started
+                    confirm_s = max(STUCK_CONFIRM_S, 2 * (self._clock() - asked))
                 else:  # still moving: ask again a little later
                     next_probe = self._clock() - started + STUCK_CONFIRM_S
 

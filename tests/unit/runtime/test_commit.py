@@ -362,6 +362,30 @@ def test_a_slow_call_that_returns_is_not_given_up(monkeypatch, release):
     assert txn.metrics.stuck_producers == 0
 
 
+def test_a_slow_cluster_is_asked_later(monkeypatch):
+    """Calls that took long lately (a loaded cluster) delay the question, so that a working
+    call that is merely slow does not look stuck; fast calls keep the 2 s delay."""
+    now = [0.0]
+    took = [1.0]
+
+    class Timed(FencingProducer):
+        def send_offsets_to_transaction(self, offsets, metadata, timeout):
+            now[0] += took[0]  # the fake clock: how long the call took
+            super().send_offsets_to_transaction(offsets, metadata, timeout)
+
+    txn, _ = txn_with([Timed()])
+    txn._clock = lambda: now[0]
+    assert txn.probe_after_s == commit_module.STUCK_PROBE_AFTER_S
+    for _ in range(10):
+        one_transaction(txn)
+    slow = txn.probe_after_s
+    assert slow == pytest.approx(commit_module.STUCK_SLOW_FACTOR * (1 - 0.8**10))
+    took[0] = 0.005
+    for _ in range(30):
+        one_transaction(txn)
+    assert txn.probe_after_s == commit_module.STUCK_PROBE_AFTER_S < slow
+
+
 def test_given_up_producers_still_blocked_are_bounded(monkeypatch, release):
     monkeypatch.setattr(commit_module, "MAX_ABANDONED_PRODUCERS", 1)
     txn, _ = stuck_txn(monkeypatch, [StuckProducer(release) for _ in range(3)])
