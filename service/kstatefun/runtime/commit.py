@@ -30,11 +30,12 @@ without a deadline for the group coordinator (librdkafka #5456: its timeout is n
 #5511: a coordinator whose broker left the metadata, as a broker does in a clean restart, stays
 cached and is never looked up again), so a broker failover can leave it blocked for good. The
 call runs on a helper thread. Once it has blocked for ``STUCK_PROBE_AFTER_S`` (or three times
-as long as such calls took lately, on a slow cluster), a fresh client asks the group coordinator
-about the group (``coordinator_answers``); if it answers and the call is still blocked
-``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call would have
-returned (librdkafka retries it every 500 ms), so the producer is stuck. Without that answer
-(the coordinator is still moving) the call is waited for until the transaction's own timeout
+as long as such calls took lately, on a slow cluster), fresh metadata is asked whether the
+group's coordinator is in place (``coordinator_answers``, kafka/groups.py); if it is and the call
+is still blocked ``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call
+would have returned (librdkafka retries it every 500 ms), so the producer is stuck. Otherwise
+(the coordinator is still moving), and for ``STUCK_EARLY_COOLDOWN_S`` after a producer was
+given up, the call is waited for until the transaction's own timeout
 plus a grace, after which the coordinator has aborted the transaction anyway. Either way the
 worker gives the producer up (it is kept, never used again, until its call returns), aborts
 and rewinds, and a new producer takes over the transactional id, which fences the old one:
@@ -105,6 +106,10 @@ STUCK_PROBE_TIMEOUT_S = 2.0
 # The coordinator answered: the call is stuck if it is still blocked this much later, or twice
 # as long as the answer took, whichever is longer.
 STUCK_CONFIRM_S = 1.0
+# After a producer was given up, the next one is given up only at the transaction timeout for
+# this long: metadata may name a killed broker as the coordinator until the controller notices
+# (broker.session.timeout.ms), and a new producer looks the coordinator up afresh anyway.
+STUCK_EARLY_COOLDOWN_S = 30.0
 # Given-up producers whose call has not returned yet (each keeps its threads and connections):
 # one more than this and the worker stops so that a fresh process takes over. A rolling restart
 # makes at most one per move of the group's coordinator, which moves only between the replicas
@@ -182,6 +187,7 @@ class Transaction:
         # (kafka/groups.py); None: a stuck producer is only found by the transaction timeout
         self._coordinator_answers = coordinator_answers
         self._offsets_s = 0.0  # how long send_offsets_to_transaction took lately (average)
+        self._given_up_at: float | None = None  # when a producer was last given up (monotonic)
         # given-up producers with the thread of their blocked call: never destroyed while
         # that call may still return (released by _release_returned)
         self._abandoned: list[tuple[Producer, threading.Thread]] = []
@@ -371,7 +377,10 @@ class Transaction:
         producer is stuck."""
         answered_at: float | None = None
         confirm_s = STUCK_CONFIRM_S
-        next_probe = self.probe_after_s if self._coordinator_answers is not None else limit_s
+        probe = self._coordinator_answers
+        if self._given_up_at is not None and started - self._given_up_at < STUCK_EARLY_COOLDOWN_S:
+            probe = None
+        next_probe = self.probe_after_s if probe is not None else limit_s
         while True:
             elapsed = self._clock() - started
             until = next_probe if answered_at is None else answered_at + confirm_s
@@ -381,19 +390,19 @@ class Transaction:
             elapsed = self._clock() - started
             if elapsed >= limit_s:
                 waited = f"transaction_timeout_ms + {STUCK_GRACE_S:.0f} s passed"
-                if self._coordinator_answers is None:
+                if probe is None:
                     return waited
-                return f"{waited} without an answer from the group coordinator to a fresh client"
+                return f"{waited} without the group's coordinator in place in the metadata"
             if answered_at is not None:
                 if elapsed >= answered_at + confirm_s:
                     return (
-                        "the group coordinator answers a fresh client, so a call that works "
-                        "would have returned"
+                        "the group's coordinator is in place in the metadata, so a call that "
+                        "works would have returned"
                     )
-            elif self._coordinator_answers is not None and elapsed >= next_probe:
+            elif probe is not None and elapsed >= next_probe:
                 self.on_progress()  # the question is bounded on its own
                 asked = self._clock()
-                if self._coordinator_answers(STUCK_PROBE_TIMEOUT_S):
+                if probe(STUCK_PROBE_TIMEOUT_S):
                     answered_at = self._clock() - started
                     confirm_s = max(STUCK_CONFIRM_S, 2 * (self._clock() - asked))
                 else:  # still moving: ask again a little later
@@ -404,6 +413,7 @@ class Transaction:
         ``helper``): abort the transaction (locally; the new producer's init_transactions aborts
         it on the broker) and raise."""
         self._abandoned.append((self.producer, helper))
+        self._given_up_at = self._clock()
         self.is_open = False  # abort() must not ask the stuck producer
         self.metrics.aborts += 1
         self._release_returned()

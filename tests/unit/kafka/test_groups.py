@@ -1,59 +1,57 @@
-"""Whether a group's coordinator answers, asked by a client of its own (kafka/groups.py)."""
+"""Where a group's coordinator is, from metadata (kafka/groups.py), with a fake client."""
 
-from concurrent.futures import Future
+from types import SimpleNamespace
 
-import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from kstatefun.kafka import groups
+from kstatefun.kafka.groups import OFFSETS_TOPIC, coordinator_elected, coordinator_partition
 
 
-class FakeAdmin:
-    made: list["FakeAdmin"] = []
-    outcome: object = None
+def metadata(leaders, brokers=(1, 2, 3), error=None):
+    partitions = {p: SimpleNamespace(leader=leader) for p, leader in enumerate(leaders)}
+    topic = SimpleNamespace(partitions=partitions, error=error)
+    return SimpleNamespace(topics={OFFSETS_TOPIC: topic}, brokers={b: object() for b in brokers})
 
-    def __init__(self, conf):
-        self.conf = conf
+
+class Client:
+    def __init__(self, answer):
+        self.answer = answer
         self.asked = []
-        FakeAdmin.made.append(self)
 
-    def describe_consumer_groups(self, group_ids, request_timeout):
-        self.asked.append((group_ids, request_timeout))
-        future: Future = Future()
-        if isinstance(FakeAdmin.outcome, BaseException):
-            future.set_exception(FakeAdmin.outcome)
-        elif FakeAdmin.outcome is not None:
-            future.set_result(FakeAdmin.outcome)
-        return {g: future for g in group_ids}  # no outcome: never done
+    def list_topics(self, topic=None, timeout=-1):
+        self.asked.append((topic, timeout))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
 
 
-@pytest.fixture
-def admin(monkeypatch):
-    FakeAdmin.made = []
-    monkeypatch.setattr(groups, "AdminClient", FakeAdmin)
-    return FakeAdmin
+GROUP = "app"  # its partition among 5: abs(hash("app")) % 5
+P = coordinator_partition(GROUP, 5)
 
 
-def ask(timeout_s=0.05):
-    return groups.coordinator_answers(
-        "b1:9092,b2:9092", {"security.protocol": "SSL"}, "app", timeout_s
-    )
+def leaders_with(p_leader, others=1):
+    return [p_leader if p == P else others for p in range(5)]
 
 
-def test_a_described_group_means_its_coordinator_answers(admin):
-    admin.outcome = "description"
-    assert ask(2.0) is True
-    (client,) = admin.made  # a fresh client, connected like the worker's own
-    assert client.conf["bootstrap.servers"] == "b1:9092,b2:9092"
-    assert client.conf["security.protocol"] == "SSL"
-    assert client.asked == [(["app"], 2.0)]
+def test_a_live_leader_of_the_groups_partition_is_an_elected_coordinator():
+    client = Client(metadata(leaders_with(2)))
+    assert coordinator_elected(client, GROUP, 2.0) is True
+    assert client.asked == [(OFFSETS_TOPIC, 2.0)]
 
 
-def test_a_coordinator_that_is_loading_or_gone_does_not_answer(admin):
-    admin.outcome = KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "loading"))
-    assert ask() is False
+def test_no_leader_or_a_leader_gone_from_the_brokers_is_not():
+    assert coordinator_elected(Client(metadata(leaders_with(-1))), GROUP, 1.0) is False
+    gone = metadata(leaders_with(3), brokers=(1, 2))  # the other partitions' leaders are live
+    assert coordinator_elected(Client(gone), GROUP, 1.0) is False
 
 
-def test_no_answer_within_the_timeout_is_no_answer(admin):
-    admin.outcome = None
-    assert ask(0.01) is False
+def test_no_metadata_is_not_an_elected_coordinator():
+    down = KafkaException(KafkaError(KafkaError._TRANSPORT, "all brokers down"))
+    assert coordinator_elected(Client(down), GROUP, 1.0) is False
+    denied = metadata([1] * 5, error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    assert coordinator_elected(Client(denied), GROUP, 1.0) is False
+
+
+def test_the_partition_is_the_brokers_abs_of_the_java_hash():
+    assert coordinator_partition("hello", 50) == 99162322 % 50
+    assert coordinator_partition("polygenelubricants", 50) == 0  # Utils.abs(MIN) == 0

@@ -314,11 +314,28 @@ def test_a_stuck_producer_is_given_up_once_the_group_coordinator_answers(monkeyp
     txn, consumer = stuck_txn(
         monkeypatch, [stuck, fresh], transaction_timeout_s=60, coordinator_answers=answers
     )
-    with pytest.raises(KafkaException, match="the group coordinator answers a fresh client"):
+    with pytest.raises(KafkaException, match="coordinator is in place"):
         one_transaction(txn)
     assert asked == [commit_module.STUCK_PROBE_TIMEOUT_S]
     assert stuck.calls_after == 0 and txn.producer is fresh and fresh.inits == 1
     assert consumer.seeks == [("in", 0, 5)] and txn.metrics.stuck_producers == 1
+
+
+def test_after_a_give_up_the_next_one_waits_for_the_transaction_timeout(monkeypatch, release):
+    """Metadata may still name a killed broker as the coordinator (until the controller notices
+    it): one early give-up per cooldown, so that new producers are not churned through."""
+    asked = []
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), StuckProducer(release), FencingProducer()],
+        transaction_timeout_s=0.3,
+        coordinator_answers=lambda timeout_s: asked.append(timeout_s) or True,
+    )
+    with pytest.raises(KafkaException, match="coordinator is in place"):
+        one_transaction(txn)
+    with pytest.raises(KafkaException, match=r"transaction_timeout_ms \+ 0 s passed \(librdkafka"):
+        one_transaction(txn)
+    assert len(asked) == 1 and txn.metrics.stuck_producers == 2
 
 
 def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, release):
@@ -336,7 +353,7 @@ def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, relea
         transaction_timeout_s=0.2,
         coordinator_answers=answers,
     )
-    with pytest.raises(KafkaException, match="without an answer from the group coordinator"):
+    with pytest.raises(KafkaException, match="without the group's coordinator in place"):
         one_transaction(txn)
     assert len(asked) >= 2  # asked again while waiting
     assert txn.metrics.stuck_producers == 1
