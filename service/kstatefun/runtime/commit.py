@@ -183,8 +183,8 @@ class Transaction:
         self.opened_at = 0.0
         self._committed_at = 0.0
         self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
-        # whether the group coordinator answers a fresh client within the given seconds
-        # (kafka/groups.py); None: a stuck producer is only found by the transaction timeout
+        # whether fresh metadata shows the group's coordinator in place, asked within the given
+        # seconds (kafka/groups.py); None: a stuck producer is found by the transaction timeout
         self._coordinator_answers = coordinator_answers
         self._offsets_s = 0.0  # how long send_offsets_to_transaction took lately (average)
         self._given_up_at: float | None = None  # when a producer was last given up (monotonic)
