@@ -144,7 +144,9 @@ class Kstatefun(Contender):
         run_dir: Path,
         partitions: int,
         extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Proc:
+        """``env``: more environment, e.g. settings (KSTATEFUN_*) for this worker."""
         module = run_dir / f"{t.app}.yaml"
         module.write_text(self.module(workload, t.ingress))
         return Proc(
@@ -167,7 +169,10 @@ class Kstatefun(Contender):
             run_dir / f"{t.app}-{instance}.log",
             {
                 "BENCH_EGRESS_TOPIC": t.egress,
+                # a named worker's default state dir: in the run's scratch space, not $HOME
+                "XDG_STATE_HOME": str(run_dir / "state"),
                 **({"PYTHONPATH": self.source} if self.source else {}),
+                **(env or {}),
             },
         )
 

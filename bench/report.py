@@ -515,3 +515,19 @@ def markdown(res: dict) -> str:
             f"| {_eo(k)} |",
         ]
     return "\n".join(out)
+
+
+def brief_scaleout(r: dict) -> str:
+    """One line per scale-out run: per window, the unmoved and moved partitions' p99/max."""
+    steady = (r.get("steady") or {}).get("unmoved") or {}
+    parts = [f"{r.get('protocol')}: steady p99 {steady.get('p99_ms')} ms"]
+    for name in ("join", "leave"):
+        w = r.get(name) or {}
+        unmoved, moved = w.get("unmoved") or {}, w.get("moved") or {}
+        parts.append(
+            f"{name}: unmoved p99 {unmoved.get('p99_ms')} ms (max {unmoved.get('max_ms')}), "
+            f"moved {w.get('moved_partitions')} max {moved.get('max_ms')} ms"
+        )
+    v = r.get("validation") or {}
+    parts.append(f"exactly-once {v.get('exactly_once')}")
+    return "; ".join(parts)

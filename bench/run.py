@@ -34,6 +34,7 @@ from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
 from bench.remote import w3
+from bench.scaleout import scaleout
 from bench.workloads import (
     Env,
     Shape,
@@ -91,13 +92,19 @@ class Config:
     scale_contenders: tuple[str, ...] = ("bare-hop", "kstreams", "quix", "kstatefun")
     warmup_events: int = 200
     restart_keys: int = 1_000_000
-    restart_state_dir: bool = True
+    restart_variants: bool = True  # also without static membership, and without a state dir
     peer_100ms: bool = True  # also each peer at 100 ms commits (W1; Quix Streams: latency too)
     profile_seconds: int = 10
     phase_timeout: float = 90.0
     restart_timeout: float = 300.0
     settle_s: float = 1.0
     w3_direct_s: float = 8.0  # the SDK endpoint called directly, per variant
+    # scale-out under load (bench/scaleout.py): two workers at this rate, a third joins after
+    # the lead and leaves one window later; once per rebalance protocol
+    scaleout_rate: int = 5000
+    scaleout_lead_s: float = 8.0
+    scaleout_window_s: float = 12.0
+    scaleout_protocols: tuple[str, ...] = ("cooperative", "eager", "consumer")
 
 
 FULL = Config("full")
@@ -110,13 +117,16 @@ QUICK = Config(
     scale_events=40_000,
     scale_contenders=("kstatefun",),
     restart_keys=50_000,
-    restart_state_dir=False,
+    restart_variants=False,
     peer_100ms=False,
     profile_seconds=3,
     phase_timeout=90.0,  # Kafka Streams took up to 45 s to its first output on a busy machine
     restart_timeout=120.0,
     settle_s=0.5,
     w3_direct_s=2.0,
+    scaleout_lead_s=4.0,
+    scaleout_window_s=8.0,
+    scaleout_protocols=("cooperative",),
 )
 
 
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: w1,latency,w2,w3,scale,restart,profile",
+        help="comma-separated parts to skip: w1,latency,w2,w3,scale,scaleout,restart,profile",
     )
     parser.add_argument(
         "--kstatefun-also",
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "w3": {},
         "floor": {},
         "scale": {},
+        "scaleout": {},
         "restart": {},
         "profile": {},
     }
@@ -418,13 +429,22 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 log(f"  {report.brief(r)}")
             if per:
                 results["scale"][c.name] = per
+    if k is not None and "scaleout" not in skip:
+        for protocol in cfg.scaleout_protocols:
+            rate = cfg.scaleout_rate
+            log(f"scale-out: 2 workers at {rate}/s, a third joins and leaves ({protocol})")
+            r = _guard(results, "scaleout", protocol, log, scaleout, env, k, cfg, protocol)
+            if r is not None:
+                results["scaleout"][protocol] = r
+                log(f"  {report.brief_scaleout(r)}")
     if k is not None and "restart" not in skip:
-        variants = [(False, False)]
-        if cfg.restart_state_dir:
-            variants += [(True, False), (True, True)]
+        # the defaults of a named worker (a state dir, static membership), then without each
+        variants = [(True, True)]
+        if cfg.restart_variants:
+            variants += [(True, False), (False, False)]
         for state_dir, static in variants:
-            name = "kstatefun" + (" --state-dir" if state_dir else "")
-            name += " --static-membership" if static else ""
+            name = "kstatefun" + ("" if static else " --no-static-membership")
+            name += "" if state_dir else " --state-dir none"
             log(f"restart: {name}, {cfg.restart_keys:,} keys")
             r = _guard(
                 results,
@@ -443,7 +463,7 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 continue
             results["restart"][name] = r
             log(f"  {report.brief_restart(r)}")
-            if not state_dir:
+            if "bare restore" not in results["restart"]:
                 log("restart: bare restore of the same changelog (the limit)")
                 results["restart"]["bare restore"] = bare_restore(env, r["app"])
                 log(f"  {results['restart']['bare restore']}")

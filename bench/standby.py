@@ -124,6 +124,9 @@ def run_mode(bootstrap: str, work: Path, keys: int, replicas: int) -> dict:
         KSTATEFUN_STATE_STORE="rocksdb",
         KSTATEFUN_STATE_DIR=str(work / app),
         KSTATEFUN_STANDBY_REPLICAS=str(replicas),
+        # the takeover is timed from the survivor's revocation to its full assignment's
+        # restore, which only eager rebalancing logs (cooperative revokes nothing of it)
+        KSTATEFUN_REBALANCE_PROTOCOL="eager",
         PYTHONUNBUFFERED="1",
     )
     procs: dict[str, subprocess.Popen] = {}

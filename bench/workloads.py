@@ -411,17 +411,18 @@ def restart(
     env: Env, k: Kstatefun, keys: int, cfg: Any, state_dir: bool, static: bool = False
 ) -> dict:
     """N keys in state; start, output, kill -9, restart: time to the next output, and the
-    restore rate the worker logs. ``static``: the worker is a static group member
-    (--static-membership), so the restarted one does not wait for the killed one's session
-    to expire."""
+    restore rate the worker logs. The worker is named (--instance-id), so by default it keeps
+    a local snapshot (``state_dir``; else --state-dir none) and is a static group member
+    (``static``; else --no-static-membership), which the restarted one needs in order not to
+    wait for the killed one's session to expire."""
     from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
 
     t = env.topics(k, ("rsd" if state_dir else "rs") + ("s" if static else ""))
     ensure_internal_topics(env.admin, internal_topic_specs(InternalTopics(t.app), env.partitions))
     seed_s = seed_changelog(env.bootstrap, t.app, env.partitions, keys)
     env.log(f"    seeded {keys} keys into {t.app}-changelog in {seed_s:.1f}s")
-    extra: tuple[str, ...] = ("--state-dir", str(env.run_dir / "state")) if state_dir else ()
-    extra += ("--static-membership",) if static else ()
+    extra: tuple[str, ...] = () if state_dir else ("--state-dir", "none")
+    extra += () if static else ("--no-static-membership",)
     extra += ("--partitions", str(env.partitions))  # those of the changelog seeded above
     reader = Reader(env.bootstrap, t.egress)
     result: dict[str, Any] = {

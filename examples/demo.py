@@ -52,6 +52,9 @@ def main() -> int:
                     "greeter-demo",
                     "--instance-id",
                     "demo-1",
+                    # the local snapshot a named worker keeps, gone with the demo's broker
+                    "--state-dir",
+                    str(Path(tmp) / "state"),
                     "--partitions",
                     "4",
                 ],

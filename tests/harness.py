@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,11 @@ class App:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # False: workers join dynamically and keep no local state, as every test here assumed
+    # before a given --instance-id turned both on; tests hand partitions over by clean stops,
+    # which a static member would delay until its session times out. True: the defaults a
+    # named worker gets, with the default state directory under the test's directory.
+    named_defaults: bool = False
 
     def start_worker(
         self, instance_id: str, *extra_args: str, partitions: bool = True
@@ -71,6 +77,10 @@ class App:
         """``partitions=False`` leaves ``--partitions`` out: the worker chooses P itself."""
         env = dict(os.environ, TEST_EGRESS_TOPIC=self.egress, PYTHONUNBUFFERED="1")
         env.pop("KSTATEFUN_TEST_STATE_STORE", None)  # not a setting: the worker would warn
+        if self.named_defaults:
+            env["XDG_STATE_HOME"] = str(self.module.parent / "xdg-state")
+        else:
+            env.update(KSTATEFUN_STATIC_MEMBERSHIP="false", KSTATEFUN_STATE_DIR="none")
         if TEST_STATE_STORE != "memory":
             env.update(self.store_env(TEST_STATE_STORE))
         env.update(self.env)
@@ -277,3 +287,24 @@ def check_exactly_once(records: list[tuple[str, str]], expected: dict[str, list[
     for key in got.keys() - expected.keys():
         problems.append(f"unexpected key {key}")
     return problems
+
+
+# runtime/worker.py logs each rebalance callback with the invocations partitions it names
+CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
+
+
+def _numbers(text: str) -> set[int]:
+    return {int(n) for n in text.split(",") if n.strip()}
+
+
+def owned_partitions(log: str) -> set[int]:
+    """The invocations partitions a worker owns after the rebalance callbacks its log shows."""
+    owned: set[int] = set()
+    for kind, numbers in CALLBACK.findall(log):
+        owned = owned | _numbers(numbers) if kind == "assigned" else owned - _numbers(numbers)
+    return owned
+
+
+def revoked_partitions(log: str) -> set[int]:
+    """Every invocations partition the worker's log shows revoked."""
+    return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}

@@ -159,22 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--instance-id",
-        help="stable and unique per worker; names its transactional id "
-        "(env KSTATEFUN_INSTANCE_ID; default: the host name)",
+        help="stable and unique per worker; names its transactional id. Given (here or in the "
+        "env), it turns static membership and the state directory on by default (env "
+        "KSTATEFUN_INSTANCE_ID; default: the host name, with both off)",
     )
     run.add_argument(
         "--static-membership",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="join the group as a static member named by the instance id: a restarted worker "
-        "gets its partitions back without a rebalance (env KSTATEFUN_STATIC_MEMBERSHIP; "
-        "default off)",
+        "gets its partitions back without a rebalance, and a stopped one keeps them until its "
+        "session times out (env KSTATEFUN_STATIC_MEMBERSHIP; default on when --instance-id is "
+        "given)",
     )
     run.add_argument(
         "--state-dir",
         type=Path,
-        help="keep a local snapshot of the committed state there, for faster restarts "
-        "(env KSTATEFUN_STATE_DIR; default: none, restore from the changelog)",
+        help="keep a local snapshot of the committed state there, for faster restarts; 'none' "
+        "restores from the changelog on every start (env KSTATEFUN_STATE_DIR; default when "
+        "--instance-id is given: $XDG_STATE_HOME/kstatefun or ~/.local/state/kstatefun, else "
+        "none)",
     )
     run.add_argument(
         "--partitions",

@@ -425,6 +425,9 @@ class Workers:
             properties["debug"] = self.cfg.kafka_debug
         if properties:
             env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(properties)
+        # named workers default to static membership and a state dir in $HOME: keep the
+        # dynamic membership and changelog restores these runs were designed around
+        env.update(KSTATEFUN_STATIC_MEMBERSHIP="false", KSTATEFUN_STATE_DIR="none")
         if self.cfg.state_store != "memory":
             env["KSTATEFUN_STATE_STORE"] = self.cfg.state_store
             env["KSTATEFUN_STATE_DIR"] = str(self.logs.parent / "state")

@@ -6,10 +6,16 @@ another worker takes its partitions and commits state for them, and the group ma
 the same partitions back. Nothing tells the late worker that it was left out: no "lost"
 callback, because it held no assignment. Its local state for those partitions is then older
 than their changelog, and only checking the changelog on assignment finds that out
-(docs/architecture.md, "Assignment").
+(docs/architecture.md, "Assignment"). That is eager rebalancing (``rebalance_protocol: eager``).
+
+With cooperative rebalancing (``rebalance_protocol: cooperative``) a worker keeps partitions
+through a rebalance, so the group removing it is a loss it learns of (the "lost" callback
+drops its state) and whatever it commits before that is refused by the group's generation
+(KIP-447); the second test checks that the output stays exactly-once there too.
 """
 
 import signal
+import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -21,6 +27,7 @@ from tests.harness import (
     check_exactly_once,
     keyed_events,
     make_app,
+    owned_partitions,
     produce_events,
     read_committed,
 )
@@ -92,3 +99,32 @@ def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker,
     assert check_exactly_once(records, expected) == [], app.all_logs()
     # the scenario happened: "late" kept a partition that "other" had written meanwhile
     assert "missed a rebalance" in app.log("late"), app.all_logs()
+
+
+@pytest.mark.long  # a session timeout and a minute of waiting
+def test_a_worker_removed_from_the_group_mid_rebalance_loses_its_partitions(app):
+    """Cooperative: "late" keeps some of its partitions through the rebalance (the assignor
+    balances ingress and invocations partitions together), is paused past its session, and
+    the group gives everything to "other"; on waking it learns it lost its partitions, and
+    nothing is counted twice."""
+    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = "cooperative"
+    expected: dict[str, list[int]] = {}
+    seq = _produce(app, expected, 0, per_key=3)
+    late = app.start_worker("late")
+    read_committed(app.bootstrap, app.egress, seq, settle=0.2)  # "late" owns both partitions
+
+    app.start_worker("other")  # cooperative: "late" gives some partitions up, keeps others
+    app.wait_for_log("late", "revoked invocations", 1)
+    late.send_signal(signal.SIGSTOP)  # its session runs out while it holds partitions
+    deadline = time.monotonic() + 120
+    while owned_partitions(app.log("other")) != {0, 1}:  # the group went on without "late"
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
+    seq = _produce(app, expected, 1000, per_key=5)
+    read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.2)
+
+    late.send_signal(signal.SIGCONT)  # finds out, drops its state, rejoins
+    app.wait_for_log("late", "partitions lost", 1, timeout=120)
+    _produce(app, expected, 5000, per_key=5)
+    records = read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())))
+    assert check_exactly_once(records, expected) == [], app.all_logs()

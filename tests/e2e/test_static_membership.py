@@ -1,8 +1,11 @@
-"""Static membership (--static-membership): a worker restarted after kill -9 gets its
-partitions back at once instead of after its crashed predecessor's session timeout, still
-exactly once; a second worker with the same instance id fences the first (exit 3)."""
+"""A named worker's defaults (--instance-id given: static membership and a state directory,
+no flags): a worker restarted after kill -9 gets its partitions back at once instead of after
+its crashed predecessor's session timeout and loads its local snapshot instead of restoring the
+changelog, still exactly once; a second worker with the same instance id fences the first
+(exit 3)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -17,6 +20,7 @@ SESSION_TIMEOUT_S = 60  # long, so that waiting for it could not pass for a quic
 @pytest.fixture
 def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
+    application.named_defaults = True  # no --static-membership, no --state-dir
     application.env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(
         {"session.timeout.ms": str(SESSION_TIMEOUT_S * 1000)}
     )
@@ -24,10 +28,10 @@ def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application.stop_all()
 
 
-def test_a_restarted_static_member_resumes_before_the_session_timeout(app):
+def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(app):
     events, expected = keyed_events(keys=24, per_key=3)  # keys on every partition
     produce_events(app.bootstrap, app.ingress, events)
-    app.start_worker("w1", "--static-membership")
+    app.start_worker("w1")
     read_committed(app.bootstrap, app.egress, len(events), settle=0.2)
     app.kill_worker("w1")
 
@@ -36,14 +40,20 @@ def test_a_restarted_static_member_resumes_before_the_session_timeout(app):
         expected[key] += seqs
     produce_events(app.bootstrap, app.ingress, more)
     restarted = time.monotonic()
-    first = app.start_worker("w1", "--static-membership")
+    first = app.start_worker("w1")
     # A dynamic member would wait for the killed one to expire: SESSION_TIMEOUT_S at least.
     records = read_committed(
         app.bootstrap, app.egress, len(events) + len(more), timeout=SESSION_TIMEOUT_S / 2
     )
     assert check_exactly_once(records, expected) == [], app.all_logs()
     assert time.monotonic() - restarted < SESSION_TIMEOUT_S / 2, app.all_logs()
+    log = app.log("w1")
+    assert "static_membership=true" in log, log
+    loaded = re.findall(r"loaded local snapshot partition=\d+ keys=(\d+)", log)
+    assert loaded and sum(map(int, loaded)) > 0, log
+    default_dir = app.module.parent / "xdg-state" / "kstatefun"  # $XDG_STATE_HOME/kstatefun
+    assert (default_dir / f"{app.app_id}-w1.sqlite").is_file(), log
 
-    app.start_worker("w1", "--static-membership")  # same instance id: one of them must go
+    app.start_worker("w1")  # same instance id: one of them must go
     assert first.wait(SESSION_TIMEOUT_S) == 3, app.all_logs()
     assert "fenced" in app.log("w1")

@@ -133,6 +133,26 @@ def _read_secret(name: str, path: Path) -> str:
     return secret
 
 
+def default_state_dir() -> Path | None:
+    """Where a worker whose instance id was given keeps its local state when ``state_dir`` is
+    not set: ``$XDG_STATE_HOME/kstatefun``, else ``~/.local/state/kstatefun`` (in the image,
+    under the home of the user ``kstatefun``). Every file in it is named by app id and instance
+    id, so workers with different instance ids on one host never share one. None when no
+    writable place exists (e.g. a container run as an arbitrary uid whose home is ``/``)."""
+    base = os.environ.get("XDG_STATE_HOME", "").strip()
+    try:
+        root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    except RuntimeError:  # no HOME and no passwd entry for this uid
+        return None
+    path = root / "kstatefun"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # created at start if missing: its first existing ancestor
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        return None
+    return path
+
+
 def _default_instance_id() -> str:
     # Stable across restarts on the same host, so the transactional id fences a crashed
     # predecessor; hostnames are already almost always legal, this makes sure.
@@ -156,7 +176,11 @@ class Settings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str = "kstatefun"
     instance_id: str = Field(default_factory=_default_instance_id)
+    # both default on when instance_id is given, else off (_defaults_for_a_named_instance)
     static_membership: bool = False
+    # eager: every rebalance revokes everything; cooperative and consumer (KIP-848) stop only
+    # the partitions that move (kafka/clients.py, docs/architecture.md "Rebalancing")
+    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = "eager"
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"
@@ -197,6 +221,34 @@ class Settings(BaseSettings):
     ssl_endpoint_identification_algorithm: Literal["https", "none"] | None = None
     kafka_secret_files: dict[str, Path] = Field(default_factory=dict)
     kafka_properties: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_a_named_instance(cls, data: Any) -> Any:
+        """A given instance id (flag or env; not the host name) says the worker comes back
+        under the same name: then static membership and a state directory default to on, so
+        that a restart resumes at once from its local snapshot instead of waiting out its
+        predecessor's session and restoring the whole changelog. ``state_dir`` "none" turns
+        the directory off, ``static_membership`` false the membership."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        named = data.get("instance_id") is not None
+        if data.get("static_membership") is None:
+            data["static_membership"] = named
+        state_dir = data.get("state_dir")
+        if state_dir is not None and str(state_dir).strip().lower() == "none":
+            data["state_dir"] = None
+        elif state_dir is None and named:
+            data["state_dir"] = default_state_dir()
+            if data["state_dir"] is None:
+                log.warning(
+                    "no writable default state directory ($XDG_STATE_HOME/kstatefun or "
+                    "~/.local/state/kstatefun): every start restores the whole changelog; set "
+                    "state_dir (--state-dir or %s) to a writable directory, or to none",
+                    env_var("state_dir"),
+                )
+        return data
 
     @field_validator("functions", mode="before")
     @classmethod
@@ -344,6 +396,12 @@ class Settings(BaseSettings):
         _check_security(given, merged)
         return merged
 
+    def state_path(self, suffix: str) -> Path:
+        """This worker's file (or directory) ``<app_id>-<instance_id>.<suffix>`` in state_dir:
+        named by both, so that workers sharing a directory never share state."""
+        assert self.state_dir is not None
+        return self.state_dir / f"{self.app_id}-{self.instance_id}.{suffix}"
+
     @model_validator(mode="after")
     def _check_state_store(self) -> Settings:
         if self.state_store == "rocksdb" and self.state_dir is None:
@@ -353,7 +411,8 @@ class Settings(BaseSettings):
                 {
                     "message": (
                         "state_store rocksdb keeps the state on disk and needs state_dir "
-                        "(--state-dir or KSTATEFUN_STATE_DIR): the directory for its database"
+                        "(--state-dir or KSTATEFUN_STATE_DIR, or the default one that a given "
+                        "--instance-id brings): the directory for its database"
                     )
                 },
             )

@@ -159,30 +159,35 @@ def idempotent_producer_config(bootstrap_servers: str, extra: Mapping[str, str])
     )
 
 
+# How the group moves partitions, per rebalance_protocol setting (config/settings.py):
+# cooperative moves only the partitions that change owner (runtime/assignment.py); eager
+# revokes every partition at every rebalance. A group must use one of them throughout.
+ASSIGNMENT_STRATEGIES: Final = {"cooperative": "cooperative-sticky", "eager": "range,roundrobin"}
+
+
 def group_consumer_config(
-    bootstrap_servers: str, group_id: str, extra: Mapping[str, str]
+    bootstrap_servers: str,
+    group_id: str,
+    extra: Mapping[str, str],
+    rebalance_protocol: str = "eager",
 ) -> dict[str, Any]:
-    return _compose(
-        bootstrap_servers,
-        extra,
-        {
-            "fetch.wait.max.ms": 10,
-            # a crashed worker's partitions move after this (static members: it may rejoin)
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-        },
-        {
-            "group.id": group_id,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # eager protocols: runtime/worker.py's rebalance callbacks assume a full revoke
-            # followed by a full assignment
-            "partition.assignment.strategy": "range,roundrobin",
-        },
-        "group consumer",
-    )
+    required: dict[str, Any] = {
+        "group.id": group_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+    }
+    tunables: dict[str, Any] = {"fetch.wait.max.ms": 10}
+    if rebalance_protocol == "consumer":
+        # KIP-848: the broker assigns (range: partition p of every topic to one member) and
+        # owns the session timeout and heartbeat interval
+        required |= {"group.protocol": "consumer", "group.remote.assignor": "range"}
+    else:
+        required["partition.assignment.strategy"] = ASSIGNMENT_STRATEGIES[rebalance_protocol]
+        # a crashed worker's partitions move after this (static members: it may rejoin)
+        tunables |= {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
+    return _compose(bootstrap_servers, extra, tunables, required, "group consumer")
 
 
 def end_offsets_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:

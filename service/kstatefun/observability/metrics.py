@@ -64,6 +64,7 @@ class WorkerMetrics:
     aborts: int = 0
     epoch_bumps: int = 0  # producers recreated after the coordinator bumped their epoch
     stuck_producers: int = 0  # producers given up as stuck in a call (runtime/commit.py)
+    revoked_partitions: int = 0  # consumer partitions given up in rebalances (all topics)
     commit_latency: Histogram = field(default_factory=Histogram)
     restore_read: dict[tuple[str, int], int] = field(default_factory=dict)
     restore_total: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -169,6 +170,12 @@ class WorkerCollector:
             "Producers recreated after the transaction coordinator bumped their epoch",
             [],
             [(m.epoch_bumps,)],
+        )
+        yield counter(
+            "kstatefun_partitions_revoked",
+            "Consumer partitions (ingress and invocations) this worker gave up in rebalances",
+            [],
+            [(m.revoked_partitions,)],
         )
         yield counter(
             "kstatefun_producer_stuck",

@@ -17,8 +17,12 @@ partitions are paused meanwhile: the one place that decides when a partition may
 - **live**: everything of it is processed.
 - **revoking**: the rebalance callback is committing before it gives the partition up.
 
-Rebalancing is eager (every assignment starts from a revocation), so each assignment starts
-every partition over; a kept partition's restore is a catch-up that usually reads nothing.
+With incremental rebalancing (rebalance_protocol consumer or cooperative, kafka/clients.py)
+an assignment adds partitions and a revocation takes some away, and the partitions that stay
+never leave their state; partitions added while others restore join the restore in
+progress. With eager rebalancing (the default) every assignment starts from a revocation of
+everything, so each partition starts over; a kept partition's restore is then a catch-up
+that usually reads nothing.
 """
 
 from __future__ import annotations
@@ -64,18 +68,20 @@ class Assignment:
         self._on_restored = on_restored
         self.states: dict[int, PartitionState] = {}
         self._held: dict[int, list[TopicPartition]] = {}  # paused while restoring
-        self._begun = False
-        self.assigned = False  # False from a revocation to the next assignment
+        self._adding: set[int] = set()  # assigned, their restores not begun yet
+        self._begun = True
+        self.assigned = False  # False while the worker owns no invocations partition
 
     @property
     def restoring(self) -> bool:
-        """Some partition is not restored yet (or the restores have not begun)."""
+        """Some partition is not restored yet (or its restore has not begun)."""
         return self.assigned and (not self._begun or bool(self._held))
 
     @property
     def starting(self) -> bool:
-        """Assigned, and the restores not begun yet: the stores still hold partitions no
-        longer owned, and kept ones not checked against their topics; nothing may fire."""
+        """Assigned, and the last assignment's restores not begun yet: the stores may still
+        hold partitions no longer owned, and kept ones not checked against their topics;
+        nothing may fire."""
         return self.assigned and not self._begun
 
     @property
@@ -99,31 +105,42 @@ class Assignment:
         """The partitions per state (/readyz)."""
         return {s.value: self.partitions(s) for s in PartitionState if self.partitions(s)}
 
-    def assign(self, partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
-        """A new assignment: its invocations partitions start restoring. Returns the consumer
-        partitions to pause until then (the caller pauses them right after ``assign``)."""
-        for recovery in self._recoveries:
-            recovery.cancel()
-        owned = {tp.partition for tp in partitions if tp.topic == self._topic}
-        self.states = dict.fromkeys(owned, PartitionState.RESTORING)
-        self._held = {p: [] for p in owned}
-        for tp in partitions:
-            if tp.partition in owned:
-                self._held[tp.partition].append(TopicPartition(tp.topic, tp.partition))
+    def assign(
+        self, added: Sequence[TopicPartition], assigned: Sequence[TopicPartition] | None = None
+    ) -> list[TopicPartition]:
+        """Partitions ``added`` to the assignment, which is now ``assigned`` (the kept ones
+        too; default: only ``added``): its new invocations partitions start restoring,
+        beside any restore in progress. Returns the consumer partitions to pause until
+        their restore completes (the caller pauses them right after assigning): each
+        restoring partition's own and the ingress partitions of the same number, kept ones
+        included."""
+        new = {tp.partition for tp in added if tp.topic == self._topic} - set(self.states)
+        for p in new:
+            self.states[p] = PartitionState.RESTORING
+            self._held[p] = []
+        held = self.paused()
+        pause = []
+        for tp in added if assigned is None else assigned:
+            if tp.partition in self._held and (tp.topic, tp.partition) not in held:
+                pause.append(TopicPartition(tp.topic, tp.partition))
+                self._held[tp.partition].append(pause[-1])
+        self._adding |= new
         self._begun = False  # the loop's next step begins (a callback must not block long)
         self.assigned = True
-        return [tp for held in self._held.values() for tp in held]
+        return pause
 
     def step(self) -> None:
-        """Advance the restores by one batch (the first step starts them); partitions whose
-        state and timers are both complete are resumed."""
+        """Begin the restores of the partitions added since the last step (dropping from the
+        stores what is no longer owned), or advance the restores by one batch; partitions
+        whose state and timers are both complete are resumed."""
         if not self.restoring:
             return
-        if not self._begun:  # also with no partition: the stores drop what is not owned
+        if not self._begun:
             self._begun = True
+            adding, self._adding = self._adding, set()
             owned = set(self.states)
             for recovery in self._recoveries:
-                recovery.begin(owned)
+                recovery.add(adding, owned)
         else:
             for recovery in self._recoveries:
                 recovery.step(STEP_WAIT_S)
@@ -167,14 +184,45 @@ class Assignment:
         if self.states.get(p) is PartitionState.LIVE:
             self.states[p] = PartitionState.CATCHING_UP
 
-    def revoke(self) -> None:
-        """The revocation callback begins: the partitions are being given up."""
-        self.states = dict.fromkeys(self.states, PartitionState.REVOKING)
-        self.assigned = False
+    def revoke(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """The revocation callback begins: ``partitions`` (default: all) are being given up."""
+        gone = self._numbers(partitions)
+        for p in gone & set(self.states):
+            self.states[p] = PartitionState.REVOKING
+        if not set(self.states) - gone:
+            self.assigned = False
 
-    def revoked(self) -> None:
-        """The revocation callback has committed: stop restoring, own nothing."""
-        self.states = {}
-        self._held = {}
+    def revoked(self, partitions: Sequence[TopicPartition] | None = None) -> list[TopicPartition]:
+        """The revocation callback has committed. When nothing is left (eager rebalancing,
+        or the worker leaves): stop restoring, own nothing; the stores keep their partitions
+        until the next assignment checks them. Otherwise the revoked partitions' restores
+        stop and the stores drop them (nothing of them may fire here any more). Returns the
+        kept partitions that were paused only for a revoked partition's restore (its ingress
+        partitions, which now take the hop through <app>-invocations): the caller resumes
+        them."""
+        if not self.assigned:
+            self.states, self._held, self._adding, self._begun = {}, {}, set(), True
+            for recovery in self._recoveries:
+                recovery.cancel()
+            return []
+        assert partitions is not None  # None is all: the branch above
+        gone = self._numbers(partitions)
+        released = {(tp.topic, tp.partition) for tp in partitions}
+        resume = []
+        for p in gone:
+            self.states.pop(p, None)
+            self._adding.discard(p)
+            resume += [
+                tp for tp in self._held.pop(p, []) if (tp.topic, tp.partition) not in released
+            ]
+        for p, held in self._held.items():
+            self._held[p] = [tp for tp in held if (tp.topic, tp.partition) not in released]
         for recovery in self._recoveries:
-            recovery.cancel()
+            recovery.release(gone)
+        return resume
+
+    def _numbers(self, partitions: Sequence[TopicPartition] | None) -> set[int]:
+        """The invocations partitions among ``partitions`` (None: all of them)."""
+        if partitions is None:
+            return set(self.states)
+        return {tp.partition for tp in partitions if tp.topic == self._topic}

@@ -539,10 +539,11 @@ class Committer:
         return max(self.txn.longest_call_s, self.remote_limit_s)
 
     def assigned(self, committed: Sequence[TopicPartition]) -> None:
-        """New assignment: ``committed`` are its committed offsets (step 3b's fence offsets)."""
-        self.txn.fence_offsets = {
-            (c.topic, c.partition): c.offset for c in committed if c.offset >= 0
-        }
+        """Partitions were added to the assignment; ``committed`` are their committed offsets
+        (step 3b's fence offsets, kept per partition)."""
+        self.txn.fence_offsets.update(
+            {(c.topic, c.partition): c.offset for c in committed if c.offset >= 0}
+        )
 
     def after_batch(self, consumed: int) -> bool:
         """One round of the loop consumed ``consumed`` records: commit when the poll drained
@@ -575,10 +576,14 @@ class Committer:
         # (a fired timer's tombstone) that must not reach the next commit.
         self.txn.abort()
 
-    def on_revoke(self) -> None:
-        """Partitions are being revoked: commit what is open (the next owner starts from it)."""
-        self._commit_open("on revoke")
-        self.txn.fence_offsets = {}
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        """``partitions`` are being revoked: commit what is open, so that their next owner
+        starts exactly where this worker stopped. A failed commit has aborted: the partitions
+        kept are rewound (their records come again here), the revoked ones are redone by
+        their next owner."""
+        self.commit_open("on revoke")
+        for tp in partitions:
+            self.txn.fence_offsets.pop((tp.topic, tp.partition), None)
 
     def on_lost(self) -> None:
         """Partitions were lost (another member owns them already): nothing may commit."""
@@ -589,24 +594,24 @@ class Committer:
         """The worker stops: commit the open transaction after a clean stop, else abort it
         (after an error it may cover records consumed but not processed)."""
         if clean:
-            self._commit_open("on stop")
+            self.commit_open("on stop", rewind=False)
         if self.txn.is_open:
             self.txn.abort(rewind=False)
 
-    def _commit_open(self, when: str) -> None:
-        """Commit the open transaction once its remote calls are done, without rewinding: the
-        consumer is about to give its partitions up; a failure leaves the work to their next
-        owner."""
+    def commit_open(self, when: str, rewind: bool = True) -> None:
+        """Commit the open transaction once its remote calls are done (before partitions
+        change hands). A failure aborts it and, with ``rewind``, rewinds the consumer: the
+        partitions that stay are read again, those given up go to their next owner."""
         txn = self.txn
         if not txn.is_open:
             return
         try:
-            if self.remote is None or self._wait_remote(rewind=False):
+            if self.remote is None or self._wait_remote(rewind=rewind):
                 txn.commit()
         except KafkaException as e:
             log.warning("commit %s failed, work will be redone: %s", when, e)
             if txn.is_open:
-                txn.abort(rewind=False)
+                txn.abort(rewind=rewind)
 
     def _wait_remote(self, rewind: bool) -> bool:
         """Before a commit: wait for the open transaction's remote calls, at most until

@@ -30,7 +30,6 @@ from kstatefun.errors import DecodeError, StateStoreError
 from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import Histogram, WorkerMetrics
 from kstatefun.runtime import deadletters as dl
-from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.effects import (
     Effects,
@@ -127,6 +126,16 @@ class Offload(Protocol):
     ) -> None: ...
 
 
+class Producing(Protocol):
+    """What the dispatcher uses of the open transaction (``runtime/commit.Transaction``); a
+    Protocol, not the class, so that a test's stand-in passes compiled code's argument checks
+    too (docs/performance.md, "A compiled hot path")."""
+
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None
+    ) -> None: ...
+
+
 class _Produce:
     """The worker's output for effects: messages to <app>-invocations (partitioned by target
     id), egress records as resolved, both into the open transaction."""
@@ -134,7 +143,7 @@ class _Produce:
     __slots__ = ("_produce", "_topic", "_partition_of")
 
     def __init__(
-        self, txn: Transaction, invocations_topic: str, partition_of: Callable[[str], int]
+        self, txn: Producing, invocations_topic: str, partition_of: Callable[[str], int]
     ) -> None:
         self._produce = txn.produce
         self._topic = invocations_topic
@@ -158,7 +167,7 @@ class _Produce:
 
     def emit(self, sender: Address, egress: str, record: EgressRecord) -> None:
         topic, key, value = record
-        self._produce(topic, value, key)
+        self._produce(topic, value, key, None)  # None: the producer's partitioner
 
 
 class Dispatcher:
@@ -166,7 +175,7 @@ class Dispatcher:
         self,
         functions: StatefulFunctions,
         store: StateStore,
-        txn: Transaction,
+        txn: Producing,
         dead_letters: DeadLetters,
         invocations_topic: str,
         partition_of: Callable[[str], int],
@@ -263,19 +272,25 @@ class Dispatcher:
         except (KafkaException, StateStoreError):
             raise  # a broker or local disk problem is not the input's fault
         except Exception as e:
-            reason, text, exc = dl.function_failure(e, target)
-            self._dlq.write(
-                record,
-                reason,
-                text,
-                exc,
-                target=target,
-                caller=caller,
-                typename=typename,
-                value=value,
-            )
+            self._failed(record, e, target, caller, typename, value)
             return
         self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+
+    def _failed(
+        self,
+        record: KafkaMessage | LocalInvocation,
+        e: Exception,
+        target: Address,
+        caller: Address | None,
+        typename: str,
+        value: bytes | None,
+    ) -> None:
+        """The embedded function (or the check of its effects) raised ``e``: dead-letter the
+        invocation, none of its effects applied."""
+        reason, text, exc = dl.function_failure(e, target)
+        self._dlq.write(
+            record, reason, text, exc, target=target, caller=caller, typename=typename, value=value
+        )
 
     def _not_embedded(
         self,

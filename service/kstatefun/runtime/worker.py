@@ -54,7 +54,7 @@ from kstatefun.model import Address
 from kstatefun.observability.http import HealthServer
 from kstatefun.observability.metrics import WorkerCollector, WorkerMetrics
 from kstatefun.playground import start_playground
-from kstatefun.runtime.assignment import Assignment, PartitionState
+from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
@@ -97,6 +97,11 @@ class Worker:
         self._health: HealthServer | None = None
         self._stopping = False
         check_module(module, settings, functions.typenames())
+
+    @property
+    def _incremental(self) -> bool:
+        """Cooperative rebalancing: the callbacks name the partitions that move, not all."""
+        return self.settings.rebalance_protocol != "eager"
 
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
@@ -152,7 +157,8 @@ class Worker:
         )
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
-            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s",
+            "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
+            "static_membership=%s state_dir=%s",
             s.app_id,
             s.instance_id,
             f"{s.app_id}-{s.instance_id}",
@@ -161,6 +167,8 @@ class Worker:
             self.partitioner,
             partitioner_from,
             ",".join(self.functions.typenames()),
+            str(s.static_membership).lower(),
+            s.state_dir or "none",
         )
 
     def _connect(self) -> AdminClient:
@@ -237,11 +245,13 @@ class Worker:
         extra = s.kafka_properties
         snapshot = None
         if s.state_dir is not None and s.state_store == "memory":
-            snapshot = LocalSnapshot(s.state_dir / f"{s.app_id}-{s.instance_id}.sqlite")
+            snapshot = LocalSnapshot(s.state_path("sqlite"))
             log.info("local state snapshot path=%s", snapshot.path)
         self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
-        consumer_config = clients.group_consumer_config(s.bootstrap_servers, s.app_id, extra)
+        consumer_config = clients.group_consumer_config(
+            s.bootstrap_servers, s.app_id, extra, s.rebalance_protocol
+        )
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
             consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
         self.consumer = Consumer(consumer_config)
@@ -494,8 +504,20 @@ class Worker:
         return 0
 
     def _step(self) -> None:
-        s = self.settings
-        txn = self.txn
+        """One round of the loop: the work beside the records, then one batch of records."""
+        wait_s = self._housekeep()
+        if wait_s is None:
+            return
+        batch = self._read(wait_s)
+        if batch and not self._process(batch):
+            return
+        if self.committer.after_batch(len(batch)):
+            self._balance_ingress()
+
+    def _housekeep(self) -> float | None:
+        """Sample the lag, advance restores and standby copies, fire due timers, check
+        drains and holds, apply completed remote calls; returns how long the next read may
+        wait, or None when applying remote results failed (the round ends there)."""
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
         assignment = self.assignment
@@ -516,14 +538,21 @@ class Worker:
                 remote.poll()  # apply completed remote calls to the open transaction
             except KafkaException as e:
                 self.committer.failed(e, "applying remote results")
-                return
+                return None
             wait_s = 0.0
-        # with remote functions, a transaction consumes at most its budget (runtime/remote.py)
-        limit = s.max_batch_records if remote is None else min(s.max_batch_records, remote.room)
+        return wait_s
+
+    def _read(self, wait_s: float) -> list:  # type: ignore[type-arg]
+        """The next batch: waits up to ``wait_s`` for a first record when no transaction is
+        open, never while one is; nothing while remote calls are saturated."""
+        remote = self.remote
+        limit = self.settings.max_batch_records
+        if remote is not None:  # a transaction consumes at most its budget (runtime/remote.py)
+            limit = min(limit, remote.room)
         if remote is not None and remote.saturated:
             remote.wait(0.05)  # back-pressure: consume nothing until calls complete
-            batch = []
-        elif txn.is_open:
+            return []
+        if self.txn.is_open:
             batch = self.consumer.consume(limit, timeout=0)
             if not batch and remote is not None and not remote.idle:
                 remote.wait(0.01)
@@ -534,27 +563,31 @@ class Worker:
                 batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
             batch = self._without_errors(batch)
-            if assignment.restoring:
-                batch = assignment.unheld(batch)
-        if batch:
-            try:
-                txn.begin()
-                txn.track(batch)
-                invocations = self.topics.invocations
-                dispatch, route = self.dispatcher.dispatch, self.router.route
-                records_in = self.metrics.records_in
-                for msg in batch:
-                    topic = msg.topic()
-                    records_in[topic] = records_in.get(topic, 0) + 1
-                    if topic == invocations:
-                        dispatch(msg)
-                    else:
-                        route(msg)
-            except KafkaException as e:
-                self.committer.failed(e, "processing")
-                return
-        if self.committer.after_batch(len(batch)):
-            self._balance_ingress()
+            if self.assignment.restoring:
+                batch = self.assignment.unheld(batch)
+        return batch
+
+    def _process(self, batch: list) -> bool:  # type: ignore[type-arg]
+        """Route or dispatch every record of ``batch`` in the open transaction; False when
+        that failed (the transaction was aborted and rewound)."""
+        txn = self.txn
+        try:
+            txn.begin()
+            txn.track(batch)
+            invocations = self.topics.invocations
+            dispatch, route = self.dispatcher.dispatch, self.router.route
+            records_in = self.metrics.records_in
+            for msg in batch:
+                topic = msg.topic()
+                records_in[topic] = records_in.get(topic, 0) + 1
+                if topic == invocations:
+                    dispatch(msg)
+                else:
+                    route(msg)
+        except KafkaException as e:
+            self.committer.failed(e, "processing")
+            return False
+        return True
 
     def _fire_due(self) -> float:
         """Deliver due delayed messages and delete expired state into the open transaction;
@@ -730,26 +763,31 @@ class Worker:
             log.info("not pausing after abort: %s", e)
 
     def _plan_direct(
-        self, consumer: Consumer, partitions: list[TopicPartition]
+        self,
+        consumer: Consumer,
+        added: list[TopicPartition],
+        kept: list[TopicPartition] = [],  # noqa: B006 - never mutated
     ) -> dict[tuple[str, int], int]:
-        """Per ingress partition that may take the direct path: the end offset of the
-        invocations partition of the same number, which must be consumed first (``_restored``
-        puts the plan to work once that partition is restored)."""
-        self.router.direct.clear()
-        self._held = set()  # a new assignment starts unpaused
-        self._draining.clear()
-        self._drain_ends.clear()
+        """Per ingress partition that may now take the direct path (it, or the invocations
+        partition of the same number, was just ``added``; both are assigned): the end offset
+        of that invocations partition, which must be consumed first. The plans of partitions
+        whose ownership did not change stand."""
         inv = self.topics.invocations
-        owned = {tp.partition for tp in partitions if tp.topic == inv}
+        new = {tp.partition for tp in added if tp.topic == inv}
+        owned = new | {tp.partition for tp in kept if tp.topic == inv}
+        added_keys = {(tp.topic, tp.partition) for tp in added}
         ends: dict[int, int] = {}
         plan = {}
-        for tp in partitions:
+        for tp in [*added, *kept]:
+            key = (tp.topic, tp.partition)
             if tp.topic == inv or tp.partition not in owned:
                 continue
+            if key not in added_keys and tp.partition not in new:
+                continue  # both kept: nothing changed for it
             if tp.partition not in ends:
                 # retried: a just-created topic's leaders may not be serving yet
                 _, ends[tp.partition] = watermarks(consumer, TopicPartition(inv, tp.partition))
-            plan[(tp.topic, tp.partition)] = ends[tp.partition]
+            plan[key] = ends[tp.partition]
         return plan
 
     def _restored(self, p: int, ingress: list[TopicPartition]) -> None:
@@ -771,14 +809,47 @@ class Worker:
         self._note_caught_up({p})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Give ``partitions`` up (cooperative: only those that move; eager: all) once the
+        open transaction has committed; the others keep processing."""
+        inv = self.topics.invocations
         log.info(
-            "revoked invocations partitions=%s",
-            sorted(tp.partition for tp in partitions if tp.topic == self.topics.invocations),
+            "revoked invocations partitions=%s ingress_partitions=%d",
+            sorted(tp.partition for tp in partitions if tp.topic == inv),
+            sum(1 for tp in partitions if tp.topic != inv),
         )
-        self.assignment.revoke()
-        self.committer.on_revoke()
-        self.assignment.revoked()
-        self.router.owned = set()
+        self.metrics.revoked_partitions += len(partitions)
+        self.assignment.revoke(partitions)
+        self.committer.on_revoke(partitions)
+        resume = self.assignment.revoked(partitions)
+        # kept ingress partitions whose invocations partition left take the hop from now on
+        resume += [TopicPartition(t, p) for t, p in self._forget(partitions)]
+        if resume:
+            consumer.resume(resume)
+        if self.standby is not None and self.assignment.assigned:
+            # the partitions given up are copied from now on (all of them: at the next
+            # assignment, which says which are owned)
+            owned = set(self.assignment.states)
+            self.standby.on_assignment(owned, self.store.disk, self._incremental)
+
+    def _forget(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
+        """Drop the direct path's and the flow control's notes about ``partitions``; returns
+        the kept ingress partitions that were paused only to drain a revoked invocations
+        partition."""
+        inv = self.topics.invocations
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        numbers = {p for t, p in gone if t == inv}
+        left = {key for key in self._draining if key[1] in numbers and key not in gone}
+
+        def dropped(key: tuple[str, int]) -> bool:
+            return key in gone or key[1] in numbers
+
+        for notes in (self._draining, self._drain_ends, self._drain_plan):
+            for key in [k for k in notes if dropped(k)]:
+                del notes[key]
+        self.router.direct -= {k for k in self.router.direct if dropped(k)}
+        self.router.owned -= numbers
+        self._held -= gone
+        return left - self.assignment.paused()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
@@ -786,6 +857,9 @@ class Worker:
         self.router.direct.clear()
         self.router.owned = set()
         self._draining.clear()
+        self._drain_plan.clear()
+        self._drain_ends.clear()
+        self._held = set()
         self.committer.on_lost()
         self.assignment.revoked()
         for p in self.store.partitions():
@@ -799,20 +873,22 @@ class Worker:
         same instance id that still runs, which releases the database's lock as it stops."""
         s = self.settings
         assert s.state_dir is not None  # settings.py checks it
-        self.store.disk = RocksStore(
-            s.state_dir / f"{s.app_id}-{s.instance_id}.rocksdb", s.app_id, self.partitions
-        )
+        self.store.disk = RocksStore(s.state_path("rocksdb"), s.app_id, self.partitions)
         log.info("local state store rocksdb path=%s", self.store.disk.path)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Take the assignment: its partitions start restoring (runtime/assignment.py), paused
-        until the loop has restored them; the others are consumed at once."""
+        """Take ``partitions`` (cooperative: those added; eager: all): their invocations
+        partitions start restoring (runtime/assignment.py), paused until the loop has
+        restored them; the other partitions are consumed at once."""
         if self.settings.state_store == "rocksdb" and self.store.disk is None:
             self._open_disk()
+        # what routed records the open transaction holds must be in the ends sampled below
+        self.committer.commit_open("on assign")
+        kept = consumer.assignment()
         invocations = self.topics.invocations
-        owned = {tp.partition for tp in partitions if tp.topic == invocations}
+        owned = {tp.partition for tp in [*kept, *partitions] if tp.topic == invocations}
         if self.standby is not None:  # first: copies of owned partitions stop being written
-            self.standby.on_assignment(owned, self.store.disk)
+            self.standby.on_assignment(owned, self.store.disk, self._incremental)
         committed = (
             call_with_retry(
                 lambda: consumer.committed(
@@ -825,15 +901,30 @@ class Worker:
         )
         self.committer.assigned(committed)
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        self._drain_plan = self._plan_direct(self._offsets, partitions)
-        self.router.owned = set()
-        pause = self.assignment.assign(partitions)
-        consumer.assign(partitions)
+        plan = self._plan_direct(self._offsets, partitions, kept)
+        pause = self.assignment.assign(partitions, [*kept, *partitions])
+        restoring = self.assignment.paused()
+        # an ingress partition whose invocations partition is processing here already waits
+        # only for the drain; one whose invocations partition restores waits for both
+        for key, end in plan.items():
+            if key in restoring:
+                self._drain_plan[key] = end
+            elif end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
+            else:
+                self._draining[key] = end
+                self.assignment.catching_up(key[1])
+                pause.append(TopicPartition(*key))
+        if self._incremental:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
         log.info(
-            "assigned invocations partitions=%s (restoring them)",
-            self.assignment.partitions(PartitionState.RESTORING),
+            "assigned invocations partitions=%s (restoring them) kept=%s",
+            sorted({tp.partition for tp in partitions if tp.topic == invocations}),
+            sorted({tp.partition for tp in kept if tp.topic == invocations}),
         )
 
     def _position_ingress(

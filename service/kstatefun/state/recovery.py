@@ -49,26 +49,44 @@ class Recovery:
         """Make the store hold exactly the partitions in ``owned``, and start restoring
         them; returns those complete already (nothing to read)."""
         self.cancel()
+        return self.add(owned, owned)
+
+    def add(self, partitions: set[int], owned: set[int]) -> set[int]:
+        """Start restoring ``partitions`` beside the restores in progress (an incremental
+        assignment), after dropping what is not in ``owned`` (every partition the worker now
+        owns); returns those complete already. A partition the store still holds with a
+        position (kept across an eager rebalance) is caught up; any other starts afresh."""
         store = self.store
         for p in store.partitions() - owned:
             store.drop_partition(p)
         stores: dict[int, Rows] = {}
-        starts = self._starts = {}
-        for p in store.partitions():
+        for p in partitions:
             position = store.position(p)
             if position is not None:
-                stores[p], starts[p] = store.rows(p), position
-        self.fresh = sorted(owned - set(stores))  # new, or never completed a restore
-        for p in self.fresh:
+                stores[p], self._starts[p] = store.rows(p), position
+        fresh = sorted(partitions - set(stores))  # new, or never completed a restore
+        self.fresh += fresh
+        for p in fresh:
             stores[p] = store.add_partition(p)
-            starts[p] = self._local_start(p, stores[p])
+            self._starts[p] = self._local_start(p, stores[p])
         # the snapshot takes every record read; without one, a restore keeps no second copy
-        self._changes = {} if self.snapshot is not None else None
-        self.pending = set(owned)
-        complete = self.restorer.start(stores, starts, self._changes)
-        for p in self.restorer.active - set(self.fresh):
+        if self._changes is None and self.snapshot is not None:
+            self._changes = {}
+        self.pending |= partitions
+        complete = self.restorer.add(stores, {p: self._starts[p] for p in stores}, self._changes)
+        for p in (self.restorer.active & partitions) - set(fresh):
             store.suspend(p)  # a kept partition fires nothing before its catch-up
         return self._finish(complete)
+
+    def release(self, partitions: set[int]) -> None:
+        """``partitions`` were revoked while the others stay (an incremental rebalance): stop
+        restoring them and drop them from the store, so nothing of them fires or expires
+        here (a disk keeps their rows and positions for a later assignment)."""
+        self.restorer.remove(partitions)
+        self.pending -= partitions
+        self.fresh = [p for p in self.fresh if p not in partitions]
+        for p in partitions & self.store.partitions():
+            self.store.drop_partition(p)
 
     def _local_start(self, p: int, rows: Rows) -> int:
         """Where a fresh partition's restore starts: a disk's or a snapshot's position."""
@@ -98,6 +116,9 @@ class Recovery:
         partitions have no position, so the next ``begin`` restores them anew."""
         self.restorer.cancel()
         self.pending = set()
+        self._changes = None
+        self._starts = {}
+        self.fresh = []
 
     def _finish(self, positions: dict[int, int]) -> set[int]:
         if self.snapshot is not None and self._changes is not None and positions:

@@ -95,10 +95,23 @@ class ChangelogRestorer:
         ``changes[p]`` when given. Returns the partitions that need no read, with their
         position; ``step`` reads the others."""
         self.cancel()
+        return self.add(stores, starts, changes)
+
+    def add(
+        self,
+        stores: dict[int, Rows],
+        starts: dict[int, int] | None = None,
+        changes: dict[int, dict[bytes, bytes | None]] | None = None,
+    ) -> dict[int, int]:
+        """``start`` for more partitions, while those already being read go on (an incremental
+        assignment during a restore); ``changes`` is the dict given to ``start``, if any."""
         positions: dict[int, int] = {}
-        self.last_read = {}
         if not stores:
             return positions
+        if not self._ends:
+            self.last_read = {}  # a new restore
+        for p in stores:
+            self.last_read.pop(p, None)  # counted anew if read
         if self._consumer is None:
             self._consumer = self._factory()
         if self._ends_consumer is None and self._ends_factory is not None:
@@ -106,6 +119,7 @@ class ChangelogRestorer:
         starts = starts or {}
         assignment = []
         firsts: dict[int, int] = {}  # the first offset to read per partition
+        reading: set[int] = set()
         for p, store in stores.items():
             start, low, high = self._bounds(p, store, starts.get(p, 0), changes)
             firsts[p] = max(start, low)
@@ -116,14 +130,27 @@ class ChangelogRestorer:
             if high - firsts[p] > slack:
                 self._ends[p] = high
                 self._stores[p] = store
+                reading.add(p)
                 assignment.append(
                     TopicPartition(self.topic, p, start if start > low else OFFSET_BEGINNING)
                 )
             else:
                 positions[p] = firsts[p]
-        if self._ends:
-            self._begin_reading(assignment, firsts, changes)
+        if reading:
+            self._begin_reading(assignment, {p: firsts[p] for p in reading}, changes)
         return positions
+
+    def remove(self, partitions: Iterable[int]) -> None:
+        """Stop reading ``partitions`` (revoked while restoring); the others go on. What was
+        read stays in their rows, which have no position (state/recovery.py)."""
+        gone = [p for p in partitions if p in self._ends]
+        if not gone:
+            return
+        assert self._consumer is not None
+        self._consumer.incremental_unassign([TopicPartition(self.topic, p) for p in gone])
+        for p in gone:
+            del self._ends[p]
+            self._stores.pop(p)
 
     def _bounds(
         self,
@@ -157,14 +184,17 @@ class ChangelogRestorer:
         starts: dict[int, int],
         changes: dict[int, dict[bytes, bytes | None]] | None,
     ) -> None:
+        """Read ``assignment`` too (starting from ``starts``), beside what is being read."""
         assert self._consumer is not None
-        self._consumer.assign(assignment)
+        self._consumer.incremental_assign(assignment)
+        now = time.monotonic()
+        if len(starts) == len(self._ends):  # nothing else was being read: a new restore
+            self._started = self._last_log = self._last_read_at = now
+            self._read = self._total = 0
         self._changes = changes
-        self._started = self._last_log = self._last_read_at = time.monotonic()
-        self._read = 0
-        self._total = sum(self._ends[p] - starts[p] for p in self._ends)
-        self.last_read = {p: 0 for p in self._ends}
-        for p in self._ends:
+        self._total += sum(self._ends[p] - starts[p] for p in starts)
+        for p in starts:
+            self.last_read[p] = 0
             self._metrics.restore_total[(self.topic, p)] = self._ends[p] - starts[p]
             self._metrics.restore_read[(self.topic, p)] = 0
 

@@ -4,8 +4,8 @@ restore (state/recovery.py) replays only what the copy has not seen yet.
 
 Where the copies are: every worker copies every invocations partition it does not own, so each
 partition has a copy on every other worker (workers - 1 copies, at least N whenever there are
-more than N workers), and whichever worker the assignor (librdkafka's eager range, which knows
-nothing of copies) gives a failed worker's partition to has one. Placing exactly N copies needs
+more than N workers), and whichever worker the assignor (librdkafka's, which knows nothing
+of copies) gives a failed worker's partition to has one. Placing exactly N copies needs
 the group's membership, which only the Admin API's DescribeConsumerGroups offers, and that
 aborts the process when a connection drops during the request (librdkafka issue 4605, seen
 here in a chaos run with a broker kill); the copies need only the worker's own assignment.
@@ -41,6 +41,10 @@ RETRY_S = 30.0  # a copy that could not start (position outside the topic) is tr
 # An idle copy's position is written again this often once it has read everything, so that
 # its age (state/rocksdb.py MAX_AGE_S) says when it was last known complete.
 KEEP_FRESH_S = 600.0
+# A cooperative rebalance assigns in two rounds: a joining worker is first assigned nothing,
+# then, a moment later, the partitions others gave up. Copies start this long after an
+# assignment, so the partitions about to become the worker's own are not copied from scratch.
+SETTLE_S = 2.0
 
 
 class Standby:
@@ -72,10 +76,11 @@ class Standby:
         """The partitions being tailed."""
         return set(self._tailing)
 
-    def on_assignment(self, owned: set[int], disk: RocksStore | None) -> None:
+    def on_assignment(self, owned: set[int], disk: RocksStore | None, settle: bool = False) -> None:
         """The worker now owns ``owned``: stop tailing those (their positions stay in the
         database, where the restore continues from) and copy every other partition (from the
-        next ``step``: nothing here waits for a broker). ``disk``: the worker's database."""
+        next ``step``, or ``SETTLE_S`` later with ``settle``, for cooperative rebalancing:
+        nothing here waits for a broker). ``disk``: the worker's database."""
         self._disk = disk
         self._wanted = set(range(self._partitions)) - owned if disk is not None else set()
         taken = sorted(p for p in self._tailing if p in owned)
@@ -86,7 +91,7 @@ class Standby:
                 self._tailing[p],
             )
         self._stop(taken)
-        self._start_at = 0.0
+        self._start_at = time.monotonic() + SETTLE_S if settle else 0.0
 
     def step(self) -> bool:
         """Start the copies not started yet and copy one batch; True if more records are

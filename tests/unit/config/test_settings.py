@@ -31,7 +31,8 @@ def test_defaults(monkeypatch):
     assert s.bootstrap_servers == "127.0.0.1:9092"
     assert s.app_id == "kstatefun"
     assert s.instance_id == "worker-7.local"
-    assert s.state_dir is None
+    assert s.state_dir is None  # the host name is no promise of a stable name: both off
+    assert s.static_membership is False
     assert s.partitions is None  # chosen at start from the topics
     assert s.commit_interval_ms == 100
     assert s.max_batch_records == 500
@@ -65,6 +66,7 @@ def test_environment_overrides_defaults(monkeypatch):
     assert s.bootstrap_servers == "k1:9092,k2:9093"
     assert (s.app_id, s.instance_id) == ("shop", "w1")
     assert s.state_dir == Path("/var/lib/kstatefun")
+    assert s.static_membership is True  # the instance id was given
     assert (s.partitions, s.commit_interval_ms, s.max_batch_records) == (16, 50, 1000)
     assert s.transaction_timeout_ms == 30_000
     assert s.log_level == "DEBUG"
@@ -199,3 +201,64 @@ def test_the_rocksdb_store_needs_a_state_dir(tmp_path):
     s = load_settings(state_store="rocksdb", state_dir=tmp_path)
     assert (s.state_store, s.state_dir) == ("rocksdb", tmp_path)
     assert load_settings().state_store == "memory"
+
+
+# --- the defaults a given instance id brings -------------------------------------------------
+
+
+@pytest.fixture
+def state_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "kstatefun"  # need not exist yet: the worker creates it
+
+
+def test_a_given_instance_id_turns_static_membership_and_the_state_dir_on(monkeypatch, state_home):
+    by_flag = load_settings(instance_id="w1")
+    assert (by_flag.static_membership, by_flag.state_dir) == (True, state_home)
+    monkeypatch.setenv("KSTATEFUN_INSTANCE_ID", "w2")
+    by_env = load_settings()
+    assert (by_env.static_membership, by_env.state_dir) == (True, state_home)
+
+
+def test_without_xdg_state_home_the_state_dir_is_under_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_settings(instance_id="w1").state_dir == tmp_path / ".local/state/kstatefun"
+
+
+def test_two_instances_sharing_the_default_dir_use_their_own_files(state_home):
+    one, two = load_settings(instance_id="w1"), load_settings(instance_id="w2")
+    assert one.state_dir == two.state_dir
+    assert one.state_path("sqlite") == state_home / "kstatefun-w1.sqlite"
+    assert one.state_path("rocksdb") != two.state_path("rocksdb")
+
+
+def test_each_default_can_be_turned_off_or_set(monkeypatch, state_home, tmp_path):
+    s = load_settings(instance_id="w1", static_membership=False, state_dir=Path("none"))
+    assert (s.static_membership, s.state_dir) == (False, None)
+    monkeypatch.setenv("KSTATEFUN_STATIC_MEMBERSHIP", "false")
+    monkeypatch.setenv("KSTATEFUN_STATE_DIR", "None")
+    s = load_settings(instance_id="w1")
+    assert (s.static_membership, s.state_dir) == (False, None)
+    s = load_settings(instance_id="w1", static_membership=True, state_dir=tmp_path)
+    assert (s.static_membership, s.state_dir) == (True, tmp_path)
+    # and without an instance id, each can be turned on
+    monkeypatch.delenv("KSTATEFUN_STATIC_MEMBERSHIP")
+    monkeypatch.delenv("KSTATEFUN_STATE_DIR")
+    s = load_settings(static_membership=True, state_dir=tmp_path)
+    assert (s.static_membership, s.state_dir) == (True, tmp_path)
+
+
+def test_no_writable_default_state_dir_means_none_and_a_warning(monkeypatch, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))  # below a file: unwritable
+    with caplog.at_level(logging.WARNING):
+        s = load_settings(instance_id="w1")
+    assert (s.static_membership, s.state_dir) == (True, None)
+    assert "no writable default state directory" in caplog.text
+
+
+def test_a_given_instance_id_satisfies_the_rocksdb_store(state_home):
+    s = load_settings(instance_id="w1", state_store="rocksdb")
+    assert s.state_path("rocksdb") == state_home / "kstatefun-w1.rocksdb"

@@ -36,3 +36,15 @@ def test_every_client_keeps_the_metadata_recovery_fix():
         clients.restore_consumer_config("b:9092", {}),
     ):
         assert conf["metadata.recovery.strategy"] == "none"
+
+
+def test_the_rebalance_protocol_picks_the_assignor_and_who_owns_the_session():
+    cooperative = clients.group_consumer_config("b:9092", "g", {}, "cooperative")
+    eager = clients.group_consumer_config("b:9092", "g", {})
+    kip848 = clients.group_consumer_config("b:9092", "g", {}, "consumer")
+    assert cooperative["partition.assignment.strategy"] == "cooperative-sticky"
+    assert eager["partition.assignment.strategy"] == "range,roundrobin"
+    # KIP-848: the broker assigns and times sessions; librdkafka refuses the client settings
+    assert kip848["group.protocol"] == "consumer" and kip848["group.remote.assignor"] == "range"
+    assert not {"partition.assignment.strategy", "session.timeout.ms"} & set(kip848)
+    assert cooperative["session.timeout.ms"] == eager["session.timeout.ms"] == 10_000

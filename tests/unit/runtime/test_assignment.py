@@ -25,8 +25,8 @@ class SlowChangelog:
     def get_watermark_offsets(self, tp, timeout=None, cached=False):
         return 0, len(self.logs.get(tp.partition, []))
 
-    def assign(self, tps):
-        self._pos = {tp.partition: max(tp.offset, 0) for tp in tps}
+    def incremental_assign(self, tps):
+        self._pos.update({tp.partition: max(tp.offset, 0) for tp in tps})
 
     def consume(self, n, timeout=None):
         for p, pos in self._pos.items():
@@ -154,3 +154,45 @@ def test_records_of_a_held_partition_are_sought_back_not_processed():
     assignment.step()  # partition 1 restored at once, 0 still reading
     kept = assignment.unheld(batch)
     assert [r.partition() for r in kept] == [1] and group.sought == [(INV, 0, 9)]
+
+
+def test_an_incremental_assignment_joins_the_restore_in_progress_and_pauses_nothing_kept():
+    state_log = {0: [(b"a", v(1)), (b"b", v(2)), (b"c", v(3))], 1: [(b"x", v(9))], 2: []}
+    assignment, store, timers, group, restored = make(state_log, {0: [], 1: [], 2: []})
+    assignment.assign(tps((INV, 0), (INV, 2), ("in", 2)))
+    assignment.step()  # begins: 2 is empty, 0 reads one record per step
+    assignment.step()
+    assert assignment.states[2] is PartitionState.CATCHING_UP
+    assignment.caught_up(2)
+
+    # partition 1 joins; 0 and 2 stay (cooperative: the callback names only what is added)
+    kept = tps((INV, 0), (INV, 2), ("in", 2))
+    pause = assignment.assign(tps((INV, 1), ("in", 1)), [*kept, *tps((INV, 1), ("in", 1))])
+    assert sorted((tp.topic, tp.partition) for tp in pause) == [(INV, 1), ("in", 1)]
+    assert assignment.states[2] is PartitionState.LIVE  # a kept partition keeps processing
+    while assignment.restoring:
+        assignment.step()
+    # partition 0 went on from where it was: its rows are whole, read once
+    assert dict(store.rows(0).items()) == {b"a": v(1), b"b": v(2), b"c": v(3)}
+    assert store.position(0) == 3 and store.position(1) == 1
+    assert sorted(p for p, _ in restored) == [0, 1, 2]
+
+
+def test_an_incremental_revocation_stops_only_the_partitions_that_move():
+    state_log = {0: [(b"a", v(1)), (b"b", v(2))], 1: []}
+    assignment, store, timers, group, restored = make(state_log, {0: [], 1: []})
+    assignment.assign(tps((INV, 0), (INV, 1), ("in", 0), ("in", 1)))
+    assignment.step()
+    assignment.step()  # 1 is restored (empty), 0 has read one record of two
+    assert assignment.states == {0: PartitionState.RESTORING, 1: PartitionState.CATCHING_UP}
+
+    # invocations partition 0 moves away, its ingress partition stays: resumed, it takes the
+    # hop through <app>-invocations from now on
+    assignment.revoke(tps((INV, 0)))
+    assert assignment.assigned and assignment.states[1] is PartitionState.CATCHING_UP
+    resume = assignment.revoked(tps((INV, 0)))
+    assert [(tp.topic, tp.partition) for tp in resume] == [("in", 0)]
+    assert assignment.states == {1: PartitionState.CATCHING_UP} and not assignment.restoring
+    # nothing of partition 0 is left to fire or expire here; partition 1 is untouched
+    assert store.partitions() == {1} and timers.partitions() == {1}
+    assert store.position(1) == 0

@@ -3,7 +3,7 @@ what waiting for its remote calls does."""
 
 import time
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kstatefun.runtime.commit import Committer
 
@@ -83,12 +83,13 @@ def test_remote_calls_slower_than_half_the_transaction_timeout_abort_and_rewind(
     assert remote.waited[0] <= txn.transaction_timeout_s / 2
 
 
-def test_a_failed_commit_on_revoke_leaves_the_work_to_the_next_owner_without_rewinding():
+def test_a_failed_commit_on_revoke_rewinds_the_partitions_kept_and_forgets_the_revoked():
     txn = FakeTxn()
     txn.fail_commit = True
-    txn.fence_offsets = {("t", 0): 5}
-    Committer(txn, None, 60.0, 100).on_revoke()
-    assert txn.calls == ["commit", ("abort", False)] and txn.fence_offsets == {}
+    txn.fence_offsets = {("t", 0): 5, ("t", 1): 7}
+    Committer(txn, None, 60.0, 100).on_revoke([TopicPartition("t", 0)])
+    # the kept partition's records are read again here; the revoked one's by its next owner
+    assert txn.calls == ["commit", ("abort", True)] and txn.fence_offsets == {("t", 1): 7}
 
 
 def test_only_a_clean_stop_commits_the_open_transaction():

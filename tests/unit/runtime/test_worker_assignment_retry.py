@@ -42,7 +42,7 @@ def bare_worker():
     w = Worker.__new__(Worker)
     w.topics = InternalTopics("app")
     w.router = SimpleNamespace(direct=set())
-    w._draining, w._drain_ends = {}, {}
+    w._draining, w._drain_ends, w._drain_plan = {}, {}, {}
     return w
 
 
@@ -90,8 +90,8 @@ def test_an_assignment_asks_offsets_through_another_consumer_than_the_group_one(
 
     w = bare_worker()
     w.store = SimpleNamespace(snapshot=None, disk=None)
-    w.settings = SimpleNamespace(state_store="memory")
-    w.txn = SimpleNamespace(fence_offsets={}, transaction_timeout_s=10.0)
+    w.settings = SimpleNamespace(state_store="memory", rebalance_protocol="eager")
+    w.txn = SimpleNamespace(fence_offsets={}, transaction_timeout_s=10.0, is_open=False)
     w.committer = Committer(w.txn, None, 1.0, 1)
     w._offsets = TakeoverConsumer()  # fails once per partition: retried and refreshed there
     group = GroupConsumer()

@@ -24,9 +24,9 @@ class Changelog:
     def get_watermark_offsets(self, tp, timeout=None, cached=False):
         return 0, len(self.logs.get(tp.partition, []))
 
-    def assign(self, tps):
-        self.assigned = [tp.partition for tp in tps]
-        self._pos = {tp.partition: max(tp.offset, 0) for tp in tps}
+    def incremental_assign(self, tps):
+        self.assigned += [tp.partition for tp in tps]
+        self._pos.update({tp.partition: max(tp.offset, 0) for tp in tps})
 
     def consume(self, n, timeout=None):
         self.reads += 1
@@ -47,6 +47,7 @@ class Changelog:
 
     def unassign(self):
         self._pos = {}
+        self.assigned = []
 
 
 def timer(due_ms):

@@ -3,12 +3,12 @@ from kstatefun.state.store import StateStore
 
 def test_reads_see_the_overlay_before_the_committed_store():
     s = StateStore()
-    s.add_partition(0)["k"] = b"old"  # restored value
-    assert s.get(0, b"k") is None and s.get(0, "k") == b"old"
-    s.put(0, "k", b"new")
-    assert s.get(0, "k") == b"new"
-    s.put(0, "k", None)
-    assert s.get(0, "k") is None
+    s.add_partition(0)[b"k"] = b"old"  # restored value
+    assert s.get(0, b"j") is None and s.get(0, b"k") == b"old"
+    s.put(0, b"k", b"new")
+    assert s.get(0, b"k") == b"new"
+    s.put(0, b"k", None)
+    assert s.get(0, b"k") is None
 
 
 def test_commit_folds_the_overlay_and_abort_drops_it():
@@ -68,3 +68,33 @@ def test_a_snapshot_older_than_the_tombstone_horizon_is_ignored(tmp_path):
 
     time.sleep(0.01)
     assert snap.load(0) == ({}, 0)
+
+
+def test_snapshot_writes_gathered_commits_at_most_flush_s_later(tmp_path, monkeypatch):
+    from kstatefun.state import snapshot as snapshot_module
+    from kstatefun.state.snapshot import LocalSnapshot
+
+    now = [100.0]
+    monkeypatch.setattr(snapshot_module.time, "monotonic", lambda: now[0])
+    path = tmp_path / "app-w1.sqlite"
+    snap = LocalSnapshot(path)
+    s = StateStore(snap)
+    s.add_partition(0)
+    s.put(0, b"a", b"1")
+    s.apply_overlay({0: 5})
+    s.put(0, b"a", b"2")
+    s.put(0, b"b", b"3")
+    s.apply_overlay({0: 9})
+    assert LocalSnapshot(path).load(0) == ({}, 0)  # gathered, not written yet: as after kill -9
+    now[0] += snapshot_module.FLUSH_S
+    s.put(0, b"b", None)
+    s.apply_overlay({0: 12})
+    assert LocalSnapshot(path).load(0) == ({b"a": b"2"}, 12)  # the last write per key
+    s.put(0, b"c", b"4")
+    s.apply_overlay({0: 14})
+    assert snap.load(0) == ({b"a": b"2", b"c": b"4"}, 14)  # a read writes what it gathered first
+    s.put(0, b"d", b"5")
+    s.apply_overlay({0: 16})
+    snap.discard(0)  # drops what it gathered for the partition too
+    snap.close()
+    assert LocalSnapshot(path).load(0) == ({}, 0)
