@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.kafka.groups import coordinator_partition
 
 TRANSACTION_STATE = "__transaction_state"
 CONSUMER_OFFSETS = "__consumer_offsets"
@@ -38,20 +39,9 @@ def leader_of(admin: AdminClient, topic: str, partition: int) -> int:
     return md.topics[topic].partitions[partition].leader
 
 
-def java_string_hash(s: str) -> int:
-    """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit overflow)."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
 def transaction_state_partition(transactional_id: str, partitions: int) -> int:
-    """The ``__transaction_state`` partition holding ``transactional_id`` (the broker's
-    ``Utils.abs(id.hashCode) % transaction.state.log.num.partitions``)."""
-    h = java_string_hash(transactional_id)
-    return (0 if h == -(1 << 31) else abs(h)) % partitions
+    """The ``__transaction_state`` partition holding ``transactional_id``."""
+    return coordinator_partition(transactional_id, partitions)
 
 
 def _leader_for_key(admin: AdminClient, topic: str, key: str) -> int:

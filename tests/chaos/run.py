@@ -925,6 +925,9 @@ LOG_MARKERS = {
     "aborted": "transaction aborted during",
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
+    "stuck_producer": "giving the producer up",  # runtime/commit.py: a stuck producer
+    "stuck_producer_early": "coordinator is in place in the metadata",
+    "given_up_released": "released given-up producers",
     "traceback": "Traceback",
 }
 

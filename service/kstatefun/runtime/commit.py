@@ -27,14 +27,21 @@ failure, a new producer takes over the transactional id and the worker goes on, 
 
 A stuck producer (``_send_offsets``): librdkafka's ``send_offsets_to_transaction`` waits
 without a deadline for the group coordinator (librdkafka #5456: its timeout is never checked;
-#5511: a coordinator whose broker was decommissioned is never looked up again), so a broker
-failover can leave it blocked for good. The call runs on a helper thread; once the
-transaction's own timeout (plus a grace) has passed, the coordinator has aborted the
-transaction anyway, so the worker gives the producer up (it is kept, never used again, as its
-call may still return), aborts and rewinds, and a new producer takes over the transactional id,
-which fences the old one. No commit was asked of the old producer, so nothing of it can
-commit. At most ``MAX_STUCK_PRODUCERS`` times within ``EPOCH_BUMP_WINDOW_S``, then the worker
-stops (exit 1) to be restarted.
+#5511: a coordinator whose broker left the metadata, as a broker does in a clean restart, stays
+cached and is never looked up again), so a broker failover can leave it blocked for good. The
+call runs on a helper thread. Once it has blocked for ``STUCK_PROBE_AFTER_S`` (or three times
+as long as such calls took lately, on a slow cluster), fresh metadata is asked whether the
+group's coordinator is in place (``coordinator_answers``, kafka/groups.py); if it is and the call
+is still blocked ``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call
+would have returned (librdkafka retries it every 500 ms), so the producer is stuck. Otherwise
+(the coordinator is still moving), and for ``STUCK_EARLY_COOLDOWN_S`` after a producer was
+given up, the call is waited for until the transaction's own timeout
+plus a grace, after which the coordinator has aborted the transaction anyway. Either way the
+worker gives the producer up (it is kept, never used again, until its call returns), aborts
+and rewinds, and a new producer takes over the transactional id, which fences the old one:
+its late requests carry the old epoch and are refused, and no commit was asked of it, so
+nothing of it commits. At most ``MAX_ABANDONED_PRODUCERS`` given-up producers may still be
+blocked at once; one more and the worker stops (exit 1) to be restarted.
 
 The commit *policy* is ``Committer``'s: when the open transaction commits (the poll drained
 what was available, or it has been open for ``commit_interval_ms``), waiting for its remote calls
@@ -84,12 +91,31 @@ _TRANSACTIONAL_ID = "this worker's transactional id"
 
 
 # How long past the transaction timeout a send_offsets_to_transaction may still return before
-# its producer is given up as stuck. librdkafka caps the call's own timeout at the transaction's
-# remaining time, so a call that works returns before the grace begins.
+# its producer is given up as stuck, when the group coordinator's answer did not show it earlier.
+# librdkafka caps the call's own timeout at the transaction's remaining time, so a call that
+# works returns before the grace begins.
 STUCK_GRACE_S = 5.0
-# More stuck producers than this within EPOCH_BUMP_WINDOW_S: stop (each one keeps its threads
-# and connections until its call returns) and let the supervisor start a fresh process.
-MAX_STUCK_PRODUCERS = 3
+# A blocked send_offsets_to_transaction: after this long, ask the group coordinator whether it
+# answers (a call normally takes milliseconds; one that follows a moved coordinator, 0.5 to 1 s),
+# or after STUCK_SLOW_FACTOR times the recent calls' average on a slow cluster (0.5 to 3.7 s at
+# a load average of 30 to 45 on the 2-core test machine); the question may take up to
+# STUCK_PROBE_TIMEOUT_S.
+STUCK_PROBE_AFTER_S = 2.0
+STUCK_SLOW_FACTOR = 3.0
+STUCK_PROBE_TIMEOUT_S = 2.0
+# The coordinator answered: the call is stuck if it is still blocked this much later, or twice
+# as long as the answer took, whichever is longer.
+STUCK_CONFIRM_S = 1.0
+# After a producer was given up, the next one is given up only at the transaction timeout for
+# this long: metadata may name a killed broker as the coordinator until the controller notices
+# (broker.session.timeout.ms), and a new producer looks the coordinator up afresh anyway.
+STUCK_EARLY_COOLDOWN_S = 30.0
+# Given-up producers whose call has not returned yet (each keeps its threads and connections):
+# one more than this and the worker stops so that a fresh process takes over. A rolling restart
+# makes at most one per move of the group's coordinator, which moves only between the replicas
+# of its __consumer_offsets partition (3), whatever the cluster's size, and a given-up producer
+# is released once its call returns (any connection of it going up or down wakes it).
+MAX_ABANDONED_PRODUCERS = 8
 
 
 class OverlayStore(Protocol):
@@ -135,6 +161,7 @@ class Transaction:
         metrics: WorkerMetrics,
         op_timeout_s: float = 30.0,
         transaction_timeout_s: float = 10.0,
+        coordinator_answers: Callable[[float], bool] | None = None,
     ) -> None:
         self.metrics = metrics
         self._out = metrics.records_out
@@ -156,9 +183,14 @@ class Transaction:
         self.opened_at = 0.0
         self._committed_at = 0.0
         self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
-        self._stuck: list[float] = []  # when a producer was last given up as stuck (monotonic)
-        # given-up producers: never destroyed while their stuck call may still return
-        self._abandoned: list[Producer] = []
+        # whether fresh metadata shows the group's coordinator in place, asked within the given
+        # seconds (kafka/groups.py); None: a stuck producer is found by the transaction timeout
+        self._coordinator_answers = coordinator_answers
+        self._offsets_s = 0.0  # how long send_offsets_to_transaction took lately (average)
+        self._given_up_at: float | None = None  # when a producer was last given up (monotonic)
+        # given-up producers with the thread of their blocked call: never destroyed while
+        # that call may still return (released by _release_returned)
+        self._abandoned: list[tuple[Producer, threading.Thread]] = []
         self._clock = time.monotonic
         self.producer = self._new_producer()
 
@@ -305,9 +337,10 @@ class Transaction:
         self.metrics.commit_latency.observe(time.perf_counter() - started)
 
     def _send_offsets(self, offsets: list[TopicPartition]) -> None:
-        """``send_offsets_to_transaction``, bounded by the transaction timeout (module doc: a
-        stuck producer)."""
+        """``send_offsets_to_transaction``, bounded (module doc: a stuck producer)."""
         self.on_progress()
+        if self._abandoned:
+            self._release_returned()
         producer = self.producer
         metadata = self._consumer.consumer_group_metadata()
         limit_s = min(self._timeout, self._txn_timeout_s)
@@ -321,44 +354,102 @@ class Transaction:
                 outcome.append(e)
 
         helper = threading.Thread(target=call, name="kstatefun-send-offsets", daemon=True)
+        started = self._clock()
         helper.start()
-        helper.join(limit_s + STUCK_GRACE_S)
+        why = self._wait_or_diagnose(helper, started, limit_s + STUCK_GRACE_S)
         if outcome:
             if outcome[0] is not None:
                 raise outcome[0]
+            # a moving average of how long the call takes (a slow cluster is probed later)
+            self._offsets_s += 0.2 * (self._clock() - started - self._offsets_s)
             return
-        self._give_up_stuck_producer(limit_s + STUCK_GRACE_S)
+        self._give_up_stuck_producer(helper, self._clock() - started, why)
 
-    def _give_up_stuck_producer(self, waited_s: float) -> None:
-        """The open transaction's producer is stuck in a call: abort the transaction (locally;
-        the new producer's init_transactions aborts it on the broker) and raise."""
-        stuck = self.producer
-        self._abandoned.append(stuck)
+    @property
+    def probe_after_s(self) -> float:
+        """How long a send_offsets_to_transaction may block before the coordinator is asked."""
+        return max(STUCK_PROBE_AFTER_S, STUCK_SLOW_FACTOR * self._offsets_s)
+
+    def _wait_or_diagnose(self, helper: threading.Thread, started: float, limit_s: float) -> str:
+        """Wait for the call on ``helper`` at most ``limit_s`` after ``started``; once it has
+        blocked for ``probe_after_s``, ask whether the group coordinator answers (again every
+        ``STUCK_CONFIRM_S`` until it does). Returns "" as soon as the call returns, else why its
+        producer is stuck."""
+        answered_at: float | None = None
+        confirm_s = STUCK_CONFIRM_S
+        probe = self._coordinator_answers
+        if self._given_up_at is not None and started - self._given_up_at < STUCK_EARLY_COOLDOWN_S:
+            probe = None
+        next_probe = self.probe_after_s if probe is not None else limit_s
+        while True:
+            elapsed = self._clock() - started
+            until = next_probe if answered_at is None else answered_at + confirm_s
+            helper.join(max(0.0, min(until, limit_s) - elapsed))
+            if not helper.is_alive():
+                return ""
+            elapsed = self._clock() - started
+            if elapsed >= limit_s:
+                waited = f"transaction_timeout_ms + {STUCK_GRACE_S:.0f} s passed"
+                if probe is None:
+                    return waited
+                return f"{waited} without the group's coordinator in place in the metadata"
+            if answered_at is not None:
+                if elapsed >= answered_at + confirm_s:
+                    return (
+                        "the group's coordinator is in place in the metadata, so a call that "
+                        "works would have returned"
+                    )
+            elif probe is not None and elapsed >= next_probe:
+                self.on_progress()  # the question is bounded on its own
+                asked = self._clock()
+                if probe(STUCK_PROBE_TIMEOUT_S):
+                    answered_at = self._clock() - started
+                    confirm_s = max(STUCK_CONFIRM_S, 2 * (self._clock() - asked))
+                else:  # still moving: ask again a little later
+                    next_probe = self._clock() - started + STUCK_CONFIRM_S
+
+    def _give_up_stuck_producer(self, helper: threading.Thread, waited_s: float, why: str) -> None:
+        """The open transaction's producer is stuck in ``send_offsets_to_transaction`` (on
+        ``helper``): abort the transaction (locally; the new producer's init_transactions aborts
+        it on the broker) and raise."""
+        self._abandoned.append((self.producer, helper))
+        self._given_up_at = self._clock()
         self.is_open = False  # abort() must not ask the stuck producer
         self.metrics.aborts += 1
-        now = self._clock()
-        self._stuck = [t for t in self._stuck if now - t < EPOCH_BUMP_WINDOW_S] + [now]
+        self._release_returned()
+        blocked = len(self._abandoned)
         what = (
-            f"send_offsets_to_transaction did not return within {waited_s:.0f} s "
-            f"(transaction_timeout_ms + {STUCK_GRACE_S:.0f} s; librdkafka #5456/#5511: it can "
-            "wait for a group coordinator for good after a broker failover)"
+            f"send_offsets_to_transaction did not return within {waited_s:.1f} s and {why} "
+            "(librdkafka #5456/#5511)"
         )
-        if len(self._stuck) > MAX_STUCK_PRODUCERS:
+        if blocked > MAX_ABANDONED_PRODUCERS:
             raise KafkaUnavailableError(
-                f"{what}; {len(self._stuck)} producers given up within "
-                f"{EPOCH_BUMP_WINDOW_S:.0f} s: stopping so that a fresh process takes over; "
-                "check the brokers"
+                f"{what}; {blocked} producers given up are still blocked: stopping so that a "
+                "fresh process takes over; check the brokers"
             )
         log.warning(
             "%s: giving the producer up, aborting the transaction and taking the "
-            "transactional id over with a new producer stuck=%d max=%d",
+            "transactional id over with a new producer blocked=%d max=%d",
             what,
-            len(self._stuck),
-            MAX_STUCK_PRODUCERS,
+            blocked,
+            MAX_ABANDONED_PRODUCERS,
         )
         self.metrics.stuck_producers += 1
         self.producer = self._new_producer()
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, what, retriable=True))
+
+    def _release_returned(self) -> None:
+        """Drop the given-up producers whose blocked call has returned, which frees their
+        threads and connections."""
+        blocked = [(p, t) for p, t in self._abandoned if t.is_alive()]
+        released = len(self._abandoned) - len(blocked)
+        self._abandoned = blocked
+        if released:
+            log.info(
+                "released given-up producers whose call returned released=%d still_blocked=%d",
+                released,
+                len(blocked),
+            )
 
     def _commit_with_retry(self) -> None:
         for attempt in range(5):

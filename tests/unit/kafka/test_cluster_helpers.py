@@ -2,10 +2,11 @@
 and how the nodes of a local cluster are configured."""
 
 import pytest
-from tests.cluster import java_string_hash, transaction_state_partition
+from tests.cluster import transaction_state_partition
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
 from kstatefun.errors import DevKafkaError
+from kstatefun.kafka.groups import java_string_hash
 
 
 def test_java_string_hash():

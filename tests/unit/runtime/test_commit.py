@@ -1,6 +1,8 @@
 """The commit protocol's offsets (what each transaction sends with the group's metadata), and
 what it does when the producer is fenced or its epoch was bumped."""
 
+import threading
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from tests.fakes import Record
@@ -261,18 +263,26 @@ class StuckProducer(FencingProducer):
 
 @pytest.fixture
 def release():
-    import threading
-
     event = threading.Event()
     yield event
     event.set()  # lets the helper threads of the stuck calls finish
 
 
-def stuck_txn(monkeypatch, producers):
+def stuck_txn(monkeypatch, producers, transaction_timeout_s=0.05, coordinator_answers=None):
+    """A Transaction over ``producers`` whose stuck-producer waits take milliseconds."""
     monkeypatch.setattr(commit_module, "STUCK_GRACE_S", 0.0)
+    monkeypatch.setattr(commit_module, "STUCK_PROBE_AFTER_S", 0.01)
+    monkeypatch.setattr(commit_module, "STUCK_CONFIRM_S", 0.01)
     made = iter(producers)
     consumer = Rewinds()
-    txn = Transaction(lambda: next(made), consumer, [], WorkerMetrics(), transaction_timeout_s=0.05)
+    txn = Transaction(
+        lambda: next(made),
+        consumer,
+        [],
+        WorkerMetrics(),
+        transaction_timeout_s=transaction_timeout_s,
+        coordinator_answers=coordinator_answers,
+    )
     return txn, consumer
 
 
@@ -290,14 +300,137 @@ def test_a_producer_stuck_in_send_offsets_is_given_up_and_replaced(monkeypatch, 
     assert fresh.offsets == [{("in", 0): 6}] and fresh.commits == 1
 
 
-def test_stuck_producers_are_bounded(monkeypatch, release):
-    monkeypatch.setattr(commit_module, "MAX_STUCK_PRODUCERS", 1)
+def test_a_stuck_producer_is_given_up_once_the_group_coordinator_answers(monkeypatch, release):
+    """The coordinator answers a fresh client while the call stays blocked: given up then, not
+    at the transaction timeout (a minute here, so a wrong path would show in the reason)."""
+    asked = []
+
+    def answers(timeout_s):
+        asked.append(timeout_s)
+        return True
+
+    stuck = StuckProducer(release)
+    fresh = FencingProducer()
+    txn, consumer = stuck_txn(
+        monkeypatch, [stuck, fresh], transaction_timeout_s=60, coordinator_answers=answers
+    )
+    with pytest.raises(KafkaException, match="coordinator is in place"):
+        one_transaction(txn)
+    assert asked == [commit_module.STUCK_PROBE_TIMEOUT_S]
+    assert stuck.calls_after == 0 and txn.producer is fresh and fresh.inits == 1
+    assert consumer.seeks == [("in", 0, 5)] and txn.metrics.stuck_producers == 1
+
+
+def test_after_a_give_up_the_next_one_waits_for_the_transaction_timeout(monkeypatch, release):
+    """Metadata may still name a killed broker as the coordinator (until the controller notices
+    it): one early give-up per cooldown, so that new producers are not churned through."""
+    asked = []
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), StuckProducer(release), FencingProducer()],
+        transaction_timeout_s=0.3,
+        coordinator_answers=lambda timeout_s: asked.append(timeout_s) or True,
+    )
+    with pytest.raises(KafkaException, match="coordinator is in place"):
+        one_transaction(txn)
+    with pytest.raises(KafkaException, match=r"transaction_timeout_ms \+ 0 s passed \(librdkafka"):
+        one_transaction(txn)
+    assert len(asked) == 1 and txn.metrics.stuck_producers == 2
+
+
+def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, release):
+    """While the coordinator moves (no answer), the call is waited for up to the transaction
+    timeout, asking again meanwhile; then the producer is given up all the same."""
+    asked = []
+
+    def answers(timeout_s):
+        asked.append(timeout_s)
+        return False
+
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), FencingProducer()],
+        transaction_timeout_s=0.2,
+        coordinator_answers=answers,
+    )
+    with pytest.raises(KafkaException, match="without the group's coordinator in place"):
+        one_transaction(txn)
+    assert len(asked) >= 2  # asked again while waiting
+    assert txn.metrics.stuck_producers == 1
+
+
+def test_a_slow_call_that_returns_is_not_given_up(monkeypatch, release):
+    """A call blocked while the coordinator moves, returning once it is back: committed on the
+    same producer, nothing given up."""
+
+    class Slow(FencingProducer):
+        def send_offsets_to_transaction(self, offsets, metadata, timeout):
+            release.wait()
+            super().send_offsets_to_transaction(offsets, metadata, timeout)
+
+    def answers(timeout_s):
+        release.set()  # the coordinator is back: the call returns (but it did not answer yet)
+        return False
+
+    slow = Slow()
+    txn, _ = stuck_txn(monkeypatch, [slow], transaction_timeout_s=60, coordinator_answers=answers)
+    one_transaction(txn)
+    assert txn.producer is slow and slow.commits == 1 and slow.offsets == [{("in", 0): 6}]
+    assert txn.metrics.stuck_producers == 0
+
+
+def test_a_slow_cluster_is_asked_later(monkeypatch):
+    """Calls that took long lately (a loaded cluster) delay the question, so that a working
+    call that is merely slow does not look stuck; fast calls keep the 2 s delay."""
+    now = [0.0]
+    took = [1.0]
+
+    class Timed(FencingProducer):
+        def send_offsets_to_transaction(self, offsets, metadata, timeout):
+            now[0] += took[0]  # the fake clock: how long the call took
+            super().send_offsets_to_transaction(offsets, metadata, timeout)
+
+    txn, _ = txn_with([Timed()])
+    txn._clock = lambda: now[0]
+    assert txn.probe_after_s == commit_module.STUCK_PROBE_AFTER_S
+    for _ in range(10):
+        one_transaction(txn)
+    slow = txn.probe_after_s
+    assert slow == pytest.approx(commit_module.STUCK_SLOW_FACTOR * (1 - 0.8**10))
+    took[0] = 0.005
+    for _ in range(30):
+        one_transaction(txn)
+    assert txn.probe_after_s == commit_module.STUCK_PROBE_AFTER_S < slow
+
+
+def test_given_up_producers_still_blocked_are_bounded(monkeypatch, release):
+    monkeypatch.setattr(commit_module, "MAX_ABANDONED_PRODUCERS", 1)
     txn, _ = stuck_txn(monkeypatch, [StuckProducer(release) for _ in range(3)])
     with pytest.raises(KafkaException):
         one_transaction(txn)
-    with pytest.raises(KafkaUnavailableError, match=r"2 producers given up within 600 s"):
+    with pytest.raises(KafkaUnavailableError, match=r"2 producers given up are still blocked"):
         one_transaction(txn)
     assert not txn.is_open
+
+
+def test_a_given_up_producer_whose_call_returns_is_released(monkeypatch):
+    """Released producers do not count: a rolling restart that gives up one producer per move
+    of the group coordinator, each released later, never stops the worker."""
+    monkeypatch.setattr(commit_module, "MAX_ABANDONED_PRODUCERS", 1)
+    events = [threading.Event() for _ in range(4)]
+    txn, _ = stuck_txn(monkeypatch, [StuckProducer(e) for e in events] + [FencingProducer()])
+    try:
+        for event in events:
+            with pytest.raises(KafkaException, match="did not return"):  # never the bound
+                one_transaction(txn)
+            if event is not events[-1]:
+                event.set()  # its call returns (librdkafka's does at a broker state change)
+                txn._abandoned[-1][1].join(5)
+        assert txn.metrics.stuck_producers == 4
+        assert len(txn._abandoned) == 1 and txn._abandoned[0][1].is_alive()  # the 4th
+    finally:
+        for event in events:
+            event.set()
 
 
 def test_each_bounded_producer_call_tells_the_watchdog():
