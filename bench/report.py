@@ -314,6 +314,9 @@ def table(res: dict) -> str:
                     f"records in {_num(rs.get('seconds'))} s = {_num(rs.get('rate'))}/s{snap}"
                     f"{wrong}"
                 )
+    if res.get("scaleout"):
+        lines += ["", "scale-out under load (bench/scaleout.py), per rebalance protocol"]
+        lines += [f"  {brief_scaleout(r)}" for r in res["scaleout"].values()]
     if res.get("bigstate"):
         lines += ["", *bigstate_lines(res["bigstate"])]
     prof = res["profile"].get("kstatefun") or {}
