@@ -516,8 +516,9 @@ class Worker:
 
     def _housekeep(self) -> float | None:
         """Sample the lag, advance restores and standby copies, fire due timers, check
-        drains and holds, apply completed remote calls; returns how long the next read may
-        wait, or None when applying remote results failed (the round ends there)."""
+        drains and holds, write the snapshot when due, apply completed remote calls; returns
+        how long the next read may wait, or None when applying remote results failed (the
+        round ends there)."""
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
         assignment = self.assignment
@@ -532,6 +533,9 @@ class Worker:
             self._check_drained()
         if self._held:
             self._balance_ingress()  # also without commits: nothing may hold ingress for good
+        snapshot = self.store.snapshot
+        if snapshot is not None:
+            snapshot.flush_if_due()  # commits gathered before the worker fell idle
         remote = self.remote
         if remote is not None and not remote.idle:
             try:

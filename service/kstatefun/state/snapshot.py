@@ -99,6 +99,12 @@ class LocalSnapshot:
         if time.monotonic() >= self._due:
             self.flush()
 
+    def flush_if_due(self) -> None:
+        """Write what was gathered once ``FLUSH_S`` has passed: called by the worker's loop,
+        so that a worker that fell idle after its last commit still writes it."""
+        if time.monotonic() >= self._due and (self._rows or self._positions):
+            self.flush()
+
     def flush(self) -> None:
         """Write what ``save`` gathered, rows and positions in one SQLite transaction."""
         self._due = time.monotonic() + FLUSH_S

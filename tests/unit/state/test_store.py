@@ -98,3 +98,22 @@ def test_snapshot_writes_gathered_commits_at_most_flush_s_later(tmp_path, monkey
     snap.discard(0)  # drops what it gathered for the partition too
     snap.close()
     assert LocalSnapshot(path).load(0) == ({}, 0)
+
+
+def test_an_idle_worker_writes_its_gathered_snapshot_when_due(tmp_path, monkeypatch):
+    from kstatefun.state import snapshot as snapshot_module
+    from kstatefun.state.snapshot import LocalSnapshot
+
+    now = [100.0]
+    monkeypatch.setattr(snapshot_module.time, "monotonic", lambda: now[0])
+    path = tmp_path / "app-w1.sqlite"
+    snap = LocalSnapshot(path)
+    s = StateStore(snap)
+    s.add_partition(0)
+    s.put(0, b"a", b"1")
+    s.apply_overlay({0: 5})  # the last commit before the input ends
+    snap.flush_if_due()
+    assert LocalSnapshot(path).load(0) == ({}, 0)  # not due yet
+    now[0] += snapshot_module.FLUSH_S
+    snap.flush_if_due()  # the loop's housekeeping, no commit since
+    assert LocalSnapshot(path).load(0) == ({b"a": b"1"}, 5)
