@@ -70,7 +70,8 @@ def test_a_snapshot_older_than_the_tombstone_horizon_is_ignored(tmp_path):
     assert snap.load(0) == ({}, 0)
 
 
-def test_snapshot_writes_gathered_commits_at_most_flush_s_later(tmp_path, monkeypatch):
+def _gathering(tmp_path, monkeypatch):
+    """A store over a snapshot, on a clock the test moves: (clock, path, snapshot, store)."""
     from kstatefun.state import snapshot as snapshot_module
     from kstatefun.state.snapshot import LocalSnapshot
 
@@ -80,6 +81,14 @@ def test_snapshot_writes_gathered_commits_at_most_flush_s_later(tmp_path, monkey
     snap = LocalSnapshot(path)
     s = StateStore(snap)
     s.add_partition(0)
+    return now, path, snap, s
+
+
+def test_snapshot_writes_gathered_commits_at_most_flush_s_later(tmp_path, monkeypatch):
+    from kstatefun.state import snapshot as snapshot_module
+    from kstatefun.state.snapshot import LocalSnapshot
+
+    now, path, snap, s = _gathering(tmp_path, monkeypatch)
     s.put(0, b"a", b"1")
     s.apply_overlay({0: 5})
     s.put(0, b"a", b"2")
@@ -104,12 +113,7 @@ def test_an_idle_worker_writes_its_gathered_snapshot_when_due(tmp_path, monkeypa
     from kstatefun.state import snapshot as snapshot_module
     from kstatefun.state.snapshot import LocalSnapshot
 
-    now = [100.0]
-    monkeypatch.setattr(snapshot_module.time, "monotonic", lambda: now[0])
-    path = tmp_path / "app-w1.sqlite"
-    snap = LocalSnapshot(path)
-    s = StateStore(snap)
-    s.add_partition(0)
+    now, path, snap, s = _gathering(tmp_path, monkeypatch)
     s.put(0, b"a", b"1")
     s.apply_overlay({0: 5})  # the last commit before the input ends
     snap.flush_if_due()
