@@ -79,7 +79,7 @@ def test_wheel_carries_the_avro_schemas(tmp_path):
 
 
 @pytest.mark.kafka
-def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic):
+def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic, tmp_path):
     """worker-1's environment and entrypoint, with the broker address swapped for ours and the
     metrics port for a free one (the compose file's 9464 may be taken on this host)."""
     create_topic("greeter-names", partitions=4)
@@ -88,6 +88,9 @@ def test_the_container_command_runs_outside_docker(kafka_bootstrap, create_topic
     env["KSTATEFUN_MODULE"] = str(ROOT / "config" / "module.yaml")
     env["KSTATEFUN_BOOTSTRAP_SERVERS"] = kafka_bootstrap
     env["KSTATEFUN_METRICS_PORT"] = str(free_ports(1)[0])
+    # worker-1 is a named worker: its default state directory goes here, not in this host's
+    # home, where an earlier run's snapshot would outlive that run's broker
+    env["XDG_STATE_HOME"] = str(tmp_path)
     kstatefun = os.path.join(os.path.dirname(sys.executable), "kstatefun")
     worker = subprocess.Popen([kstatefun, "run"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
     try:

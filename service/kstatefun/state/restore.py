@@ -56,6 +56,10 @@ class ChangelogRestorer:
         self._changes: dict[int, dict[bytes, bytes | None]] | None = None
         self._read = self._total = 0
         self._started = self._last_log = self._last_read_at = 0.0
+        # a partition's local state was found past the changelog's end after the settle wait:
+        # the topic was recreated, so its other partitions are not waited for again (a stale
+        # state directory would otherwise cost settle_s per partition, one after another)
+        self._recreated = False
 
     @property
     def active(self) -> set[int]:
@@ -162,8 +166,15 @@ class ChangelogRestorer:
         """Where partition p's read starts, and the topic's low and high watermarks."""
         ends = self._ends_consumer or self._consumer
         assert ends is not None
-        low, high = watermarks(ends, TopicPartition(self.topic, p), at_least=start)
+        low, high = watermarks(
+            ends,
+            TopicPartition(self.topic, p),
+            at_least=start,
+            settle_s=0.0 if self._recreated else SETTLE_S,
+            on_wait=self._on_progress,
+        )
         if start and not low <= start <= high:
+            self._recreated = True
             log.warning(
                 "local state of partition=%d is at offset %d, outside the changelog's "
                 "%d..%d (topic recreated?): restoring from the beginning",
@@ -301,12 +312,17 @@ class ChangelogRestorer:
         self._changes = None
 
 
+# How long a high watermark below this worker's own position is asked again (watermarks).
+SETTLE_S = 30.0
+
+
 def watermarks(
     consumer: Consumer,
     tp: TopicPartition,
     at_least: int = 0,
-    settle_s: float = 30.0,
+    settle_s: float = SETTLE_S,
     sleep: Callable[[float], None] = time.sleep,
+    on_wait: Callable[[], None] = lambda: None,
 ) -> tuple[int, int]:
     """Low and high watermark, retried while leadership settles (a just-created topic, a
     broker restart): kafka/errors.py decides which errors are transient.
@@ -314,7 +330,8 @@ def watermarks(
     A high watermark below ``at_least`` (a position this worker's own committed records
     reached) is taken for a leader that has not caught up yet: a newly elected leader learns
     the high watermark from its followers' next fetches. It is asked again for up to
-    ``settle_s`` before the caller may conclude that the topic was recreated."""
+    ``settle_s`` before the caller may conclude that the topic was recreated; ``on_wait`` is
+    called at each try (e.g. the watchdog's beat: the wait is bounded)."""
     deadline = time.monotonic() + settle_s
     while True:
         low, high = call_with_retry(
@@ -332,6 +349,7 @@ def watermarks(
             at_least,
             high,
         )
+        on_wait()
         sleep(0.25)
 
 

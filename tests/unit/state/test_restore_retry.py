@@ -44,3 +44,40 @@ def test_a_permanent_error_is_not_retried():
     with pytest.raises(KafkaException):
         watermarks(consumer, TopicPartition("app-changelog", 2))
     assert consumer.calls == 1
+
+
+class BehindConsumer:
+    """A changelog that ends at offset 0 (recreated), below the local state's position."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def get_watermark_offsets(self, tp, timeout, cached):
+        self.calls += 1
+        return 0, 0
+
+    def list_topics(self, topic, timeout):
+        pass
+
+
+def test_a_high_watermark_below_the_local_position_is_asked_again_with_beats():
+    consumer, beats, slept = BehindConsumer(), [], []
+    low_high = watermarks(
+        consumer,
+        TopicPartition("app-changelog", 2),
+        at_least=5,
+        settle_s=0.05,
+        sleep=slept.append,
+        on_wait=lambda: beats.append(1),
+    )
+    assert low_high == (0, 0)  # the caller then restores from the beginning
+    assert consumer.calls > 1 and len(beats) == len(slept) == consumer.calls - 1
+
+
+def test_no_settle_wait_asks_once():
+    consumer = BehindConsumer()
+    assert watermarks(consumer, TopicPartition("app-changelog", 2), at_least=5, settle_s=0) == (
+        0,
+        0,
+    )
+    assert consumer.calls == 1
