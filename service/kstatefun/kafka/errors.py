@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -160,3 +160,13 @@ def call_with_retry(
                     log.info("metadata refresh failed: %s", refresh_error)
             sleep(delay)
             delay = min(delay * 2, p.max_backoff_s)
+
+
+def watermark_offsets(consumer: Any, tp: Any, timeout: float = 10.0) -> tuple[int, int]:
+    """A partition's low and high watermark from the broker, retried while leadership settles
+    (a just-created topic, a broker restart), refreshing the topic's metadata in between."""
+    return call_with_retry(
+        lambda: consumer.get_watermark_offsets(tp, timeout=timeout, cached=False),
+        f"reading the offsets of {tp.topic} partition {tp.partition}",
+        lambda: consumer.list_topics(tp.topic, timeout=5),
+    )

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kstatefun.errors import TopicError
-from kstatefun.kafka.errors import is_retriable
+from kstatefun.kafka.errors import is_retriable, watermark_offsets
 from kstatefun.kafka.partitioner import (
     DEFAULT_PARTITIONER,
     LEGACY_PARTITIONER,
@@ -154,7 +154,7 @@ def read_partitioner(consumer: Consumer, topic: str, timeout: float = 30.0) -> s
     writer wins a race), or None when nothing is recorded. Closes ``consumer``."""
     try:
         tp = TopicPartition(topic, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        low, high = watermark_offsets(consumer, tp, timeout)
         if high <= low:
             return None
         consumer.assign([TopicPartition(topic, 0, low)])
@@ -207,9 +207,7 @@ def sample_placement(
             if count < 2:
                 continue
             for p in range(count):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=timeout, cached=False
-                )
+                low, high = watermark_offsets(consumer, TopicPartition(topic, p), timeout)
                 if high > low:
                     assign.append(TopicPartition(topic, p, low))
                     ends[(topic, p)] = high - 1
@@ -340,9 +338,7 @@ def _has_written(consumer: Consumer, metadata: Any, names: Iterable[str], timeou
             if t is None or t.error is not None:
                 continue
             for p in t.partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(name, p), timeout=timeout, cached=False
-                )
+                _, high = watermark_offsets(consumer, TopicPartition(name, p), timeout)
                 if high > 0:
                     return True
         return False

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from kstatefun.kafka.errors import call_with_retry
+from kstatefun.kafka.errors import watermark_offsets
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.state.partitioned import Rows
 
@@ -334,11 +334,7 @@ def watermarks(
     called at each try (e.g. the watchdog's beat: the wait is bounded)."""
     deadline = time.monotonic() + settle_s
     while True:
-        low, high = call_with_retry(
-            lambda: consumer.get_watermark_offsets(tp, timeout=10, cached=False),
-            f"reading the offsets of {tp.topic} partition {tp.partition}",
-            lambda: consumer.list_topics(tp.topic, timeout=5),
-        )
+        low, high = watermark_offsets(consumer, tp)
         if high >= at_least or time.monotonic() >= deadline:
             return low, high
         log.info(
