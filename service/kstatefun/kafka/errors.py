@@ -75,17 +75,22 @@ _PROTOCOL_UNSUPPORTED = (
 _INSTANCE_ID_UNRELEASED = "Broker: The instance ID is still used by another member"
 
 
+def _fatal(err: KafkaError) -> bool:
+    # a consumer's message error may carry _FATAL without the fatal flag
+    return err.fatal() or err.code() == KafkaError._FATAL
+
+
 def group_protocol_unsupported(err: KafkaError) -> bool:
     """True for the fatal error of a KIP-848 group consumer whose broker does not take the
     consumer group protocol (older than Kafka 4.0, or the protocol turned off there)."""
-    return err.fatal() and any(cause in err.str() for cause in _PROTOCOL_UNSUPPORTED)
+    return _fatal(err) and any(cause in err.str() for cause in _PROTOCOL_UNSUPPORTED)
 
 
 def instance_id_unreleased(err: KafkaError) -> bool:
     """True for the fatal error of a KIP-848 static member that joined while another member
     still holds its group.instance.id (UNRELEASED_INSTANCE_ID): a running worker with the same
     instance id, or one that stopped without leaving, until the group's session timeout."""
-    return err.fatal() and _INSTANCE_ID_UNRELEASED in err.str()
+    return _fatal(err) and _INSTANCE_ID_UNRELEASED in err.str()
 
 
 RETRY_SETTING = "kafka_retry_timeout_s"

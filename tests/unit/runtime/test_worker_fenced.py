@@ -12,8 +12,9 @@ from kstatefun.errors import ConfigError, FencedError
 from kstatefun.runtime.worker import Worker
 
 
-def fatal(text: str) -> KafkaError:
-    return KafkaError(KafkaError._FATAL, f"Fatal error: {text}", fatal=True)
+def fatal(text: str, flag: bool = True) -> KafkaError:
+    # a consumer's message error carries _FATAL, with or without the fatal flag
+    return KafkaError(KafkaError._FATAL, f"Fatal error: {text}", fatal=flag)
 
 
 # librdkafka's texts (rd_kafka_err2str of the cause, then the heartbeat's own words)
@@ -21,7 +22,8 @@ FENCED = fatal("Broker: Static consumer fenced by other consumer with same group
 UNRELEASED = fatal(
     "Broker: The instance ID is still used by another member in the consumer group: "
     "ConsumerGroupHeartbeat fatal error: Broker: The instance ID is still used by another "
-    "member in the consumer group"
+    "member in the consumer group",
+    flag=False,
 )
 UNSUPPORTED = fatal(
     "Broker: API version not supported: ConsumerGroupHeartbeat fatal error: Broker: API "
