@@ -59,7 +59,7 @@ from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.remote import RemoteInvoker
-from kstatefun.runtime.router import IngressRouter
+from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import Recovery
@@ -578,16 +578,13 @@ class Worker:
         try:
             txn.begin()
             txn.track(batch)
-            invocations = self.topics.invocations
-            dispatch, route = self.dispatcher.dispatch, self.router.route
-            records_in = self.metrics.records_in
-            for msg in batch:
-                topic = msg.topic()
-                records_in[topic] = records_in.get(topic, 0) + 1
-                if topic == invocations:
-                    dispatch(msg)
-                else:
-                    route(msg)
+            process_records(
+                batch,
+                self.topics.invocations,
+                self.dispatcher.dispatch,
+                self.router.route,
+                self.metrics.records_in,
+            )
         except KafkaException as e:
             self.committer.failed(e, "processing")
             return False
