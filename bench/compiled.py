@@ -54,11 +54,26 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
+def loaded_build(service: Path) -> str:
+    """What a process with ``service`` on its path runs: compiled, pure or partly compiled
+    (kstatefun/buildinfo.py)."""
+    check = "from kstatefun import buildinfo; print(buildinfo.build())"
+    env = {**os.environ, "PYTHONPATH": str(service)}
+    out = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
 def ensure(log: Path) -> Path:
     """The ``service`` directory (for PYTHONPATH) of the cached compiled build of this tree,
-    built if missing or stale; RuntimeError with pip's output when it cannot be built."""
+    built if missing or stale; RuntimeError with pip's output when it cannot be built, or
+    when what it built does not load compiled."""
     home = venvs.cache_dir() / "kstatefun-compiled"
     venvs.build_once(home, fingerprint(), log, [install_command(home / "service")])
+    build = loaded_build(home / "service")
+    if build != "compiled":
+        raise RuntimeError(f"{home / 'service'} loads as {build}, not compiled")
     return home / "service"
 
 
@@ -68,13 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     service = args.out.resolve() / "service"
     subprocess.run(install_command(service), check=True)
-    check = "from kstatefun import buildinfo; print(buildinfo.build())"
-    env = {**os.environ, "PYTHONPATH": str(service)}
-    build = subprocess.run(
-        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
-    )
-    print(f"{service}: {build.stdout.strip()}")
-    return 0 if build.stdout.strip() == "compiled" else 1
+    build = loaded_build(service)
+    print(f"{service}: {build}")
+    return 0 if build == "compiled" else 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Message, Producer
 
 import kstatefun
+from kstatefun import buildinfo
 from kstatefun.config.module.specs import IngressTopic, KafkaEgress, KafkaIngress
 from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.observability.metrics import WorkerMetrics
@@ -178,6 +179,7 @@ def measure(events: int, keys: int, partitions: int, repeat: int, profile: str |
     cpu_us = [1e6 * cpu / events for cpu, _, _ in runs]
     out: dict[str, Any] = {
         "kstatefun": kstatefun.__file__,
+        "build": buildinfo.build(),  # compiled or pure: which kstatefun this measured
         "events": events,
         "produced_per_pass": runs[0][2],
         "cpu_us_per_event_best": round(min(cpu_us), 2),
@@ -203,6 +205,7 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
     mine = str(Path(kstatefun.__file__).resolve().parents[1])
     sides = {"this": mine, "other": str((other / "service").resolve())}
     cpu: dict[str, list[float]] = {"this": [], "other": []}
+    builds: dict[str, str] = {}
     for rnd in range(rounds):
         for side in ("this", "other") if rnd % 2 == 0 else ("other", "this"):
             env = {**os.environ, "PYTHONPATH": sides[side]}
@@ -213,11 +216,14 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
                 text=True,
                 check=True,
             )
-            cpu[side].append(json.loads(run.stdout)["cpu_us_per_event_best"])
+            out = json.loads(run.stdout)
+            cpu[side].append(out["cpu_us_per_event_best"])
+            builds[side] = out["build"]
     ratios = [o / t for o, t in zip(cpu["other"], cpu["this"], strict=True)]
     return {
         "this": sides["this"],
         "other": sides["other"],
+        "builds": builds,
         "cpu_us_per_event": cpu,
         "other_over_this_median": round(statistics.median(ratios), 3),
         "other_over_this_range": [round(min(ratios), 3), round(max(ratios), 3)],
