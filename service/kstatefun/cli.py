@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from kstatefun import buildinfo
 from kstatefun.devkafka.jars import (
     KAFKA_VERSION,
     LOG4J_VERSION,
@@ -118,8 +119,6 @@ exit codes: 0 after a signal, 1 when the broker dies on its own, 2 when it canno
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kstatefun", description=DESCRIPTION)
-    from kstatefun import buildinfo
-
     # whether the hot path runs compiled: "compiled" or "pure" (docs/performance.md)
     parser.add_argument(
         "--version",
