@@ -117,6 +117,12 @@ class Worker:
         """Reach the cluster, check the topics, build the runtime, subscribe."""
         s = self.settings
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
+        self._snapshot: LocalSnapshot | None = None
+        if s.state_dir is not None and s.state_store == "memory":
+            self._snapshot = LocalSnapshot(s.state_path("sqlite"))
+            log.info("local state snapshot path=%s", self._snapshot.path)
+            # read while this worker connects and joins its group: a restart's longest step
+            self._snapshot.prefetch()
         try:
             admin = self._connect()
             ingress_counts, partitions_from, partitioner_from = self._prepare_topics(admin)
@@ -243,11 +249,7 @@ class Worker:
         """The local stores, the group consumer and the transaction."""
         s = self.settings
         extra = s.kafka_properties
-        snapshot = None
-        if s.state_dir is not None and s.state_store == "memory":
-            snapshot = LocalSnapshot(s.state_path("sqlite"))
-            log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
+        self.store = StateStore(self._snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(
             s.bootstrap_servers, s.app_id, extra, s.rebalance_protocol

@@ -69,6 +69,8 @@ class Recovery:
         for p in fresh:
             stores[p] = store.add_partition(p)
             self._starts[p] = self._local_start(p, stores[p])
+        if self.snapshot is not None:
+            self.snapshot.drop_prefetched()  # what is left belongs to no partition owned
         # the snapshot takes every record read; without one, a restore keeps no second copy
         if self._changes is None and self.snapshot is not None:
             self._changes = {}
