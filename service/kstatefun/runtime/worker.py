@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -58,7 +58,6 @@ from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
-from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
@@ -70,6 +69,9 @@ from kstatefun.state.standby import Standby
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value
+
+if TYPE_CHECKING:
+    from kstatefun.runtime.remote import RemoteInvoker
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +288,10 @@ class Worker:
         )
 
         def remote_invoker(host: Dispatcher) -> RemoteInvoker:
+            # imported only for remote functions: aiohttp is a third of the worker's imports,
+            # which a restart waits for
+            from kstatefun.runtime.remote import RemoteInvoker
+
             return RemoteInvoker(
                 self.module,
                 host,
@@ -307,8 +313,7 @@ class Worker:
             remote_invoker if self.module.endpoints else None,
             None if self.playground is None else self.playground.egress_record,
         )
-        remote = self.dispatcher.remote
-        assert remote is None or isinstance(remote, RemoteInvoker)
+        remote = cast("RemoteInvoker | None", self.dispatcher.remote)  # remote_invoker's
         self.remote = remote
         self.router = IngressRouter(
             self.module.ingresses,
