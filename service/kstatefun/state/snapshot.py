@@ -71,7 +71,7 @@ class LocalSnapshot:
         """Start reading every partition the file holds on a thread of its own, for the
         ``load`` calls of the first assignment (the module doc says why)."""
         if self._prefetch is None:
-            self._prefetch = _Prefetch(self.path)
+            self._prefetch = _Prefetch(self.path, self._max_age_ms)
 
     def drop_prefetched(self) -> None:
         """Forget what ``prefetch`` read and ``load`` did not take (partitions this worker
@@ -195,26 +195,33 @@ def _read_rows(db: sqlite3.Connection, partition: int) -> dict[bytes, bytes]:
 
 class _Prefetch:
     """Every partition's rows and position, read in one SQLite read transaction (so each
-    partition's rows match its position) on a thread with its own connection."""
+    partition's rows match its position) on a thread with its own connection; partitions
+    older than ``max_age_ms`` are left to ``load``, which discards them."""
 
     __slots__ = ("_thread", "_result")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_age_ms: int) -> None:
         self._result: tuple[dict[int, tuple[int, int]], dict[int, dict[bytes, bytes]]] | None
         self._result = None
         self._thread = threading.Thread(
-            target=self._read, args=(path,), name="kstatefun-snapshot-prefetch", daemon=True
+            target=self._read,
+            args=(path, max_age_ms),
+            name="kstatefun-snapshot-prefetch",
+            daemon=True,
         )
         self._thread.start()
 
-    def _read(self, path: Path) -> None:
+    def _read(self, path: Path, max_age_ms: int) -> None:
         started = time.monotonic()
+        oldest_ms = time.time() * 1000 - max_age_ms
         try:
             db = sqlite3.connect(path, isolation_level=None)
             try:
                 db.execute("BEGIN")
                 positions = {
-                    p: (offset, saved) for p, offset, saved in db.execute("SELECT * FROM position")
+                    p: (offset, saved)
+                    for p, offset, saved in db.execute("SELECT * FROM position")
+                    if saved >= oldest_ms
                 }
                 rows = {p: _read_rows(db, p) for p in positions}
                 db.execute("COMMIT")
