@@ -199,7 +199,9 @@ def latency(
     out: dict[str, Any] = {}
     try:
         warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm)
+        # placed as the measured events are: a kstatefun worker that starts on this topic
+        # takes its partitioner from the records it finds there (the warm-up, if it was quick)
+        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)
         sent.update(k for k, _ in warm)
         if not reader.wait_for(len(warm), cfg.phase_timeout, proc.alive):
             raise RuntimeError(f"warm-up did not come through; {proc.log_tail(800)}")
@@ -346,7 +348,7 @@ def scale(env: Env, c: Contender, workers: int, events: list[Event], cfg: Any) -
     result: dict[str, Any] = {"workers": workers, "events": len(events)}
     try:
         warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm)
+        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)  # as in latency()
         sent.update(k for k, _ in warm)
         alive = lambda: all(p.alive() for p in procs)  # noqa: E731
         if not reader.wait_for(len(warm), cfg.phase_timeout, alive):
