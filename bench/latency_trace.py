@@ -30,6 +30,7 @@ import atexit
 import bisect
 import json
 import os
+import re
 import runpy
 import statistics
 import sys
@@ -288,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
                     if trace_file.exists() and str(args.rate) in detail:
                         trace = json.loads(trace_file.read_text())
                         row["stages"] = analyse(trace, detail[str(args.rate)], detail["ingress"])
+                    worker_log = run_dir / f"{detail['ingress'].removesuffix('-in')}-w0.log"
+                    paths = re.findall(
+                        r"ingress_direct=(\d+) ingress_routed=(\d+)",
+                        worker_log.read_text(errors="replace") if worker_log.exists() else "",
+                    )
+                    if paths:  # kstatefun's stop line: did the input go direct?
+                        row["ingress_direct"], row["ingress_routed"] = map(int, paths[-1])
                     row["load"] = round(os.getloadavg()[0], 1)
                     row["exactly_once"] = r["validation"]["exactly_once"]
                     results["rounds"].setdefault(c.name, []).append(row)
@@ -311,6 +319,7 @@ def _brief(row: dict[str, Any]) -> str:
     return (
         f"p50={row.get('p50_ms')} p99={row.get('p99_ms')} ms; p50 per stage: {split}; "
         f"commits/s={s.get('commits_per_s')} records/commit={s.get('records_per_commit')} "
+        f"direct={row.get('ingress_direct')} routed={row.get('ingress_routed')} "
         f"load={row.get('load')}"
     )
 
