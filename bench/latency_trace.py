@@ -94,6 +94,16 @@ def _install(out: Path) -> None:
                 stamp(batch, "consume", started)
             return batch
 
+        def pause(self, partitions: list[Any]) -> Any:
+            if self._traced:
+                calls.append(("pause", clock(), clock(), len(partitions)))
+            return super().pause(partitions)
+
+        def resume(self, partitions: list[Any]) -> Any:
+            if self._traced:
+                calls.append(("resume", clock(), clock(), len(partitions)))
+            return super().resume(partitions)
+
     def timed(name: str) -> Any:
         def call(self: Any, *a: Any, **k: Any) -> Any:
             started = clock()
