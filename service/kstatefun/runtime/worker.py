@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -59,7 +59,6 @@ from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
-from kstatefun.runtime.remote import RemoteInvoker
 from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
@@ -71,6 +70,9 @@ from kstatefun.state.standby import Standby
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value
+
+if TYPE_CHECKING:
+    from kstatefun.runtime.remote import RemoteInvoker
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,12 @@ class Worker:
                 ",".join(buildinfo.MODULES),
             )
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
+        self._snapshot: LocalSnapshot | None = None
+        if s.state_dir is not None and s.state_store == "memory":
+            self._snapshot = LocalSnapshot(s.state_path("sqlite"))
+            log.info("local state snapshot path=%s", self._snapshot.path)
+            # read while this worker connects and joins its group: a restart's longest step
+            self._snapshot.prefetch()
         try:
             admin = self._connect()
             ingress_counts, partitions_from, partitioner_from = self._prepare_topics(admin)
@@ -254,11 +262,7 @@ class Worker:
         """The local stores, the group consumer and the transaction."""
         s = self.settings
         extra = s.kafka_properties
-        snapshot = None
-        if s.state_dir is not None and s.state_store == "memory":
-            snapshot = LocalSnapshot(s.state_path("sqlite"))
-            log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
+        self.store = StateStore(self._snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(
             s.bootstrap_servers, s.app_id, extra, s.rebalance_protocol
@@ -295,6 +299,10 @@ class Worker:
         )
 
         def remote_invoker(host: Dispatcher) -> RemoteInvoker:
+            # imported only for remote functions: aiohttp is a third of the worker's imports,
+            # which a restart waits for
+            from kstatefun.runtime.remote import RemoteInvoker
+
             return RemoteInvoker(
                 self.module,
                 host,
@@ -316,8 +324,7 @@ class Worker:
             remote_invoker if self.module.endpoints else None,
             None if self.playground is None else self.playground.egress_record,
         )
-        remote = self.dispatcher.remote
-        assert remote is None or isinstance(remote, RemoteInvoker)
+        remote = cast("RemoteInvoker | None", self.dispatcher.remote)  # remote_invoker's
         self.remote = remote
         self.router = IngressRouter(
             self.module.ingresses,
