@@ -51,8 +51,8 @@ test-container: venv
 	$(BIN)/python -m pytest -q --timeout 900 tests/container
 
 lint: venv
-	$(BIN)/ruff check service tests examples
-	$(BIN)/ruff format --check service tests examples
+	$(BIN)/ruff check service tests examples hatch_build.py
+	$(BIN)/ruff format --check service tests examples hatch_build.py
 	$(BIN)/mypy
 
 demo: venv
