@@ -478,6 +478,26 @@ def build(
         )
         k.bootstrap = bootstrap
         out.append(k)
+    if "kstatefun-compiled" in want:
+        from bench import compiled
+
+        c = Kstatefun(
+            "kstatefun-compiled",
+            "kstatefun, compiled",
+            "exactly-once (one Kafka transaction per commit)",
+            f"kstatefun from this tree, built with KSTATEFUN_COMPILE=1 (mypyc), {ck}",
+            [
+                "the build the container image ships: the hot path's modules compiled "
+                "(kstatefun/buildinfo.py), default settings",
+            ],
+            workloads=("w1", "latency", "w2"),
+        )
+        c.bootstrap = bootstrap
+        try:
+            c.source = str(compiled.ensure(run_dir / "build-kstatefun-compiled.log"))
+        except Exception as e:  # recorded in the results instead of a number
+            c.error = f"could not build kstatefun compiled: {e}"
+        out.append(c)
     for name, root in (also or {}).items():
         other = Kstatefun(
             f"kstatefun-{name}",

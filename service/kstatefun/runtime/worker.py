@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
+from kstatefun import buildinfo
 from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
@@ -58,7 +59,7 @@ from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
-from kstatefun.runtime.router import IngressRouter
+from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import Recovery
@@ -118,6 +119,14 @@ class Worker:
     def _start(self) -> None:
         """Reach the cluster, check the topics, build the runtime, subscribe."""
         s = self.settings
+        self.build = buildinfo.build()  # the start log and kstatefun_build_info say it
+        if self.build == "partly compiled":
+            log.warning(
+                "only some of the hot path's modules are compiled (%s of %s): the install is "
+                'broken; reinstall kstatefun (docs/performance.md, "The compiled build")',
+                ",".join(buildinfo.compiled_modules()),
+                ",".join(buildinfo.MODULES),
+            )
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
         self._snapshot: LocalSnapshot | None = None
         if s.state_dir is not None and s.state_store == "memory":
@@ -166,7 +175,7 @@ class Worker:
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
             "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
-            "static_membership=%s state_dir=%s",
+            "static_membership=%s state_dir=%s version=%s build=%s",
             s.app_id,
             s.instance_id,
             f"{s.app_id}-{s.instance_id}",
@@ -177,6 +186,8 @@ class Worker:
             ",".join(self.functions.typenames()),
             str(s.static_membership).lower(),
             s.state_dir or "none",
+            buildinfo.version(),
+            self.build,
         )
 
     def _connect(self) -> AdminClient:
@@ -416,7 +427,9 @@ class Worker:
     def _start_health(self, admin: AdminClient) -> None:
         s = self.settings
         registry = CollectorRegistry()
-        registry.register(WorkerCollector(self.metrics, s.app_id, s.instance_id))
+        registry.register(
+            WorkerCollector(self.metrics, s.app_id, s.instance_id, buildinfo.version(), self.build)
+        )
 
         def broker_ok() -> bool:
             return bool(admin.list_topics(timeout=2).brokers)
@@ -585,16 +598,13 @@ class Worker:
         try:
             txn.begin()
             txn.track(batch)
-            invocations = self.topics.invocations
-            dispatch, route = self.dispatcher.dispatch, self.router.route
-            records_in = self.metrics.records_in
-            for msg in batch:
-                topic = msg.topic()
-                records_in[topic] = records_in.get(topic, 0) + 1
-                if topic == invocations:
-                    dispatch(msg)
-                else:
-                    route(msg)
+            process_records(
+                batch,
+                self.topics.invocations,
+                self.dispatcher.dispatch,
+                self.router.route,
+                self.metrics.records_in,
+            )
         except KafkaException as e:
             self.committer.failed(e, "processing")
             return False
