@@ -23,6 +23,7 @@ from tests.harness import (
     check_exactly_once,
     keyed_events,
     make_app,
+    owned_partitions,
     produce_events,
     produce_keyed,
     read_committed,
@@ -103,12 +104,15 @@ def _start_until_admitted(app, instance_id: str, timeout: float = 120) -> int:
 def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wait_after_a_kill(app):
     set_group_session_timeout(app.bootstrap, app.app_id, KIP848_SESSION_TIMEOUT_S * 1000)
     expected: dict[str, list[int]] = {}
-    total = produce_keyed(app, expected, 0, keys=24)
     app.start_worker("w1")
     app.start_worker("w2")
+    deadline = time.monotonic() + 120
+    while not all(owned_partitions(app.log(w)) for w in ("w1", "w2")):  # the split settled
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
+    # keys on every partition: each worker processes and commits some, w1 into its snapshot
+    total = produce_keyed(app, expected, 0, keys=24)
     read_committed(app.bootstrap, app.egress, total, settle=0.2)
-    for w in ("w1", "w2"):  # each holds some partitions: the range assignor split them
-        app.wait_for_log(w, "assigned invocations partitions=[")
 
     # a clean stop: w1 leaves as a static member (KIP-848 epoch -2), its partitions wait for it
     marks = {w: app.log(w).count("assigned invocations") for w in ("w1", "w2")}
