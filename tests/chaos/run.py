@@ -64,6 +64,7 @@ from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka import LocalKafka
 from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.runtime.commit import COORDINATOR_ANSWERED
 from tests import cluster as cluster_faults
 from tests import kafka_fixture
 from tests.chaos import verify
@@ -926,7 +927,7 @@ LOG_MARKERS = {
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
     "stuck_producer": "giving the producer up",  # runtime/commit.py: a stuck producer
-    "stuck_producer_early": "coordinator is in place in the metadata",
+    "stuck_producer_early": COORDINATOR_ANSWERED,
     "given_up_released": "released given-up producers",
     "traceback": "Traceback",
 }
