@@ -29,6 +29,21 @@ test-failover: venv
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
+# The unit tests against the compiled build (docs/performance.md, "The compiled build"): this
+# tree installed with KSTATEFUN_COMPILE=1 (not editable) into a venv of its own,
+# .venv-compiled; `make test` and `make test-unit` test the pure Python install. Needs a C
+# compiler and the Python headers; pip fetches mypyc for the build.
+COMPILED_VENV := .venv-compiled
+CBIN := $(COMPILED_VENV)/bin
+
+.PHONY: test-compiled
+test-compiled:
+	test -x $(CBIN)/python || $(PYTHON) -m venv $(COMPILED_VENV)
+	$(CBIN)/pip install --quiet --upgrade pip
+	$(CBIN)/pip install --quiet '.[dev]'
+	KSTATEFUN_COMPILE=1 $(CBIN)/pip install --quiet --force-reinstall --no-deps .
+	KSTATEFUN_TEST_BUILD=compiled $(CBIN)/python -m pytest -q tests/unit
+
 # The Dockerfile and docker-compose.yml for real (tests/container, not part of `make test`):
 # needs a Docker engine with the compose plugin, or podman with podman-compose; installs
 # nothing (CI sets podman up with .ci/container-setup). A few minutes with warm build caches.
@@ -36,8 +51,8 @@ test-container: venv
 	$(BIN)/python -m pytest -q --timeout 900 tests/container
 
 lint: venv
-	$(BIN)/ruff check service tests examples
-	$(BIN)/ruff format --check service tests examples
+	$(BIN)/ruff check service tests examples hatch_build.py
+	$(BIN)/ruff format --check service tests examples hatch_build.py
 	$(BIN)/mypy
 
 demo: venv
@@ -91,7 +106,7 @@ bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPILED_VENV) .pytest_cache
 
 # Regenerates the request-reply protocol code from its .proto with a pinned protoc (from
 # grpcio-tools, in a tool venv cached outside the repo). The generated code checks at import

@@ -99,6 +99,9 @@ class Contender:
     workloads: tuple[str, ...] = ("w1", "latency", "w2", "scale")
     every_round: bool = True  # False: W1 and W2 in the first round only
     error: str | None = None
+    # arguments between the interpreter and the contender's module or script: e.g. the
+    # tracer of bench/latency_trace.py
+    wrapper: tuple[str, ...] = ()
 
     def prepare(self, admin: AdminClient, t: Topics, workload: str, partitions: int) -> None:
         """Create the topics this contender needs besides ingress and egress."""
@@ -121,6 +124,7 @@ class Kstatefun(Contender):
     endpoint_url: str = ""  # W3: the StateFun SDK endpoint that serves bench/*
     worker_args: tuple[str, ...] = ()  # extra `kstatefun run` arguments for every spawn
     source: str = ""  # another checkout's service/ directory: its kstatefun runs (A/B)
+    worker_env: dict[str, str] = {}  # noqa: RUF012 - more environment for every spawn
 
     def module(self, workload: str, ingress: str) -> str:
         """The worker's module.yaml: W1 and W2 embed their functions, W3 calls the SDK."""
@@ -152,6 +156,7 @@ class Kstatefun(Contender):
         return Proc(
             [
                 sys.executable,
+                *self.wrapper,
                 "-m",
                 "kstatefun.cli",
                 "run",
@@ -172,6 +177,7 @@ class Kstatefun(Contender):
                 # a named worker's default state dir: in the run's scratch space, not $HOME
                 "XDG_STATE_HOME": str(run_dir / "state"),
                 **({"PYTHONPATH": self.source} if self.source else {}),
+                **self.worker_env,
                 **(env or {}),
             },
         )
@@ -230,6 +236,7 @@ class Bare(Contender):
         return Proc(
             [
                 sys.executable,
+                *self.wrapper,
                 str(PEERS / "bare.py"),
                 "--mode",
                 self.mode_for[workload],
@@ -471,6 +478,26 @@ def build(
         )
         k.bootstrap = bootstrap
         out.append(k)
+    if "kstatefun-compiled" in want:
+        from bench import compiled
+
+        c = Kstatefun(
+            "kstatefun-compiled",
+            "kstatefun, compiled",
+            "exactly-once (one Kafka transaction per commit)",
+            f"kstatefun from this tree, built with KSTATEFUN_COMPILE=1 (mypyc), {ck}",
+            [
+                "the build the container image ships: the hot path's modules compiled "
+                "(kstatefun/buildinfo.py), default settings",
+            ],
+            workloads=("w1", "latency", "w2"),
+        )
+        c.bootstrap = bootstrap
+        try:
+            c.source = str(compiled.ensure(run_dir / "build-kstatefun-compiled.log"))
+        except Exception as e:  # recorded in the results instead of a number
+            c.error = f"could not build kstatefun compiled: {e}"
+        out.append(c)
     for name, root in (also or {}).items():
         other = Kstatefun(
             f"kstatefun-{name}",

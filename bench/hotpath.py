@@ -8,7 +8,8 @@ queues locally and never sends. CPU time of the main thread per event, best of `
     python -m bench.hotpath --profile out.pstats                # cProfile one more pass
     python -m bench.hotpath --against /path/to/other/checkout   # A/B, alternating processes
 
-The loop over a consumed batch copies ``Worker._step`` (runtime/worker.py); the broker's side
+Each consumed batch goes through ``process_records`` (runtime/router.py), as in
+``Worker._process`` (runtime/worker.py), inside the real ``Transaction``; the broker's side
 (fetching, delivery, the transaction's round trips) is not in it, so the figure is what the
 worker's one Python thread spends per event, not a rate it can reach.
 """
@@ -30,13 +31,14 @@ from typing import Any
 from confluent_kafka import Message, Producer
 
 import kstatefun
+from kstatefun import buildinfo
 from kstatefun.config.module.specs import IngressTopic, KafkaEgress, KafkaIngress
 from kstatefun.kafka.partitioner import partition_for_key
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
-from kstatefun.runtime.router import IngressRouter
+from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 
@@ -156,22 +158,14 @@ def run_once(batches: list[list[Message]], partitions: int) -> tuple[float, floa
     """(main-thread CPU s, wall s, records produced) for one pass over ``batches``."""
     txn, router, dispatcher, producer = worker_parts(partitions)
     metrics = dispatcher.metrics
-    invocations = "bench-invocations"
+    invocations, records_in = "bench-invocations", metrics.records_in
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     for batch in batches:
         txn._committed_at = -1.0  # no settle pause: nothing to settle without a broker
         txn.begin()
         txn.track(batch)
-        # as Worker._step does for each consumed batch
-        dispatch, route = dispatcher.dispatch, router.route
-        records_in = metrics.records_in
-        for msg in batch:
-            topic = msg.topic()
-            records_in[topic] = records_in.get(topic, 0) + 1
-            if topic == invocations:
-                dispatch(msg)
-            else:
-                route(msg)
+        # as Worker._process does for each consumed batch
+        process_records(batch, invocations, dispatcher.dispatch, router.route, records_in)
         txn.commit()
     cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
     produced = sum(metrics.records_out.values())
@@ -185,6 +179,7 @@ def measure(events: int, keys: int, partitions: int, repeat: int, profile: str |
     cpu_us = [1e6 * cpu / events for cpu, _, _ in runs]
     out: dict[str, Any] = {
         "kstatefun": kstatefun.__file__,
+        "build": buildinfo.build(),  # compiled or pure: which kstatefun this measured
         "events": events,
         "produced_per_pass": runs[0][2],
         "cpu_us_per_event_best": round(min(cpu_us), 2),
@@ -210,6 +205,7 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
     mine = str(Path(kstatefun.__file__).resolve().parents[1])
     sides = {"this": mine, "other": str((other / "service").resolve())}
     cpu: dict[str, list[float]] = {"this": [], "other": []}
+    builds: dict[str, str] = {}
     for rnd in range(rounds):
         for side in ("this", "other") if rnd % 2 == 0 else ("other", "this"):
             env = {**os.environ, "PYTHONPATH": sides[side]}
@@ -220,11 +216,14 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
                 text=True,
                 check=True,
             )
-            cpu[side].append(json.loads(run.stdout)["cpu_us_per_event_best"])
+            out = json.loads(run.stdout)
+            cpu[side].append(out["cpu_us_per_event_best"])
+            builds[side] = out["build"]
     ratios = [o / t for o, t in zip(cpu["other"], cpu["this"], strict=True)]
     return {
         "this": sides["this"],
         "other": sides["other"],
+        "builds": builds,
         "cpu_us_per_event": cpu,
         "other_over_this_median": round(statistics.median(ratios), 3),
         "other_over_this_range": [round(min(ratios), 3), round(max(ratios), 3)],

@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         "--contenders",
         "--only",
         dest="only",
-        default="bare,kstreams,quix,faust,kstatefun",
-        help="comma-separated contenders: bare,kstreams,quix,faust,kstatefun (all by default)",
+        default="bare,kstreams,quix,faust,kstatefun,kstatefun-compiled",
+        help="comma-separated contenders: bare,kstreams,quix,faust,kstatefun,kstatefun-compiled "
+        "(all by default)",
     )
     parser.add_argument(
         "--skip",

@@ -10,7 +10,9 @@ bench/peers/kstreams/pom.xml (into the local Maven repository ~/.m2 first) and t
 class, compiled with javac; the marker holds a hash of the pom and the source, so a change to
 either rebuilds it.
 
-A build holds a lock file next to its directory: two benchmark runs may start at once.
+The compiled build of kstatefun itself (bench/compiled.py) is cached the same way, in
+``bench-venvs/kstatefun-compiled``. A build holds a lock file next to its directory: two
+benchmark runs may start at once.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def ensure(name: str, log: Path) -> Path:
     requirement = PEERS[name]
     venv = cache_dir() / name
     python = venv / "bin" / "python"
-    _build(
+    build_once(
         venv,
         requirement,
         log,
@@ -92,7 +94,7 @@ def ensure_kstreams(log: Path) -> tuple[str, str]:
             f"{', '.join(missing)} not found on PATH: install a JDK >= 17 and Apache Maven to "
             "build and run the Kafka Streams contender (bench/peers/kstreams/)"
         )
-    _build(
+    build_once(
         home,
         digest.hexdigest(),
         log,
@@ -127,7 +129,7 @@ def kstreams_version(java: str, classpath: str) -> str:
     return f"kafka-streams {streams}, rocksdbjni {rocksdb}, {jvm}"
 
 
-def _build(home: Path, fingerprint: str, log: Path, commands: list[list[str]]) -> None:
+def build_once(home: Path, fingerprint: str, log: Path, commands: list[list[str]]) -> None:
     """Run ``commands`` to build ``home`` unless its marker holds ``fingerprint`` already."""
     if _built(home, fingerprint):
         return

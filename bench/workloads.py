@@ -183,17 +183,25 @@ def throughput(
     return result
 
 
-def latency(env: Env, c: Contender, cfg: Any, max_rate: float | None) -> dict:
+def latency(
+    env: Env, c: Contender, cfg: Any, max_rate: float | None, detail: dict | None = None
+) -> dict:
     """W1 latency: a worker on an empty ingress; after a warm-up has come through, fresh keys
-    at each fixed rate. A rate above what the contender sustained in W1 is not run."""
+    at each fixed rate. A rate above what the contender sustained in W1 is not run.
+    ``detail``, if given, gets the worker's pid, the ingress topic and per rate every event's
+    times (see paced_latency), for bench/latency_trace.py."""
     t = env.topics(c, "lat")
     reader = Reader(env.bootstrap, t.egress)
     proc = c.spawn("w1", t, "w0", env.run_dir, env.partitions)
+    if detail is not None:
+        detail.update(pid=proc.pid, ingress=t.ingress)
     sent: Counter = Counter()
     out: dict[str, Any] = {}
     try:
         warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm)
+        # placed as the measured events are: a kstatefun worker that starts on this topic
+        # takes its partitioner from the records it finds there (the warm-up, if it was quick)
+        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)
         sent.update(k for k, _ in warm)
         if not reader.wait_for(len(warm), cfg.phase_timeout, proc.alive):
             raise RuntimeError(f"warm-up did not come through; {proc.log_tail(800)}")
@@ -207,7 +215,15 @@ def latency(env: Env, c: Contender, cfg: Any, max_rate: float | None) -> dict:
                 continue
             time.sleep(0.5)
             out[str(rate)] = paced_latency(
-                env, proc, reader, t.ingress, rate, cfg.latency_seconds, cfg.latency_keys, sent
+                env,
+                proc,
+                reader,
+                t.ingress,
+                rate,
+                cfg.latency_seconds,
+                cfg.latency_keys,
+                sent,
+                None if detail is None else detail.setdefault(str(rate), {}),
             )
         time.sleep(cfg.settle_s)
     finally:
@@ -230,11 +246,14 @@ def paced_latency(
     seconds: float,
     keys: int,
     sent_counter: Counter,
+    detail: dict | None = None,
 ) -> dict:
     """Produce ``rate`` events/s for ``seconds`` on fresh keys and time each one's egress
     record: produce call → visible to the read_committed reader. The egress record's own
     timestamp (when the contender produced it, wall-clock ms) splits that into the time until
-    the contender wrote the output and the time until its transaction made it visible."""
+    the contender wrote the output and the time until its transaction made it visible.
+    ``detail``, if given, gets the keys' prefix, the sending window and every event's
+    (seq, sent, visible, egress CreateTime ms), times in wall-clock seconds."""
     prefix = f"L{rate}-"
     n = int(rate * seconds)
     names = [f"{prefix}{i}".encode() for i in range(keys)]
@@ -265,6 +284,7 @@ def paced_latency(
         sent_counter[names[j % keys]] += 1
     reader.wait_for(before + n, max(30.0, seconds * 3), proc.alive)
     lat, to_write, to_visible = [], [], []
+    events: list[tuple[int, float, float, int]] = []  # detail's
     wall = time.time() - time.monotonic()  # monotonic → wall clock, for CreateTime
     pattern = re.compile(rb"^" + re.escape(prefix.encode()) + rb"(\d+):(\d+)$")
     for t, _key, value, create_ms in reader.records[before:]:
@@ -273,11 +293,17 @@ def paced_latency(
             continue
         j = (int(m.group(2)) - 1) * keys + int(m.group(1))
         if 0 <= j < n:
+            if detail is not None:
+                events.append((j, sent[j] + wall, t + wall, create_ms))
             lat.append(t - sent[j])
             if create_ms > 0:
                 written = create_ms / 1000 - wall
                 to_write.append(written - sent[j])
                 to_visible.append(t - written)
+    if detail is not None:
+        detail["prefix"] = prefix
+        detail["window"] = (start + wall, start + produced_s + wall)
+        detail["events"] = events
     lat.sort()
     to_write.sort()
     to_visible.sort()
@@ -322,7 +348,7 @@ def scale(env: Env, c: Contender, workers: int, events: list[Event], cfg: Any) -
     result: dict[str, Any] = {"workers": workers, "events": len(events)}
     try:
         warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm)
+        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)  # as in latency()
         sent.update(k for k, _ in warm)
         alive = lambda: all(p.alive() for p in procs)  # noqa: E731
         if not reader.wait_for(len(warm), cfg.phase_timeout, alive):

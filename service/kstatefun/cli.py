@@ -7,9 +7,9 @@ import argparse
 import logging
 import signal
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from kstatefun import buildinfo
 from kstatefun.devkafka.jars import (
     KAFKA_VERSION,
     LOG4J_VERSION,
@@ -117,16 +117,14 @@ exit codes: 0 after a signal, 1 when the broker dies on its own, 2 when it canno
 (no Java 17, no Maven, the port in use)."""
 
 
-def _version() -> str:
-    try:
-        return version("kstatefun")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kstatefun", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"kstatefun {_version()}")
+    # whether the hot path runs compiled: "compiled" or "pure" (docs/performance.md)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"kstatefun {buildinfo.version()} (build: {buildinfo.build()})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from kstatefun import buildinfo
 from tests.harness import keyed_events, make_app, produce_events, read_committed
 
 pytestmark = pytest.mark.kafka
@@ -66,6 +67,8 @@ def test_metrics_health_ready_and_json_logs(kafka_bootstrap, tmp_path, unique_na
         assert sample(text, "kstatefun_records_in_total", topic=app.ingress, **labels) == 21
         assert sample(text, "kstatefun_records_out_total", topic=app.egress, **labels) == 20
         assert sample(text, "kstatefun_transactions_committed_total", **labels) >= 1
+        build = {"version": buildinfo.version(), "build": buildinfo.build()}
+        assert sample(text, "kstatefun_build_info", **build, **labels) == 1
         assert (
             sample(
                 text,

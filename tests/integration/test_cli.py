@@ -94,7 +94,8 @@ def test_version_matches_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     result = run_cli("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"kstatefun {project['version']}"
+    # then the build, "(build: pure)" or "(build: compiled)" (tests/unit/test_buildinfo.py)
+    assert result.stdout.startswith(f"kstatefun {project['version']} (build: ")
 
 
 def _all_parsers(parser):

@@ -191,12 +191,14 @@ def group_consumer_config(
 
 
 def end_offsets_consumer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
-    """A consumer that only asks where a changelog partition ends: its high watermark.
+    """A consumer that only asks where a partition ends: its high watermark.
     librdkafka asks for offsets with the consumer's isolation level, and a read_committed
     consumer is told the last stable offset, which stops before a transaction another process
-    left open (a zombie), while committed records of the partition's next owner may follow
-    that transaction. A restore that ended there would serve older state
-    (tests/e2e/test_restore_past_open_transaction.py)."""
+    left open (a zombie), while committed records of others may follow that transaction. A
+    restore that ended there would serve older state
+    (tests/e2e/test_restore_past_open_transaction.py), and the direct path's drain would let
+    new ingress records overtake messages routed to their ids
+    (tests/e2e/test_drain_past_open_transaction.py)."""
     conf = restore_consumer_config(bootstrap_servers, extra)
     conf["isolation.level"] = "read_uncommitted"
     return conf

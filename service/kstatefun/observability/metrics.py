@@ -88,9 +88,17 @@ class WorkerMetrics:
 class WorkerCollector:
     """prometheus_client collector over one WorkerMetrics."""
 
-    def __init__(self, metrics: WorkerMetrics, app_id: str, instance_id: str) -> None:
+    def __init__(
+        self,
+        metrics: WorkerMetrics,
+        app_id: str,
+        instance_id: str,
+        version: str = "unknown",
+        build: str = "pure",
+    ) -> None:
         self._m = metrics
         self._labels = {"app": app_id, "instance": instance_id}
+        self._build = (version, build)  # kstatefun_build_info (kstatefun/buildinfo.py)
 
     def describe(self) -> list[Metric]:
         return []  # no fixed set to pre-register; collect() is cheap
@@ -111,6 +119,13 @@ class WorkerCollector:
                 g.add_metric([*base.values(), *labels], value)
             return g
 
+        yield gauge(
+            "kstatefun_build_info",
+            "1, labelled with kstatefun's version and build: compiled (the hot path's modules "
+            "compiled with mypyc) or pure (Python)",
+            ["version", "build"],
+            [(*self._build, 1)],
+        )
         yield counter(
             "kstatefun_invocations",
             "Invocations completed, by function type",

@@ -512,6 +512,26 @@ class RemoteCalls(Protocol):
     def too_slow(self) -> int: ...
 
 
+class Transactional(Protocol):
+    """What the commit policy uses of the ``Transaction``: a Protocol, not the class, so that
+    the policy's tests drive it with a stand-in in the compiled build too (compiled code checks
+    an argument declared as a class against that class)."""
+
+    fence_offsets: dict[tuple[str, int], int]
+    is_open: bool
+    opened_at: float
+
+    @property
+    def transaction_timeout_s(self) -> float: ...
+
+    @property
+    def longest_call_s(self) -> float: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self, rewind: bool = True) -> None: ...
+
+
 class Committer:
     """The commit policy around one ``Transaction`` (module doc): the worker's loop calls
     ``after_batch`` once per round, ``on_revoke``/``on_lost`` from its rebalance callbacks,
@@ -519,7 +539,7 @@ class Committer:
 
     def __init__(
         self,
-        txn: Transaction,
+        txn: Transactional,
         remote: RemoteCalls | None,
         commit_interval_s: float,
         max_batch_records: int,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
+from mypy_extensions import mypyc_attr
 
 from kstatefun.errors import DecodeError, StateStoreError
 from kstatefun.model import Address, TypedValue
@@ -58,6 +59,8 @@ class _Plan:
     latency: Histogram  # kstatefun_invocation_latency_seconds of the type
 
 
+# compiled (kstatefun/buildinfo.py), a class can subclass tuple only as a Python class
+@mypyc_attr(native_class=False)
 class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", int]):
     """An invocation delivered straight to a target this worker owns, in the open transaction,
     without a round trip through <app>-invocations: an ingress record whose target partition

@@ -27,7 +27,7 @@ topic and warns, once per topic, when their placement shows that it does not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from confluent_kafka import Message
 
@@ -138,6 +138,26 @@ class PlacementCheck:
                 self.partitions,
                 self.count,
             )
+
+
+def process_records(
+    batch: Iterable[Message],
+    invocations_topic: str,
+    dispatch: Callable[[Message], None],
+    route: Callable[[Message], None],
+    records_in: dict[str, int],
+) -> None:
+    """The worker's per-record step (Worker._process, and bench/hotpath.py measures this very
+    function): count each consumed record in ``records_in``, then hand a record of
+    <app>-invocations to ``dispatch`` (Dispatcher.dispatch) and an ingress record to ``route``
+    (IngressRouter.route)."""
+    for msg in batch:
+        topic = msg.topic()
+        records_in[topic] = records_in.get(topic, 0) + 1
+        if topic == invocations_topic:
+            dispatch(msg)
+        else:
+            route(msg)
 
 
 class IngressRouter:

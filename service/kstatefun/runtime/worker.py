@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
+from kstatefun import buildinfo
 from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
@@ -58,8 +59,7 @@ from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
-from kstatefun.runtime.remote import RemoteInvoker
-from kstatefun.runtime.router import IngressRouter
+from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
 from kstatefun.state.recovery import Recovery
@@ -70,6 +70,9 @@ from kstatefun.state.standby import Standby
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_timer_key, decode_timer_value
+
+if TYPE_CHECKING:
+    from kstatefun.runtime.remote import RemoteInvoker
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,21 @@ class Worker:
     def _start(self) -> None:
         """Reach the cluster, check the topics, build the runtime, subscribe."""
         s = self.settings
+        self.build = buildinfo.build()  # the start log and kstatefun_build_info say it
+        if self.build == "partly compiled":
+            log.warning(
+                "only some of the hot path's modules are compiled (%s of %s): the install is "
+                'broken; reinstall kstatefun (docs/performance.md, "The compiled build")',
+                ",".join(buildinfo.compiled_modules()),
+                ",".join(buildinfo.MODULES),
+            )
         retry_policy.POLICY.timeout_s = s.kafka_retry_timeout_s
+        self._snapshot: LocalSnapshot | None = None
+        if s.state_dir is not None and s.state_store == "memory":
+            self._snapshot = LocalSnapshot(s.state_path("sqlite"))
+            log.info("local state snapshot path=%s", self._snapshot.path)
+            # read while this worker connects and joins its group: a restart's longest step
+            self._snapshot.prefetch()
         try:
             admin = self._connect()
             ingress_counts, partitions_from, partitioner_from = self._prepare_topics(admin)
@@ -158,7 +175,7 @@ class Worker:
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
             "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
-            "static_membership=%s state_dir=%s",
+            "static_membership=%s state_dir=%s version=%s build=%s",
             s.app_id,
             s.instance_id,
             f"{s.app_id}-{s.instance_id}",
@@ -169,6 +186,8 @@ class Worker:
             ",".join(self.functions.typenames()),
             str(s.static_membership).lower(),
             s.state_dir or "none",
+            buildinfo.version(),
+            self.build,
         )
 
     def _connect(self) -> AdminClient:
@@ -243,11 +262,7 @@ class Worker:
         """The local stores, the group consumer and the transaction."""
         s = self.settings
         extra = s.kafka_properties
-        snapshot = None
-        if s.state_dir is not None and s.state_store == "memory":
-            snapshot = LocalSnapshot(s.state_path("sqlite"))
-            log.info("local state snapshot path=%s", snapshot.path)
-        self.store = StateStore(snapshot)  # state_store rocksdb: _open_disk, at assignment
+        self.store = StateStore(self._snapshot)  # state_store rocksdb: _open_disk, at assignment
         self.timers = TimerStore()
         consumer_config = clients.group_consumer_config(
             s.bootstrap_servers, s.app_id, extra, s.rebalance_protocol
@@ -284,6 +299,10 @@ class Worker:
         )
 
         def remote_invoker(host: Dispatcher) -> RemoteInvoker:
+            # imported only for remote functions: aiohttp is a third of the worker's imports,
+            # which a restart waits for
+            from kstatefun.runtime.remote import RemoteInvoker
+
             return RemoteInvoker(
                 self.module,
                 host,
@@ -305,8 +324,7 @@ class Worker:
             remote_invoker if self.module.endpoints else None,
             None if self.playground is None else self.playground.egress_record,
         )
-        remote = self.dispatcher.remote
-        assert remote is None or isinstance(remote, RemoteInvoker)
+        remote = cast("RemoteInvoker | None", self.dispatcher.remote)  # remote_invoker's
         self.remote = remote
         self.router = IngressRouter(
             self.module.ingresses,
@@ -409,7 +427,9 @@ class Worker:
     def _start_health(self, admin: AdminClient) -> None:
         s = self.settings
         registry = CollectorRegistry()
-        registry.register(WorkerCollector(self.metrics, s.app_id, s.instance_id))
+        registry.register(
+            WorkerCollector(self.metrics, s.app_id, s.instance_id, buildinfo.version(), self.build)
+        )
 
         def broker_ok() -> bool:
             return bool(admin.list_topics(timeout=2).brokers)
@@ -578,16 +598,13 @@ class Worker:
         try:
             txn.begin()
             txn.track(batch)
-            invocations = self.topics.invocations
-            dispatch, route = self.dispatcher.dispatch, self.router.route
-            records_in = self.metrics.records_in
-            for msg in batch:
-                topic = msg.topic()
-                records_in[topic] = records_in.get(topic, 0) + 1
-                if topic == invocations:
-                    dispatch(msg)
-                else:
-                    route(msg)
+            process_records(
+                batch,
+                self.topics.invocations,
+                self.dispatcher.dispatch,
+                self.router.route,
+                self.metrics.records_in,
+            )
         except KafkaException as e:
             self.committer.failed(e, "processing")
             return False

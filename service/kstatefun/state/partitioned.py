@@ -56,13 +56,14 @@ class PartitionedOverlay:
     def partitions(self) -> set[int]:
         return set(self._committed)
 
-    def add_partition(self, partition: int) -> Rows:
-        """Start a partition (a restore fills it) and return its committed rows: empty in
-        memory; on disk, what the disk holds up to ``local_position``."""
+    def add_partition(self, partition: int, loaded: dict[bytes, bytes] | None = None) -> Rows:
+        """Start a partition (a restore fills it) and return its committed rows: in memory,
+        ``loaded`` (a local snapshot's rows, taken as they are) or none; on disk, what the
+        disk holds up to ``local_position``."""
         self._positions.pop(partition, None)
         rows: Rows
         if self.disk is None:
-            rows = dict[bytes, bytes]()
+            rows = dict[bytes, bytes]() if loaded is None else loaded
         else:
             rows, self._local_starts[partition] = self.disk.open_partition(partition)
         self._committed[partition] = rows

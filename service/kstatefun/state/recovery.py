@@ -67,8 +67,9 @@ class Recovery:
         fresh = sorted(partitions - set(stores))  # new, or never completed a restore
         self.fresh += fresh
         for p in fresh:
-            stores[p] = store.add_partition(p)
-            self._starts[p] = self._local_start(p, stores[p])
+            stores[p], self._starts[p] = self._local_start(p)
+        if self.snapshot is not None:
+            self.snapshot.drop_prefetched()  # what is left belongs to no partition owned
         # the snapshot takes every record read; without one, a restore keeps no second copy
         if self._changes is None and self.snapshot is not None:
             self._changes = {}
@@ -88,22 +89,20 @@ class Recovery:
         for p in partitions & self.store.partitions():
             self.store.drop_partition(p)
 
-    def _local_start(self, p: int, rows: Rows) -> int:
-        """Where a fresh partition's restore starts: a disk's or a snapshot's position."""
-        if self.store.disk is not None:
-            return self.store.local_position(p)
-        if self.snapshot is None:
-            return 0
+    def _local_start(self, p: int) -> tuple[Rows, int]:
+        """A fresh partition's rows in the store and where its restore starts: a disk's or a
+        snapshot's position (0: the beginning)."""
+        if self.store.disk is not None or self.snapshot is None:
+            return self.store.add_partition(p), self.store.local_position(p)
         loaded, start = self.snapshot.load(p)
         if loaded:
-            rows.update(loaded)  # type: ignore[attr-defined]
             log.info(
                 "loaded local snapshot partition=%d keys=%d replaying_from=%d",
                 p,
                 len(loaded),
                 start,
             )
-        return start
+        return self.store.add_partition(p, loaded), start
 
     def step(self, timeout_s: float = 0.0) -> set[int]:
         """Read one batch; returns the partitions it completed."""

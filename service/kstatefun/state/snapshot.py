@@ -13,12 +13,19 @@ snapshot, which the next start replays from the changelog.
 A snapshot older than ``max_age_s`` is ignored: past the changelog's delete.retention.ms,
 compaction may have removed tombstones the snapshot never saw, and a deleted value would
 come back.
+
+Loading is the longest step of a restart (about a second per million rows), so a worker
+reads the whole file on a thread of its own as it starts (``prefetch``), while it connects
+and joins its group, which is mostly waiting on the network; ``load`` then takes a
+partition's rows from there. Anything written to the file meanwhile makes what was read
+stale, and it is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,28 +60,63 @@ class LocalSnapshot:
         self._rows: dict[int, dict[bytes, bytes | None]] = {}  # committed, not yet written
         self._positions: dict[int, int] = {}
         self._due = time.monotonic() + FLUSH_S
+        self._prefetch: _Prefetch | None = None
 
     def close(self) -> None:
         self.flush()
+        self._prefetch = None
         self._db.close()
+
+    def prefetch(self) -> None:
+        """Start reading every partition the file holds on a thread of its own, for the
+        ``load`` calls of the first assignment (the module doc says why)."""
+        if self._prefetch is None:
+            self._prefetch = _Prefetch(self.path, self._max_age_ms)
+
+    def drop_prefetched(self) -> None:
+        """Forget what ``prefetch`` read and ``load`` did not take (partitions this worker
+        was not assigned): it is memory, and stale after the next write."""
+        self._prefetch = None
 
     def load(self, partition: int) -> tuple[dict[bytes, bytes], int]:
         """The partition's rows and the changelog offset to replay from (0: no snapshot)."""
         self.flush()
-        row = self._db.execute(
-            "SELECT next_offset, saved_at_ms FROM position WHERE partition = ?", (partition,)
-        ).fetchone()
-        if row is None:
+        found = self._prefetched(partition)
+        position = (
+            self._db.execute(
+                "SELECT next_offset, saved_at_ms FROM position WHERE partition = ?", (partition,)
+            ).fetchone()
+            if found is None
+            else found[1]
+        )
+        if position is None:
             return {}, 0
-        next_offset, saved_at_ms = row
+        next_offset, saved_at_ms = position
         if time.time() * 1000 - saved_at_ms > self._max_age_ms:
             log.info("snapshot too old, restoring from the changelog partition=%d", partition)
             self.discard(partition)
             return {}, 0
-        rows = self._db.execute("SELECT key, value FROM state WHERE partition = ?", (partition,))
-        return dict(rows), next_offset
+        return (_read_rows(self._db, partition) if found is None else found[0]), next_offset
+
+    def _prefetched(self, partition: int) -> tuple[dict[bytes, bytes], tuple[int, int]] | None:
+        """The partition's rows and (position, saved at) as ``prefetch`` read them, waiting
+        for it; each partition once. None: not read ahead (no prefetch, it failed, the file
+        had no such partition, or it was taken already): read it from the file."""
+        prefetch = self._prefetch
+        if prefetch is None:
+            return None
+        result = prefetch.result()
+        if result is None:  # it failed (logged)
+            self._prefetch = None
+            return None
+        positions, rows = result
+        position = positions.pop(partition, None)
+        if position is None:
+            return None
+        return rows.pop(partition, {}), position
 
     def discard(self, partition: int) -> None:
+        self._prefetch = None  # a write: what was read may be stale
         self._rows.pop(partition, None)
         self._positions.pop(partition, None)
         with self._transaction():
@@ -110,6 +152,7 @@ class LocalSnapshot:
         self._due = time.monotonic() + FLUSH_S
         if not self._rows and not self._positions:
             return
+        self._prefetch = None  # a write: what was read may be stale
         changes, positions = self._rows, self._positions
         now_ms = int(time.time() * 1000)
         with self._transaction():  # a failed write keeps what it held for the next one
@@ -131,6 +174,7 @@ class LocalSnapshot:
     def replace(self, partition: int, rows: Mapping[bytes, bytes], next_offset: int) -> None:
         """Store a whole partition after a restore from the changelog."""
         self.flush()
+        self._prefetch = None  # a write: what was read may be stale
         with self._transaction():
             self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
             self._db.executemany(
@@ -143,6 +187,63 @@ class LocalSnapshot:
 
     def _transaction(self) -> _Txn:
         return _Txn(self._db)
+
+
+def _read_rows(db: sqlite3.Connection, partition: int) -> dict[bytes, bytes]:
+    return dict(db.execute("SELECT key, value FROM state WHERE partition = ?", (partition,)))
+
+
+class _Prefetch:
+    """Every partition's rows and position, read in one SQLite read transaction (so each
+    partition's rows match its position) on a thread with its own connection; partitions
+    older than ``max_age_ms`` are left to ``load``, which discards them."""
+
+    __slots__ = ("_thread", "_result")
+
+    def __init__(self, path: Path, max_age_ms: int) -> None:
+        self._result: tuple[dict[int, tuple[int, int]], dict[int, dict[bytes, bytes]]] | None
+        self._result = None
+        self._thread = threading.Thread(
+            target=self._read,
+            args=(path, max_age_ms),
+            name="kstatefun-snapshot-prefetch",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _read(self, path: Path, max_age_ms: int) -> None:
+        started = time.monotonic()
+        oldest_ms = time.time() * 1000 - max_age_ms
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            try:
+                db.execute("BEGIN")
+                positions = {
+                    p: (offset, saved)
+                    for p, offset, saved in db.execute("SELECT * FROM position")
+                    if saved >= oldest_ms
+                }
+                rows = {p: _read_rows(db, p) for p in positions}
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            log.warning("could not read the local snapshot ahead, reading it later: %s", e)
+            return
+        self._result = positions, rows
+        log.info(
+            "read local snapshot ahead partitions=%d keys=%d seconds=%.2f",
+            len(rows),
+            sum(map(len, rows.values())),
+            time.monotonic() - started,
+        )
+
+    def result(
+        self,
+    ) -> tuple[dict[int, tuple[int, int]], dict[int, dict[bytes, bytes]]] | None:
+        """What was read (waiting until it is), None if reading failed."""
+        self._thread.join()
+        return self._result
 
 
 class _Txn:

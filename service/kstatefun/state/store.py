@@ -19,6 +19,7 @@ from kstatefun.state.deadlines import DeadlineQueue
 from kstatefun.state.partitioned import PartitionedOverlay
 from kstatefun.wire.avro import (
     changelog_expire_at,
+    changelog_expiries,
     changelog_key_prefix,
     changelog_key_suffix,
     changelog_may_expire,
@@ -68,10 +69,7 @@ class StateStore(PartitionedOverlay):
     def _reindex(self, partition: int) -> None:
         rows = self._committed[partition].items()
         if self.disk is None:
-            self._expiry.rebuild(
-                partition,
-                [(at, key) for key, value in rows if (at := _expire_at(value)) is not None],
-            )
+            self._expiry.rebuild(partition, changelog_expiries(rows))
             return
         # Until the scan is done a due value may be found late: it is deleted later, never
         # served (reads apply the TTL rule, is_expired). A write meanwhile pushes its own

@@ -132,3 +132,13 @@ def test_random_bytes_decode_or_raise_decode_error_only():
                 data[rng.randrange(len(data))] = rng.randrange(256)
         with contextlib.suppress(DecodeError):
             avro.decode_invocation(bytes(data))
+
+
+def test_changelog_expiries_finds_exactly_the_rows_with_an_expiry():
+    rows = [
+        (b"a", avro.encode_changelog_value("t/x", b"\x00", None)),
+        (b"b", avro.encode_changelog_value("t/x", b"\x01", 1_700_000_000_123)),
+        (b"c", avro.encode_changelog_value("t/x", b"", None)),
+        (b"d", avro.encode_changelog_value("t/x", b"\x07\x07", 5)),
+    ]
+    assert avro.changelog_expiries(rows) == [(1_700_000_000_123, b"b"), (5, b"d")]
