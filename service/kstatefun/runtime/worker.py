@@ -40,7 +40,7 @@ from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, St
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import call_with_retry, is_refused, kafka_error
-from kstatefun.kafka.groups import coordinator_elected
+from kstatefun.kafka.groups import coordinator_answers
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -284,7 +284,7 @@ class Worker:
             [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
             self.metrics,
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
-            coordinator_answers=partial(coordinator_elected, self.consumer, s.app_id),
+            coordinator_answers=partial(coordinator_answers, self.consumer),
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
 
