@@ -68,6 +68,7 @@ from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka import LocalKafka
 from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.runtime.commit import COORDINATOR_ANSWERED
 from tests import cluster as cluster_faults
 from tests import kafka_fixture
 from tests.chaos import verify
@@ -301,6 +302,7 @@ class InputThread(threading.Thread):
         self.bootstrap, self.topic, self.events, self.rate = bootstrap, topic, events, rate
         self.failures = 0
         self.produced = 0
+        self.last_at: float | None = None  # when the last record was produced (monotonic)
         self.error: BaseException | None = None
         self.go = threading.Event()  # cleared: the input pauses (and then catches up)
         self.go.set()
@@ -329,8 +331,9 @@ class InputThread(threading.Thread):
                     while not self.go.wait(0.1):
                         producer.poll(0)
                     started += time.monotonic() - paused  # no burst after a pause
-                wait = started + i / self.rate - time.monotonic()
-                if wait > 0:
+                # poll returns early when it serves a delivery report: wait out the rest, or
+                # the input runs ahead of its rate and ends before the last faults
+                while (wait := started + i / self.rate - time.monotonic()) > 0:
                     producer.poll(wait)
                 while True:
                     try:
@@ -340,6 +343,7 @@ class InputThread(threading.Thread):
                         producer.poll(0.1)
                 self.produced += 1
                 producer.poll(0)
+            self.last_at = time.monotonic()
             left = producer.flush(300)
             self.failures += left
         except BaseException as e:  # noqa: BLE001 - reported by the runner
@@ -769,7 +773,8 @@ class Run:
             self.timed.append((kind, started))
         while feed.is_alive():
             self.sleep(0.5)
-        self.say(f"input done: {feed.produced} records produced")
+        last = (feed.last_at or time.monotonic()) - self.t0
+        self.say(f"input done: {feed.produced} records produced, the last at {last:.1f}s")
 
     def drain(self, expected: int) -> bool:
         """Wait (bounded) until the egress topic holds at least what the input implies."""
@@ -833,7 +838,7 @@ class Run:
                 self.watch.start()
                 feed.start()
                 self.chaos(feed)
-                self._stalls(feed_end=time.monotonic())
+                self._stalls(feed_end=feed.last_at or time.monotonic())
                 if feed.error is not None:
                     raise RuntimeError(f"the input producer failed: {feed.error!r}")
                 report.delivery_failures = feed.failures
@@ -894,10 +899,15 @@ class Run:
         return report
 
     def _stalls(self, feed_end: float) -> None:
-        """Per kind, the longest output pause from each fault's start to the next one's."""
+        """Per kind, the longest output pause from each fault's start to the next one's (the
+        last one's: to the last input record). A fault after the input ended is not measured:
+        no output was due."""
         assert self.watch is not None
         ends = [t for _, t in self.timed[1:]] + [feed_end]
         for (kind, start), end in zip(self.timed, ends, strict=True):
+            if start >= feed_end:
+                self.say(f"fault {kind} at {start - self.t0:.1f}s came after the input: no stall")
+                continue
             pause = self.watch.longest_pause(start, end)
             self.report.stalls[kind] = max(self.report.stalls.get(kind, 0.0), pause)
             worst = max(
@@ -939,7 +949,7 @@ LOG_MARKERS = {
     "commit_failed_on_revoke": "commit on revoke failed",
     "producer_recreated": "recreating the producer",
     "stuck_producer": "giving the producer up",  # runtime/commit.py: a stuck producer
-    "stuck_producer_early": "coordinator is in place in the metadata",
+    "stuck_producer_early": COORDINATOR_ANSWERED,
     "given_up_released": "released given-up producers",
     "traceback": "Traceback",
 }

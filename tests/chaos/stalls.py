@@ -31,7 +31,37 @@ from kstatefun.devkafka.jars import ensure_runtime
 from tests.chaos.run import APP_ID, longest_pause
 
 FAULT_LINE = re.compile(r"\[\s*([\d.]+)s\] fault (\w+)")
+CREATE_TIME = re.compile(r"CreateTime: (\d+)")
 START_LINE = re.compile(r"input=(\d+)s .*started=(\S+)")
+
+
+def _dump(partition_dir: Path, *options: str) -> str:
+    """Kafka's ``DumpLogSegments`` of one partition's segments ("" when it has none)."""
+    runtime = ensure_runtime()
+    segments = sorted(str(f) for f in partition_dir.glob("*.log"))
+    if not segments:
+        return ""
+    return subprocess.run(
+        [
+            runtime.java,
+            "-cp",
+            str(runtime.lib_dir / "*"),
+            "kafka.tools.DumpLogSegments",
+            *options,
+            "--files",
+            ",".join(segments),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def last_record_time(partition_dirs: list[Path]) -> float | None:
+    """When the newest batch of these partitions was created (s since the epoch): for the
+    ingress, when the input really ended."""
+    times = [int(t) / 1000 for d in partition_dirs for t in CREATE_TIME.findall(_dump(d))]
+    return max(times, default=None)
 
 
 def commit_times(partition_dir: Path) -> list[float]:
@@ -41,25 +71,8 @@ def commit_times(partition_dir: Path) -> list[float]:
     aborted), since the last stable offset holds readers behind the oldest open one (a
     stopped worker's open transaction holds back everyone's output there until it is
     aborted)."""
-    runtime = ensure_runtime()
-    segments = sorted(str(f) for f in partition_dir.glob("*.log"))
-    if not segments:
-        return []
-    dump = subprocess.run(
-        [
-            runtime.java,
-            "-cp",
-            str(runtime.lib_dir / "*"),
-            "kafka.tools.DumpLogSegments",
-            "--print-data-log",
-            "--files",
-            ",".join(segments),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return readable_times(dump)
+    dump = _dump(partition_dir, "--print-data-log")
+    return readable_times(dump) if dump else []
 
 
 def readable_times(dump: str) -> list[float]:
@@ -127,11 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         }
     egress, changelog = topics["chaos-out"], topics[f"{APP_ID}-changelog"]
     merged = sorted(t for times in egress.values() for t in times)
-    # the last window ends when the input did (the runner's "input done" line), else when it
-    # was planned to; never before the last fault began
-    done = re.search(r"\[\s*([\d.]+)s\] input done", text)
-    input_end = t0 + float(done.group(1) if done else input_s.group(1))
-    ends = [t for _, t in faults[1:]] + [max(input_end, faults[-1][1] if faults else t0)]
+    # the last window ends with the last input record (the ingress's newest batch: the
+    # runner's "input done" line came after the input's final flush, which waits for a downed
+    # node), else when the input was planned to; a fault after that is not measured (no output
+    # was due)
+    input_end = last_record_time(sorted(logs.glob("chaos-in-[0-9]*"))) or t0 + float(
+        input_s.group(1)
+    )
+    for kind, start in faults:
+        if start >= input_end:
+            print(
+                f"fault {kind} at {start - t0:.1f} s came after the input's last record "
+                f"({input_end - t0:.1f} s): not measured"
+            )
+    faults = [(kind, start) for kind, start in faults if start < input_end]
+    ends = [t for _, t in faults[1:]] + [input_end]
     worst: dict[str, list[float]] = {}
     print("fault start (s)  kind         all output  worst egress partition  worst changelog")
     for (kind, start), end in zip(faults, ends, strict=True):

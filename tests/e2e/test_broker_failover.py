@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
 from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
+from kstatefun.runtime.commit import COORDINATOR_ANSWERED
 from tests import kafka_fixture
 from tests.cluster import (
     PacedProducer,
@@ -151,6 +152,39 @@ def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
         freeze_node(cluster, victim)
         try:
             time.sleep(50)
+        finally:
+            thaw_node(cluster, victim)
+
+    run_with_fault(app, cluster, fault)
+
+
+def test_a_stuck_producer_given_up_while_its_call_is_blocked(app, cluster, admin):
+    """The group coordinator's node freezes (SIGSTOP: connections stay open, nothing answers),
+    so the workers' send_offsets_to_transaction blocks on it. Once the controller has moved
+    the group's partition and a consumer finds the new coordinator (its heartbeat to the frozen
+    node times out after session.timeout.ms), that worker gives its producer up while the
+    producer's call is still blocked: the frozen node cannot answer it. The transaction timeout
+    is a minute here, so a give-up before the node thaws is the early one (runtime/commit.py).
+    When the node thaws, the old producer's requests reach it late; nothing of that producer
+    may commit: exactly-once output, and no worker exits."""
+    app.env["KSTATEFUN_TRANSACTION_TIMEOUT_MS"] = "60000"
+
+    def given_up_early() -> bool:
+        return any(
+            COORDINATOR_ANSWERED in line and "giving the producer up" in line
+            for name in app.logs
+            for line in app.log(name).splitlines()
+        )
+
+    def fault() -> None:
+        victim = group_coordinator_of(admin, app.app_id)
+        assert victim >= 0
+        freeze_node(cluster, victim)
+        try:
+            try:
+                wait_until(given_up_early, "a producer given up while the node is frozen", 120)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{app.all_logs()}") from None
         finally:
             thaw_node(cluster, victim)
 

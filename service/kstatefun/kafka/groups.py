@@ -1,21 +1,24 @@
-"""Where a consumer group's coordinator is, from the cluster's metadata: what the worker checks
-to tell a producer stuck in ``send_offsets_to_transaction`` from a coordinator still moving."""
+"""Whether a consumer group's coordinator answers, asked with a real request to it: what the
+worker checks to tell a producer stuck in ``send_offsets_to_transaction`` from a coordinator
+still moving. Also where a group's or transactional id's coordinator partition is."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import ClusterMetadata
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 
 
-class MetadataClient(Protocol):
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata: ...
+class OffsetsClient(Protocol):
+    def committed(
+        self, partitions: list[TopicPartition], timeout: float = ...
+    ) -> list[TopicPartition]: ...
 
 
 def java_string_hash(s: str) -> int:
@@ -35,23 +38,43 @@ def coordinator_partition(key: str, partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
-def coordinator_elected(client: MetadataClient, group_id: str, timeout_s: float) -> bool:
-    """True when fresh metadata, asked of ``client`` within ``timeout_s``, shows a leader for
-    the ``__consumer_offsets`` partition of ``group_id`` among the live brokers: the group has a
-    coordinator in place (it loads the group within moments of its election).
+def coordinator_answers(
+    consumer: OffsetsClient, partitions: Sequence[TopicPartition], timeout_s: float
+) -> bool:
+    """True when the group's coordinator answered, within ``timeout_s``, the committed offset of
+    the first of ``partitions`` asked by the group's own ``consumer`` (an OffsetFetch request):
+    it has loaded the group and serves its offsets, so a transactional offset commit for it
+    would be answered too.
 
-    Metadata is asked of any broker and answered afresh, where a client's cached coordinator may
-    be one whose broker has gone (librdkafka #5511). An error (no answer, no permission to
-    describe ``__consumer_offsets``) is False: the worker then waits as if the coordinator were
-    still moving.
+    The answer must come from the coordinator itself. Metadata did not do: the surviving brokers
+    name a killed broker as the leader of the group's ``__consumer_offsets`` partition until the
+    controller fences it (``broker.session.timeout.ms``), and a check that believed them gave
+    producers up seconds before the coordinator moved (chaos seed 1205). librdkafka sends the
+    request to the coordinator the consumer found (it looks it up again when a heartbeat fails)
+    and retries a coordinator that is loading or not the coordinator until the timeout.
+
+    Not an answer (False): no reply in time (the coordinator is down, frozen or moving), or
+    the partition's offset is unstable, a transactional commit to it pending (librdkafka asks
+    for stable offsets under read_committed and retries an unstable one until the timeout, then
+    reports it on the partition): a producer's request then reached the coordinator, so its
+    call is not stuck looking for it. The worker then waits as if the coordinator were still
+    moving.
     """
+    ask = [TopicPartition(tp.topic, tp.partition) for tp in partitions[:1]]
+    if not ask:
+        return False
     try:
-        md = client.list_topics(OFFSETS_TOPIC, timeout=timeout_s)
+        answer = consumer.committed(ask, timeout=timeout_s)
     except KafkaException as e:
-        log.info("no metadata for the group coordinator group=%s error=%s", group_id, e)
+        log.info("the group coordinator did not answer timeout_s=%.1f error=%s", timeout_s, e)
         return False
-    topic = md.topics.get(OFFSETS_TOPIC)
-    if topic is None or topic.error is not None or not topic.partitions:
-        return False
-    partition = topic.partitions.get(coordinator_partition(group_id, len(topic.partitions)))
-    return partition is not None and partition.leader >= 0 and partition.leader in md.brokers
+    for tp in answer:
+        if tp.error is not None and tp.error.code() != KafkaError.NO_ERROR:
+            log.info(
+                "the group coordinator answered with an error topic=%s partition=%d error=%s",
+                tp.topic,
+                tp.partition,
+                tp.error,
+            )
+            return False
+    return True

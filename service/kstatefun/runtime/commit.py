@@ -30,18 +30,18 @@ without a deadline for the group coordinator (librdkafka #5456: its timeout is n
 #5511: a coordinator whose broker left the metadata, as a broker does in a clean restart, stays
 cached and is never looked up again), so a broker failover can leave it blocked for good. The
 call runs on a helper thread. Once it has blocked for ``STUCK_PROBE_AFTER_S`` (or three times
-as long as such calls took lately, on a slow cluster), fresh metadata is asked whether the
-group's coordinator is in place (``coordinator_answers``, kafka/groups.py); if it is and the call
-is still blocked ``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call
-would have returned (librdkafka retries it every 500 ms), so the producer is stuck. Otherwise
-(the coordinator is still moving), and for ``STUCK_EARLY_COOLDOWN_S`` after a producer was
-given up, the call is waited for until the transaction's own timeout
-plus a grace, after which the coordinator has aborted the transaction anyway. Either way the
-worker gives the producer up (it is kept, never used again, until its call returns), aborts
-and rewinds, and a new producer takes over the transactional id, which fences the old one:
-its late requests carry the old epoch and are refused, and no commit was asked of it, so
-nothing of it commits. At most ``MAX_ABANDONED_PRODUCERS`` given-up producers may still be
-blocked at once; one more and the worker stops (exit 1) to be restarted.
+as long as such calls took lately, on a slow cluster), the group's coordinator is asked for a
+committed offset by the worker's consumer (``coordinator_answers``, kafka/groups.py: a real
+request, which stale metadata cannot answer); if it answers and the call is still blocked
+``STUCK_CONFIRM_S`` later (or twice as long as the answer took), a working call would have
+returned (librdkafka retries it every 500 ms), so the producer is stuck. Otherwise (the
+coordinator is still moving) the call is waited for until the transaction's own timeout plus a
+grace, after which the coordinator has aborted the transaction anyway. Either way the worker
+gives the producer up (it is kept, never used again, until its call returns), aborts and
+rewinds, and a new producer takes over the transactional id, which fences the old one: its
+late requests carry the old epoch and are refused, and no commit was asked of it, so nothing of
+it commits. At most ``MAX_ABANDONED_PRODUCERS`` given-up producers may still be blocked at
+once; one more and the worker stops (exit 1) to be restarted.
 
 The commit *policy* is ``Committer``'s: when the open transaction commits (the poll drained
 what was available, or it has been open for ``commit_interval_ms``), waiting for its remote calls
@@ -106,10 +106,9 @@ STUCK_PROBE_TIMEOUT_S = 2.0
 # The coordinator answered: the call is stuck if it is still blocked this much later, or twice
 # as long as the answer took, whichever is longer.
 STUCK_CONFIRM_S = 1.0
-# After a producer was given up, the next one is given up only at the transaction timeout for
-# this long: metadata may name a killed broker as the coordinator until the controller notices
-# (broker.session.timeout.ms), and a new producer looks the coordinator up afresh anyway.
-STUCK_EARLY_COOLDOWN_S = 30.0
+# Why a producer given up before the transaction timeout was (in its log line, which
+# tests/chaos counts)
+COORDINATOR_ANSWERED = "the group's coordinator answered the consumer"
 # Given-up producers whose call has not returned yet (each keeps its threads and connections):
 # one more than this and the worker stops so that a fresh process takes over. A rolling restart
 # makes at most one per move of the group's coordinator, which moves only between the replicas
@@ -161,7 +160,7 @@ class Transaction:
         metrics: WorkerMetrics,
         op_timeout_s: float = 30.0,
         transaction_timeout_s: float = 10.0,
-        coordinator_answers: Callable[[float], bool] | None = None,
+        coordinator_answers: Callable[[Sequence[TopicPartition], float], bool] | None = None,
     ) -> None:
         self.metrics = metrics
         self._out = metrics.records_out
@@ -183,11 +182,11 @@ class Transaction:
         self.opened_at = 0.0
         self._committed_at = 0.0
         self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
-        # whether fresh metadata shows the group's coordinator in place, asked within the given
-        # seconds (kafka/groups.py); None: a stuck producer is found by the transaction timeout
+        # whether the group's coordinator answers a request about the given partitions within
+        # the given seconds (kafka/groups.py); None: a stuck producer is found by the
+        # transaction timeout
         self._coordinator_answers = coordinator_answers
         self._offsets_s = 0.0  # how long send_offsets_to_transaction took lately (average)
-        self._given_up_at: float | None = None  # when a producer was last given up (monotonic)
         # given-up producers with the thread of their blocked call: never destroyed while
         # that call may still return (released by _release_returned)
         self._abandoned: list[tuple[Producer, threading.Thread]] = []
@@ -356,7 +355,7 @@ class Transaction:
         helper = threading.Thread(target=call, name="kstatefun-send-offsets", daemon=True)
         started = self._clock()
         helper.start()
-        why = self._wait_or_diagnose(helper, started, limit_s + STUCK_GRACE_S)
+        why = self._wait_or_diagnose(helper, offsets, started, limit_s + STUCK_GRACE_S)
         if outcome:
             if outcome[0] is not None:
                 raise outcome[0]
@@ -370,16 +369,20 @@ class Transaction:
         """How long a send_offsets_to_transaction may block before the coordinator is asked."""
         return max(STUCK_PROBE_AFTER_S, STUCK_SLOW_FACTOR * self._offsets_s)
 
-    def _wait_or_diagnose(self, helper: threading.Thread, started: float, limit_s: float) -> str:
-        """Wait for the call on ``helper`` at most ``limit_s`` after ``started``; once it has
-        blocked for ``probe_after_s``, ask whether the group coordinator answers (again every
-        ``STUCK_CONFIRM_S`` until it does). Returns "" as soon as the call returns, else why its
-        producer is stuck."""
+    def _wait_or_diagnose(
+        self,
+        helper: threading.Thread,
+        offsets: Sequence[TopicPartition],
+        started: float,
+        limit_s: float,
+    ) -> str:
+        """Wait for the call on ``helper`` (sending ``offsets``) at most ``limit_s`` after
+        ``started``; once it has blocked for ``probe_after_s``, ask whether the group
+        coordinator answers (again every ``STUCK_CONFIRM_S`` until it does). Returns "" as soon
+        as the call returns, else why its producer is stuck."""
         answered_at: float | None = None
         confirm_s = STUCK_CONFIRM_S
         probe = self._coordinator_answers
-        if self._given_up_at is not None and started - self._given_up_at < STUCK_EARLY_COOLDOWN_S:
-            probe = None
         next_probe = self.probe_after_s if probe is not None else limit_s
         while True:
             elapsed = self._clock() - started
@@ -392,17 +395,14 @@ class Transaction:
                 waited = f"transaction_timeout_ms + {STUCK_GRACE_S:.0f} s passed"
                 if probe is None:
                     return waited
-                return f"{waited} without the group's coordinator in place in the metadata"
+                return f"{waited} without an answer from the group's coordinator"
             if answered_at is not None:
                 if elapsed >= answered_at + confirm_s:
-                    return (
-                        "the group's coordinator is in place in the metadata, so a call that "
-                        "works would have returned"
-                    )
+                    return f"{COORDINATOR_ANSWERED}, so a call that works would have returned"
             elif probe is not None and elapsed >= next_probe:
                 self.on_progress()  # the question is bounded on its own
                 asked = self._clock()
-                if probe(STUCK_PROBE_TIMEOUT_S):
+                if probe(offsets, STUCK_PROBE_TIMEOUT_S):
                     answered_at = self._clock() - started
                     confirm_s = max(STUCK_CONFIRM_S, 2 * (self._clock() - asked))
                 else:  # still moving: ask again a little later
@@ -413,7 +413,6 @@ class Transaction:
         ``helper``): abort the transaction (locally; the new producer's init_transactions aborts
         it on the broker) and raise."""
         self._abandoned.append((self.producer, helper))
-        self._given_up_at = self._clock()
         self.is_open = False  # abort() must not ask the stuck producer
         self.metrics.aborts += 1
         self._release_returned()

@@ -46,7 +46,7 @@ from kstatefun.kafka.errors import (
     is_refused,
     kafka_error,
 )
-from kstatefun.kafka.groups import coordinator_elected
+from kstatefun.kafka.groups import coordinator_answers
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -290,7 +290,7 @@ class Worker:
             [(self.topics.changelog, self.store), (self.topics.timers, self.timers)],
             self.metrics,
             transaction_timeout_s=s.transaction_timeout_ms / 1000,
-            coordinator_answers=partial(coordinator_elected, self.consumer, s.app_id),
+            coordinator_answers=partial(coordinator_answers, self.consumer),
         )
         self.dead_letters = DeadLetters(self.topics.dead_letters, self.txn, self.metrics)
 

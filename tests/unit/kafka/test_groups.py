@@ -1,55 +1,66 @@
-"""Where a group's coordinator is, from metadata (kafka/groups.py), with a fake client."""
+"""Whether a group's coordinator answers (kafka/groups.py), with a fake consumer; and where a
+group's coordinator partition is."""
 
 from types import SimpleNamespace
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from kstatefun.kafka.groups import OFFSETS_TOPIC, coordinator_elected, coordinator_partition
-
-
-def metadata(leaders, brokers=(1, 2, 3), error=None):
-    partitions = {p: SimpleNamespace(leader=leader) for p, leader in enumerate(leaders)}
-    topic = SimpleNamespace(partitions=partitions, error=error)
-    return SimpleNamespace(topics={OFFSETS_TOPIC: topic}, brokers={b: object() for b in brokers})
+from kstatefun.kafka.groups import coordinator_answers, coordinator_partition
 
 
-class Client:
+class Consumer:
+    """``committed`` answers with ``answer``: offsets (a list) or an exception to raise."""
+
     def __init__(self, answer):
         self.answer = answer
         self.asked = []
 
-    def list_topics(self, topic=None, timeout=-1):
-        self.asked.append((topic, timeout))
+    def committed(self, partitions, timeout=-1):
+        self.asked.append(([(tp.topic, tp.partition, tp.offset) for tp in partitions], timeout))
         if isinstance(self.answer, BaseException):
             raise self.answer
         return self.answer
 
 
-GROUP = "app"  # its partition among 5: abs(hash("app")) % 5
-P = coordinator_partition(GROUP, 5)
+SENT = [TopicPartition("in", 3, 120), TopicPartition("in", 5, 7)]
 
 
-def leaders_with(p_leader, others=1):
-    return [p_leader if p == P else others for p in range(5)]
+def answered(offset=-1001, error=None):
+    """What ``committed`` returns: the partition with its offset and error (read-only on a
+    real TopicPartition)."""
+    return [SimpleNamespace(topic="in", partition=3, offset=offset, error=error)]
 
 
-def test_a_live_leader_of_the_groups_partition_is_an_elected_coordinator():
-    client = Client(metadata(leaders_with(2)))
-    assert coordinator_elected(client, GROUP, 2.0) is True
-    assert client.asked == [(OFFSETS_TOPIC, 2.0)]
+def test_a_coordinator_that_returns_the_committed_offset_answers():
+    consumer = Consumer(answered(100))
+    assert coordinator_answers(consumer, SENT, 2.0) is True
+    # one partition is enough to reach the coordinator; the offset to send is not asked for
+    assert consumer.asked == [([("in", 3, -1001)], 2.0)]
 
 
-def test_no_leader_or_a_leader_gone_from_the_brokers_is_not():
-    assert coordinator_elected(Client(metadata(leaders_with(-1))), GROUP, 1.0) is False
-    gone = metadata(leaders_with(3), brokers=(1, 2))  # the other partitions' leaders are live
-    assert coordinator_elected(Client(gone), GROUP, 1.0) is False
+def test_a_partition_never_committed_is_an_answer_too():
+    assert coordinator_answers(Consumer(answered(-1001)), SENT, 1.0) is True
 
 
-def test_no_metadata_is_not_an_elected_coordinator():
-    down = KafkaException(KafkaError(KafkaError._TRANSPORT, "all brokers down"))
-    assert coordinator_elected(Client(down), GROUP, 1.0) is False
-    denied = metadata([1] * 5, error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
-    assert coordinator_elected(Client(denied), GROUP, 1.0) is False
+def test_no_answer_in_time_is_no_answer():
+    """The coordinator's broker is down, frozen, or the coordinator is still loading the group
+    (librdkafka retries until the timeout, then raises)."""
+    for code in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._WAIT_COORD):
+        consumer = Consumer(KafkaException(KafkaError(code, "no coordinator")))
+        assert coordinator_answers(consumer, SENT, 1.0) is False
+
+
+def test_an_unstable_offset_is_no_answer():
+    """A transactional commit to the partition is pending: a producer's request reached the
+    coordinator, so its call is not the one stuck looking for it."""
+    unstable = answered(error=KafkaError(KafkaError.UNSTABLE_OFFSET_COMMIT))
+    assert coordinator_answers(Consumer(unstable), SENT, 1.0) is False
+
+
+def test_nothing_to_ask_about_is_no_answer():
+    consumer = Consumer(answered(1))
+    assert coordinator_answers(consumer, [], 1.0) is False
+    assert consumer.asked == []
 
 
 def test_the_partition_is_the_brokers_abs_of_the_java_hash():

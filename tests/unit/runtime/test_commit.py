@@ -301,12 +301,12 @@ def test_a_producer_stuck_in_send_offsets_is_given_up_and_replaced(monkeypatch, 
 
 
 def test_a_stuck_producer_is_given_up_once_the_group_coordinator_answers(monkeypatch, release):
-    """The coordinator answers a fresh client while the call stays blocked: given up then, not
+    """The coordinator answers the consumer while the call stays blocked: given up then, not
     at the transaction timeout (a minute here, so a wrong path would show in the reason)."""
     asked = []
 
-    def answers(timeout_s):
-        asked.append(timeout_s)
+    def answers(partitions, timeout_s):
+        asked.append(([(tp.topic, tp.partition) for tp in partitions], timeout_s))
         return True
 
     stuck = StuckProducer(release)
@@ -314,28 +314,30 @@ def test_a_stuck_producer_is_given_up_once_the_group_coordinator_answers(monkeyp
     txn, consumer = stuck_txn(
         monkeypatch, [stuck, fresh], transaction_timeout_s=60, coordinator_answers=answers
     )
-    with pytest.raises(KafkaException, match="coordinator is in place"):
+    with pytest.raises(KafkaException, match="coordinator answered the consumer"):
         one_transaction(txn)
-    assert asked == [commit_module.STUCK_PROBE_TIMEOUT_S]
+    # asked about the partitions whose offsets the blocked call sends
+    assert asked == [([("in", 0)], commit_module.STUCK_PROBE_TIMEOUT_S)]
     assert stuck.calls_after == 0 and txn.producer is fresh and fresh.inits == 1
     assert consumer.seeks == [("in", 0, 5)] and txn.metrics.stuck_producers == 1
 
 
-def test_after_a_give_up_the_next_one_waits_for_the_transaction_timeout(monkeypatch, release):
-    """Metadata may still name a killed broker as the coordinator (until the controller notices
-    it): one early give-up per cooldown, so that new producers are not churned through."""
+def test_each_stuck_producer_is_given_up_once_the_coordinator_answers(monkeypatch, release):
+    """The coordinator's answer is a real request, not cached metadata: a second producer stuck
+    right after the first (the coordinator moved again) is given up as early."""
     asked = []
     txn, _ = stuck_txn(
         monkeypatch,
         [StuckProducer(release), StuckProducer(release), FencingProducer()],
-        transaction_timeout_s=0.3,
-        coordinator_answers=lambda timeout_s: asked.append(timeout_s) or True,
+        transaction_timeout_s=60,
+        coordinator_answers=lambda partitions, timeout_s: asked.append(timeout_s) or True,
     )
-    with pytest.raises(KafkaException, match="coordinator is in place"):
-        one_transaction(txn)
-    with pytest.raises(KafkaException, match=r"transaction_timeout_ms \+ 0 s passed \(librdkafka"):
-        one_transaction(txn)
-    assert len(asked) == 1 and txn.metrics.stuck_producers == 2
+    for _ in range(2):
+        with pytest.raises(KafkaException, match="coordinator answered the consumer"):
+            one_transaction(txn)
+    assert len(asked) == 2 and txn.metrics.stuck_producers == 2
+    one_transaction(txn)  # the third producer commits the replay
+    assert txn.producer.commits == 1
 
 
 def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, release):
@@ -343,7 +345,7 @@ def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, relea
     timeout, asking again meanwhile; then the producer is given up all the same."""
     asked = []
 
-    def answers(timeout_s):
+    def answers(partitions, timeout_s):
         asked.append(timeout_s)
         return False
 
@@ -353,10 +355,25 @@ def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, relea
         transaction_timeout_s=0.2,
         coordinator_answers=answers,
     )
-    with pytest.raises(KafkaException, match="without the group's coordinator in place"):
+    with pytest.raises(KafkaException, match="without an answer from the group's coordinator"):
         one_transaction(txn)
     assert len(asked) >= 2  # asked again while waiting
     assert txn.metrics.stuck_producers == 1
+
+
+def test_a_coordinator_that_answers_late_gives_the_producer_up_then(monkeypatch, release):
+    """No answer while the coordinator moves, then an answer: given up once it answers (and
+    the call still blocks), long before the transaction timeout."""
+    answers_given = iter([False, False, True])
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), FencingProducer()],
+        transaction_timeout_s=60,
+        coordinator_answers=lambda partitions, timeout_s: next(answers_given),
+    )
+    with pytest.raises(KafkaException, match="coordinator answered the consumer"):
+        one_transaction(txn)
+    assert next(answers_given, None) is None and txn.metrics.stuck_producers == 1
 
 
 def test_a_slow_call_that_returns_is_not_given_up(monkeypatch, release):
@@ -368,7 +385,7 @@ def test_a_slow_call_that_returns_is_not_given_up(monkeypatch, release):
             release.wait()
             super().send_offsets_to_transaction(offsets, metadata, timeout)
 
-    def answers(timeout_s):
+    def answers(partitions, timeout_s):
         release.set()  # the coordinator is back: the call returns (but it did not answer yet)
         return False
 
