@@ -72,10 +72,12 @@ CHAOS_SEED ?=
 CHAOS_BROKERS ?= 1
 CHAOS_STATE_STORE ?= memory
 CHAOS_STANDBY_REPLICAS ?= 0
+# empty: the workers' default rebalance_protocol (consumer); eager or cooperative to compare
+CHAOS_REBALANCE_PROTOCOL ?=
 
 .PHONY: chaos chaos-soak
 chaos: venv
-	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) --state-store $(CHAOS_STATE_STORE) --standby-replicas $(CHAOS_STANDBY_REPLICAS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+	$(BIN)/python -m tests.chaos.run --minutes $(CHAOS_MINUTES) --brokers $(CHAOS_BROKERS) --state-store $(CHAOS_STATE_STORE) --standby-replicas $(CHAOS_STANDBY_REPLICAS) $(if $(CHAOS_REBALANCE_PROTOCOL),--rebalance-protocol $(CHAOS_REBALANCE_PROTOCOL)) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 # A soak: CHAOS_RUNS short runs (CHAOS_SOAK_MINUTES each), each with its own seed, stopping at
 # the first failure (its seed and kept work directory are printed). About 4 minutes a run.

@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,6 +227,30 @@ def keyed_events(
             expected[key].append(seq)
             seq += 1
     return events, expected
+
+
+def produce_keyed(
+    app: App, expected: dict[str, list[int]], start_seq: int, keys: int = 20, per_key: int = 3
+) -> int:
+    """Produce ``keyed_events`` to the app's ingress and add their seqs to ``expected`` (per
+    key, in order); returns how many records ``expected`` now holds."""
+    events, more = keyed_events(keys=keys, per_key=per_key, start_seq=start_seq)
+    produce_events(app.bootstrap, app.ingress, events)
+    for key, seqs in more.items():
+        expected.setdefault(key, []).extend(seqs)
+    return sum(map(len, expected.values()))
+
+
+def set_group_session_timeout(bootstrap: str, group: str, ms: int) -> None:
+    """The KIP-848 session timeout of one group (its group config consumer.session.timeout.ms;
+    the dev broker allows 2 s to 60 s): rebalance_protocol consumer has no client setting."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entry = ConfigEntry(
+        "consumer.session.timeout.ms", str(ms), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
 
 
 def _key_and_value(msg: Message) -> tuple[str, str]:

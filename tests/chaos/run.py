@@ -10,13 +10,17 @@ runs, one fault at a time, chosen by the seed:
 
 - ``kill9``: SIGKILL a worker, restart it with the same instance id;
 - ``sigterm``: SIGTERM a worker (it must commit, leave the group and exit 0), restart it;
-- ``zombie``: SIGSTOP a worker for longer than session.timeout.ms (10 s), so the group
+- ``zombie``: SIGSTOP a worker for longer than its session timeout (10 s: the dev broker's
+  group.consumer.session.timeout.ms, or session.timeout.ms of the classic protocols), so the group
   moves its partitions and the broker aborts its open transaction, then SIGCONT it: nothing
   it writes may commit (it is fenced, loses its partitions, or exits 3 and is restarted);
 - ``late``: SIGTERM and restart one worker (a rebalance) and SIGSTOP another as soon as it logs
-  its revocation, for longer than session.timeout.ms: the group goes on without it, others
-  write its partitions, and it may get some of them back without having been told it lost
-  them (issue 17: it must catch their state up, never go on from its own);
+  its revocation, for longer than the session timeout: the group goes on without it and others
+  write its partitions. Under eager rebalancing it owns nothing then and may get some of them
+  back without having been told it lost them (issue 17: it must catch their state up, never
+  go on from its own); under the incremental protocols (consumer, the default, and
+  cooperative) it still holds the partitions it keeps, so the group fences it while it holds
+  them: on waking it must learn that it lost them, and nothing it commits for them may count;
 - ``broker``: SIGKILL the broker and start it again on its data directory;
 - ``remote``: SIGSTOP the SDK server for a few seconds (within its call budget), then SIGCONT.
 
@@ -68,6 +72,7 @@ from kstatefun.runtime.commit import COORDINATOR_ANSWERED
 from tests import cluster as cluster_faults
 from tests import kafka_fixture
 from tests.chaos import verify
+from tests.harness import owned_partitions
 from tests.remote import sdk_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +86,8 @@ SDK_APP = HERE / "sdk_app.py"
 MODULE_TEMPLATE = HERE / "module.template.yaml"
 APP_ID = "chaos"
 TTL_MS = 2000  # CHAOS_TTL_MS of functions.py and sdk_app.py (their default)
-SESSION_TIMEOUT_S = 10.0  # kafka/clients.py group_consumer_config
+# devkafka TUNING group.consumer.session.timeout.ms (KIP-848), kafka/clients.py (classic)
+SESSION_TIMEOUT_S = 10.0
 FAULT_KINDS = ("kill9", "sigterm", "zombie", "late", "broker", "remote")
 CLUSTER_FAULT_KINDS = (*FAULT_KINDS, "coordinator", "controller", "rolling")
 BAD_KINDS = ("null-key", "null-value", "invalid-key", "boom", "stray", "rboom")
@@ -119,6 +125,7 @@ class ChaosConfig:
     keep: bool = False
     state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
     standby_replicas: int = 0  # the workers' standby_replicas (needs rocksdb)
+    rebalance_protocol: str | None = None  # the workers' rebalance_protocol (None: default)
     # finish a run that died in its fault phase: restart its kept cluster (work_dir) and new
     # workers, let them process the committed input, then verify; no input, no faults
     resume: bool = False
@@ -437,6 +444,8 @@ class Workers:
             env["KSTATEFUN_STATE_DIR"] = str(self.logs.parent / "state")
         if self.cfg.standby_replicas:
             env["KSTATEFUN_STANDBY_REPLICAS"] = str(self.cfg.standby_replicas)
+        if self.cfg.rebalance_protocol:
+            env["KSTATEFUN_REBALANCE_PROTOCOL"] = self.cfg.rebalance_protocol
         log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - owned by the child
         log.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
         log.flush()
@@ -611,8 +620,12 @@ class Run:
             time.sleep(0.002)
         self.workers.signal(late, signal.SIGSTOP)
         self.workers.stopped.add(late)
+        # eager: nothing (it misses the rebalance); incremental: what it kept, which the group
+        # takes from it while it sleeps
+        held = sorted(owned_partitions(log.read_text("utf-8", "replace")))
         self.say(
-            f"fault late: restarted {other}; SIGSTOP {late} after its revocation, {pause:.1f} s"
+            f"fault late: restarted {other}; SIGSTOP {late} after its revocation, {pause:.1f} s, "
+            f"holding invocations partitions {held}"
         )
         self.sleep(pause)
         self.workers.expect_exit[late] = {0, 3}
@@ -1046,6 +1059,12 @@ def main(argv: list[str] | None = None) -> int:
         "every partition it does not own)",
     )
     parser.add_argument(
+        "--rebalance-protocol",
+        choices=["consumer", "cooperative", "eager"],
+        default=None,
+        help="the workers' rebalance_protocol (default: theirs, consumer)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="with --work-dir of a run that died in its fault phase (e.g. a node that did not "
@@ -1106,12 +1125,22 @@ def _one_run(
             + (f" CHAOS_BROKERS={args.brokers}" if args.brokers > 1 else "")
             + (f" CHAOS_STATE_STORE={args.state_store}" if args.state_store != "memory" else "")
             + (f" CHAOS_STANDBY_REPLICAS={args.standby_replicas}" if args.standby_replicas else "")
+            + (
+                f" CHAOS_REBALANCE_PROTOCOL={args.rebalance_protocol}"
+                if args.rebalance_protocol
+                else ""
+            )
         )
     else:  # make chaos has no rate or keys of its own
         repeat = (
             f"python -m tests.chaos.run --minutes {args.minutes:g} --seed {seed} "
             f"--rate {args.rate:g} --keys {args.keys} --brokers {args.brokers} "
             f"--state-store {args.state_store} --standby-replicas {args.standby_replicas}"
+            + (
+                f" --rebalance-protocol {args.rebalance_protocol}"
+                if args.rebalance_protocol
+                else ""
+            )
         )
     print(f"chaos seed: {seed} (run {run + 1} of {runs}; repeat it with: {repeat})", flush=True)
     cfg = ChaosConfig(
@@ -1130,6 +1159,7 @@ def _one_run(
         brokers=args.brokers,
         state_store=args.state_store,
         standby_replicas=args.standby_replicas,
+        rebalance_protocol=args.rebalance_protocol,
         resume=args.resume,
     )
     report = run_chaos(cfg)

@@ -3,8 +3,8 @@ stay with a worker are never revoked from it, and the output stays exactly-once 
 
 Each worker's own log of its revocations and assignments is the evidence, not timing. With
 ``rebalance_protocol: eager`` every rebalance revokes every partition, so this test fails
-there (the default: the test sets the protocol it runs with). It runs with KIP-848's
-consumer protocol, and with librdkafka's cooperative-sticky (``make test-long``).
+there (the test sets the protocol it runs with). It runs with KIP-848's consumer protocol
+(the default), and with librdkafka's cooperative-sticky (``make test-long``).
 """
 
 import time
@@ -14,10 +14,9 @@ import pytest
 from tests.harness import (
     App,
     check_exactly_once,
-    keyed_events,
     make_app,
     owned_partitions,
-    produce_events,
+    produce_keyed,
     read_committed,
     revoked_partitions,
 )
@@ -66,21 +65,13 @@ def _never_revoked(
         assert not stayed[w] & revoked, (w, stayed, revoked, app.all_logs())
 
 
-def _produce(app: App, expected: dict[str, list[int]], start_seq: int) -> int:
-    events, more = keyed_events(keys=24, per_key=4, start_seq=start_seq)
-    produce_events(app.bootstrap, app.ingress, events)
-    for key, seqs in more.items():
-        expected.setdefault(key, []).extend(seqs)
-    return sum(map(len, expected.values()))
-
-
 @pytest.mark.parametrize(
     "protocol", ["consumer", pytest.param("cooperative", marks=pytest.mark.long)]
 )
 def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(app, protocol):
     app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = protocol
     expected: dict[str, list[int]] = {}
-    total = _produce(app, expected, 0)
+    total = produce_keyed(app, expected, 0, keys=24, per_key=4)
     app.start_worker("w1")
     app.start_worker("w2")
     before = _settled(app, ["w1", "w2"])
@@ -88,7 +79,7 @@ def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(a
     marks = {w: len(app.log(w)) for w in ("w1", "w2")}
 
     app.start_worker("w3")  # joins while input arrives
-    total = _produce(app, expected, 10_000)
+    total = produce_keyed(app, expected, 10_000, keys=24, per_key=4)
     during = _settled(app, ["w1", "w2", "w3"])
     _never_revoked(app, marks, before, during)
     # what w3 got was revoked from the others first
@@ -98,7 +89,7 @@ def test_partitions_that_stay_are_never_revoked_when_a_worker_joins_and_leaves(a
 
     marks = {w: len(app.log(w)) for w in ("w1", "w2")}
     assert app.stop_worker("w3") == 0, app.all_logs()  # leaves: its partitions move back
-    total = _produce(app, expected, 20_000)
+    total = produce_keyed(app, expected, 20_000, keys=24, per_key=4)
     after = _settled(app, ["w1", "w2"])
     _never_revoked(app, marks, during, after)
     records = read_committed(app.bootstrap, app.egress, total)

@@ -6,12 +6,14 @@ another worker takes its partitions and commits state for them, and the group ma
 the same partitions back. Nothing tells the late worker that it was left out: no "lost"
 callback, because it held no assignment. Its local state for those partitions is then older
 than their changelog, and only checking the changelog on assignment finds that out
-(docs/architecture.md, "Assignment"). That is eager rebalancing (``rebalance_protocol: eager``).
+(docs/architecture.md, "Assignment"). That is eager rebalancing (``rebalance_protocol: eager``),
+which the first test pins.
 
-With cooperative rebalancing (``rebalance_protocol: cooperative``) a worker keeps partitions
-through a rebalance, so the group removing it is a loss it learns of (the "lost" callback
-drops its state) and whatever it commits before that is refused by the group's generation
-(KIP-447); the second test checks that the output stays exactly-once there too.
+With incremental rebalancing (``rebalance_protocol: consumer``, KIP-848, the default, or
+``cooperative``) a worker keeps partitions through a rebalance, so the group removing it is a
+loss it learns of (the "lost" callback drops its state) and whatever it commits before that is
+refused by the group's epoch (KIP-447); the second test checks that the output stays
+exactly-once there too, under both.
 """
 
 import signal
@@ -23,18 +25,14 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.devkafka import LocalKafka
 from tests import kafka_fixture
 from tests.harness import (
-    App,
     check_exactly_once,
-    keyed_events,
     make_app,
     owned_partitions,
-    produce_events,
+    produce_keyed,
     read_committed,
 )
 
 pytestmark = pytest.mark.kafka
-
-SESSION_TIMEOUT_S = 10  # kafka/clients.py: the group forgets a paused member after this
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +61,15 @@ def app(broker, tmp_path, unique_name):
     application.stop_all()
 
 
-def _produce(app: App, expected: dict[str, list[int]], start_seq: int, per_key: int) -> int:
-    events, more = keyed_events(keys=20, per_key=per_key, start_seq=start_seq)
-    produce_events(app.bootstrap, app.ingress, events)
-    for key, seqs in more.items():
-        expected.setdefault(key, []).extend(seqs)
-    return start_seq + len(events)
-
-
 @pytest.mark.parametrize(
     "broker_restart",
     [False, pytest.param(True, marks=pytest.mark.long)],  # a broker restart: half a minute
     ids=["paused", "broker-restart"],
 )
 def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker, broker_restart):
+    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = "eager"  # only eager leaves a worker owning nothing
     expected: dict[str, list[int]] = {}
-    seq = _produce(app, expected, 0, per_key=3)
+    seq = produce_keyed(app, expected, 0, per_key=3)
     late = app.start_worker("late")
     read_committed(app.bootstrap, app.egress, seq, settle=0.2)  # "late" owns both partitions
 
@@ -89,42 +80,42 @@ def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker,
         broker.kill()
         broker.start(timeout=120)
     app.wait_for_log("other", "assigned invocations partitions=[0, 1]", 1, timeout=120)
-    seq = _produce(app, expected, 1000, per_key=5)  # "other" moves the counts on
-    read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.2)
+    seq = produce_keyed(app, expected, 1000, per_key=5)  # "other" moves the counts on
+    read_committed(app.bootstrap, app.egress, seq, settle=0.2)
 
     late.send_signal(signal.SIGCONT)  # rejoins and gets one of its partitions back
     app.wait_for_log("late", "assigned invocations", 2, timeout=120)
-    _produce(app, expected, 5000, per_key=5)
-    records = read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())))
+    seq = produce_keyed(app, expected, 5000, per_key=5)
+    records = read_committed(app.bootstrap, app.egress, seq)
     assert check_exactly_once(records, expected) == [], app.all_logs()
     # the scenario happened: "late" kept a partition that "other" had written meanwhile
     assert "missed a rebalance" in app.log("late"), app.all_logs()
 
 
 @pytest.mark.long  # a session timeout and a minute of waiting
-def test_a_worker_removed_from_the_group_mid_rebalance_loses_its_partitions(app):
-    """Cooperative: "late" keeps some of its partitions through the rebalance (the assignor
-    balances ingress and invocations partitions together), is paused past its session, and
-    the group gives everything to "other"; on waking it learns it lost its partitions, and
-    nothing is counted twice."""
-    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = "cooperative"
+@pytest.mark.parametrize("protocol", ["consumer", "cooperative"])
+def test_a_worker_removed_from_the_group_mid_rebalance_loses_its_partitions(app, protocol):
+    """Incremental: "late" keeps one of its partitions through the rebalance, is paused past
+    its session, and the group gives everything to "other"; on waking it learns it lost its
+    partitions, and nothing is counted twice."""
+    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = protocol
     expected: dict[str, list[int]] = {}
-    seq = _produce(app, expected, 0, per_key=3)
+    seq = produce_keyed(app, expected, 0, per_key=3)
     late = app.start_worker("late")
     read_committed(app.bootstrap, app.egress, seq, settle=0.2)  # "late" owns both partitions
 
-    app.start_worker("other")  # cooperative: "late" gives some partitions up, keeps others
+    app.start_worker("other")  # incremental: "late" gives one partition up, keeps the other
     app.wait_for_log("late", "revoked invocations", 1)
     late.send_signal(signal.SIGSTOP)  # its session runs out while it holds partitions
     deadline = time.monotonic() + 120
     while owned_partitions(app.log("other")) != {0, 1}:  # the group went on without "late"
         assert time.monotonic() < deadline, app.all_logs()
         time.sleep(0.05)
-    seq = _produce(app, expected, 1000, per_key=5)
-    read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())), settle=0.2)
+    seq = produce_keyed(app, expected, 1000, per_key=5)
+    read_committed(app.bootstrap, app.egress, seq, settle=0.2)
 
     late.send_signal(signal.SIGCONT)  # finds out, drops its state, rejoins
     app.wait_for_log("late", "partitions lost", 1, timeout=120)
-    _produce(app, expected, 5000, per_key=5)
-    records = read_committed(app.bootstrap, app.egress, sum(map(len, expected.values())))
+    seq = produce_keyed(app, expected, 5000, per_key=5)
+    records = read_committed(app.bootstrap, app.egress, seq)
     assert check_exactly_once(records, expected) == [], app.all_logs()

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from kstatefun.kafka.topics import InternalTopics
 from kstatefun.wire.avro import encode_changelog_value
-from tests.harness import check_exactly_once, keyed_events, make_app, produce_events, read_committed
+from tests.harness import check_exactly_once, make_app, produce_keyed, read_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -24,17 +24,9 @@ def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application.stop_all()
 
 
-def _produce(app, expected: dict[str, list[int]], start_seq: int, per_key: int) -> int:
-    events, more = keyed_events(keys=3, per_key=per_key, start_seq=start_seq)
-    produce_events(app.bootstrap, app.ingress, events)
-    for key, seqs in more.items():
-        expected.setdefault(key, []).extend(seqs)
-    return sum(map(len, expected.values()))
-
-
 def test_a_restore_waits_for_a_transaction_left_open_and_reads_what_follows_it(app, unique_name):
     expected: dict[str, list[int]] = {}
-    total = _produce(app, expected, 0, per_key=3)
+    total = produce_keyed(app, expected, 0, keys=3, per_key=3)
     app.start_worker("w2")
     read_committed(app.bootstrap, app.egress, total, settle=0.2)
 
@@ -53,13 +45,13 @@ def test_a_restore_waits_for_a_transaction_left_open_and_reads_what_follows_it(a
     assert zombie.flush(30) == 0
     try:
         # w2, live since before, commits counts after the zombie's records
-        total = _produce(app, expected, 1000, per_key=2)
+        total = produce_keyed(app, expected, 1000, keys=3, per_key=2)
         read_committed(app.bootstrap, app.egress, total, settle=0.2)
         assert app.stop_worker("w2") == 0, app.all_logs()
 
         # w3 restores from the changelog while the zombie's transaction is still open
         app.start_worker("w3")
-        total = _produce(app, expected, 2000, per_key=1)
+        total = produce_keyed(app, expected, 2000, keys=3, per_key=1)
         deadline = time.monotonic() + 10  # a bound, not an assertion: see below
         while "restored invocations partitions=[0]" not in app.log("w3"):
             if time.monotonic() > deadline:

@@ -12,11 +12,16 @@ from confluent_kafka import Consumer, TopicPartition
 
 from kstatefun.devkafka.broker import free_ports
 from tests.e2e.test_rocksdb_store import restored_records
-from tests.harness import check_exactly_once, keyed_events, make_app, produce_events, read_committed
+from tests.harness import (
+    check_exactly_once,
+    make_app,
+    owned_partitions,
+    produce_keyed,
+    read_committed,
+)
 
 pytestmark = pytest.mark.kafka
 
-ASSIGNED = re.compile(r"assigned invocations partitions=\[([\d, ]*)\]")
 STANDBY = re.compile(r"standby partitions=\[([\d, ]*)\]")
 
 
@@ -74,15 +79,15 @@ def test_a_takeover_from_a_standby_replays_only_the_tail(
 
         def split() -> set[int] | None:
             # settled: w2 owns two and copies the other two, which w1 owns
-            mine, copies = last_list(ASSIGNED, app.log("w2")), last_list(STANDBY, app.log("w2"))
+            mine, copies = owned_partitions(app.log("w2")), last_list(STANDBY, app.log("w2"))
             settled = mine and copies and len(mine) == 2 and mine | copies == {0, 1, 2, 3}
             return copies if settled and "still_restoring=[]" in app.log("w2") else None
 
         w1_partitions = wait_until(split, "no standby copies", app)
 
-        events, expected = keyed_events(keys=2000, per_key=1)
-        produce_events(app.bootstrap, app.ingress, events)
-        records = read_committed(app.bootstrap, app.egress, len(events), settle=0.5)
+        expected: dict[str, list[int]] = {}
+        total = produce_keyed(app, expected, 0, keys=2000, per_key=1)
+        records = read_committed(app.bootstrap, app.egress, total, settle=0.5)
         assert check_exactly_once(records, expected) == [], app.all_logs()
         wait_until(
             lambda: all(standby_lags(port2).get(p) == 0 for p in w1_partitions),
@@ -94,10 +99,7 @@ def test_a_takeover_from_a_standby_replays_only_the_tail(
         assert in_w1_partitions >= 800  # about half of the 2000 keys
 
         # kill -9 while a second wave is being processed: the copies then trail the owner
-        more, expected_more = keyed_events(keys=200, per_key=1, start_seq=10_000)
-        for key, seqs in expected_more.items():
-            expected[key] += seqs
-        produce_events(app.bootstrap, app.ingress, more)
+        produce_keyed(app, expected, 10_000, keys=200, per_key=1)
         app.kill_worker("w1")
 
         def took_over() -> str | None:
@@ -118,11 +120,7 @@ def test_a_takeover_from_a_standby_replays_only_the_tail(
         replayed = restored_records(taken, changelog)
         assert replayed < in_w1_partitions / 4, (replayed, in_w1_partitions, taken)
 
-        last, expected_last = keyed_events(keys=200, per_key=2, start_seq=20_000)
-        for key, seqs in expected_last.items():
-            expected[key] += seqs
-        produce_events(app.bootstrap, app.ingress, last)
-        total = len(events) + len(more) + len(last)
+        total = produce_keyed(app, expected, 20_000, keys=200, per_key=2)
         records = read_committed(app.bootstrap, app.egress, total, timeout=120)
         assert check_exactly_once(records, expected) == [], app.all_logs()
         assert app.stop_worker("w2") == 0, app.all_logs()

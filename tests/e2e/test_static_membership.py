@@ -1,8 +1,17 @@
 """A named worker's defaults (--instance-id given: static membership and a state directory,
-no flags): a worker restarted after kill -9 gets its partitions back at once instead of after
-its crashed predecessor's session timeout and loads its local snapshot instead of restoring the
-changelog, still exactly once; a second worker with the same instance id fences the first
-(exit 3)."""
+no flags).
+
+Under the classic protocols (KIP-345; ``rebalance_protocol: eager`` here): a worker restarted
+after kill -9 gets its partitions back at once instead of after its crashed predecessor's
+session timeout and loads its local snapshot instead of restoring the changelog, still exactly
+once; a second worker with the same instance id fences the first (exit 3).
+
+Under KIP-848 (``rebalance_protocol: consumer``, the default) the group refuses a member whose
+instance id another member still holds: a worker restarted after a clean stop takes its
+predecessor's place and partitions (no other worker is assigned anything), one restarted after
+kill -9 is refused (exit 3, naming the session timeout) until the group's session timeout
+released the killed one, and a second worker with the same instance id is refused while the
+first goes on."""
 
 import json
 import re
@@ -10,7 +19,16 @@ import time
 
 import pytest
 
-from tests.harness import check_exactly_once, keyed_events, make_app, produce_events, read_committed
+from tests.harness import (
+    check_exactly_once,
+    keyed_events,
+    make_app,
+    owned_partitions,
+    produce_events,
+    produce_keyed,
+    read_committed,
+    set_group_session_timeout,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -21,14 +39,15 @@ SESSION_TIMEOUT_S = 60  # long, so that waiting for it could not pass for a quic
 def app(kafka_bootstrap, tmp_path, unique_name, create_topic):
     application = make_app(kafka_bootstrap, tmp_path, unique_name, create_topic)
     application.named_defaults = True  # no --static-membership, no --state-dir
-    application.env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(
-        {"session.timeout.ms": str(SESSION_TIMEOUT_S * 1000)}
-    )
     yield application
     application.stop_all()
 
 
 def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(app):
+    app.env["KSTATEFUN_REBALANCE_PROTOCOL"] = "eager"  # KIP-345: the newer member takes over
+    app.env["KSTATEFUN_KAFKA_PROPERTIES"] = json.dumps(
+        {"session.timeout.ms": str(SESSION_TIMEOUT_S * 1000)}
+    )
     events, expected = keyed_events(keys=24, per_key=3)  # keys on every partition
     produce_events(app.bootstrap, app.ingress, events)
     app.start_worker("w1")
@@ -57,3 +76,74 @@ def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(a
     app.start_worker("w1")  # same instance id: one of them must go
     assert first.wait(SESSION_TIMEOUT_S) == 3, app.all_logs()
     assert "fenced" in app.log("w1")
+
+
+KIP848_SESSION_TIMEOUT_S = 20  # long enough that a restart after kill -9 comes before it ends
+
+
+def _start_until_admitted(app, instance_id: str, timeout: float = 120) -> int:
+    """Start ``instance_id`` again each time the group refuses it (exit 3) until it is
+    assigned partitions; returns how many starts were refused."""
+    refused = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        assigned = app.log(instance_id).count("assigned invocations")
+        proc = app.start_worker(instance_id)
+        while (
+            proc.poll() is None and app.log(instance_id).count("assigned invocations") == assigned
+        ):
+            assert time.monotonic() < deadline, app.all_logs()
+            time.sleep(0.05)
+        if proc.poll() is None:
+            return refused
+        assert proc.returncode == 3, app.all_logs()
+        refused += 1
+        time.sleep(1)
+
+
+def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wait_after_a_kill(app):
+    set_group_session_timeout(app.bootstrap, app.app_id, KIP848_SESSION_TIMEOUT_S * 1000)
+    expected: dict[str, list[int]] = {}
+    app.start_worker("w1")
+    app.start_worker("w2")
+    deadline = time.monotonic() + 120
+    while not all(owned_partitions(app.log(w)) for w in ("w1", "w2")):  # the split settled
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
+    # keys on every partition: each worker processes and commits some, w1 into its snapshot
+    total = produce_keyed(app, expected, 0, keys=24)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+
+    # a clean stop: w1 leaves as a static member (KIP-848 epoch -2), its partitions wait for it
+    marks = {w: app.log(w).count("assigned invocations") for w in ("w1", "w2")}
+    assert app.stop_worker("w1") == 0, app.all_logs()
+    before_restart = len(app.log("w1"))
+    total = produce_keyed(app, expected, 1000, keys=24)
+    app.start_worker("w1")
+    app.wait_for_log("w1", "assigned invocations", marks["w1"] + 1)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+    assert app.log("w2").count("assigned invocations") == marks["w2"], app.all_logs()
+    loaded = re.findall(
+        r"loaded local snapshot partition=\d+ keys=(\d+)", app.log("w1")[before_restart:]
+    )
+    assert loaded and sum(map(int, loaded)) > 0, app.all_logs()
+
+    # kill -9: the group keeps the killed member until its session times out and refuses the
+    # restarted one meanwhile; then it is admitted, and nothing is lost or counted twice
+    app.kill_worker("w1")
+    total = produce_keyed(app, expected, 2000, keys=24)
+    assert _start_until_admitted(app, "w1") >= 1, app.all_logs()
+    assert "the group releases it when its session times out" in app.log("w1"), app.all_logs()
+    total = produce_keyed(app, expected, 3000, keys=24)
+    records = read_committed(app.bootstrap, app.egress, total)
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+
+    # the same instance id twice: the group refuses the newcomer, but its producer has fenced
+    # the running worker's already (init_transactions comes first): both stop with exit 3
+    first = app.workers["w1"]
+    assert app.start_worker("w1").wait(60) == 3, app.all_logs()
+    total = produce_keyed(app, expected, 4000, keys=24)
+    assert first.wait(60) == 3, app.all_logs()
+    _start_until_admitted(app, "w1")
+    records = read_committed(app.bootstrap, app.egress, total)
+    assert check_exactly_once(records, expected) == [], app.all_logs()

@@ -25,6 +25,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from kstatefun.errors import ConfigError
 from kstatefun.kafka.clients import (
+    CLASSIC_GROUP_PROPERTIES,
+    REBALANCE_PROTOCOL_DEFAULT,
     REDACTED,
     SECURITY_PROPERTIES,
     KafkaProperties,
@@ -178,9 +180,10 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     # both default on when instance_id is given, else off (_defaults_for_a_named_instance)
     static_membership: bool = False
-    # eager: every rebalance revokes everything; cooperative and consumer (KIP-848) stop only
-    # the partitions that move (kafka/clients.py, docs/architecture.md "Rebalancing")
-    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = "eager"
+    # eager: every rebalance revokes everything; cooperative and consumer (KIP-848, the
+    # default) stop only the partitions that move (kafka/clients.py, docs/architecture.md
+    # "Which rebalance protocol")
+    rebalance_protocol: Literal["eager", "cooperative", "consumer"] = REBALANCE_PROTOCOL_DEFAULT
     state_dir: Path | None = None
     # where committed state lives: memory (state_dir: a SQLite snapshot), or rocksdb in state_dir
     state_store: Literal["memory", "rocksdb"] = "memory"
@@ -426,6 +429,28 @@ class Settings(BaseSettings):
                         "(KSTATEFUN_STATE_STORE=rocksdb and a state_dir): a standby writes "
                         "its copy into the worker's local database, where a takeover finds it; "
                         "set standby_replicas to 0 for the memory store"
+                    )
+                },
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_rebalance_protocol(self) -> Settings:
+        """librdkafka refuses the classic protocols' group settings with KIP-848: say which
+        setting is at fault and where the value lives instead, before any client is made."""
+        classic = [p for p in CLASSIC_GROUP_PROPERTIES if p in self.kafka_properties]
+        if self.rebalance_protocol == "consumer" and classic:
+            raise PydanticCustomError(
+                "kstatefun_pair",
+                "{message}",
+                {
+                    "message": (
+                        f"kafka_properties sets {', '.join(classic)}, which rebalance_protocol "
+                        "consumer (KIP-848, the default) does not take: the broker times the "
+                        "sessions and assigns the partitions (the group's "
+                        "consumer.session.timeout.ms and consumer.heartbeat.interval.ms, see "
+                        "docs/operations.md). Remove it, or set rebalance_protocol "
+                        f"({env_var('rebalance_protocol')}) to eager or cooperative"
                     )
                 },
             )

@@ -63,6 +63,15 @@ TUNING: Mapping[str, str] = {
     "num.partitions": "1",
     # Tests join groups constantly; waiting for more members only slows them down.
     "group.initial.rebalance.delay.ms": "0",
+    # KIP-848 groups (rebalance_protocol consumer, the default): the broker times sessions and
+    # heartbeats. At its defaults (45 s, at least 45 s; heartbeats every 5 s) a killed worker's
+    # partitions would wait 45 s and every assignment step up to 5 s. 10 s and 1 s are what
+    # kstatefun asks of a classic group (kafka/clients.py); the lower bounds let a test give
+    # its group a shorter session (the group config consumer.session.timeout.ms).
+    "group.consumer.session.timeout.ms": "10000",
+    "group.consumer.min.session.timeout.ms": "2000",
+    "group.consumer.heartbeat.interval.ms": "1000",
+    "group.consumer.min.heartbeat.interval.ms": "500",
     # A dead producer's open transaction is aborted soon after its transaction.timeout.ms.
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
     # After kill(), the restarted controller keeps the dead incarnation's registration until its

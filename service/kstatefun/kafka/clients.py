@@ -160,16 +160,29 @@ def idempotent_producer_config(bootstrap_servers: str, extra: Mapping[str, str])
 
 
 # How the group moves partitions, per rebalance_protocol setting (config/settings.py):
-# cooperative moves only the partitions that change owner (runtime/assignment.py); eager
-# revokes every partition at every rebalance. A group must use one of them throughout.
+# cooperative and consumer move only the partitions that change owner (runtime/assignment.py);
+# eager revokes every partition at every rebalance. A group must use one of them throughout.
 ASSIGNMENT_STRATEGIES: Final = {"cooperative": "cooperative-sticky", "eager": "range,roundrobin"}
+
+REBALANCE_PROTOCOL_DEFAULT: Final = "consumer"
+"""KIP-848: incremental, and its broker-side range assignor keeps ingress partition p with
+invocations partition p (docs/architecture.md, "Which rebalance protocol")."""
+
+CLASSIC_GROUP_PROPERTIES: Final = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+)
+"""Group consumer properties of the classic protocols (eager, cooperative) that librdkafka
+refuses with ``group.protocol=consumer``: the broker times the sessions and assigns."""
 
 
 def group_consumer_config(
     bootstrap_servers: str,
     group_id: str,
     extra: Mapping[str, str],
-    rebalance_protocol: str = "eager",
+    rebalance_protocol: str = REBALANCE_PROTOCOL_DEFAULT,
 ) -> dict[str, Any]:
     required: dict[str, Any] = {
         "group.id": group_id,
@@ -181,7 +194,8 @@ def group_consumer_config(
     tunables: dict[str, Any] = {"fetch.wait.max.ms": 10}
     if rebalance_protocol == "consumer":
         # KIP-848: the broker assigns (range: partition p of every topic to one member) and
-        # owns the session timeout and heartbeat interval
+        # owns the session timeout and heartbeat interval (group.consumer.session.timeout.ms,
+        # or the group's consumer.session.timeout.ms; docs/operations.md)
         required |= {"group.protocol": "consumer", "group.remote.assignor": "range"}
     else:
         required["partition.assignment.strategy"] = ASSIGNMENT_STRATEGIES[rebalance_protocol]

@@ -66,6 +66,33 @@ _REFUSED_CODES = frozenset(
     }
 )
 
+# A group consumer's fatal error carries its cause only in its text: librdkafka folds every
+# one into _FATAL, "Fatal error: <the cause's description>: ...". These are the descriptions.
+_PROTOCOL_UNSUPPORTED = (
+    "Broker: API version not supported",  # UNSUPPORTED_VERSION
+    "Local: Required feature not supported by broker",  # _UNSUPPORTED_FEATURE
+)
+_INSTANCE_ID_UNRELEASED = "Broker: The instance ID is still used by another member"
+
+
+def _fatal(err: KafkaError) -> bool:
+    # a consumer's message error may carry _FATAL without the fatal flag
+    return err.fatal() or err.code() == KafkaError._FATAL
+
+
+def group_protocol_unsupported(err: KafkaError) -> bool:
+    """True for the fatal error of a KIP-848 group consumer whose broker does not take the
+    consumer group protocol (older than Kafka 4.0, or the protocol turned off there)."""
+    return _fatal(err) and any(cause in err.str() for cause in _PROTOCOL_UNSUPPORTED)
+
+
+def instance_id_unreleased(err: KafkaError) -> bool:
+    """True for the fatal error of a KIP-848 static member that joined while another member
+    still holds its group.instance.id (UNRELEASED_INSTANCE_ID): a running worker with the same
+    instance id, or one that stopped without leaving, until the group's session timeout."""
+    return _fatal(err) and _INSTANCE_ID_UNRELEASED in err.str()
+
+
 RETRY_SETTING = "kafka_retry_timeout_s"
 """The setting (config/settings.py) that bounds how long a retriable error is waited out."""
 

@@ -145,6 +145,8 @@ class Assignment:
             for recovery in self._recoveries:
                 recovery.step(STEP_WAIT_S)
         done = [p for p in self._held if all(p not in r.pending for r in self._recoveries)]
+        for recovery in self._recoveries:  # state and timers together (state/recovery.py)
+            recovery.hand_over(set(done))
         for p in sorted(done):
             held = self._held.pop(p)
             self._consumer.resume([tp for tp in held if tp.topic == self._topic])

@@ -39,7 +39,13 @@ from kstatefun.config.settings import Settings
 from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
-from kstatefun.kafka.errors import call_with_retry, is_refused, kafka_error
+from kstatefun.kafka.errors import (
+    call_with_retry,
+    group_protocol_unsupported,
+    instance_id_unreleased,
+    is_refused,
+    kafka_error,
+)
 from kstatefun.kafka.groups import coordinator_answers
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
@@ -650,15 +656,38 @@ class Worker:
             if err is None:
                 good.append(msg)
             elif err.fatal() or err.code() == KafkaError._FATAL:
-                # A consumer's only fatal error (librdkafka): a static member fenced by another
-                # one with the same group.instance.id.
-                if self.settings.static_membership:
-                    member = f"{self.settings.app_id}-{self.settings.instance_id}"
-                    raise fenced_error(f"group member {member} (static membership)", err)
-                raise KafkaException(err)
+                raise self._group_fatal(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
         return good
+
+    def _group_fatal(self, err: KafkaError) -> Exception:
+        """What a fatal error of the group consumer means for this worker: a broker without
+        the KIP-848 protocol (exit 2), or a static member whose instance id another member
+        holds or took (exit 3)."""
+        s = self.settings
+        member = f"group member {s.app_id}-{s.instance_id} (static membership)"
+        if s.rebalance_protocol == "consumer" and group_protocol_unsupported(err):
+            return ConfigError(
+                f"the Kafka cluster at {s.bootstrap_servers} does not take rebalance_protocol "
+                "consumer (KIP-848; Kafka 4.0 or newer, with consumer in the brokers' "
+                "group.coordinator.rebalance.protocols): set rebalance_protocol "
+                "(KSTATEFUN_REBALANCE_PROTOCOL) to cooperative or eager for every worker of "
+                f"the application ({err.str()})"
+            )
+        if instance_id_unreleased(err):
+            # KIP-848 refuses the joining member, not the one in the group (classic: the reverse)
+            return fenced_error(
+                member,
+                err,
+                "another member still holds its instance id: a worker with the same "
+                "--instance-id is running, or the last one stopped without leaving the group "
+                "(kill -9, a crash) and the group releases it when its session times out (the "
+                "group's consumer.session.timeout.ms, docs/operations.md); start it again then",
+            )
+        if s.static_membership:  # classic: a newer static member with the same instance id
+            return fenced_error(member, err)
+        return KafkaException(err)
 
     def _shutdown(self, commit: bool) -> None:
         """Finish (clean stop) or abort the open transaction, leave the group, release

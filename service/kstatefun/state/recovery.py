@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 class Recovery:
     """The recovery of one store (state, or timers) for one assignment, step by step: ``begin``
     drops what is no longer owned and starts the restores, each ``step`` reads one batch, and
-    a partition is handed to the store (``restored``: its position set, its due-time index
-    built) only once it is complete. Until then nothing fires or expires from it."""
+    a complete partition waits in ``ready`` until ``hand_over`` gives it to the store
+    (``restored``: its position set, its due-time index built). Until then nothing fires or
+    expires from it. The caller hands a partition over once all of its stores are complete
+    (runtime/assignment.py): a timer fired while the partition's state still restores would
+    take the hop to an invocations partition not live here yet, and a later timer fired once
+    it is live would overtake it."""
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class Recovery:
         self.snapshot = snapshot
         self.pending: set[int] = set()  # owned partitions not restored yet
         self.fresh: list[int] = []  # restored from scratch (or the snapshot)
+        self.ready: dict[int, int] = {}  # complete, not handed over yet: their positions
         self._starts: dict[int, int] = {}
         self._changes: dict[int, dict[bytes, bytes | None]] | None = None
 
@@ -85,6 +90,8 @@ class Recovery:
         here (a disk keeps their rows and positions for a later assignment)."""
         self.restorer.remove(partitions)
         self.pending -= partitions
+        for p in partitions:
+            self.ready.pop(p, None)
         self.fresh = [p for p in self.fresh if p not in partitions]
         for p in partitions & self.store.partitions():
             self.store.drop_partition(p)
@@ -115,6 +122,7 @@ class Recovery:
         partitions have no position, so the next ``begin`` restores them anew."""
         self.restorer.cancel()
         self.pending = set()
+        self.ready = {}
         self._changes = None
         self._starts = {}
         self.fresh = []
@@ -126,9 +134,15 @@ class Recovery:
         for p, position in positions.items():
             if p in self.fresh or position != self._starts[p]:  # else: kept, nothing to read
                 self._note_catch_up(p, position)
-                self.store.restored(p, position)  # also rebuilds the due-time index
+                self.ready[p] = position
         self.pending -= set(positions)
         return set(positions)
+
+    def hand_over(self, partitions: set[int]) -> None:
+        """Give the complete ``partitions`` to the store: their positions set, their due-time
+        indexes rebuilt (from now on they fire and expire)."""
+        for p in sorted(partitions & set(self.ready)):
+            self.store.restored(p, self.ready.pop(p))
 
     def _note_catch_up(self, p: int, position: int) -> None:
         start = self._starts[p]
@@ -160,4 +174,5 @@ def recover(
     recovery.begin(owned)
     while recovery.pending:
         recovery.step(0.2)
+    recovery.hand_over(owned)
     return recovery.fresh

@@ -39,6 +39,7 @@ def test_defaults(monkeypatch):
     assert s.transaction_timeout_ms == 10_000
     assert s.log_level == "INFO"
     assert s.kafka_properties == {}
+    assert s.rebalance_protocol == "consumer"  # KIP-848
 
 
 def test_default_instance_id_is_made_legal(monkeypatch):
@@ -153,6 +154,16 @@ def test_kafka_properties_that_are_not_json(monkeypatch):
 def test_transaction_timeout_must_exceed_commit_interval():
     with pytest.raises(ConfigError, match=r"transaction_timeout_ms \(2000\) must be longer"):
         load_settings(commit_interval_ms=5000, transaction_timeout_ms=2000)
+
+
+def test_classic_group_properties_are_refused_with_the_consumer_protocol():
+    with pytest.raises(ConfigError) as info:
+        load_settings(kafka_properties={"session.timeout.ms": "6000", "linger.ms": "5"})
+    message = str(info.value)
+    assert "kafka_properties sets session.timeout.ms" in message
+    assert "consumer.session.timeout.ms" in message and "KSTATEFUN_REBALANCE_PROTOCOL" in message
+    s = load_settings(rebalance_protocol="eager", kafka_properties={"session.timeout.ms": "6000"})
+    assert s.kafka_properties["session.timeout.ms"] == "6000"
 
 
 def test_several_invalid_settings_are_reported_together(monkeypatch):

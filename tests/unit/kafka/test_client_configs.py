@@ -8,7 +8,7 @@ from kstatefun.kafka import clients
 def test_kafka_properties_override_tuning_defaults():
     extra = {"linger.ms": "20", "session.timeout.ms": "45000", "fetch.wait.max.ms": "50"}
     producer = clients.transactional_producer_config("b:9092", "app-w1", 10_000, extra)
-    consumer = clients.group_consumer_config("b:9092", "app", extra)
+    consumer = clients.group_consumer_config("b:9092", "app", extra, "eager")
     restore = clients.restore_consumer_config("b:9092", extra)
     assert producer["linger.ms"] == "20"
     assert consumer["session.timeout.ms"] == "45000"
@@ -40,8 +40,8 @@ def test_every_client_keeps_the_metadata_recovery_fix():
 
 def test_the_rebalance_protocol_picks_the_assignor_and_who_owns_the_session():
     cooperative = clients.group_consumer_config("b:9092", "g", {}, "cooperative")
-    eager = clients.group_consumer_config("b:9092", "g", {})
-    kip848 = clients.group_consumer_config("b:9092", "g", {}, "consumer")
+    eager = clients.group_consumer_config("b:9092", "g", {}, "eager")
+    kip848 = clients.group_consumer_config("b:9092", "g", {})  # the default
     assert cooperative["partition.assignment.strategy"] == "cooperative-sticky"
     assert eager["partition.assignment.strategy"] == "range,roundrobin"
     # KIP-848: the broker assigns and times sessions; librdkafka refuses the client settings

@@ -80,6 +80,7 @@ def test_recovery_takes_the_assigned_partitions_from_the_prefetch_and_drops_the_
     store = StateStore(snap)
     recovery = Recovery(store, _NoRestore(), snap)  # type: ignore[arg-type]
     assert recovery.begin({0}) == {0}
+    recovery.hand_over({0})  # complete: the caller hands it over with its other stores
     assert store.get(0, b"a") == ONE and store.position(0) == 5
     assert snap._prefetch is None  # partition 1's rows are not kept in memory
     assert snap.load(1) == ({b"b": TWO}, 6)  # still in the file
