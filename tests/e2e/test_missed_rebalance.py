@@ -88,8 +88,15 @@ def test_a_worker_late_to_a_rebalance_reloads_what_others_committed(app, broker,
     seq = produce_keyed(app, expected, 5000, per_key=5)
     records = read_committed(app.bootstrap, app.egress, seq)
     assert check_exactly_once(records, expected) == [], app.all_logs()
-    # the scenario happened: "late" kept a partition that "other" had written meanwhile
-    assert "missed a rebalance" in app.log("late"), app.all_logs()
+    # the scenario happened: "late" kept a partition that "other" had written meanwhile, and
+    # found out from the changelog. On a loaded machine its resumed consumer may instead act
+    # on the join it was frozen in, be told that generation is gone and drop its state as
+    # lost (make test, load ~20). Exactly-once still held (checked above), but the changelog
+    # check was not exercised: reported as xfail, not as a pass
+    late_log = app.log("late")
+    if "missed a rebalance" not in late_log:
+        assert "partitions lost" in late_log, app.all_logs()
+        pytest.xfail("the late worker's session ran out: it took the 'lost' path instead")
 
 
 @pytest.mark.long  # a session timeout and a minute of waiting
