@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
@@ -77,10 +77,31 @@ def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
     return _leader_for_key(admin, TRANSACTION_STATE, transactional_id)
 
 
-def group_coordinator_of(admin: AdminClient, group: str) -> int:
+def group_coordinator_of(admin: AdminClient, group: str, timeout: float = 30) -> int:
     """The broker id coordinating consumer group ``group``: the leader of its
-    ``__consumer_offsets`` partition (same hash as the transaction state's)."""
+    ``__consumer_offsets`` partition (same hash as the transaction state's). A cluster that
+    has not seen a group yet creates that topic at the first FindCoordinator, which a consumer
+    of another group asking for its committed offsets sends (the admin client's
+    list_consumer_group_offsets crashed confluent-kafka 2.16 while the topic was missing)."""
+    if CONSUMER_OFFSETS not in admin.list_topics(timeout=10).topics:
+        brokers = admin.list_topics(timeout=10).brokers.values()
+        bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+        probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{group}"})
+        try:
+            probe.committed([TopicPartition(CONSUMER_OFFSETS, 0)], timeout=timeout)
+        finally:
+            probe.close()
     return _leader_for_key(admin, CONSUMER_OFFSETS, group)
+
+
+def replicas_led_elsewhere(admin: AdminClient, avoid: int, partitions: int) -> list[list[int]]:
+    """A replica assignment over every broker whose first replica (the preferred leader, which
+    leads a new topic) is never ``avoid``: a fault on that node then holds no partition of the
+    topic back."""
+    others = sorted(b for b in admin.list_topics(timeout=10).brokers if b != avoid)
+    assert others, f"no broker other than {avoid}"
+    n = len(others)
+    return [[*others[p % n :], *others[: p % n], avoid] for p in range(partitions)]
 
 
 def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:
