@@ -96,6 +96,15 @@ DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of t
 RDELAY_MS = 800
 DEFAULT_RATE = 40.0  # events per second
 DEFAULT_KEYS = 120
+# broker loggers a replicated run also logs at INFO, to tell its pauses apart: partition
+# leader and ISR changes, the transaction coordinators (loading, aborts, markers), the group
+# coordinators' loading, and each node's controlled shutdown
+BROKER_INFO_LOGGERS = (
+    "kafka.cluster.Partition",
+    "kafka.coordinator.transaction",
+    "org.apache.kafka.coordinator.common.runtime",
+    "kafka.server.BrokerLifecycleManager",
+)
 
 
 @dataclass
@@ -699,7 +708,9 @@ class Run:
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         if cfg.brokers > 1:
-            self.cluster = self.broker = LocalKafkaCluster(work / "kafka", cfg.brokers)
+            self.cluster = self.broker = LocalKafkaCluster(
+                work / "kafka", cfg.brokers, info_loggers=BROKER_INFO_LOGGERS
+            )
             self.broker.start(timeout=240)
         else:
             self.broker = LocalKafka(work / "kafka")
