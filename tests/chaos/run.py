@@ -687,6 +687,12 @@ class Run:
             cluster_faults.stop_node(self.cluster, node.node_id)
             cluster_faults.start_node(self.cluster, node.node_id, self.cfg.node_start_s)
             self.say(f"  node {node.node_id} restarted")
+            # as an operator would (docs/operations.md, Production cluster): the next node
+            # stops once this one is back in every in-sync replica set, else partitions drop
+            # below min.insync.replicas and refuse writes until it has caught up
+            caught_up = time.monotonic()
+            self.cluster.await_in_sync(self.cfg.node_start_s)
+            self.say(f"  node {node.node_id} in sync after {time.monotonic() - caught_up:.1f} s")
             self.sleep(2.0)
         self.say(f"  rolling restart done in {time.monotonic() - started:.1f} s")
 

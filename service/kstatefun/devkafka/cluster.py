@@ -166,6 +166,37 @@ class LocalKafkaCluster:
                 )
             time.sleep(0.2)
 
+    def await_in_sync(self, timeout: float = 60.0) -> None:
+        """Wait until no partition is under-replicated: every replica of every partition
+        (internal topics too) is in its in-sync set. A rolling restart must wait for this
+        before it stops the next node: with min.insync.replicas 2 of 3, a partition whose
+        restarted replica has not caught up yet drops to one in-sync replica when another
+        node stops, and refuses every acks=all write (NOT_ENOUGH_REPLICAS) until it has."""
+        admin = self.admin()
+        deadline = time.monotonic() + timeout
+        behind: list[str] = []
+        while True:
+            try:
+                topics = admin.list_topics(timeout=2).topics
+                behind = [
+                    f"{name}-{p.id}"
+                    for name, topic in topics.items()
+                    for p in topic.partitions.values()
+                    if set(p.isrs) != set(p.replicas)
+                ]
+                if not behind:
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise DevKafkaError(
+                    f"partitions of the cluster at {self.bootstrap_servers} were still "
+                    f"under-replicated after {timeout:.0f} s ({', '.join(sorted(behind)[:5])}"
+                    f"{', ...' if len(behind) > 5 else ''}); see node-*/broker.log in "
+                    f"{self.data_dir}"
+                )
+            time.sleep(0.2)
+
     def admin(self) -> AdminClient:
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
