@@ -190,6 +190,9 @@ class Transaction:
         # given-up producers with the thread of their blocked call: never destroyed while
         # that call may still return (released by _release_returned)
         self._abandoned: list[tuple[Producer, threading.Thread]] = []
+        # the producer that takes over from a stuck one, created once a call looks stuck
+        # (_prepare_spare); it has not run init_transactions, so it fences nothing yet
+        self._spare: Producer | None = None
         self._clock = time.monotonic
         self.producer = self._new_producer()
 
@@ -204,7 +207,8 @@ class Transaction:
 
     def _new_producer(self) -> Producer:
         self.on_progress()
-        producer = self._producer_factory()
+        producer = self._spare or self._producer_factory()
+        self._spare = None
         # Aborts whatever a crashed predecessor with the same transactional id left open; waits
         # out a coordinator that is moving or loading its state.
         call_with_retry(
@@ -400,6 +404,7 @@ class Transaction:
                 if elapsed >= answered_at + confirm_s:
                     return f"{COORDINATOR_ANSWERED}, so a call that works would have returned"
             elif probe is not None and elapsed >= next_probe:
+                self._prepare_spare()
                 self.on_progress()  # the question is bounded on its own
                 asked = self._clock()
                 if probe(offsets, STUCK_PROBE_TIMEOUT_S):
@@ -407,6 +412,17 @@ class Transaction:
                     confirm_s = max(STUCK_CONFIRM_S, 2 * (self._clock() - asked))
                 else:  # still moving: ask again a little later
                     next_probe = self._clock() - started + STUCK_CONFIRM_S
+
+    def _prepare_spare(self) -> None:
+        """Create the producer that would take over from a stuck one before it is needed: it
+        connects and learns the cluster's brokers while the coordinator is asked, so that its
+        init_transactions finds the transaction coordinator at once. Created at the give-up,
+        one spent up to 1.7 s on that (its first lookup went through a bootstrap connection
+        that was being replaced; docs/guarantees.md). It touches nothing on the brokers before
+        its init_transactions; when the call returns after all, it waits for the next
+        take-over."""
+        if self._spare is None:
+            self._spare = self._producer_factory()
 
     def _give_up_stuck_producer(self, helper: threading.Thread, waited_s: float, why: str) -> None:
         """The open transaction's producer is stuck in ``send_offsets_to_transaction`` (on
