@@ -30,7 +30,8 @@ kinds join:
 
 - ``coordinator``: SIGKILL the node coordinating a random worker's transactional id, restart it;
 - ``controller``: SIGKILL the active controller (the KRaft quorum leader), restart it;
-- ``rolling``: SIGTERM and restart every node in turn.
+- ``rolling``: SIGTERM and restart every node in turn, the next once the restarted one is back
+  in every in-sync replica set.
 
 Every fault is timed, and the run reports per kind the longest pause of the output (the
 longest gap between egress records a read_committed reader saw, from the fault's start to the
