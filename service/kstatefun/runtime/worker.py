@@ -687,8 +687,9 @@ class Worker:
 
     def _group_fatal(self, err: KafkaError) -> Exception:
         """What a fatal error of the group consumer means for this worker: a broker without
-        the KIP-848 protocol (exit 2), or a static member whose instance id another member
-        holds or took (exit 3)."""
+        the KIP-848 protocol (exit 2), a static member whose instance id another member took
+        (exit 3), or one the group refused because another member holds it: waited out
+        (``_Refused``, ``_join_again``) while nothing is assigned, else exit 3."""
         s = self.settings
         member = f"group member {s.app_id}-{s.instance_id} (static membership)"
         if s.rebalance_protocol == "consumer" and group_protocol_unsupported(err):
