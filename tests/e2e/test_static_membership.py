@@ -121,7 +121,10 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wai
     restarted = app.start_worker("w1")
     app.wait_for_log("w1", REFUSED, 1, timeout=120)
     app.wait_for_log("w1", ADMITTED, 1, timeout=120)
-    assert "the group releases when its session times out" in app.log("w1"), app.all_logs()
+    log = app.log("w1")
+    assert "the group releases when its session times out" in log, app.all_logs()
+    # the wait is the group's own session timeout, as the cluster describes it
+    assert f"session_timeout_s={KIP848_SESSION_TIMEOUT_S} give_up_after_s=" in log, log
     total = produce_keyed(app, expected, 3000, keys=24)
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()

@@ -124,6 +124,7 @@ class Rejoin:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.session_timeout_s = session_timeout_s
+        self.sessions = sessions
         self.give_up_after_s = sessions * session_timeout_s
         self.refusals = 0
         self.retry_s = retry_s

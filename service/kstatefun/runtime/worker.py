@@ -99,7 +99,7 @@ HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
 
 class _Refused(Exception):
     """The group refused this static member's first join: another member still holds its
-    instance id (Worker._rejoin waits for it)."""
+    instance id (Worker._join_again waits for it)."""
 
     def __init__(self, err: KafkaError) -> None:
         super().__init__(err.str())
@@ -293,7 +293,7 @@ class Worker:
         )
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
             consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
-        # the same config each time: a consumer the group refused is replaced (_rejoin)
+        # the same config each time: a consumer the group refused is replaced (_join_again)
         self._new_consumer = partial(Consumer, consumer_config)
         self.consumer = self._new_consumer()
         # kstatefun_consumer_lag, sampled by the loop (_sample_lag) only when it is exported
@@ -754,9 +754,9 @@ class Worker:
                 member,
                 err,
                 f"the group still refused it {rejoin.waited_s:.0f} s after the first refusal "
-                f"({rejoin.refusals} tries, {rejoin.give_up_after_s / rejoin.session_timeout_s:.0f}"
-                f" session timeouts of {rejoin.session_timeout_s:.0f} s, by when a killed "
-                "member is released): another running worker holds its instance id; stop it",
+                f"({rejoin.refusals} tries, {rejoin.sessions} session timeouts of "
+                f"{rejoin.session_timeout_s:.0f} s, by when a killed member is released): "
+                "another running worker holds its instance id; stop it",
             )
         if not self._stopping:
             self._subscribe()
