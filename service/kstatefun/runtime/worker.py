@@ -127,6 +127,12 @@ class Worker:
         """Cooperative rebalancing: the callbacks name the partitions that move, not all."""
         return self.settings.rebalance_protocol != "eager"
 
+    @property
+    def _static_member(self) -> str:
+        """This worker as its fatal group errors name it."""
+        s = self.settings
+        return f"group member {s.app_id}-{s.instance_id} (static membership)"
+
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
         return serves(self.module, self.functions.typenames(), typename)
@@ -691,7 +697,7 @@ class Worker:
         (exit 3), or one the group refused because another member holds it: waited out
         (``_Refused``, ``_join_again``) while nothing is assigned, else exit 3."""
         s = self.settings
-        member = f"group member {s.app_id}-{s.instance_id} (static membership)"
+        member = self._static_member
         if s.rebalance_protocol == "consumer" and group_protocol_unsupported(err):
             return ConfigError(
                 f"the Kafka cluster at {s.bootstrap_servers} does not take rebalance_protocol "
@@ -723,7 +729,7 @@ class Worker:
         session times out. Replace the consumer with a new one, wait, and join again, until
         that ends (docs/operations.md, "Named workers"); past it, stop (FencedError, exit 3)."""
         s = self.settings
-        member = f"group member {s.app_id}-{s.instance_id} (static membership)"
+        member = self._static_member
         rejoin = self._rejoin
         if rejoin is None:
             known_s = group_session_timeout_s(self._admin, s.app_id)
