@@ -12,11 +12,10 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
-from kstatefun.kafka.groups import coordinator_partition
 
 TRANSACTION_STATE = "__transaction_state"
 CONSUMER_OFFSETS = "__consumer_offsets"
@@ -31,6 +30,23 @@ def partition_leaders(admin: AdminClient, topics: Iterable[str]) -> Counter[int]
             if p.leader >= 0:
                 leaders[p.leader] += 1
     return leaders
+
+
+def java_string_hash(s: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit overflow)."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """The partition of ``__consumer_offsets`` (a group id) or ``__transaction_state`` (a
+    transactional id) whose leader coordinates ``key``: the broker's
+    ``Utils.abs(key.hashCode) % partitions``."""
+    h = java_string_hash(key)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 def leader_of(admin: AdminClient, topic: str, partition: int) -> int:
@@ -61,10 +77,31 @@ def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
     return _leader_for_key(admin, TRANSACTION_STATE, transactional_id)
 
 
-def group_coordinator_of(admin: AdminClient, group: str) -> int:
+def group_coordinator_of(admin: AdminClient, group: str, timeout: float = 30) -> int:
     """The broker id coordinating consumer group ``group``: the leader of its
-    ``__consumer_offsets`` partition (same hash as the transaction state's)."""
+    ``__consumer_offsets`` partition (same hash as the transaction state's). A cluster that
+    has not seen a group yet creates that topic at the first FindCoordinator, which a consumer
+    of another group asking for its committed offsets sends (the admin client's
+    list_consumer_group_offsets crashed confluent-kafka 2.16 while the topic was missing)."""
+    if CONSUMER_OFFSETS not in admin.list_topics(timeout=10).topics:
+        brokers = admin.list_topics(timeout=10).brokers.values()
+        bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+        probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{group}"})
+        try:
+            probe.committed([TopicPartition(CONSUMER_OFFSETS, 0)], timeout=timeout)
+        finally:
+            probe.close()
     return _leader_for_key(admin, CONSUMER_OFFSETS, group)
+
+
+def replicas_led_elsewhere(admin: AdminClient, avoid: int, partitions: int) -> list[list[int]]:
+    """A replica assignment over every broker whose first replica (the preferred leader, which
+    leads a new topic) is never ``avoid``: a fault on that node then holds no partition of the
+    topic back."""
+    others = sorted(b for b in admin.list_topics(timeout=10).brokers if b != avoid)
+    assert others, f"no broker other than {avoid}"
+    n = len(others)
+    return [[*others[p % n :], *others[: p % n], avoid] for p in range(partitions)]
 
 
 def kill_node(cluster: LocalKafkaCluster, node_id: int) -> None:

@@ -172,8 +172,9 @@ def make_app(
     functions: str = "tests.apps.counting:functions",
     target: str = "test/counter",
     value_type: str = "test/Event",
+    app_id: str | None = None,
 ) -> App:
-    app_id = unique_name("app")
+    app_id = app_id or unique_name("app")
     ingress = unique_name("in")
     egress = unique_name("out")
     create_topic(ingress, partitions=partitions)

@@ -144,9 +144,16 @@ def create_topic(
     partitions: int = 1,
     config: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
+    replicas: list[list[int]] | None = None,
 ) -> str:
-    """Create ``name`` and wait until every partition has a leader; return the name."""
-    topic = NewTopic(name, num_partitions=partitions, config=dict(config or {}))
+    """Create ``name`` and wait until every partition has a leader; return the name.
+    ``replicas``: each partition's broker ids, the first its preferred leader (one list per
+    partition) instead of the cluster's placement."""
+    if replicas is None:
+        topic = NewTopic(name, num_partitions=partitions, config=dict(config or {}))
+    else:
+        assert len(replicas) == partitions, "one replica list per partition"
+        topic = NewTopic(name, partitions, replica_assignment=replicas, config=dict(config or {}))
     admin.create_topics([topic], operation_timeout=timeout_s)[name].result(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
     while True:

@@ -25,6 +25,7 @@ from tests.cluster import (
     group_coordinator_of,
     kill_node,
     partition_leaders,
+    replicas_led_elsewhere,
     rolling_restart,
     start_node,
     thaw_node,
@@ -158,7 +159,32 @@ def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
     run_with_fault(app, cluster, fault)
 
 
-def test_a_stuck_producer_given_up_while_its_call_is_blocked(app, cluster, admin):
+@pytest.fixture
+def app_beside_its_coordinator(cluster, admin, tmp_path, unique_name) -> Iterator[App]:
+    """An app whose group coordinator's node is the preferred leader of none of its topics'
+    partitions (ingress, egress, internal): a fault on that node then blocks the workers'
+    calls to the coordinator only, not their produce requests (a frozen partition leader
+    holds a commit's flush back until the message timeout, another test's matter)."""
+    app_id = unique_name("app")
+    victim = group_coordinator_of(admin, app_id)
+    assert victim >= 0
+
+    def create(name: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        replicas = replicas_led_elsewhere(admin, victim, partitions)
+        return kafka_fixture.create_topic(admin, name, partitions, config, replicas=replicas)
+
+    for spec in internal_topic_specs(InternalTopics(app_id), PARTITIONS):
+        create(spec.name, spec.create_partitions, dict(spec.config))
+    application = make_app(
+        cluster.bootstrap_servers, tmp_path, unique_name, create, PARTITIONS, app_id=app_id
+    )
+    yield application
+    application.stop_all()
+
+
+def test_a_stuck_producer_given_up_while_its_call_is_blocked(
+    app_beside_its_coordinator, cluster, admin
+):
     """The group coordinator's node freezes (SIGSTOP: connections stay open, nothing answers),
     so the workers' send_offsets_to_transaction blocks on it. Once the controller has moved
     the group's partition and a consumer finds the new coordinator (its heartbeat to the frozen
@@ -167,7 +193,10 @@ def test_a_stuck_producer_given_up_while_its_call_is_blocked(app, cluster, admin
     is a minute here, so a give-up before the node thaws is the early one (runtime/commit.py).
     When the node thaws, the old producer's requests reach it late; nothing of that producer
     may commit: exactly-once output, and no worker exits."""
+    app = app_beside_its_coordinator
     app.env["KSTATEFUN_TRANSACTION_TIMEOUT_MS"] = "60000"
+    internal = InternalTopics(app.app_id)
+    topics = [app.ingress, app.egress, internal.invocations, internal.changelog, internal.timers]
 
     def given_up_early() -> bool:
         return any(
@@ -179,6 +208,7 @@ def test_a_stuck_producer_given_up_while_its_call_is_blocked(app, cluster, admin
     def fault() -> None:
         victim = group_coordinator_of(admin, app.app_id)
         assert victim >= 0
+        assert partition_leaders(admin, topics)[victim] == 0, "the victim leads a partition"
         freeze_node(cluster, victim)
         try:
             try:

@@ -75,7 +75,8 @@ _PROTOCOL_UNSUPPORTED = (
 _INSTANCE_ID_UNRELEASED = "Broker: The instance ID is still used by another member"
 
 
-def _fatal(err: KafkaError) -> bool:
+def is_fatal(err: KafkaError) -> bool:
+    """A fatal error; a consumer's message error may carry _FATAL without the fatal flag."""
     # a consumer's message error may carry _FATAL without the fatal flag
     return err.fatal() or err.code() == KafkaError._FATAL
 
@@ -83,14 +84,14 @@ def _fatal(err: KafkaError) -> bool:
 def group_protocol_unsupported(err: KafkaError) -> bool:
     """True for the fatal error of a KIP-848 group consumer whose broker does not take the
     consumer group protocol (older than Kafka 4.0, or the protocol turned off there)."""
-    return _fatal(err) and any(cause in err.str() for cause in _PROTOCOL_UNSUPPORTED)
+    return is_fatal(err) and any(cause in err.str() for cause in _PROTOCOL_UNSUPPORTED)
 
 
 def instance_id_unreleased(err: KafkaError) -> bool:
     """True for the fatal error of a KIP-848 static member that joined while another member
     still holds its group.instance.id (UNRELEASED_INSTANCE_ID): a running worker with the same
     instance id, or one that stopped without leaving, until the group's session timeout."""
-    return _fatal(err) and _INSTANCE_ID_UNRELEASED in err.str()
+    return is_fatal(err) and _INSTANCE_ID_UNRELEASED in err.str()
 
 
 RETRY_SETTING = "kafka_retry_timeout_s"

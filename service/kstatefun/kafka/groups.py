@@ -1,8 +1,7 @@
 """Whether a consumer group's coordinator answers, asked with a real request to it: what the
 worker checks to tell a producer stuck in ``send_offsets_to_transaction`` from a coordinator
-still moving. Also where a group's or transactional id's coordinator partition is, the group's
-KIP-848 session timeout, and how long a static member the group refused keeps trying to join
-(:class:`Rejoin`)."""
+still moving. Also the group's KIP-848 session timeout, and how long a static member the group
+refused keeps trying to join (:class:`Rejoin`)."""
 
 from __future__ import annotations
 
@@ -16,30 +15,11 @@ from confluent_kafka.admin import ConfigResource, ResourceType
 
 log = logging.getLogger(__name__)
 
-OFFSETS_TOPIC = "__consumer_offsets"
-
 
 class OffsetsClient(Protocol):
     def committed(
         self, partitions: list[TopicPartition], timeout: float = ...
     ) -> list[TopicPartition]: ...
-
-
-def java_string_hash(s: str) -> int:
-    """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit overflow)."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def coordinator_partition(key: str, partitions: int) -> int:
-    """The partition of ``__consumer_offsets`` (a group id) or ``__transaction_state`` (a
-    transactional id) whose leader coordinates ``key``: the broker's
-    ``Utils.abs(key.hashCode) % partitions``."""
-    h = java_string_hash(key)
-    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 def coordinator_answers(

@@ -685,7 +685,7 @@ class Worker:
             err = msg.error()
             if err is None:
                 good.append(msg)
-            elif err.fatal() or err.code() == KafkaError._FATAL:
+            elif retry_policy.is_fatal(err):
                 raise self._group_fatal(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)

@@ -2,11 +2,10 @@
 and how the nodes of a local cluster are configured."""
 
 import pytest
-from tests.cluster import transaction_state_partition
+from tests.cluster import coordinator_partition, java_string_hash, transaction_state_partition
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
 from kstatefun.errors import DevKafkaError
-from kstatefun.kafka.groups import java_string_hash
 
 
 def test_java_string_hash():
@@ -40,3 +39,8 @@ def test_cluster_nodes_share_a_quorum_and_replicate_by_three(tmp_path):
 def test_fewer_than_three_nodes_are_refused(tmp_path):
     with pytest.raises(DevKafkaError, match="at least 3 nodes"):
         LocalKafkaCluster(tmp_path, brokers=2)
+
+
+def test_the_partition_is_the_brokers_abs_of_the_java_hash():
+    assert coordinator_partition("hello", 50) == 99162322 % 50
+    assert coordinator_partition("polygenelubricants", 50) == 0  # Utils.abs(MIN) == 0

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from kstatefun.kafka.groups import coordinator_answers, coordinator_partition
+from kstatefun.kafka.groups import coordinator_answers
 
 
 class Consumer:
@@ -61,8 +61,3 @@ def test_nothing_to_ask_about_is_no_answer():
     consumer = Consumer(answered(1))
     assert coordinator_answers(consumer, [], 1.0) is False
     assert consumer.asked == []
-
-
-def test_the_partition_is_the_brokers_abs_of_the_java_hash():
-    assert coordinator_partition("hello", 50) == 99162322 % 50
-    assert coordinator_partition("polygenelubricants", 50) == 0  # Utils.abs(MIN) == 0
