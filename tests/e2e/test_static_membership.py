@@ -12,7 +12,8 @@ predecessor's place and partitions (no other worker is assigned anything); one r
 kill -9 is refused until the group's session timeout released the killed one, and waits and
 joins again meanwhile, without exiting; a second worker with the same instance id fences the
 running one's producer, which stops (exit 3) at its next transaction, and then takes its
-place."""
+place; one whose running namesake has nothing to do gives up after three session timeouts
+(exit 3), and the running one stops at its next input: never both at work."""
 
 import json
 import re
@@ -147,3 +148,32 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wai
     finally:
         if restarted.poll() is None:
             restarted.kill()
+
+
+def test_a_second_live_worker_with_the_same_instance_id_gives_up_and_never_runs_beside_it(app):
+    """Under KIP-848 a running member keeps its instance id for good: the newcomer is refused
+    for its three session timeouts and stops (exit 3) naming the running worker; the running
+    one, whose producer the newcomer fenced, stops at its next transaction."""
+    set_group_session_timeout(app.bootstrap, app.app_id, 6000)  # gives up after 18 s
+    expected: dict[str, list[int]] = {}
+    first = app.start_worker("w1")
+    app.wait_for_log("w1", "assigned invocations")
+    second = app.start_worker("w1")
+    try:
+        assert second.wait(120) == 3, app.all_logs()
+        log = app.log("w1")
+        assert "session_timeout_s=6 give_up_after_s=18" in log, log
+        assert "another running worker holds its instance id" in log, log
+        assert "the group admitted" not in log, log
+        assert first.poll() is None, log  # nothing to do yet: it has not noticed the fence
+
+        total = produce_keyed(app, expected, 0, keys=24)
+        assert first.wait(60) == 3, app.all_logs()
+        assert "this worker's transactional id was fenced" in app.log("w1"), app.all_logs()
+        app.start_worker("w1")  # alone now: nothing was committed twice or lost
+        records = read_committed(app.bootstrap, app.egress, total)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
