@@ -99,8 +99,8 @@ exit codes:
   0  clean stop after SIGTERM or SIGINT (the open transaction committed)
   2  invalid configuration or input, printed as one 'kstatefun: error: ...' line
   3  another worker took over this worker's transactional id or group membership, or the
-     group refused its instance id (a worker with the same --instance-id, or one killed
-     within its session timeout)
+     group kept refusing its instance id for three session timeouts (a worker with the same
+     --instance-id runs; one killed without leaving is waited for)
   4  the watchdog ended a worker that made no progress (watchdog_timeout_s)
   5  the local state store failed (state_store rocksdb: full disk, I/O error)
   1  any other error, with a traceback"""

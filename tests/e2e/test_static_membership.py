@@ -8,10 +8,12 @@ once; a second worker with the same instance id fences the first (exit 3).
 
 Under KIP-848 (``rebalance_protocol: consumer``, the default) the group refuses a member whose
 instance id another member still holds: a worker restarted after a clean stop takes its
-predecessor's place and partitions (no other worker is assigned anything), one restarted after
-kill -9 is refused (exit 3, naming the session timeout) until the group's session timeout
-released the killed one, and a second worker with the same instance id is refused while the
-first goes on."""
+predecessor's place and partitions (no other worker is assigned anything); one restarted after
+kill -9 is refused until the group's session timeout released the killed one, and waits and
+joins again meanwhile, without exiting; a second worker with the same instance id fences the
+running one's producer, which stops (exit 3) at its next transaction, and then takes its
+place; one whose running namesake has nothing to do gives up after three session timeouts
+(exit 3), and the running one stops at its next input: never both at work."""
 
 import json
 import re
@@ -81,24 +83,8 @@ def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(a
 KIP848_SESSION_TIMEOUT_S = 20  # long enough that a restart after kill -9 comes before it ends
 
 
-def _start_until_admitted(app, instance_id: str, timeout: float = 120) -> int:
-    """Start ``instance_id`` again each time the group refuses it (exit 3) until it is
-    assigned partitions; returns how many starts were refused."""
-    refused = 0
-    deadline = time.monotonic() + timeout
-    while True:
-        assigned = app.log(instance_id).count("assigned invocations")
-        proc = app.start_worker(instance_id)
-        while (
-            proc.poll() is None and app.log(instance_id).count("assigned invocations") == assigned
-        ):
-            assert time.monotonic() < deadline, app.all_logs()
-            time.sleep(0.05)
-        if proc.poll() is None:
-            return refused
-        assert proc.returncode == 3, app.all_logs()
-        refused += 1
-        time.sleep(1)
+REFUSED = "the group refused group member"  # the worker's first refusal, before its waits
+ADMITTED = "the group admitted instance_id=w1 after"
 
 
 def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wait_after_a_kill(app):
@@ -129,21 +115,65 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wai
     assert loaded and sum(map(int, loaded)) > 0, app.all_logs()
 
     # kill -9: the group keeps the killed member until its session times out and refuses the
-    # restarted one meanwhile; then it is admitted, and nothing is lost or counted twice
+    # restarted one meanwhile, which waits and joins again until it is admitted; nothing is
+    # lost or counted twice
     app.kill_worker("w1")
     total = produce_keyed(app, expected, 2000, keys=24)
-    assert _start_until_admitted(app, "w1") >= 1, app.all_logs()
-    assert "the group releases it when its session times out" in app.log("w1"), app.all_logs()
+    restarted = app.start_worker("w1")
+    app.wait_for_log("w1", REFUSED, 1, timeout=120)
+    app.wait_for_log("w1", ADMITTED, 1, timeout=120)
+    log = app.log("w1")
+    assert "the group releases when its session times out" in log, app.all_logs()
+    # the wait is the group's own session timeout, as the cluster describes it
+    assert f"session_timeout_s={KIP848_SESSION_TIMEOUT_S} give_up_after_s=" in log, log
     total = produce_keyed(app, expected, 3000, keys=24)
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert restarted.poll() is None, app.all_logs()  # never exited
 
-    # the same instance id twice: the group refuses the newcomer, but its producer has fenced
-    # the running worker's already (init_transactions comes first): both stop with exit 3
-    first = app.workers["w1"]
-    assert app.start_worker("w1").wait(60) == 3, app.all_logs()
-    total = produce_keyed(app, expected, 4000, keys=24)
-    assert first.wait(60) == 3, app.all_logs()
-    _start_until_admitted(app, "w1")
-    records = read_committed(app.bootstrap, app.egress, total)
-    assert check_exactly_once(records, expected) == [], app.all_logs()
+    # the same instance id twice: the group refuses the newcomer, whose producer has fenced the
+    # running worker's already (init_transactions comes before the join); the running one
+    # stops at its next transaction (exit 3), leaving the group, and the newcomer takes its
+    # place: never both at work
+    second = app.start_worker("w1")
+    try:
+        app.wait_for_log("w1", REFUSED, 2, timeout=120)
+        total = produce_keyed(app, expected, 4000, keys=24)
+        assert restarted.wait(60) == 3, app.all_logs()
+        assert "was fenced" in app.log("w1"), app.all_logs()
+        app.wait_for_log("w1", ADMITTED, 2, timeout=120)
+        records = read_committed(app.bootstrap, app.egress, total)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        assert second.poll() is None, app.all_logs()
+    finally:
+        if restarted.poll() is None:
+            restarted.kill()
+
+
+def test_a_second_live_worker_with_the_same_instance_id_gives_up_and_never_runs_beside_it(app):
+    """Under KIP-848 a running member keeps its instance id for good: the newcomer is refused
+    for its three session timeouts and stops (exit 3) naming the running worker; the running
+    one, whose producer the newcomer fenced, stops at its next transaction."""
+    set_group_session_timeout(app.bootstrap, app.app_id, 6000)  # gives up after 18 s
+    expected: dict[str, list[int]] = {}
+    first = app.start_worker("w1")
+    app.wait_for_log("w1", "assigned invocations")
+    second = app.start_worker("w1")
+    try:
+        assert second.wait(120) == 3, app.all_logs()
+        log = app.log("w1")
+        assert "session_timeout_s=6 give_up_after_s=18" in log, log
+        assert "another running worker holds its instance id" in log, log
+        assert "the group admitted" not in log, log
+        assert first.poll() is None, log  # nothing to do yet: it has not noticed the fence
+
+        total = produce_keyed(app, expected, 0, keys=24)
+        assert first.wait(60) == 3, app.all_logs()
+        assert "this worker's transactional id was fenced" in app.log("w1"), app.all_logs()
+        app.start_worker("w1")  # alone now: nothing was committed twice or lost
+        records = read_committed(app.bootstrap, app.egress, total)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()

@@ -1,14 +1,17 @@
 """Whether a consumer group's coordinator answers, asked with a real request to it: what the
 worker checks to tell a producer stuck in ``send_offsets_to_transaction`` from a coordinator
-still moving."""
+still moving. Also the group's KIP-848 session timeout, and how long a static member the group
+refused keeps trying to join (:class:`Rejoin`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import ConfigResource, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +62,74 @@ def coordinator_answers(
             )
             return False
     return True
+
+
+# Kafka's group.consumer.session.timeout.ms: assumed when the cluster does not say
+DEFAULT_SESSION_TIMEOUT_S = 45.0
+# A refused static member tries again this often: a restart after kill -9 is admitted within
+# this of the killed member's release, and the group coordinator answers each try at once.
+REJOIN_RETRY_S = 1.0
+# ... for this many of the group's session timeouts after the first refusal: a killed member
+# is released within one, so a refusal that outlasts them all comes from a running member.
+REJOIN_SESSIONS = 3
+
+
+def group_session_timeout_s(admin: Any, group: str, timeout_s: float = 5.0) -> float | None:
+    """The session timeout of KIP-848 ``group`` (its config consumer.session.timeout.ms, else
+    the brokers' group.consumer.session.timeout.ms: DescribeConfigs answers either), or None
+    when the cluster does not say (no permission to describe the group, a broker older than
+    4.0)."""
+    resource = ConfigResource(ResourceType.GROUP, group)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout_s)
+        return int(entries["consumer.session.timeout.ms"].value) / 1000
+    except Exception as e:  # noqa: BLE001 - any failure: the caller assumes Kafka's default
+        log.info("the group's session timeout is unknown group=%s error=%s", group, e)
+        return None
+
+
+class Rejoin:
+    """A static member that the group refused because another member still holds its
+    group.instance.id (KIP-848 UNRELEASED_INSTANCE_ID): when it tries to join again, and when
+    it gives up. A member killed without leaving holds the id until the group's session times
+    out, so the newcomer tries every ``retry_s`` for ``sessions`` session timeouts, counted from
+    the first refusal; after that the holder is a running member."""
+
+    def __init__(
+        self,
+        session_timeout_s: float,
+        retry_s: float = REJOIN_RETRY_S,
+        sessions: int = REJOIN_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.session_timeout_s = session_timeout_s
+        self.sessions = sessions
+        self.give_up_after_s = sessions * session_timeout_s
+        self.refusals = 0
+        self.retry_s = retry_s
+        self._clock = clock
+        self._sleep = sleep
+        self._started = clock()
+
+    @property
+    def waited_s(self) -> float:
+        """Since the first refusal."""
+        return self._clock() - self._started
+
+    def wait(self, stopping: Callable[[], bool], beat: Callable[[], object]) -> bool:
+        """Count one refusal and wait before the next try, calling ``beat`` (the watchdog's)
+        at least every 0.1 s and returning early once ``stopping()``; False, without waiting,
+        once the tries are over (give up)."""
+        self.refusals += 1
+        until = self._started + self.give_up_after_s
+        if self._clock() + self.retry_s > until:
+            return False
+        wake = self._clock() + self.retry_s
+        while not stopping():
+            beat()
+            left = wake - self._clock()
+            if left <= 0:
+                break
+            self._sleep(min(0.1, left))
+        return True

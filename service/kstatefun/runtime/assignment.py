@@ -129,6 +129,12 @@ class Assignment:
         self.assigned = True
         return pause
 
+    def use_consumer(self, consumer: Consumer) -> None:
+        """Take the worker's new group consumer (it replaced one the group refused, before
+        anything was assigned)."""
+        assert not self.assigned, "the group consumer changed under an assignment"
+        self._consumer = consumer
+
     def step(self) -> None:
         """Begin the restores of the partitions added since the last step (dropping from the
         stores what is no longer owned), or advance the restores by one batch; partitions

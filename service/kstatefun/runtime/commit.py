@@ -205,6 +205,17 @@ class Transaction:
         """The longest one call of the commit protocol may block (the watchdog waits longer)."""
         return max(self._timeout, min(self._timeout, self._txn_timeout_s) + STUCK_GRACE_S)
 
+    def use_consumer(
+        self,
+        consumer: Consumer,
+        coordinator_answers: Callable[[Sequence[TopicPartition], float], bool] | None,
+    ) -> None:
+        """Take the worker's new group consumer (one that the group refused was replaced, before
+        it was assigned anything): its group metadata is what the next commit sends."""
+        assert not self.is_open, "the group consumer changed under an open transaction"
+        self._consumer = consumer
+        self._coordinator_answers = coordinator_answers
+
     def _new_producer(self) -> Producer:
         self.on_progress()
         producer = self._spare or self._producer_factory()

@@ -46,7 +46,12 @@ from kstatefun.kafka.errors import (
     is_refused,
     kafka_error,
 )
-from kstatefun.kafka.groups import coordinator_answers
+from kstatefun.kafka.groups import (
+    DEFAULT_SESSION_TIMEOUT_S,
+    Rejoin,
+    coordinator_answers,
+    group_session_timeout_s,
+)
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -92,8 +97,18 @@ INVOCATIONS_LAG_LOW = 1_000
 HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
 
 
+class _Refused(Exception):
+    """The group refused this static member's first join: another member still holds its
+    instance id (Worker._join_again waits for it)."""
+
+    def __init__(self, err: KafkaError) -> None:
+        super().__init__(err.str())
+        self.err = err
+
+
 class Worker:
     standby: Standby | None = None  # standby_replicas (state/standby.py), set by _start
+    _rejoin: Rejoin | None = None  # set while the group refuses this static member
 
     def __init__(
         self, settings: Settings, module: ModuleSpec, functions: StatefulFunctions
@@ -111,6 +126,12 @@ class Worker:
     def _incremental(self) -> bool:
         """Cooperative rebalancing: the callbacks name the partitions that move, not all."""
         return self.settings.rebalance_protocol != "eager"
+
+    @property
+    def _static_member(self) -> str:
+        """This worker as its fatal group errors name it."""
+        s = self.settings
+        return f"group member {s.app_id}-{s.instance_id} (static membership)"
 
     def _serves(self, typename: str) -> bool:
         """Whether a function of type ``typename`` is registered or served by an endpoint."""
@@ -172,12 +193,7 @@ class Worker:
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
-        self.consumer.subscribe(
-            [*self.router.topics, self.topics.invocations],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._subscribe()
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
             "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
@@ -194,6 +210,14 @@ class Worker:
             s.state_dir or "none",
             buildinfo.version(),
             self.build,
+        )
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [*self.router.topics, self.topics.invocations],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def _connect(self) -> AdminClient:
@@ -275,7 +299,9 @@ class Worker:
         )
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
             consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
-        self.consumer = Consumer(consumer_config)
+        # the same config each time: a consumer the group refused is replaced (_join_again)
+        self._new_consumer = partial(Consumer, consumer_config)
+        self.consumer = self._new_consumer()
         # kstatefun_consumer_lag, sampled by the loop (_sample_lag) only when it is exported
         self._lag_due = 0.0 if s.metrics_port else float("inf")
         self._lag_start: dict[tuple[str, int], int] = {}  # committed offsets (_sample_lag)
@@ -534,7 +560,11 @@ class Worker:
         wait_s = self._housekeep()
         if wait_s is None:
             return
-        batch = self._read(wait_s)
+        try:
+            batch = self._read(wait_s)
+        except _Refused as refused:
+            self._join_again(refused.err)
+            return
         if batch and not self._process(batch):
             return
         if self.committer.after_batch(len(batch)):
@@ -663,10 +693,11 @@ class Worker:
 
     def _group_fatal(self, err: KafkaError) -> Exception:
         """What a fatal error of the group consumer means for this worker: a broker without
-        the KIP-848 protocol (exit 2), or a static member whose instance id another member
-        holds or took (exit 3)."""
+        the KIP-848 protocol (exit 2), a static member whose instance id another member took
+        (exit 3), or one the group refused because another member holds it: waited out
+        (``_Refused``, ``_join_again``) while nothing is assigned, else exit 3."""
         s = self.settings
-        member = f"group member {s.app_id}-{s.instance_id} (static membership)"
+        member = self._static_member
         if s.rebalance_protocol == "consumer" and group_protocol_unsupported(err):
             return ConfigError(
                 f"the Kafka cluster at {s.bootstrap_servers} does not take rebalance_protocol "
@@ -676,7 +707,10 @@ class Worker:
                 f"the application ({err.str()})"
             )
         if instance_id_unreleased(err):
-            # KIP-848 refuses the joining member, not the one in the group (classic: the reverse)
+            # KIP-848 refuses the joining member, not the one in the group (classic: the
+            # reverse). While nothing is assigned, nothing depends on the consumer: replace it
+            if not self.assignment.assigned and not self.txn.is_open:
+                return _Refused(err)
             return fenced_error(
                 member,
                 err,
@@ -688,6 +722,50 @@ class Worker:
         if s.static_membership:  # classic: a newer static member with the same instance id
             return fenced_error(member, err)
         return KafkaException(err)
+
+    def _join_again(self, err: KafkaError) -> None:
+        """The group refused this static member (``err``, fatal to the consumer): another member
+        still holds its instance id, a predecessor killed without leaving until the group's
+        session times out. Replace the consumer with a new one, wait, and join again, until
+        that ends (docs/operations.md, "Named workers"); past it, stop (FencedError, exit 3)."""
+        s = self.settings
+        member = self._static_member
+        rejoin = self._rejoin
+        if rejoin is None:
+            known_s = group_session_timeout_s(self._admin, s.app_id)
+            rejoin = self._rejoin = Rejoin(known_s or DEFAULT_SESSION_TIMEOUT_S)
+            log.warning(
+                "the group refused %s: another member still holds instance_id=%s, most likely "
+                "a worker with it that was killed or crashed without leaving the group, which "
+                "the group releases when its session times out; joining again every %.0f s "
+                "until then session_timeout_s=%.0f%s give_up_after_s=%.0f",
+                member,
+                s.instance_id,
+                rejoin.retry_s,
+                rejoin.session_timeout_s,
+                "" if known_s else " (not told by the cluster: Kafka's default)",
+                rejoin.give_up_after_s,
+            )
+        # fatal: the consumer never joins again; close it and take a new one
+        old, self.consumer = self.consumer, self._new_consumer()
+        self.txn.use_consumer(self.consumer, partial(coordinator_answers, self.consumer))
+        self.assignment.use_consumer(self.consumer)
+        try:
+            old.close()
+        except (KafkaException, RuntimeError) as e:
+            log.info("closing the refused consumer: %s", e)
+        beat = self.watchdog.beat if self.watchdog is not None else lambda: None
+        if not rejoin.wait(lambda: self._stopping, beat):
+            raise fenced_error(
+                member,
+                err,
+                f"the group still refused it {rejoin.waited_s:.0f} s after the first refusal "
+                f"({rejoin.refusals} tries, {rejoin.sessions} session timeouts of "
+                f"{rejoin.session_timeout_s:.0f} s, by when a killed member is released): "
+                "another running worker holds its instance id; stop it",
+            )
+        if not self._stopping:
+            self._subscribe()
 
     def _shutdown(self, commit: bool) -> None:
         """Finish (clean stop) or abort the open transaction, leave the group, release
@@ -930,6 +1008,14 @@ class Worker:
         """Take ``partitions`` (cooperative: those added; eager: all): their invocations
         partitions start restoring (runtime/assignment.py), paused until the loop has
         restored them; the other partitions are consumed at once."""
+        if self._rejoin is not None:
+            log.info(
+                "the group admitted instance_id=%s after %d refusals waited_s=%.1f",
+                self.settings.instance_id,
+                self._rejoin.refusals,
+                self._rejoin.waited_s,
+            )
+            self._rejoin = None
         if self.settings.state_store == "rocksdb" and self.store.disk is None:
             self._open_disk()
         # what routed records the open transaction holds must be in the ends sampled below

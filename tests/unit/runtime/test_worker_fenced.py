@@ -1,7 +1,9 @@
 """A group consumer's fatal error, as the worker explains it: a static member fenced by a newer
 one with the same --instance-id (classic protocols), a static member refused because another
-member still holds its instance id (KIP-848), a broker without the KIP-848 protocol; all stop
-with the one FencedError text (runtime/commit.py) or a ConfigError naming the setting."""
+member still holds its instance id (KIP-848) while it has partitions, a broker without the
+KIP-848 protocol; all stop with the one FencedError text (runtime/commit.py) or a ConfigError
+naming the setting. A refusal before anything is assigned is waited out instead
+(test_worker_rejoin.py)."""
 
 from types import SimpleNamespace
 
@@ -33,6 +35,8 @@ UNSUPPORTED = fatal(
 
 def group_fatal(err: KafkaError, static_membership: bool, protocol: str = "consumer"):
     w = Worker.__new__(Worker)
+    w.assignment = SimpleNamespace(assigned=True)
+    w.txn = SimpleNamespace(is_open=False)
     w.settings = SimpleNamespace(
         app_id="shop",
         instance_id="w1",
@@ -59,7 +63,7 @@ def test_a_fatal_consumer_error_without_static_membership_is_not_called_a_fence(
     assert type(group_fatal(FENCED, False)) is KafkaException
 
 
-def test_an_unreleased_instance_id_says_who_may_hold_it_and_when_it_is_released():
+def test_an_unreleased_instance_id_with_partitions_says_who_may_hold_it_and_when():
     e = group_fatal(UNRELEASED, True)
     assert isinstance(e, FencedError)
     assert "group member shop-w1 (static membership) was fenced" in str(e)
