@@ -340,6 +340,32 @@ def test_each_stuck_producer_is_given_up_once_the_coordinator_answers(monkeypatc
     assert txn.producer.commits == 1
 
 
+def test_a_slow_first_answer_is_timed_again(monkeypatch, release):
+    """The first answer waited for the coordinator to load the group: its time would stretch
+    the confirmation (twice as long as the answer took), so a second question times the
+    coordinator itself; a fast first answer is not asked twice (the tests above)."""
+    import time
+
+    took = iter([0.3, 0.0])  # loading, then loaded
+    asked = []
+
+    def answers(partitions, timeout_s):
+        asked.append(timeout_s)
+        time.sleep(next(took))
+        return True
+
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), FencingProducer(), FencingProducer()],
+        transaction_timeout_s=60,
+        coordinator_answers=answers,
+    )
+    monkeypatch.setattr(commit_module, "STUCK_CONFIRM_S", 0.2)
+    with pytest.raises(KafkaException, match=r"answered the consumer \(in 0\.0 s\)"):
+        one_transaction(txn)
+    assert len(asked) == 2 and txn.metrics.stuck_producers == 1
+
+
 def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, release):
     """While the coordinator moves (no answer), the call is waited for up to the transaction
     timeout, asking again meanwhile; then the producer is given up all the same."""
