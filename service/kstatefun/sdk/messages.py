@@ -139,6 +139,11 @@ class EgressMessage:
         )
 
 
+# the types of message_builder's int_value, str_value, long_value, float_value, double_value and
+# bool_value, in that order
+_BUILTIN_TYPES = (IntType, StringType, LongType, FloatType, DoubleType, BoolType)
+
+
 def message_builder(
     target_typename: str,
     target_id: str,
@@ -163,12 +168,13 @@ def message_builder(
         raise TypeError(f"target_id must be a str, got {type(target_id).__name__}")
     if not target_id:
         raise ValueError("target_id can not be missing")
-    # one value given, and which: tests in line, not a loop over pairs built for each message
+    # exactly one value given, and which: tests in line, not a loop over pairs
+    given = (int_value, str_value, long_value, float_value, double_value, bool_value, value)
     count = (
         (int_value is not None)
-        + (float_value is not None)
-        + (long_value is not None)
         + (str_value is not None)
+        + (long_value is not None)
+        + (float_value is not None)
         + (double_value is not None)
         + (bool_value is not None)
         + (value is not None)
@@ -178,22 +184,11 @@ def message_builder(
             "message_builder needs exactly one value: int_value=, float_value=, long_value=, "
             "str_value=, double_value=, bool_value=, or value= with value_type="
         )
-    v: Any
-    tpe: Any
-    if int_value is not None:
-        v, tpe = int_value, IntType
-    elif str_value is not None:
-        v, tpe = str_value, StringType
-    elif long_value is not None:
-        v, tpe = long_value, LongType
-    elif float_value is not None:
-        v, tpe = float_value, FloatType
-    elif double_value is not None:
-        v, tpe = double_value, DoubleType
-    elif bool_value is not None:
-        v, tpe = bool_value, BoolType
-    else:
-        v, tpe = value, value_type
+    i = 0
+    while given[i] is None:
+        i += 1
+    v: Any = given[i]
+    tpe: Any = _BUILTIN_TYPES[i] if i < 6 else value_type
     if tpe is None:
         raise ValueError(
             "could not deduce the value type: pass value=<the value>, value_type=<its Type>"
