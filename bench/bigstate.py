@@ -65,10 +65,12 @@ def big_id(i: int) -> str:
     return f"user-{i:010d}{PAD}"
 
 
-def memory(pid: int) -> dict[str, int]:
-    """The process's resident set now and its peak (VmRSS, VmHWM), in MB."""
+def memory(proc: Proc) -> dict[str, int]:
+    """The worker's resident set now and its peak (VmRSS, VmHWM), in MB."""
+    if not proc.alive():  # its log says why, not a missing /proc entry
+        raise RuntimeError(f"the worker exited {proc.popen.poll()}; {proc.log_tail(1500)}")
     fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
         name, _, rest = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             fields[name] = round(int(rest.split()[0]) / 1024)
@@ -176,7 +178,7 @@ class Big:
             out["load"] = {
                 "restored_after_s": round(restored_s, 2),
                 "restore": restored_records(text, t.app),
-                **memory(proc.pid),
+                **memory(proc),
             }
             log(f"  load: {out['load']}")
             expected, at = self.probe(t, reader, 0)
@@ -187,7 +189,7 @@ class Big:
             before, started = len(reader), time.monotonic()
             produce(self.env.bootstrap, t.ingress, self.events(cfg.keys, 0), "consistent_random")
             w1 = self.timed(reader, before, proc, started)
-            out["w1_rocksdb_full_state"] = {**w1, **memory(proc.pid)}
+            out["w1_rocksdb_full_state"] = {**w1, **memory(proc)}
             log(f"  W1 over the whole state on rocksdb: {out['w1_rocksdb_full_state']}")
             time.sleep(1.0)
             size = proc.log.stat().st_size
@@ -201,7 +203,7 @@ class Big:
             }
             text = proc.log.read_bytes()[size:].decode(errors="replace")
             restart["replayed"] = restored_records(text, t.app)
-            restart.update(memory(proc.pid))
+            restart.update(memory(proc))
             out["restart"] = restart
             out["state_dir_mb"] = round(
                 sum(f.stat().st_size for f in state_dir.rglob("*") if f.is_file()) / 2**20
@@ -236,7 +238,7 @@ class Big:
                         assert first is not None, text[-1500:]
                         since = log_time(first.group(1)) - (time.time() - time.monotonic())
                         r = self.timed(reader, before, proc, since)
-                        r.update(restore=restored_records(text, t.app), **memory(proc.pid))
+                        r.update(restore=restored_records(text, t.app), **memory(proc))
                     finally:
                         proc.stop()
                     rounds[store].append(r)
