@@ -31,6 +31,7 @@ import json
 import os
 import pstats
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -291,6 +292,8 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
 def instructions(argv: list[str], events: int) -> dict:
     """Instructions per event under callgrind: a pass of ``events`` less a pass of one event
     (start-up, imports), divided by ``events - 1``; one run each, as the load does not move it."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions runs valgrind, which is not on PATH: install it first")
     counts = []
     for n in (1, events):
         with tempfile.NamedTemporaryFile(suffix=".callgrind") as out:
