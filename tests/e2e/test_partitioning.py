@@ -52,6 +52,20 @@ def _assert_direct(log: str, events: int, new_app: bool = False) -> None:
         assert routed == 0 and direct >= events, log[-3000:]
 
 
+def _restart_goes_direct(
+    app, expected: dict[str, list[int]], producer_partitioner: str, partitioner: str
+) -> None:
+    """More input, placed as before; a restarted worker reads the recorded partitioner back
+    and takes every record direct."""
+    more, expected_more = keyed_events(keys=40, per_key=2, start_seq=1000)
+    for key, seqs in expected_more.items():
+        expected[key] += seqs
+    produce_events(app.bootstrap, app.ingress, more, partitioner=producer_partitioner)
+    log = _run_until_out(app, "w2", expected)
+    assert f"partitioner={partitioner} partitioner_from='recorded in {app.app_id}-meta'" in log
+    _assert_direct(log, len(more))
+
+
 def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     events, expected = keyed_events(keys=40, per_key=5)
     produce_events(app.bootstrap, app.ingress, events, partitioner="consistent_random")
@@ -64,14 +78,7 @@ def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     _assert_direct(log, len(events), new_app=True)
     assert "is partitioned with" not in log and "has 6 partitions but" not in log
 
-    # the restarted worker reads the recorded partitioner back and still goes direct
-    more, expected_more = keyed_events(keys=40, per_key=2, start_seq=1000)
-    for key, seqs in expected_more.items():
-        expected[key] += seqs
-    produce_events(app.bootstrap, app.ingress, more, partitioner="consistent_random")
-    log = _run_until_out(app, "w2", expected)
-    assert f"partitioner_from='recorded in {app.app_id}-meta'" in log
-    _assert_direct(log, len(more))
+    _restart_goes_direct(app, expected, "consistent_random", "crc32")
 
 
 def test_a_new_app_on_java_partitioned_input_takes_murmur2_and_goes_direct(app):
@@ -81,14 +88,7 @@ def test_a_new_app_on_java_partitioned_input_takes_murmur2_and_goes_direct(app):
     assert "partitioner=murmur2 partitioner_from='the placement of 200 records" in log
     _assert_direct(log, len(events), new_app=True)
 
-    # the restarted worker reads murmur2 back and still goes direct
-    more, expected_more = keyed_events(keys=40, per_key=2, start_seq=1000)
-    for key, seqs in expected_more.items():
-        expected[key] += seqs
-    produce_events(app.bootstrap, app.ingress, more, partitioner="murmur2_random")
-    log = _run_until_out(app, "w2", expected)
-    assert f"partitioner=murmur2 partitioner_from='recorded in {app.app_id}-meta'" in log
-    _assert_direct(log, len(more))
+    _restart_goes_direct(app, expected, "murmur2_random", "murmur2")
 
 
 def test_input_placed_otherwise_takes_the_hop_and_is_named_in_a_warning(app):
