@@ -1,9 +1,13 @@
-"""Micro-benchmark of W1's per-event Python without a broker: the worker's record path
-(route → direct invoke → the counter → effects apply → produce, and a commit every batch) on
-real ``confluent_kafka.Message`` records, with the real ``Transaction`` around a producer that
-queues locally and never sends. CPU time of the main thread per event, best of ``--repeat``.
+"""Micro-benchmark of W1's (or W2's) per-event Python without a broker: the worker's record
+path (route → direct invoke → the counter → effects apply → produce, and a commit every batch)
+on real ``confluent_kafka.Message`` records, with the real ``Transaction`` around a producer
+that queues locally and never sends. CPU time of the main thread per event, best of
+``--repeat``; ``--instructions`` counts instructions per event under callgrind instead (what
+a loaded machine does not move).
 
     python -m bench.hotpath                     # this checkout
+    python -m bench.hotpath --workload w2       # W2: ingress → A → <app>-invocations → B
+    python -m bench.hotpath --instructions      # instructions per event (valgrind)
     PYTHONPATH=/path/to/other/service python -m bench.hotpath   # another checkout's kstatefun
     python -m bench.hotpath --profile out.pstats                # cProfile one more pass
     python -m bench.hotpath --against /path/to/other/checkout   # A/B, alternating processes
@@ -12,6 +16,11 @@ Each consumed batch goes through ``process_records`` (runtime/router.py), as in
 ``Worker._process`` (runtime/worker.py), inside the real ``Transaction``; the broker's side
 (fetching, delivery, the transaction's round trips) is not in it, so the figure is what the
 worker's one Python thread spends per event, not a rate it can reach.
+
+W2 (bench/apps/chain.py) adds the routing hop's Python: A's message to B is encoded and
+produced to <app>-invocations; after each commit the records it produced come back as the
+consumer would return them (``Message`` records of <app>-invocations, in batches of 500), and
+``process_records`` decodes and dispatches them to B in transactions of their own.
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ import cProfile
 import json
 import os
 import pstats
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +56,7 @@ from kstatefun.timers.store import TimerStore
 
 INGRESS = "bench-in"
 EGRESS = "bench-out"
+INVOCATIONS = "bench-invocations"
 BATCH = 500  # the worker's max_batch_records
 
 
@@ -51,7 +64,7 @@ class _QueueingProducer:
     """The transactional producer's calls the loop makes: ``produce`` is librdkafka's own (the
     records queue in memory, nothing connects), the transaction calls do nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, capture: str | None = None) -> None:
         self._real = Producer(
             {
                 "bootstrap.servers": "127.0.0.1:9",  # never reached: nothing is flushed
@@ -64,6 +77,17 @@ class _QueueingProducer:
         )
         self.produce = self._real.produce
         self.poll = self._real.poll
+        # (partition, key, value) of each record produced to ``capture``: what W2 consumes back
+        self.captured: list[tuple[int, bytes, bytes]] = []
+        if capture is not None:
+            real, captured = self._real.produce, self.captured
+
+            def produce(topic: str, value: bytes, key: bytes, partition: int, **kw: Any) -> None:
+                if topic == capture:
+                    captured.append((partition, key, value))
+                real(topic, value, key, partition, **kw)
+
+            self.produce = produce  # type: ignore[assignment]
 
     def init_transactions(self, *_: Any) -> None: ...
 
@@ -108,8 +132,28 @@ def records(events: int, keys: int, partitions: int) -> list[list[Message]]:
     return out
 
 
-def worker_parts(partitions: int) -> tuple[Transaction, IngressRouter, Dispatcher, Any]:
-    from bench.apps.count import functions
+def consumed(routed: list[tuple[int, bytes, bytes]], offsets: list[int]) -> list[list[Message]]:
+    """The records ``routed`` (partition, key, value) to <app>-invocations as the consumer
+    returns them: per partition, in order, in batches of up to 500; ``offsets`` holds each
+    partition's next offset."""
+    by_partition: dict[int, list[Message]] = {}
+    for p, key, value in routed:
+        offset = offsets[p]
+        offsets[p] = offset + 1
+        msg = Message(topic=INVOCATIONS, partition=p, offset=offset, key=key, value=value)
+        by_partition.setdefault(p, []).append(msg)
+    return [
+        part[i : i + BATCH] for part in by_partition.values() for i in range(0, len(part), BATCH)
+    ]
+
+
+def worker_parts(
+    partitions: int, workload: str = "w1"
+) -> tuple[Transaction, IngressRouter, Dispatcher, Any]:
+    if workload == "w2":
+        from bench.apps.chain import functions
+    else:
+        from bench.apps.count import functions
 
     metrics = WorkerMetrics()
     store, timers = StateStore(), TimerStore()
@@ -118,7 +162,7 @@ def worker_parts(partitions: int) -> tuple[Transaction, IngressRouter, Dispatche
         store.restored(p, 0)
         timers.add_partition(p)
         timers.restored(p, 0)
-    producer = _QueueingProducer()
+    producer = _QueueingProducer(INVOCATIONS if workload == "w2" else None)
     txn = Transaction(
         lambda: producer,  # type: ignore[arg-type,return-value]
         _Consumer(),  # type: ignore[arg-type]
@@ -126,10 +170,11 @@ def worker_parts(partitions: int) -> tuple[Transaction, IngressRouter, Dispatche
         metrics,
     )
     dlq = DeadLetters("bench-dead-letters", txn, metrics)
-    ingress = KafkaIngress("bench/in", (IngressTopic(INGRESS, "bench/Event", ("bench/counter",)),))
+    target = "bench/a" if workload == "w2" else "bench/counter"
+    ingress = KafkaIngress("bench/in", (IngressTopic(INGRESS, "bench/Event", (target,)),))
     router = IngressRouter(
         [ingress],
-        "bench-invocations",
+        INVOCATIONS,
         partitions,
         "crc32",
         txn,
@@ -142,7 +187,7 @@ def worker_parts(partitions: int) -> tuple[Transaction, IngressRouter, Dispatche
         store,
         txn,
         dlq,
-        "bench-invocations",
+        INVOCATIONS,
         router._partition_of,
         {"bench/out": KafkaEgress("bench/out")},
         lambda topic: True,
@@ -154,32 +199,46 @@ def worker_parts(partitions: int) -> tuple[Transaction, IngressRouter, Dispatche
     return txn, router, dispatcher, producer
 
 
-def run_once(batches: list[list[Message]], partitions: int) -> tuple[float, float, int]:
+def run_once(
+    batches: list[list[Message]], partitions: int, workload: str = "w1"
+) -> tuple[float, float, int]:
     """(main-thread CPU s, wall s, records produced) for one pass over ``batches``."""
-    txn, router, dispatcher, producer = worker_parts(partitions)
+    txn, router, dispatcher, producer = worker_parts(partitions, workload)
     metrics = dispatcher.metrics
-    invocations, records_in = "bench-invocations", metrics.records_in
-    cpu0, wall0 = time.thread_time(), time.perf_counter()
-    for batch in batches:
+    records_in, dispatch, route = metrics.records_in, dispatcher.dispatch, router.route
+    routed, offsets = producer.captured, [0] * partitions
+
+    def step(batch: list[Message]) -> None:
         txn._committed_at = -1.0  # no settle pause: nothing to settle without a broker
         txn.begin()
         txn.track(batch)
         # as Worker._process does for each consumed batch
-        process_records(batch, invocations, dispatcher.dispatch, router.route, records_in)
+        process_records(batch, INVOCATIONS, dispatch, route, records_in)
         txn.commit()
+
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    for batch in batches:
+        step(batch)
+        if routed:  # W2: committed, A's messages to B are there for the consumer
+            for hop in consumed(routed, offsets):
+                step(hop)
+            routed.clear()
     cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
     produced = sum(metrics.records_out.values())
     producer.purge()
     return cpu, wall, produced
 
 
-def measure(events: int, keys: int, partitions: int, repeat: int, profile: str | None) -> dict:
+def measure(
+    events: int, keys: int, partitions: int, repeat: int, profile: str | None, workload: str
+) -> dict:
     batches = records(events, keys, partitions)
-    runs = [run_once(batches, partitions) for _ in range(repeat)]
+    runs = [run_once(batches, partitions, workload) for _ in range(repeat)]
     cpu_us = [1e6 * cpu / events for cpu, _, _ in runs]
     out: dict[str, Any] = {
         "kstatefun": kstatefun.__file__,
         "build": buildinfo.build(),  # compiled or pure: which kstatefun this measured
+        "workload": workload,
         "events": events,
         "produced_per_pass": runs[0][2],
         "cpu_us_per_event_best": round(min(cpu_us), 2),
@@ -190,7 +249,7 @@ def measure(events: int, keys: int, partitions: int, repeat: int, profile: str |
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run_once(batches, partitions)
+        run_once(batches, partitions, workload)
         profiler.disable()
         profiler.dump_stats(profile)
         # Python-level calls per event: a count that the machine's load does not move
@@ -230,8 +289,39 @@ def against(other: Path, rounds: int, argv: list[str]) -> dict:
     }
 
 
+def instructions(argv: list[str], events: int) -> dict:
+    """Instructions per event under callgrind: a pass of ``events`` less a pass of one event
+    (start-up, imports), divided by ``events - 1``; one run each, as the load does not move it."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions runs valgrind, which is not on PATH: install it first")
+    counts = []
+    for n in (1, events):
+        with tempfile.NamedTemporaryFile(suffix=".callgrind") as out:
+            run = subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}"]
+                + [sys.executable, "-m", "bench.hotpath", *argv, "--events", str(n)]
+                + ["--repeat", "1"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        found = re.search(r"Collected : (\d+)", run.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count in valgrind's output: {run.stderr[-500:]}")
+        counts.append(int(found.group(1)))
+        result = json.loads(run.stdout)
+    return {
+        "kstatefun": result["kstatefun"],
+        "build": result["build"],
+        "workload": result["workload"],
+        "events": events,
+        "instructions_per_event": round((counts[1] - counts[0]) / (events - 1)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
+    parser.add_argument("--workload", choices=("w1", "w2"), default="w1")
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)
@@ -239,13 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="PSTATS", help="also cProfile one pass into PSTATS")
     parser.add_argument("--against", type=Path, metavar="CHECKOUT", help="A/B with another tree")
     parser.add_argument("--rounds", type=int, default=4, help="with --against: rounds per side")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instructions per event under valgrind's callgrind (--events 10000 is plenty)",
+    )
     args = parser.parse_args(argv)
-    if args.against is not None:
-        sizes = ["--events", str(args.events), "--keys", str(args.keys)]
-        sizes += ["--partitions", str(args.partitions), "--repeat", str(args.repeat)]
+    shape = ["--workload", args.workload, "--keys", str(args.keys)]
+    shape += ["--partitions", str(args.partitions)]
+    if args.instructions:
+        out = instructions(shape, args.events)
+    elif args.against is not None:
+        sizes = [*shape, "--events", str(args.events), "--repeat", str(args.repeat)]
         out = against(args.against, args.rounds, sizes)
     else:
-        out = measure(args.events, args.keys, args.partitions, args.repeat, args.profile)
+        out = measure(
+            args.events, args.keys, args.partitions, args.repeat, args.profile, args.workload
+        )
     print(json.dumps(out, indent=2))
     return 0
 

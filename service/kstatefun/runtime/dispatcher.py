@@ -216,12 +216,12 @@ class Dispatcher:
     def dispatch(self, record: KafkaMessage) -> None:
         """Run the invocation in a record of <app>-invocations."""
         try:
-            env = decode_invocation(record.value())
+            ftype, fid, caller_type, caller_id, typename, value = decode_invocation(record.value())
         except DecodeError as e:
             self._dlq.write(record, dl.UNDECODABLE_VALUE, f"not a kstatefun invocation: {e}", e)
             return
-        caller = None if env.caller_type is None else Address(env.caller_type, env.caller_id or "")
-        self.invoke(record, env.target_type, env.target_id, caller, env.typename, env.value)
+        caller = None if caller_type is None else Address(caller_type, caller_id or "")
+        self.invoke(record, ftype, fid, caller, typename, value)
 
     def invoke(
         self,

@@ -139,6 +139,11 @@ class EgressMessage:
         )
 
 
+# the types of message_builder's int_value, str_value, long_value, float_value, double_value and
+# bool_value, in that order
+_BUILTIN_TYPES = (IntType, StringType, LongType, FloatType, DoubleType, BoolType)
+
+
 def message_builder(
     target_typename: str,
     target_id: str,
@@ -157,31 +162,33 @@ def message_builder(
     Give exactly one of ``int_value``, ``float_value``, ``long_value``, ``str_value``,
     ``double_value``, ``bool_value``, or ``value`` together with its ``value_type``.
     """
-    _check_typename(target_typename, "target_typename")
+    if type(target_typename) is not str or target_typename not in _VALID_TYPENAMES:
+        _check_typename(target_typename, "target_typename")
     if not isinstance(target_id, str):
         raise TypeError(f"target_id must be a str, got {type(target_id).__name__}")
     if not target_id:
         raise ValueError("target_id can not be missing")
-    count = 0
-    v: Any = None
-    tpe: Any = None
-    for candidate, candidate_type in (
-        (int_value, IntType),
-        (float_value, FloatType),
-        (long_value, LongType),
-        (str_value, StringType),
-        (double_value, DoubleType),
-        (bool_value, BoolType),
-        (value, value_type),
-    ):
-        if candidate is not None:
-            v, tpe = candidate, candidate_type
-            count += 1
+    # exactly one value given, and which: tests in line, not a loop over pairs
+    given = (int_value, str_value, long_value, float_value, double_value, bool_value, value)
+    count = (
+        (int_value is not None)
+        + (str_value is not None)
+        + (long_value is not None)
+        + (float_value is not None)
+        + (double_value is not None)
+        + (bool_value is not None)
+        + (value is not None)
+    )
     if count != 1 or (value_type is not None and value is None):
         raise TypeError(
             "message_builder needs exactly one value: int_value=, float_value=, long_value=, "
             "str_value=, double_value=, bool_value=, or value= with value_type="
         )
+    i = 0
+    while given[i] is None:
+        i += 1
+    v: Any = given[i]
+    tpe: Any = _BUILTIN_TYPES[i] if i < 6 else value_type
     if tpe is None:
         raise ValueError(
             "could not deduce the value type: pass value=<the value>, value_type=<its Type>"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -173,6 +173,15 @@ class InvocationEnvelope(NamedTuple):  # a tuple: built for every invocation rec
     value: bytes | None
 
 
+# The caller's type with its union branch (``_SOME`` + the name), cached as type names are.
+_opt_name = lru_cache(maxsize=4096)(lambda s: _SOME + _str(s))
+
+# ``_envelope((target_type, ...))``: an InvocationEnvelope built in C, without NamedTuple's
+# Python ``__new__`` (one per routed record)
+_envelope: Callable[[tuple[str, str, str | None, str | None, str, bytes | None]], Any]
+_envelope = partial(tuple.__new__, InvocationEnvelope)
+
+
 def encode_invocation(
     target_type: str,
     target_id: str,
@@ -181,14 +190,29 @@ def encode_invocation(
     typename: str,
     value: bytes | None,
 ) -> bytes:
+    # _str(target_id), _opt_str(caller_id) and _opt_bytes(value) inline: once per message
+    tid = target_id.encode()
+    n = len(tid)
+    if caller_id is None:
+        cid = _NULL
+    else:
+        c = caller_id.encode()
+        m = len(c)
+        cid = _SOME + (_SHORT_LEN[m] if m < 64 else _long(m)) + c
+    if value is None:
+        val = _NULL
+    else:
+        v = len(value)
+        val = _SOME + (_SHORT_LEN[v] if v < 64 else _long(v)) + value
     return b"".join(
         (
             _name(target_type),
-            _str(target_id),
-            _NULL if caller_type is None else _SOME + _name(caller_type),
-            _opt_str(caller_id),
+            _SHORT_LEN[n] if n < 64 else _long(n),
+            tid,
+            _NULL if caller_type is None else _opt_name(caller_type),
+            cid,
             _name(typename),
-            _opt_bytes(value),
+            val,
         )
     )
 
@@ -196,6 +220,44 @@ def encode_invocation(
 def decode_invocation(data: bytes | None) -> InvocationEnvelope:
     if data is None:  # a tombstone someone wrote to <app>-invocations
         raise DecodeError("invalid invocation envelope (the record has no value)")
+    # The usual envelope, inline: every length under 64 bytes, so one byte each (n1..n6),
+    # even and under 0x80 (``& 0x81`` is 0), and each union branch (o1..o3) 0 (null) or 2
+    # (``& 0xFD`` is 0). The ends are computed as if so; anything else, or anything wrong,
+    # takes the general path, which says what is wrong.
+    try:
+        n1 = data[0]
+        a = 1 + (n1 >> 1)  # end of target_type
+        n2 = data[a]
+        b = a + 1 + (n2 >> 1)  # end of target_id
+        o1 = data[b]
+        n3 = data[b + 1] if o1 == 2 else 0
+        c = b + 1 + (o1 and 1 + (n3 >> 1))  # end of caller_type
+        o2 = data[c]
+        n4 = data[c + 1] if o2 == 2 else 0
+        d = c + 1 + (o2 and 1 + (n4 >> 1))  # end of caller_id
+        n5 = data[d]
+        e = d + 1 + (n5 >> 1)  # end of typename
+        o3 = data[e]
+        n6 = data[e + 1] if o3 == 2 else 0
+        end = e + 1 + (o3 and 1 + (n6 >> 1))
+        short = not (n1 | n2 | n3 | n4 | n5 | n6) & 0x81 and not (o1 | o2 | o3) & 0xFD
+        if short and end == len(data):
+            return _envelope(
+                (
+                    data[1:a].decode(),
+                    data[a + 1 : b].decode(),
+                    None if c == b + 1 else data[b + 2 : c].decode(),
+                    None if d == c + 1 else data[c + 2 : d].decode(),
+                    data[d + 1 : e].decode(),
+                    None if end == e + 1 else data[e + 2 : end],
+                )
+            )
+    except (IndexError, UnicodeDecodeError):
+        pass
+    return _decode_invocation(data)
+
+
+def _decode_invocation(data: bytes) -> InvocationEnvelope:
     try:
         target_type, pos = _text_at(data, 0)
         target_id, pos = _text_at(data, pos)
@@ -213,7 +275,7 @@ def decode_invocation(data: bytes | None) -> InvocationEnvelope:
         raise DecodeError(f"invalid invocation envelope ({e})") from e
     if pos != len(data):
         raise DecodeError("invalid invocation envelope (trailing bytes)")
-    return InvocationEnvelope(target_type, target_id, caller_type, caller_id, typename, value)
+    return _envelope((target_type, target_id, caller_type, caller_id, typename, value))
 
 
 # --- changelog --------------------------------------------------------------------------------

@@ -12,3 +12,25 @@ def test_the_hot_path_benchmark_produces_what_the_worker_would():
     assert all(len({m.partition() for m in b}) == 1 for b in batches)
     _, _, produced = run_once(batches, 6)
     assert produced == 200 + 50  # egress per event + changelog per key (one batch each)
+
+
+def test_the_w2_mode_takes_every_message_through_the_routing_hop():
+    batches = records(events=200, keys=50, partitions=6)
+    _, _, produced = run_once(batches, 6, "w2")
+    # egress per event, A's message to B per event (<app>-invocations, consumed back and
+    # dispatched to B: else no egress), changelog per key and function (one batch each)
+    assert produced == 200 + 200 + 50 + 50
+
+
+def test_routed_records_come_back_in_partition_order_with_their_offsets():
+    from bench.hotpath import INVOCATIONS, consumed
+
+    offsets = [0, 5]
+    routed = [(1, b"a", b"1"), (0, b"b", b"2"), (1, b"c", b"3")]
+    out = consumed(routed, offsets)
+    got = [[(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in b] for b in out]
+    assert got == [
+        [(INVOCATIONS, 1, 5, b"a", b"1"), (INVOCATIONS, 1, 6, b"c", b"3")],
+        [(INVOCATIONS, 0, 0, b"b", b"2")],
+    ]
+    assert offsets == [1, 7]

@@ -142,3 +142,51 @@ def test_changelog_expiries_finds_exactly_the_rows_with_an_expiry():
         (b"d", avro.encode_changelog_value("t/x", b"\x07\x07", 5)),
     ]
     assert avro.changelog_expiries(rows) == [(1_700_000_000_123, b"b"), (5, b"d")]
+
+
+def _envelopes():
+    """Every combination of absent and present optional fields, with lengths on both sides of
+    the one-byte boundary (63/64 bytes) that decode_invocation's inline path depends on."""
+    for target_id in ("", "k", "i" * 63, "i" * 64, "ü" * 40):
+        for caller in ((None, None), ("ns/g", "c"), ("n" * 70, ""), ("ns/g", "c" * 64)):
+            for typename in ("t/x", "t" * 64):
+                for value in (None, b"", b"v" * 63, b"v" * 64, b"v" * 300):
+                    yield ("ns/f", target_id, *caller, typename, value)
+
+
+def test_invocation_inline_paths_agree_with_fastavro_and_the_general_decoder():
+    fields = ["target_type", "target_id", "caller_type", "caller_id", "typename", "value"]
+    for inv in _envelopes():
+        ours = avro.encode_invocation(*inv)
+        assert ours == fa_encode("invocation", dict(zip(fields, inv, strict=True))), inv
+        assert tuple(avro.decode_invocation(ours)) == inv
+        assert avro._decode_invocation(ours) == avro.decode_invocation(ours)
+        assert type(avro.decode_invocation(ours)) is avro.InvocationEnvelope
+        assert avro.decode_invocation(ours).caller_type == inv[2]
+
+
+def test_corrupt_invocations_decode_the_same_on_the_inline_and_the_general_path():
+    import random
+
+    rng = random.Random(11)
+    valids = [avro.encode_invocation(*inv) for inv in INVOCATIONS]
+    valids.append(avro.encode_invocation("ns/f", "id", "ns/g", "c", "t/x", b"value"))
+    for _ in range(20_000):
+        data = bytearray(rng.choice(valids))
+        for _ in range(rng.randint(1, 3)):  # corrupt a byte, truncate, or append one
+            r = rng.random()
+            if r < 0.15 and len(data) > 1:
+                del data[rng.randrange(1, len(data)) :]
+            elif r < 0.25:
+                data.append(rng.randrange(256))
+            else:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        raw = bytes(data)
+        try:
+            expected = avro._decode_invocation(raw)
+        except DecodeError as e:
+            with pytest.raises(DecodeError) as got:
+                avro.decode_invocation(raw)
+            assert str(got.value) == str(e)
+        else:
+            assert avro.decode_invocation(raw) == expected
