@@ -136,10 +136,12 @@ def start_node(cluster: LocalKafkaCluster, node_id: int, timeout: float = 120) -
 
 
 def rolling_restart(cluster: LocalKafkaCluster, pause_s: float = 2.0) -> None:
-    """SIGTERM and restart each node in turn, as an upgrade would."""
+    """SIGTERM and restart each node in turn, as an upgrade would: the next node stops only
+    once the restarted one is back in every partition's in-sync replicas."""
     for node in cluster.nodes:
         stop_node(cluster, node.node_id)
         start_node(cluster, node.node_id)
+        cluster.await_in_sync()
         time.sleep(pause_s)
 
 

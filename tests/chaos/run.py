@@ -30,7 +30,8 @@ kinds join:
 
 - ``coordinator``: SIGKILL the node coordinating a random worker's transactional id, restart it;
 - ``controller``: SIGKILL the active controller (the KRaft quorum leader), restart it;
-- ``rolling``: SIGTERM and restart every node in turn.
+- ``rolling``: SIGTERM and restart every node in turn, the next once the restarted one is back
+  in every in-sync replica set.
 
 Every fault is timed, and the run reports per kind the longest pause of the output (the
 longest gap between egress records a read_committed reader saw, from the fault's start to the
@@ -96,6 +97,15 @@ DELAY_MS = 1500  # one delay per stream, so that per-key order is the order of t
 RDELAY_MS = 800
 DEFAULT_RATE = 40.0  # events per second
 DEFAULT_KEYS = 120
+# broker loggers a replicated run also logs at INFO, to tell its pauses apart: partition
+# leader and ISR changes, the transaction coordinators (loading, aborts, markers), the group
+# coordinators' loading, and each node's controlled shutdown
+BROKER_INFO_LOGGERS = (
+    "kafka.cluster.Partition",
+    "kafka.coordinator.transaction",
+    "org.apache.kafka.coordinator.common.runtime",
+    "kafka.server.BrokerLifecycleManager",
+)
 
 
 @dataclass
@@ -678,6 +688,12 @@ class Run:
             cluster_faults.stop_node(self.cluster, node.node_id)
             cluster_faults.start_node(self.cluster, node.node_id, self.cfg.node_start_s)
             self.say(f"  node {node.node_id} restarted")
+            # as an operator would (docs/operations.md, Production cluster): the next node
+            # stops once this one is back in every in-sync replica set, else partitions drop
+            # below min.insync.replicas and refuse writes until it has caught up
+            caught_up = time.monotonic()
+            self.cluster.await_in_sync(self.cfg.node_start_s)
+            self.say(f"  node {node.node_id} in sync after {time.monotonic() - caught_up:.1f} s")
             self.sleep(2.0)
         self.say(f"  rolling restart done in {time.monotonic() - started:.1f} s")
 
@@ -699,7 +715,9 @@ class Run:
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         if cfg.brokers > 1:
-            self.cluster = self.broker = LocalKafkaCluster(work / "kafka", cfg.brokers)
+            self.cluster = self.broker = LocalKafkaCluster(
+                work / "kafka", cfg.brokers, info_loggers=BROKER_INFO_LOGGERS
+            )
             self.broker.start(timeout=240)
         else:
             self.broker = LocalKafka(work / "kafka")

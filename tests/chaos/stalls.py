@@ -24,6 +24,7 @@ import bisect
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def last_record_time(partition_dirs: list[Path]) -> float | None:
     return max(times, default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Readable:
+    """One committed transaction of a partition: when its records became readable to
+    read_committed readers (s since the epoch), when its COMMIT marker was written, its
+    producer id, and the producer whose transaction held it back (the last of those begun
+    before it to end, when that was after its own marker; else None)."""
+
+    at: float
+    marker_at: float
+    producer: str
+    held_by: str | None = None
+
+
 def commit_times(partition_dir: Path) -> list[float]:
     """When the records of each committed transaction in one partition became readable to
     read_committed readers (s since the epoch, sorted): not before its COMMIT marker, nor
@@ -71,15 +85,26 @@ def commit_times(partition_dir: Path) -> list[float]:
     aborted), since the last stable offset holds readers behind the oldest open one (a
     stopped worker's open transaction holds back everyone's output there until it is
     aborted)."""
+    return [r.at for r in partition_commits(partition_dir)]
+
+
+def partition_commits(partition_dir: Path) -> list[Readable]:
+    """readable_commits() of one partition's replica."""
     dump = _dump(partition_dir, "--print-data-log")
-    return readable_times(dump) if dump else []
+    return readable_commits(dump) if dump else []
 
 
 def readable_times(dump: str) -> list[float]:
     """commit_times() of one partition's ``DumpLogSegments --print-data-log`` output."""
+    return [r.at for r in readable_commits(dump)]
+
+
+def readable_commits(dump: str) -> list[Readable]:
+    """Every committed transaction of one partition's ``DumpLogSegments --print-data-log``
+    output, sorted by when it became readable (commit_times())."""
     open_txns: dict[str, tuple[int, int]] = {}  # producer id: (first offset, last offset)
-    ended: list[tuple[int, float]] = []  # (first offset, end time) of every transaction
-    commits: list[tuple[int, float]] = []  # (last record offset, marker time) of commits
+    ended: list[tuple[int, float, str]] = []  # (first offset, end time, producer) of each
+    commits: list[tuple[int, float, str]] = []  # (last record offset, marker time, producer)
     control: tuple[str, float] | None = None  # the control batch being read: producer, time
     for line in dump.splitlines():
         if line.startswith("baseOffset:"):
@@ -99,19 +124,46 @@ def readable_times(dump: str) -> list[float]:
             if pid not in open_txns:
                 continue
             first, last = open_txns.pop(pid)
-            ended.append((first, at))
+            ended.append((first, at, pid))
             if "endTxnMarker: COMMIT" in line:
-                commits.append((last, at))
+                commits.append((last, at, pid))
     ended.sort()
-    firsts = [f for f, _ in ended]
-    latest: list[float] = []  # latest[i]: the latest end of the transactions ended[: i + 1]
-    for _, at in ended:
-        latest.append(max(at, latest[-1] if latest else at))
+    firsts = [f for f, _, _ in ended]
+    # latest[i]: the latest end of the transactions ended[: i + 1], and whose it was
+    latest: list[tuple[float, str]] = []
+    for _, at, pid in ended:
+        latest.append(max((at, pid), latest[-1]) if latest else (at, pid))
     readable = []
-    for last, at in commits:
+    for last, at, pid in commits:
         i = bisect.bisect_right(firsts, last) - 1  # every transaction begun at or before last
-        readable.append(max(at, latest[i]) if i >= 0 else at)
-    return sorted(readable)
+        if i >= 0 and latest[i][0] > at:
+            readable.append(Readable(latest[i][0], at, pid, latest[i][1]))
+        else:
+            readable.append(Readable(at, at, pid))
+    return sorted(readable, key=lambda r: r.at)
+
+
+def longest_gap(commits: list[Readable], start: float, end: float) -> tuple[float, str]:
+    """The longest pause of ``commits`` around a fault (longest_pause()), and what bounds it:
+    the wall clock (UTC) of the commits before and after it, their producers, and the
+    producer whose open transaction held the second back."""
+    times = [r.at for r in commits]
+    pause = longest_pause(times, start, end)
+    i = bisect.bisect_right(times, start)
+    for j in range(max(i - 1, 0), bisect.bisect_right(times, end)):
+        after = commits[j + 1] if j + 1 < len(commits) else None
+        if after is not None and abs(after.at - commits[j].at - pause) < 1e-6:
+            held = f" held by {after.held_by} until then" if after.held_by else ""
+            return pause, (
+                f"{_clock(commits[j].at)} (producer {commits[j].producer}) to "
+                f"{_clock(after.at)} (producer {after.producer}, marker "
+                f"{_clock(after.marker_at)}{held})"
+            )
+    return pause, "no commit ended it within the window"
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner-output", type=Path, required=True, help="what the run printed")
     parser.add_argument("--start", default=None, help="the run's start, UTC (ISO 8601)")
     parser.add_argument("--node", type=int, default=1, help="whose replicas to read (default 1)")
+    parser.add_argument(
+        "--detail",
+        action="store_true",
+        help="also name, per fault, the worst partitions and the commits around their pause",
+    )
     args = parser.parse_args(argv)
     text = args.runner_output.read_text("utf-8", "replace")
     head = START_LINE.search(text)
@@ -132,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = datetime.fromisoformat(start_text).replace(tzinfo=UTC).timestamp()
     faults = [(m.group(2), t0 + float(m.group(1))) for m in FAULT_LINE.finditer(text)]
     logs = args.work_dir / "kafka" / f"node-{args.node}" / "kafka-logs"
-    topics: dict[str, dict[int, list[float]]] = {}
+    topics: dict[str, dict[int, list[Readable]]] = {}
     for topic in ("chaos-out", f"{APP_ID}-changelog"):
         topics[topic] = {
-            int(d.name.rsplit("-", 1)[1]): commit_times(d)
+            int(d.name.rsplit("-", 1)[1]): partition_commits(d)
             for d in sorted(logs.glob(f"{topic}-[0-9]*"))
         }
-    egress, changelog = topics["chaos-out"], topics[f"{APP_ID}-changelog"]
+    commits = topics
+    egress = {p: [r.at for r in c] for p, c in topics["chaos-out"].items()}
+    changelog = {p: [r.at for r in c] for p, c in topics[f"{APP_ID}-changelog"].items()}
     merged = sorted(t for times in egress.values() for t in times)
     # the last window ends with the last input record (the ingress's newest batch: the
     # runner's "input done" line came after the input's final flush, which waits for a downed
@@ -165,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         worst[kind] = [max(a, b) for a, b in zip(worst.get(kind, row), row, strict=True)]
         print(f"{start - t0:15.1f}  {kind:11}  {row[0]:8.1f} s  {row[1]:20.1f} s  {row[2]:13.1f} s")
+        if args.detail:
+            for topic, by_partition in commits.items():
+                gaps = {p: longest_gap(c, start, end) for p, c in by_partition.items()}
+                p = max(gaps, key=lambda q: gaps[q][0])
+                print(f"    {topic} partition {p}: {gaps[p][0]:.1f} s, {gaps[p][1]}")
     print("longest per kind (all output / worst egress partition / worst changelog partition):")
     for kind, (a, b, c) in sorted(worst.items()):
         print(f"  {kind}: {a:.1f} s / {b:.1f} s / {c:.1f} s")

@@ -53,16 +53,25 @@ CLUSTER_JVM_OPTIONS: tuple[str, ...] = tuple(
 class LocalKafkaCluster:
     """``brokers`` KRaft nodes (broker+controller each) on 127.0.0.1, started together.
 
-    ``ports`` gives each node's client port (0 or absent: a free one, kept across restarts).
+    ``ports`` gives each node's client port (0 or absent: a free one, kept across restarts);
+    ``info_loggers`` are broker loggers that also log at INFO (a diagnosis: e.g.
+    ``kafka.cluster.Partition`` for leader and ISR changes).
     """
 
-    def __init__(self, data_dir: Path, brokers: int = 3, ports: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        brokers: int = 3,
+        ports: list[int] | None = None,
+        info_loggers: tuple[str, ...] = (),
+    ) -> None:
         if brokers < 3:
             raise DevKafkaError(
                 f"a replicated cluster needs at least 3 nodes (replication factor 3, "
                 f"min.insync.replicas 2), got --brokers {brokers}; use 1 for a single broker"
             )
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.info_loggers = (_QUORUM_LOGGER, *info_loggers)
         ports = list(ports or []) + [0] * brokers
         self.nodes = [
             LocalKafka(
@@ -121,7 +130,7 @@ class LocalKafkaCluster:
         controller (:meth:`active_controller`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "log4j2.xml"
-        config.write_text(log4j2_xml((_QUORUM_LOGGER,)))
+        config.write_text(log4j2_xml(self.info_loggers))
         runtime = replace(ensure_runtime(), log4j_config=config)
         for node in self.nodes:
             node._runtime = runtime
@@ -154,6 +163,37 @@ class LocalKafkaCluster:
                 raise DevKafkaError(
                     f"the cluster at {self.bootstrap_servers} did not list {count} brokers "
                     f"within {timeout:.0f} s; see node-*/broker.log in {self.data_dir}"
+                )
+            time.sleep(0.2)
+
+    def await_in_sync(self, timeout: float = 60.0) -> None:
+        """Wait until no partition is under-replicated: every replica of every partition
+        (internal topics too) is in its in-sync set. A rolling restart must wait for this
+        before it stops the next node: with min.insync.replicas 2 of 3, a partition whose
+        restarted replica has not caught up yet drops to one in-sync replica when another
+        node stops, and refuses every acks=all write (NOT_ENOUGH_REPLICAS) until it has."""
+        admin = self.admin()
+        deadline = time.monotonic() + timeout
+        behind: list[str] = []
+        while True:
+            try:
+                topics = admin.list_topics(timeout=2).topics
+                behind = [
+                    f"{name}-{p.id}"
+                    for name, topic in topics.items()
+                    for p in topic.partitions.values()
+                    if set(p.isrs) != set(p.replicas)
+                ]
+                if not behind:
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise DevKafkaError(
+                    f"partitions of the cluster at {self.bootstrap_servers} were still "
+                    f"under-replicated after {timeout:.0f} s ({', '.join(sorted(behind)[:5])}"
+                    f"{', ...' if len(behind) > 5 else ''}); see node-*/broker.log in "
+                    f"{self.data_dir}"
                 )
             time.sleep(0.2)
 

@@ -44,3 +44,54 @@ def test_fewer_than_three_nodes_are_refused(tmp_path):
 def test_the_partition_is_the_brokers_abs_of_the_java_hash():
     assert coordinator_partition("hello", 50) == 99162322 % 50
     assert coordinator_partition("polygenelubricants", 50) == 0  # Utils.abs(MIN) == 0
+
+
+class _Partition:
+    def __init__(self, pid: int, replicas: list[int], isrs: list[int]) -> None:
+        self.id, self.replicas, self.isrs = pid, replicas, isrs
+
+
+class _Topic:
+    def __init__(self, *partitions: _Partition) -> None:
+        self.partitions = {p.id: p for p in partitions}
+
+
+class _Metadata:
+    def __init__(self, topics: dict[str, _Topic]) -> None:
+        self.topics = topics
+
+
+class _Admin:
+    """Answers list_topics with each of ``answers`` in turn, then the last one again."""
+
+    def __init__(self, *answers: _Metadata) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    def list_topics(self, timeout: float) -> _Metadata:
+        self.asked += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_await_in_sync_waits_for_every_replica_to_rejoin_its_isr(tmp_path, monkeypatch):
+    behind = _Metadata(
+        {"t": _Topic(_Partition(0, [1, 2, 3], [1, 3]), _Partition(1, [2, 3, 1], [2, 3, 1]))}
+    )
+    offsets = _Metadata({"__consumer_offsets": _Topic(_Partition(0, [3, 1, 2], [3, 1]))})
+    caught_up = _Metadata({"t": _Topic(_Partition(0, [1, 2, 3], [3, 2, 1]))})
+    admin = _Admin(behind, offsets, caught_up)
+    cluster = LocalKafkaCluster(tmp_path, brokers=3)
+    monkeypatch.setattr(cluster, "admin", lambda: admin)
+    monkeypatch.setattr("kstatefun.devkafka.cluster.time.sleep", lambda s: None)
+    cluster.await_in_sync(timeout=60)
+    # an internal topic's partition counts as much as the application's
+    assert admin.asked == 3
+
+
+def test_await_in_sync_names_the_partitions_still_behind(tmp_path, monkeypatch):
+    admin = _Admin(_Metadata({"chaos-out": _Topic(_Partition(4, [1, 2, 3], [1, 3]))}))
+    cluster = LocalKafkaCluster(tmp_path, brokers=3)
+    monkeypatch.setattr(cluster, "admin", lambda: admin)
+    monkeypatch.setattr("kstatefun.devkafka.cluster.time.sleep", lambda s: None)
+    with pytest.raises(DevKafkaError, match=r"under-replicated after 0 s \(chaos-out-4\)"):
+        cluster.await_in_sync(timeout=0)

@@ -340,6 +340,32 @@ def test_each_stuck_producer_is_given_up_once_the_coordinator_answers(monkeypatc
     assert txn.producer.commits == 1
 
 
+def test_a_slow_first_answer_is_timed_again(monkeypatch, release):
+    """The first answer waited for the coordinator to load the group: its time would stretch
+    the confirmation (twice as long as the answer took), so a second question times the
+    coordinator itself; a fast first answer is not asked twice (the tests above)."""
+    import time
+
+    took = iter([0.3, 0.0])  # loading, then loaded
+    asked = []
+
+    def answers(partitions, timeout_s):
+        asked.append(timeout_s)
+        time.sleep(next(took))
+        return True
+
+    txn, _ = stuck_txn(
+        monkeypatch,
+        [StuckProducer(release), FencingProducer(), FencingProducer()],
+        transaction_timeout_s=60,
+        coordinator_answers=answers,
+    )
+    monkeypatch.setattr(commit_module, "STUCK_CONFIRM_S", 0.2)
+    with pytest.raises(KafkaException, match=r"answered the consumer \(in 0\.0 s\)"):
+        one_transaction(txn)
+    assert len(asked) == 2 and txn.metrics.stuck_producers == 1
+
+
 def test_a_coordinator_that_does_not_answer_yet_is_waited_for(monkeypatch, release):
     """While the coordinator moves (no answer), the call is waited for up to the transaction
     timeout, asking again meanwhile; then the producer is given up all the same."""
@@ -389,11 +415,48 @@ def test_a_slow_call_that_returns_is_not_given_up(monkeypatch, release):
         release.set()  # the coordinator is back: the call returns (but it did not answer yet)
         return False
 
-    slow = Slow()
-    txn, _ = stuck_txn(monkeypatch, [slow], transaction_timeout_s=60, coordinator_answers=answers)
+    slow, spare = Slow(), FencingProducer()
+    txn, _ = stuck_txn(
+        monkeypatch, [slow, spare], transaction_timeout_s=60, coordinator_answers=answers
+    )
     one_transaction(txn)
     assert txn.producer is slow and slow.commits == 1 and slow.offsets == [{("in", 0): 6}]
     assert txn.metrics.stuck_producers == 0
+    assert spare.inits == 0  # made while the call looked stuck, but it fenced nothing
+
+
+def test_the_producer_that_takes_over_is_made_before_the_give_up(monkeypatch, release):
+    """The replacement connects while the coordinator is asked (a producer made at the
+    give-up spent up to 1.7 s finding its coordinator); it runs init_transactions, which
+    fences the stuck one, only once that one is given up, and a call that returns after all
+    leaves it for the next take-over."""
+    made = []
+    producers = iter([StuckProducer(release), FencingProducer(), FencingProducer()])
+
+    def factory():
+        made.append(next(producers))
+        return made[-1]
+
+    def answers(partitions, timeout_s):
+        assert len(made) == 2 and made[1].inits == 0  # the spare exists, not yet initialized
+        return True
+
+    monkeypatch.setattr(commit_module, "STUCK_GRACE_S", 0.0)
+    monkeypatch.setattr(commit_module, "STUCK_PROBE_AFTER_S", 0.01)
+    monkeypatch.setattr(commit_module, "STUCK_CONFIRM_S", 0.01)
+    txn = Transaction(
+        factory,
+        Rewinds(),
+        [],
+        WorkerMetrics(),
+        transaction_timeout_s=60,
+        coordinator_answers=answers,
+    )
+    with pytest.raises(KafkaException, match="coordinator answered the consumer"):
+        one_transaction(txn)
+    assert txn.producer is made[1] and made[1].inits == 1 and len(made) == 2
+    one_transaction(txn)  # the replay commits on it; no other producer was made
+    assert made[1].commits == 1 and len(made) == 2
 
 
 def test_a_slow_cluster_is_asked_later(monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.chaos.run import ChaosConfig, ChaosReport, EgressWatch, Workers, exit_cause
-from tests.chaos.stalls import readable_times
+from tests.chaos.stalls import longest_gap, readable_commits, readable_times
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,29 @@ def test_records_are_readable_only_once_every_earlier_transaction_ended() -> Non
         ]
     )
     assert readable_times(dump) == [9.0, 9.6]
+    held, after = readable_commits(dump)
+    assert (held.marker_at, held.producer, held.held_by) == (1.2, "2", "1")
+    assert after.held_by is None
+
+
+def test_a_pause_names_the_commits_around_it_and_the_transaction_that_held_it() -> None:
+    marker = "| offset: {o} CreateTime: {t} keySize: 4 valueSize: 6 endTxnMarker: {kind}"
+    dump = "\n".join(
+        [
+            _batch(0, 2, 1_000),
+            _batch(1, 2, 1_200, control=True),
+            marker.format(o=1, t=1_200, kind="COMMIT"),  # readable at once
+            _batch(2, 1, 1_300),  # producer 1 begins, then gets stuck
+            _batch(3, 2, 1_400),
+            _batch(4, 2, 1_500, control=True),
+            marker.format(o=4, t=1_500, kind="COMMIT"),  # held until producer 1 ends
+            _batch(5, 1, 9_000, control=True),
+            marker.format(o=5, t=9_000, kind="ABORT"),
+        ]
+    )
+    pause, what = longest_gap(readable_commits(dump), 2.0, 10.0)
+    assert pause == pytest.approx(7.8)
+    assert what == (
+        "00:00:01.200 (producer 2) to 00:00:09.000 (producer 2, marker 00:00:01.500 held by 1 "
+        "until then)"
+    )
