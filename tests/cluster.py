@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ElectionType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
@@ -70,11 +70,23 @@ def _leader_for_key(admin: AdminClient, topic: str, key: str) -> int:
     return meta.partitions[transaction_state_partition(key, partitions)].leader
 
 
-def coordinator_of(admin: AdminClient, transactional_id: str) -> int:
+def coordinator_of(admin: AdminClient, transactional_id: str, timeout: float = 30) -> int:
     """The broker id coordinating ``transactional_id``: the leader of its transaction-state
     partition (confluent-kafka's admin client has no describe_transactions); -1 while that
-    partition has no leader."""
+    partition has no leader. A cluster that has run no transaction yet creates that topic at
+    the first init_transactions, which a producer of another transactional id runs."""
+    if TRANSACTION_STATE not in admin.list_topics(timeout=10).topics:
+        probe_id = f"probe-{transactional_id}"
+        probe = Producer({"bootstrap.servers": _bootstrap(admin), "transactional.id": probe_id})
+        probe.init_transactions(timeout)
+        probe.flush(timeout)
     return _leader_for_key(admin, TRANSACTION_STATE, transactional_id)
+
+
+def _bootstrap(admin: AdminClient) -> str:
+    """Every broker's address, as the cluster lists them."""
+    brokers = admin.list_topics(timeout=10).brokers.values()
+    return ",".join(f"{b.host}:{b.port}" for b in brokers)
 
 
 def group_coordinator_of(admin: AdminClient, group: str, timeout: float = 30) -> int:
@@ -84,14 +96,21 @@ def group_coordinator_of(admin: AdminClient, group: str, timeout: float = 30) ->
     of another group asking for its committed offsets sends (the admin client's
     list_consumer_group_offsets crashed confluent-kafka 2.16 while the topic was missing)."""
     if CONSUMER_OFFSETS not in admin.list_topics(timeout=10).topics:
-        brokers = admin.list_topics(timeout=10).brokers.values()
-        bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
-        probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{group}"})
+        probe = Consumer({"bootstrap.servers": _bootstrap(admin), "group.id": f"probe-{group}"})
         try:
             probe.committed([TopicPartition(CONSUMER_OFFSETS, 0)], timeout=timeout)
         finally:
             probe.close()
     return _leader_for_key(admin, CONSUMER_OFFSETS, group)
+
+
+def elect_preferred_leaders(admin: AdminClient, timeout: float = 30) -> None:
+    """Give every partition back to its preferred leader (its first replica), as the brokers'
+    own leader rebalance does every five minutes: after kills and restarts one node may lead
+    most partitions, coordinators' included."""
+    # no timeouts passed: confluent-kafka 2.16's binding refuses both at once (TypeError)
+    asked = admin.elect_leaders(ElectionType.PREFERRED, None)
+    asked.result(timeout)  # per-partition errors (e.g. no election needed) are no failure
 
 
 def replicas_led_elsewhere(admin: AdminClient, avoid: int, partitions: int) -> list[list[int]]:

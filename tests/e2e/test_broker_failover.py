@@ -21,6 +21,7 @@ from tests import kafka_fixture
 from tests.cluster import (
     PacedProducer,
     coordinator_of,
+    elect_preferred_leaders,
     freeze_node,
     group_coordinator_of,
     kill_node,
@@ -161,13 +162,21 @@ def test_a_group_coordinator_that_stops_answering(app, cluster, admin):
 
 @pytest.fixture
 def app_beside_its_coordinator(cluster, admin, tmp_path, unique_name) -> Iterator[App]:
-    """An app whose group coordinator's node is the preferred leader of none of its topics'
-    partitions (ingress, egress, internal): a fault on that node then blocks the workers'
-    calls to the coordinator only, not their produce requests (a frozen partition leader
-    holds a commit's flush back until the message timeout, another test's matter)."""
-    app_id = unique_name("app")
-    victim = group_coordinator_of(admin, app_id)
-    assert victim >= 0
+    """An app whose group coordinator's node is neither its workers' transaction coordinator
+    (the app id is drawn until so) nor the preferred leader of any of its topics' partitions
+    (ingress, egress, internal): a fault on that node then blocks the workers' calls to the
+    group coordinator only, not their produce requests or transaction markers (a frozen
+    partition leader or transaction coordinator holds a commit back until the message or
+    request timeout, other tests' matter)."""
+    elect_preferred_leaders(admin)  # earlier faults may have left one node leading most
+    for _ in range(30):  # each draw: (2/3)^2 on three nodes
+        app_id = unique_name("app")
+        victim = group_coordinator_of(admin, app_id)
+        others = {coordinator_of(admin, f"{app_id}-{w}") for w in ("w1", "w2")}
+        if victim >= 0 and not others & {victim, -1}:
+            break
+    else:
+        pytest.fail("no app id whose transaction coordinators avoid its group coordinator")
 
     def create(name: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
         replicas = replicas_led_elsewhere(admin, victim, partitions)
