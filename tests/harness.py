@@ -6,11 +6,13 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,3 +342,24 @@ def owned_partitions(log: str) -> set[int]:
 def revoked_partitions(log: str) -> set[int]:
     """Every invocations partition the worker's log shows revoked."""
     return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}
+
+
+def wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> None:
+    """Until the worker's local snapshot (state/snapshot.py) holds ``keys`` rows and their
+    partitions' positions: it gathers commits and writes them every FLUSH_S, so a kill -9
+    right after the output may find it older (its documented bound) or empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                rows = db.execute("SELECT count(*) FROM state").fetchone()[0]
+                missing = db.execute(
+                    "SELECT count(DISTINCT partition) FROM state "
+                    "WHERE partition NOT IN (SELECT partition FROM position)"
+                ).fetchone()[0]
+            if rows >= keys and not missing:
+                return
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        assert time.monotonic() < deadline, f"{path} never held {keys} keys"
+        time.sleep(0.05)

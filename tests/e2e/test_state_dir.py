@@ -3,14 +3,18 @@
 owned the partitions meanwhile) is brought up to date."""
 
 import re
-import sqlite3
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.harness import check_exactly_once, keyed_events, make_app, produce_events, read_committed
+from tests.harness import (
+    check_exactly_once,
+    keyed_events,
+    make_app,
+    produce_events,
+    read_committed,
+    wait_for_snapshot,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -24,27 +28,6 @@ LOADED = {
     "memory": r"loaded local snapshot partition=\d+ keys=\d+ replaying_from=(\d+)",
     "rocksdb": r"loaded local state store partition=\d+ replaying_from=(\d+)",
 }
-
-
-def _wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> None:
-    """Until the worker's local snapshot (state/snapshot.py) holds ``keys`` rows and their
-    partitions' positions: it gathers commits and writes them every FLUSH_S, so a kill -9
-    right after the output may find it older (its documented bound) or empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                rows = db.execute("SELECT count(*) FROM state").fetchone()[0]
-                missing = db.execute(
-                    "SELECT count(DISTINCT partition) FROM state "
-                    "WHERE partition NOT IN (SELECT partition FROM position)"
-                ).fetchone()[0]
-            if rows >= keys and not missing:
-                return
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        assert time.monotonic() < deadline, f"{path} never held {keys} keys"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +46,7 @@ def test_restart_replays_only_the_tail_and_stale_snapshots_catch_up(
         total = len(events)
         read_committed(app.bootstrap, app.egress, total, settle=0.2)
         if store == "memory":  # commits reach the snapshot at most FLUSH_S later
-            _wait_for_snapshot(Path(state_dir) / f"{app.app_id}-w1.sqlite", keys=8)
+            wait_for_snapshot(Path(state_dir) / f"{app.app_id}-w1.sqlite", keys=8)
         app.kill_worker("w1")  # kill -9: the snapshot holds what was committed
 
         more, expected_more = keyed_events(keys=8, per_key=2, start_seq=1000)

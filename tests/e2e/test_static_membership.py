@@ -30,6 +30,7 @@ from tests.harness import (
     produce_keyed,
     read_committed,
     set_group_session_timeout,
+    wait_for_snapshot,
 )
 
 pytestmark = pytest.mark.kafka
@@ -54,6 +55,8 @@ def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(a
     produce_events(app.bootstrap, app.ingress, events)
     app.start_worker("w1")
     read_committed(app.bootstrap, app.egress, len(events), settle=0.2)
+    default_dir = app.module.parent / "xdg-state" / "kstatefun"  # $XDG_STATE_HOME/kstatefun
+    wait_for_snapshot(default_dir / f"{app.app_id}-w1.sqlite", keys=24)
     app.kill_worker("w1")
 
     more, expected_more = keyed_events(keys=24, per_key=3, start_seq=1000)
@@ -72,7 +75,6 @@ def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(a
     assert "static_membership=true" in log, log
     loaded = re.findall(r"loaded local snapshot partition=\d+ keys=(\d+)", log)
     assert loaded and sum(map(int, loaded)) > 0, log
-    default_dir = app.module.parent / "xdg-state" / "kstatefun"  # $XDG_STATE_HOME/kstatefun
     assert (default_dir / f"{app.app_id}-w1.sqlite").is_file(), log
 
     app.start_worker("w1")  # same instance id: one of them must go
