@@ -168,13 +168,17 @@ def app_beside_its_coordinator(cluster, admin, tmp_path, unique_name) -> Iterato
     group coordinator only, not their produce requests or transaction markers (a frozen
     partition leader or transaction coordinator holds a commit back until the message or
     request timeout, other tests' matter)."""
-    elect_preferred_leaders(admin)  # earlier faults may have left one node leading most
+    # earlier faults may have left one node leading every coordinator partition; a preferred
+    # replica not yet back in sync cannot be elected
+    cluster.await_in_sync()
+    elect_preferred_leaders(admin)
     for _ in range(30):  # each draw: (2/3)^2 on three nodes
         app_id = unique_name("app")
         victim = group_coordinator_of(admin, app_id)
         others = {coordinator_of(admin, f"{app_id}-{w}") for w in ("w1", "w2")}
         if victim >= 0 and not others & {victim, -1}:
             break
+        time.sleep(0.2)  # the election's new leaders reach the metadata
     else:
         pytest.fail("no app id whose transaction coordinators avoid its group coordinator")
 

@@ -77,7 +77,6 @@ _INSTANCE_ID_UNRELEASED = "Broker: The instance ID is still used by another memb
 
 def is_fatal(err: KafkaError) -> bool:
     """A fatal error; a consumer's message error may carry _FATAL without the fatal flag."""
-    # a consumer's message error may carry _FATAL without the fatal flag
     return err.fatal() or err.code() == KafkaError._FATAL
 
 
