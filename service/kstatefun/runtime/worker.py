@@ -46,6 +46,7 @@ from kstatefun.kafka.errors import (
     is_refused,
     kafka_error,
 )
+from kstatefun.kafka.fetchers import wake_fetchers
 from kstatefun.kafka.groups import (
     DEFAULT_SESSION_TIMEOUT_S,
     Rejoin,
@@ -190,6 +191,8 @@ class Worker:
         # ingress partitions paused because the worker's own invocations lag (_balance_ingress)
         self._held: set[tuple[str, int]] = set()
         self._held_since = 0.0
+        # partitions were resumed (a rebalance, a restore, a drain, a hold): kafka/fetchers.py
+        self._wake_due = False
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -560,6 +563,8 @@ class Worker:
         wait_s = self._housekeep()
         if wait_s is None:
             return
+        if self._wake_due:  # before a read that may wait for what was resumed
+            self._wake_fetchers(self.consumer)
         try:
             batch = self._read(wait_s)
         except _Refused as refused:
@@ -845,6 +850,7 @@ class Worker:
             if resume:
                 try:
                     consumer.resume([TopicPartition(t, p) for t, p in resume])
+                    self._wake_due = True
                 except KafkaException as e:  # no longer assigned: the next assignment starts over
                     log.info("not resuming held ingress: %s", e)
 
@@ -865,6 +871,7 @@ class Worker:
         ]
         if done:
             self.consumer.resume([TopicPartition(topic, p) for topic, p in done])
+            self._wake_due = True
             for key in done:
                 self._drain_ends[key] = self._draining.pop(key)
                 self.router.direct.add(key)
@@ -934,6 +941,7 @@ class Worker:
                 self._draining[key] = end
         if direct:
             self.consumer.resume(direct)
+        self._wake_due = True  # also for the invocations partition the restore resumed
         self._note_caught_up({p})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -958,6 +966,16 @@ class Worker:
             # assignment, which says which are owned)
             owned = set(self.assignment.states)
             self.standby.on_assignment(owned, self.store.disk, self._incremental)
+        if self._incremental:
+            # librdkafka paused every assigned partition for this callback and resumes those
+            # kept once they are unassigned (which it would do after this callback)
+            consumer.incremental_unassign(partitions)
+            self._wake_fetchers(consumer)
+
+    def _wake_fetchers(self, consumer: Consumer) -> None:
+        """Partitions were resumed: make the consumer fetch them now (kafka/fetchers.py)."""
+        self._wake_due = False
+        wake_fetchers(consumer, consumer.assignment())
 
     def _forget(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
         """Drop the direct path's and the flow control's notes about ``partitions``; returns
@@ -1057,6 +1075,7 @@ class Worker:
             consumer.assign(partitions)
         if pause:
             consumer.pause(pause)
+        self._wake_fetchers(consumer)  # librdkafka paused what was kept for this callback
         log.info(
             "assigned invocations partitions=%s (restoring them) kept=%s",
             sorted({tp.partition for tp in partitions if tp.topic == invocations}),

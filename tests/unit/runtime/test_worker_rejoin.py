@@ -139,6 +139,7 @@ def named_worker(group: Group, admin: Admin) -> Worker:
     w.committer = SimpleNamespace(after_batch=lambda n: False)
     w._housekeep = lambda: 0.2
     w._stopping = False
+    w._wake_due = False
     w._subscribe()
     return w
 
