@@ -1,7 +1,8 @@
 """Whether a consumer group's coordinator answers, asked with a real request to it: what the
 worker checks to tell a producer stuck in ``send_offsets_to_transaction`` from a coordinator
 still moving. Also the group's KIP-848 session timeout, and how long a static member the group
-refused keeps trying to join (:class:`Rejoin`)."""
+refused keeps trying to join (:class:`Rejoin`), and the member epoch a transaction's offsets
+carry (:func:`member_epoch`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ def coordinator_answers(
 
 
 # Kafka's group.consumer.session.timeout.ms: assumed when the cluster does not say
+_METADATA_MAGIC = b"CGMDv2:"
+
+
+def member_epoch(metadata: bytes) -> int | None:
+    """The generation (classic protocols) or member epoch (KIP-848) in the group metadata that
+    ``Consumer.consumer_group_metadata()`` returns and a transaction's offsets carry: librdkafka's
+    serialization, its magic then the epoch as a big-endian int32. None for another format."""
+    if not isinstance(metadata, bytes) or not metadata.startswith(_METADATA_MAGIC):
+        return None
+    at = len(_METADATA_MAGIC)
+    raw = metadata[at : at + 4]
+    return int.from_bytes(raw, "big", signed=True) if len(raw) == 4 else None
+
+
 DEFAULT_SESSION_TIMEOUT_S = 45.0
 # A refused static member tries again this often: a restart after kill -9 is admitted within
 # this of the killed member's release, and the group coordinator answers each try at once.

@@ -48,6 +48,15 @@ what was available, or it has been open for ``commit_interval_ms``), waiting for
 first, the commit when partitions are revoked, the final commit of a clean stop, and what a
 failure does (abort and rewind). The worker's loop only tells it what happened.
 
+Under KIP-848 (rebalance_protocol consumer) a member that gave partitions up acknowledges the
+revocation with its next heartbeat, and the group coordinator then bumps its member epoch; a
+transaction whose offsets still carry the old epoch is refused (ILLEGAL_GENERATION) and must
+abort, and the abort's replay sometimes cost a producer epoch bump as well (librdkafka:
+"skipped sequence numbers"). The first commit after the partitions that stayed are fetched
+again came that early in the scale-out benchmark at nearly every revocation. So after a
+revocation the policy commits only once the consumer reports a new epoch, at most
+``EPOCH_WAIT_S`` later; meanwhile the transaction stays open and takes more records.
+
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
 """
@@ -64,6 +73,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from kstatefun.errors import FencedError, KafkaUnavailableError
 from kstatefun.kafka.errors import call_with_retry, kafka_error
+from kstatefun.kafka.groups import member_epoch
 from kstatefun.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -205,6 +215,10 @@ class Transaction:
     def longest_call_s(self) -> float:
         """The longest one call of the commit protocol may block (the watchdog waits longer)."""
         return max(self._timeout, min(self._timeout, self._txn_timeout_s) + STUCK_GRACE_S)
+
+    def member_epoch(self) -> int | None:
+        """The member epoch (generation) the next commit's offsets would carry."""
+        return member_epoch(self._consumer.consumer_group_metadata())
 
     def use_consumer(
         self,
@@ -568,9 +582,19 @@ class Transactional(Protocol):
     @property
     def longest_call_s(self) -> float: ...
 
+    def member_epoch(self) -> int | None: ...
+
     def commit(self) -> None: ...
 
     def abort(self, rewind: bool = True) -> None: ...
+
+
+EPOCH_WAIT_S = 1.0
+"""How long a commit after a KIP-848 revocation waits for the new member epoch (module doc):
+the heartbeat's round trip, normally milliseconds; after this the commit goes ahead."""
+
+EPOCH_POLL_S = 0.002
+"""The pause of a loop round that consumed nothing while that wait holds the commit."""
 
 
 class Committer:
@@ -584,11 +608,16 @@ class Committer:
         remote: RemoteCalls | None,
         commit_interval_s: float,
         max_batch_records: int,
+        epoch_bumps_after_revoke: bool = False,
     ) -> None:
         self.txn = txn
         self.remote = remote
         self._interval_s = commit_interval_s
         self._max_batch = max_batch_records
+        # KIP-848: the member epoch a commit must wait to change (module doc), and since when
+        self._epoch_bumps = epoch_bumps_after_revoke
+        self._stale_epoch: int | None = None
+        self._stale_since = 0.0
         # remote calls may hold a commit back until half the transaction timeout: a slower
         # transaction would be aborted by the coordinator and this worker fenced
         self.remote_limit_s = txn.transaction_timeout_s / 2
@@ -614,6 +643,10 @@ class Committer:
             return False
         due = time.monotonic() - txn.opened_at >= self._interval_s
         if consumed >= self._max_batch and not due:
+            return False
+        if self._stale_epoch is not None and self._epoch_pending():
+            if not consumed:
+                time.sleep(EPOCH_POLL_S)  # the loop would spin until the heartbeat's answer
             return False
         remote = self.remote
         try:
@@ -644,6 +677,20 @@ class Committer:
         self.commit_open("on revoke")
         for tp in partitions:
             self.txn.fence_offsets.pop((tp.topic, tp.partition), None)
+        if self._epoch_bumps and partitions:
+            self._stale_epoch = self.txn.member_epoch()
+            self._stale_since = time.monotonic()
+
+    def _epoch_pending(self) -> bool:
+        """After a KIP-848 revocation: True while the consumer still reports the epoch it had
+        then, for at most ``EPOCH_WAIT_S``."""
+        if (
+            self.txn.member_epoch() == self._stale_epoch
+            and time.monotonic() - self._stale_since < EPOCH_WAIT_S
+        ):
+            return True
+        self._stale_epoch = None
+        return False
 
     def on_lost(self) -> None:
         """Partitions were lost (another member owns them already): nothing may commit."""

@@ -373,7 +373,11 @@ class Worker:
             self.dispatcher.invoke,
         )
         self.committer = Committer(
-            self.txn, remote, s.commit_interval_ms / 1000, s.max_batch_records
+            self.txn,
+            remote,
+            s.commit_interval_ms / 1000,
+            s.max_batch_records,
+            epoch_bumps_after_revoke=s.rebalance_protocol == "consumer",
         )
         return remote
 

@@ -61,3 +61,19 @@ def test_nothing_to_ask_about_is_no_answer():
     consumer = Consumer(answered(1))
     assert coordinator_answers(consumer, [], 1.0) is False
     assert consumer.asked == []
+
+
+def test_member_epoch_reads_librdkafkas_serialized_group_metadata():
+    from confluent_kafka import Consumer as RealConsumer
+
+    from kstatefun.kafka.groups import member_epoch
+
+    # a consumer that never joined: librdkafka's own serialization, generation -1
+    consumer = RealConsumer({"group.id": "g", "bootstrap.servers": "127.0.0.1:9"})
+    try:
+        assert member_epoch(consumer.consumer_group_metadata()) == -1
+    finally:
+        consumer.close()
+    assert member_epoch(b"CGMDv2:\x00\x00\x00\x07g\x00m\x00\x00") == 7
+    assert member_epoch(b"something else") is None
+    assert member_epoch(b"CGMDv2:\x00") is None

@@ -97,3 +97,51 @@ def test_only_a_clean_stop_commits_the_open_transaction():
     Committer(clean, FakeRemote(), 60.0, 100).final(clean=True)
     Committer(failed, FakeRemote(), 60.0, 100).final(clean=False)
     assert clean.calls == ["commit"] and failed.calls == [("abort", False)]
+
+
+class EpochTxn(FakeTxn):
+    """A transaction whose consumer reports ``epoch`` (the heartbeat's answer changes it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.is_open = False
+        self.epoch = 2
+
+    def member_epoch(self):
+        return self.epoch
+
+
+def test_after_a_kip848_revocation_the_next_commit_waits_for_the_new_member_epoch():
+    txn = EpochTxn()
+    committer = Committer(txn, None, 0.1, 100, epoch_bumps_after_revoke=True)
+    committer.on_revoke([TopicPartition("in", 2)])
+    txn.is_open = True  # the kept partitions are consumed again at once
+    txn.opened_at -= 1.0  # even a due transaction waits: its offsets carry the old epoch
+    assert committer.after_batch(5) is False
+    assert committer.after_batch(0) is False
+    assert txn.calls == []
+    txn.epoch = 3  # the heartbeat acknowledging the revocation was answered
+    assert committer.after_batch(0) is True
+    assert txn.calls == ["commit"]
+
+
+def test_the_wait_for_the_new_member_epoch_is_bounded(monkeypatch):
+    import kstatefun.runtime.commit as commit
+
+    monkeypatch.setattr(commit, "EPOCH_WAIT_S", 0.05)
+    txn = EpochTxn()
+    committer = Committer(txn, None, 0.1, 100, epoch_bumps_after_revoke=True)
+    committer.on_revoke([TopicPartition("in", 2)])
+    txn.is_open = True
+    assert committer.after_batch(1) is False
+    time.sleep(0.06)
+    assert committer.after_batch(1) is True  # the epoch never moved: commit anyway
+
+
+def test_classic_protocols_and_empty_revocations_do_not_wait_for_an_epoch():
+    for bumps, revoked in ((False, [TopicPartition("in", 2)]), (True, [])):
+        txn = EpochTxn()
+        committer = Committer(txn, None, 0.1, 100, epoch_bumps_after_revoke=bumps)
+        committer.on_revoke(revoked)
+        txn.is_open = True
+        assert committer.after_batch(1) is True
