@@ -1,12 +1,14 @@
 """Scale-out under load (``make bench`` part ``scaleout``): two kstatefun workers of the W1 count
 app at a steady input rate; a third joins, later leaves. Per rebalance window (from the third
-worker's start, or its SIGTERM, for ``window_s``), each event's latency (produce call → its
-egress record visible to a read_committed reader) is put with its key's invocations partition:
+worker's start until ``LEAVE_MARGIN_S`` before its SIGTERM, and from then on), each event's
+latency (produce call → its egress record visible to a read_committed reader) is put with its
+key's invocations partition:
 the partitions whose owner did not change (from the workers' own logs of their callbacks) and
 those that moved. Reported: p99 and max latency of each, and the steady p99 before the join.
 The moved partitions' longest wait is how long they were stopped, i.e. when they resumed.
 
-Run once per ``rebalance_protocol`` (cooperative, eager): the A/B of incremental rebalancing.
+Run once per ``rebalance_protocol`` (cooperative, eager, consumer): the A/B of incremental
+rebalancing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from bench.contenders import Kstatefun, Proc
 from bench.kafkautil import Reader, keyed_events, produce, wait_group_stable
 from bench.workloads import Env, _pct, validate
 from kstatefun.kafka.partitioner import id_partitioner
+
+# The events sent this long before the third worker's SIGTERM belong to the leave's window: one
+# still on its way to that worker when it stops waits for the leave, not for the join
+LEAVE_MARGIN_S = 1.0
 
 # runtime/worker.py logs each rebalance callback with the invocations partitions it names
 CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
@@ -159,8 +165,9 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
         moved_join = {p for p in owners1 if owners1.get(p) != owners0.get(p)}
         moved_leave = {p for p in owners1 if owners2.get(p) != owners1.get(p)}
         out["steady"] = _window(lat, producer.sent, part, start, join_at, set())
-        out["join"] = _window(lat, producer.sent, part, join_at, join_at + window, moved_join)
-        out["leave"] = _window(lat, producer.sent, part, leave_at, leave_at + window, moved_leave)
+        split = leave_at - LEAVE_MARGIN_S
+        out["join"] = _window(lat, producer.sent, part, join_at, split, moved_join)
+        out["leave"] = _window(lat, producer.sent, part, split, leave_at + window, moved_leave)
         out["received"] = len(lat)
         out["sent"] = n
         out["owners"] = {"before": owners0, "joined": owners1, "left": owners2}
