@@ -20,7 +20,6 @@ the partitions once, in parallel). Its answer is not needed; its timeout bounds 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
@@ -31,13 +30,15 @@ WAKE_TIMEOUT_S = 0.25
 that does not answer in time (moving) costs this once, not a stall."""
 
 
-def wake_fetchers(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
-    """Send one request to each leader of ``partitions`` through ``consumer``'s own broker
-    connections, so that their fetchers see resumed partitions now (module doc)."""
-    if not partitions:
-        return
-    ask = [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in partitions]
+def wake_fetchers(consumer: Consumer) -> None:
+    """Send one request to each leader of the partitions assigned to ``consumer``, through its
+    own broker connections, so that their fetchers see resumed partitions now (module doc).
+    Not while the consumer closes: its handles are being destroyed, and an error raised in
+    its last rebalance callback escapes ``close``."""
     try:
-        consumer.offsets_for_times(ask, timeout=WAKE_TIMEOUT_S)
+        assigned = consumer.assignment()
+        if assigned:
+            ask = [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in assigned]
+            consumer.offsets_for_times(ask, timeout=WAKE_TIMEOUT_S)
     except KafkaException as e:  # best effort: the fetchers wake on their own within 1 s
         log.debug("waking the fetchers: %s", e)

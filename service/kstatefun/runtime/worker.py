@@ -780,6 +780,7 @@ class Worker:
         """Finish (clean stop) or abort the open transaction, leave the group, release
         everything. Each step runs even if an earlier one fails (e.g. a fenced producer), so
         the exit code stays the one ``run`` chose."""
+        self._stopping = True  # also after an error: the rebalance callbacks of close see it
         txn = self.txn
         steps = [
             partial(self.committer.final, commit),
@@ -970,16 +971,18 @@ class Worker:
             # assignment, which says which are owned)
             owned = set(self.assignment.states)
             self.standby.on_assignment(owned, self.store.disk, self._incremental)
-        if self._incremental:
+        if self._incremental and not self._stopping:
             # librdkafka paused every assigned partition for this callback and resumes those
             # kept once they are unassigned (which it would do after this callback)
             consumer.incremental_unassign(partitions)
             self._wake_fetchers(consumer)
 
     def _wake_fetchers(self, consumer: Consumer) -> None:
-        """Partitions were resumed: make the consumer fetch them now (kafka/fetchers.py)."""
+        """Partitions were resumed: make the consumer fetch them now (kafka/fetchers.py);
+        not once the worker stops (its consumer's close calls ``_on_revoke``)."""
         self._wake_due = False
-        wake_fetchers(consumer, consumer.assignment())
+        if not self._stopping:
+            wake_fetchers(consumer)
 
     def _forget(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
         """Drop the direct path's and the flow control's notes about ``partitions``; returns

@@ -43,6 +43,7 @@ def bare_worker():
     w.topics = InternalTopics("app")
     w.router = SimpleNamespace(direct=set())
     w._draining, w._drain_ends, w._drain_plan = {}, {}, {}
+    w._stopping, w._wake_due = False, False
     return w
 
 
@@ -106,3 +107,19 @@ def test_an_assignment_asks_offsets_through_another_consumer_than_the_group_one(
     assert sorted(tp.topic for tp in group.paused) == ["app-invocations", "in"]
     assert w._offsets.refreshed == ["app-invocations"]
     assert not w.assignment.ready
+
+
+def test_a_stopping_worker_does_not_wake_the_fetchers_of_its_closing_consumer():
+    """close() calls on_revoke while librdkafka destroys the consumer's handles: an error
+    raised there escaped close and ended a cooperative worker's clean stop with exit 1."""
+
+    class Closing:
+        def assignment(self):
+            raise AssertionError("asked for the assignment while closing")
+
+        def incremental_unassign(self, partitions):
+            raise AssertionError("unassigned while closing")
+
+    w = bare_worker()
+    w._stopping = True
+    w._wake_fetchers(Closing())  # nothing asked
