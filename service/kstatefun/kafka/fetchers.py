@@ -33,8 +33,8 @@ that does not answer in time (moving) costs this once, not a stall."""
 def wake_fetchers(consumer: Consumer) -> None:
     """Send one request to each leader of the partitions assigned to ``consumer``, through its
     own broker connections, so that their fetchers see resumed partitions now (module doc).
-    Not while the consumer closes: its handles are being destroyed, and an error raised in
-    its last rebalance callback escapes ``close``."""
+    Not for a consumer that is closing (the worker checks): its handles are being destroyed,
+    and an error raised in its last rebalance callback escaped ``close``."""
     try:
         assigned = consumer.assignment()
         if assigned:

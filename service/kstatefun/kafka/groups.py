@@ -65,7 +65,6 @@ def coordinator_answers(
     return True
 
 
-# Kafka's group.consumer.session.timeout.ms: assumed when the cluster does not say
 _METADATA_MAGIC = b"CGMDv2:"
 
 
@@ -80,6 +79,7 @@ def member_epoch(metadata: bytes) -> int | None:
     return int.from_bytes(raw, "big", signed=True) if len(raw) == 4 else None
 
 
+# Kafka's group.consumer.session.timeout.ms: assumed when the cluster does not say
 DEFAULT_SESSION_TIMEOUT_S = 45.0
 # A refused static member tries again this often: a restart after kill -9 is admitted within
 # this of the killed member's release, and the group coordinator answers each try at once.

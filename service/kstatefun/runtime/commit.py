@@ -52,10 +52,11 @@ Under KIP-848 (rebalance_protocol consumer) a member that gave partitions up ack
 revocation with its next heartbeat, and the group coordinator then bumps its member epoch; a
 transaction whose offsets still carry the old epoch is refused (ILLEGAL_GENERATION) and must
 abort, and the abort's replay sometimes cost a producer epoch bump as well (librdkafka:
-"skipped sequence numbers"). The first commit after the partitions that stayed are fetched
-again came that early in the scale-out benchmark at nearly every revocation. So after a
-revocation the policy commits only once the consumer reports a new epoch, at most
-``EPOCH_WAIT_S`` later; meanwhile the transaction stays open and takes more records.
+"skipped sequence numbers"). In the scale-out benchmark the first commit after a revocation
+came that early nearly every time once the kept partitions were fetched again at once
+(kafka/fetchers.py). So after a revocation the policy commits only once the consumer reports a
+new epoch, at most ``EPOCH_WAIT_S`` later; meanwhile the transaction stays open and takes more
+records.
 
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
