@@ -8,9 +8,10 @@ while every other partition that broker leads for this consumer is paused is fet
 only when that sleep ends. That is the state after every incremental rebalance
 (KIP-848 and cooperative): librdkafka pauses *all* assigned partitions for the rebalance
 callbacks and resumes them after, so the partitions a worker kept stopped 0.1 to 0.55 s after
-each revocation in the scale-out benchmark (``bench/scaleout.py``), and a worker whose
-partitions were all paused for a restore or a drain waited as long once they were resumed.
-confluent-kafka-go issue #630 shows the same 0.55 s after a resume.
+each revocation in single runs of the scale-out benchmark's part (``bench/scaleout.py``). A
+worker whose partitions are all paused for a restore or a drain waits the same way once they
+are resumed (the same mechanism; not measured). confluent-kafka-go issue #630 shows the same
+0.55 s after a resume.
 
 A request sent to a broker wakes its thread, which then sees the resumed partitions: one
 ListOffsets per leader (``offsets_for_times`` with the "latest" timestamp asks each leader of
