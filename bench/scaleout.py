@@ -8,7 +8,8 @@ those that moved. Reported: p99 and max latency of each, and the steady p99 befo
 The moved partitions' longest wait is how long they were stopped, i.e. when they resumed.
 
 Run once per ``rebalance_protocol`` (cooperative, eager, consumer): the A/B of incremental
-rebalancing.
+rebalancing. The workers are named (static members); the third leaves as a worker stopped for
+good does, with ``leave_group_on_stop``.
 """
 
 from __future__ import annotations
@@ -117,8 +118,11 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
     # crc32: where the input's producer (librdkafka's default) puts each key, so by_key holds
     pin = ("--partitioner", "crc32")
 
-    def spawn(name: str) -> Proc:
-        return k.spawn("w1", t, name, env.run_dir, env.partitions, pin, setting)
+    def spawn(name: str, leaves: bool = False) -> Proc:
+        # the third worker is stopped for good (scale-in): a named worker then leaves the group
+        # at once (leave_group_on_stop) rather than when its session ends
+        more = {"KSTATEFUN_LEAVE_GROUP_ON_STOP": "true"} if leaves else {}
+        return k.spawn("w1", t, name, env.run_dir, env.partitions, pin, {**setting, **more})
 
     procs = {"s1": spawn("s1"), "s2": spawn("s2")}
     sent_keys: Counter = Counter()
@@ -147,7 +151,7 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
         start = time.monotonic()
         time.sleep(lead)
         join_at = time.monotonic()
-        procs["s3"] = spawn("s3")
+        procs["s3"] = spawn("s3", leaves=True)
         time.sleep(window)
         owners1 = owners(procs)
         leave_at = time.monotonic()

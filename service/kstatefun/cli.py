@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         app_id=args.app_id,
         instance_id=args.instance_id,
         static_membership=args.static_membership,
+        leave_group_on_stop=args.leave_group_on_stop,
         state_dir=args.state_dir,
         partitions=args.partitions,
         partitioner=args.partitioner,
@@ -98,9 +99,9 @@ the default. All settings: config/settings.md.
 exit codes:
   0  clean stop after SIGTERM or SIGINT (the open transaction committed)
   2  invalid configuration or input, printed as one 'kstatefun: error: ...' line
-  3  another worker took over this worker's transactional id or group membership, or the
-     group kept refusing its instance id for three session timeouts (a worker with the same
-     --instance-id runs; one killed without leaving is waited for)
+  3  another worker took over this worker's transactional id or group membership (a newer
+     worker with the same --instance-id), or the group kept refusing its instance id for
+     three session timeouts
   4  the watchdog ended a worker that made no progress (watchdog_timeout_s)
   5  the local state store failed (state_store rocksdb: full disk, I/O error)
   1  any other error, with a traceback"""
@@ -171,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         "gets its partitions back without a rebalance, and a stopped one keeps them until its "
         "session times out (env KSTATEFUN_STATIC_MEMBERSHIP; default on when --instance-id is "
         "given)",
+    )
+    run.add_argument(
+        "--leave-group-on-stop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a static member that stops cleanly (SIGTERM) leaves the group for good, so its "
+        "partitions move to the other workers at once instead of after its session timeout: "
+        "for a worker stopped to scale in, not for one about to restart (env "
+        "KSTATEFUN_LEAVE_GROUP_ON_STOP; default off)",
     )
     run.add_argument(
         "--state-dir",

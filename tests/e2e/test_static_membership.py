@@ -6,14 +6,14 @@ after kill -9 gets its partitions back at once instead of after its crashed pred
 session timeout and loads its local snapshot instead of restoring the changelog, still exactly
 once; a second worker with the same instance id fences the first (exit 3).
 
-Under KIP-848 (``rebalance_protocol: consumer``, the default) the group refuses a member whose
-instance id another member still holds: a worker restarted after a clean stop takes its
-predecessor's place and partitions (no other worker is assigned anything); one restarted after
-kill -9 is refused until the group's session timeout released the killed one, and waits and
-joins again meanwhile, without exiting; a second worker with the same instance id fences the
-running one's producer, which stops (exit 3) at its next transaction, and then takes its
-place; one whose running namesake has nothing to do gives up after three session timeouts
-(exit 3), and the running one stops at its next input: never both at work."""
+Under KIP-848 (``rebalance_protocol: consumer``, the default), where librdkafka's static
+members leave with epoch -2 and the group refuses a member whose instance id another still
+holds: a worker restarted after a clean stop takes its predecessor's place and partitions (no
+other worker is assigned anything); so does one restarted after kill -9, which releases the
+killed member first (kafka/membership.py) instead of waiting for its session; a second
+worker with the same instance id fences the running one's producer, releases its membership
+and takes its place, and the running one stops (exit 3): never both at work. A worker stopped
+with leave_group_on_stop (scale-in) leaves for good: its partitions move at once."""
 
 import json
 import re
@@ -82,22 +82,27 @@ def test_a_named_worker_restarted_after_kill_resumes_at_once_from_its_snapshot(a
     assert "fenced" in app.log("w1")
 
 
-KIP848_SESSION_TIMEOUT_S = 20  # long enough that a restart after kill -9 comes before it ends
+REFUSED = "the group refused group member"  # the worker's refusal (_join_again)
 
 
-REFUSED = "the group refused group member"  # the worker's first refusal, before its waits
-ADMITTED = "the group admitted instance_id=w1 after"
+def wait_for_split(app) -> None:
+    """Until w1 and w2 both own partitions: the group's split settled."""
+    deadline = time.monotonic() + 120
+    while not all(owned_partitions(app.log(w)) for w in ("w1", "w2")):
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
 
 
-def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wait_after_a_kill(app):
-    set_group_session_timeout(app.bootstrap, app.app_id, KIP848_SESSION_TIMEOUT_S * 1000)
+RELEASED = "released the previous member of this instance id"
+
+
+def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_after_a_kill(app):
+    # long: a restart that waited for the killed member's session would fail the test
+    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
     expected: dict[str, list[int]] = {}
     app.start_worker("w1")
     app.start_worker("w2")
-    deadline = time.monotonic() + 120
-    while not all(owned_partitions(app.log(w)) for w in ("w1", "w2")):  # the split settled
-        assert time.monotonic() < deadline, app.all_logs()
-        time.sleep(0.05)
+    wait_for_split(app)
     # keys on every partition: each worker processes and commits some, w1 into its snapshot
     total = produce_keyed(app, expected, 0, keys=24)
     read_committed(app.bootstrap, app.egress, total, settle=0.2)
@@ -116,34 +121,35 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wai
     )
     assert loaded and sum(map(int, loaded)) > 0, app.all_logs()
 
-    # kill -9: the group keeps the killed member until its session times out and refuses the
-    # restarted one meanwhile, which waits and joins again until it is admitted; nothing is
-    # lost or counted twice
+    # kill -9: the group would keep the killed member until its session ends and refuse the
+    # restarted one meanwhile; the restart releases it (having fenced its transactions) and
+    # takes its place and partitions at once, without a rebalance: w2 is assigned nothing
+    owned = owned_partitions(app.log("w1"))
     app.kill_worker("w1")
     total = produce_keyed(app, expected, 2000, keys=24)
+    marks = {w: app.log(w).count("assigned invocations") for w in ("w1", "w2")}
     restarted = app.start_worker("w1")
-    app.wait_for_log("w1", REFUSED, 1, timeout=120)
-    app.wait_for_log("w1", ADMITTED, 1, timeout=120)
+    app.wait_for_log("w1", "assigned invocations", marks["w1"] + 1, timeout=SESSION_TIMEOUT_S / 2)
     log = app.log("w1")
-    assert "the group releases when its session times out" in log, app.all_logs()
-    # the wait is the group's own session timeout, as the cluster describes it
-    assert f"session_timeout_s={KIP848_SESSION_TIMEOUT_S} give_up_after_s=" in log, log
+    assert RELEASED in log and REFUSED not in log, app.all_logs()
+    assert owned_partitions(log) == owned, app.all_logs()
     total = produce_keyed(app, expected, 3000, keys=24)
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()
+    assert app.log("w2").count("assigned invocations") == marks["w2"], app.all_logs()
     assert restarted.poll() is None, app.all_logs()  # never exited
 
-    # the same instance id twice: the group refuses the newcomer, whose producer has fenced the
-    # running worker's already (init_transactions comes before the join); the running one
-    # stops at its next transaction (exit 3), leaving the group, and the newcomer takes its
-    # place: never both at work
+    # the same instance id twice: the newcomer fences the running worker's producer
+    # (init_transactions comes before the join), releases its membership and takes its place;
+    # the running one stops (exit 3): never both at work
+    marks = {w: app.log(w).count("assigned invocations") for w in ("w1", "w2")}
+    released = app.log("w1").count(RELEASED)
     second = app.start_worker("w1")
     try:
-        app.wait_for_log("w1", REFUSED, 2, timeout=120)
+        app.wait_for_log("w1", RELEASED, released + 1, timeout=60)
+        app.wait_for_log("w1", "assigned invocations", marks["w1"] + 1, timeout=60)
         total = produce_keyed(app, expected, 4000, keys=24)
         assert restarted.wait(60) == 3, app.all_logs()
-        assert "was fenced" in app.log("w1"), app.all_logs()
-        app.wait_for_log("w1", ADMITTED, 2, timeout=120)
         records = read_committed(app.bootstrap, app.egress, total)
         assert check_exactly_once(records, expected) == [], app.all_logs()
         assert second.poll() is None, app.all_logs()
@@ -152,30 +158,27 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_wai
             restarted.kill()
 
 
-def test_a_second_live_worker_with_the_same_instance_id_gives_up_and_never_runs_beside_it(app):
-    """Under KIP-848 a running member keeps its instance id for good: the newcomer is refused
-    for its three session timeouts and stops (exit 3) naming the running worker; the running
-    one, whose producer the newcomer fenced, stops at its next transaction."""
-    set_group_session_timeout(app.bootstrap, app.app_id, 6000)  # gives up after 18 s
+def test_a_named_worker_stopped_with_leave_group_on_stop_hands_its_partitions_over_at_once(app):
+    """Scale-in: a static member that stops cleanly with leave_group_on_stop leaves the group
+    for good, so the other worker takes its partitions now, not when its session ends; a
+    worker stopped without it keeps them until then (the group's session is longer than the
+    test waits)."""
+    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
     expected: dict[str, list[int]] = {}
-    first = app.start_worker("w1")
-    app.wait_for_log("w1", "assigned invocations")
-    second = app.start_worker("w1")
-    try:
-        assert second.wait(120) == 3, app.all_logs()
-        log = app.log("w1")
-        assert "session_timeout_s=6 give_up_after_s=18" in log, log
-        assert "another running worker holds its instance id" in log, log
-        assert "the group admitted" not in log, log
-        assert first.poll() is None, log  # nothing to do yet: it has not noticed the fence
+    app.start_worker("w1")
+    app.env["KSTATEFUN_LEAVE_GROUP_ON_STOP"] = "true"
+    app.start_worker("w2")
+    wait_for_split(app)
+    total = produce_keyed(app, expected, 0, keys=24)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+    partitions = owned_partitions(app.log("w1")) | owned_partitions(app.log("w2"))
 
-        total = produce_keyed(app, expected, 0, keys=24)
-        assert first.wait(60) == 3, app.all_logs()
-        assert "this worker's transactional id was fenced" in app.log("w1"), app.all_logs()
-        app.start_worker("w1")  # alone now: nothing was committed twice or lost
-        records = read_committed(app.bootstrap, app.egress, total)
-        assert check_exactly_once(records, expected) == [], app.all_logs()
-    finally:
-        for proc in (first, second):
-            if proc.poll() is None:
-                proc.kill()
+    assert app.stop_worker("w2") == 0, app.all_logs()
+    assert "left the group for good" in app.log("w2"), app.all_logs()
+    total = produce_keyed(app, expected, 1000, keys=24)
+    deadline = time.monotonic() + SESSION_TIMEOUT_S / 2  # its session would end only after
+    while owned_partitions(app.log("w1")) != partitions:
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
+    records = read_committed(app.bootstrap, app.egress, total)
+    assert check_exactly_once(records, expected) == [], app.all_logs()

@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.devkafka import LocalKafka, SaslSslConfig
 from kstatefun.devkafka.security import SCRAM_ITERATIONS
 from kstatefun.errors import DevKafkaError
+from kstatefun.kafka.membership import MembershipError, remove_static_members
 from tests import kafka_fixture
 from tests.harness import (
     MODULE_TEMPLATE,
@@ -38,6 +39,7 @@ from tests.harness import (
     keyed_events,
     produce_events,
 )
+from tests.integration.test_membership import check_release_and_remove
 from tests.security_fixture import Pki, make_pki, missing_tools
 
 USER = "kstatefun-worker"
@@ -366,3 +368,15 @@ def test_local_kafka_with_sasl_ssl_listens_on_127_0_0_1_only(tmp_path):
     assert f"SASL_SSL://127.0.0.1:{broker.sasl_ssl_port}" in listeners
     assert settings["inter.broker.listener.name"] == "PLAINTEXT"
     assert "SASL_SSL:SASL_SSL" in settings["listener.security.protocol.map"]
+
+
+def test_group_membership_requests_over_sasl_ssl(secure_kafka, request):
+    """kafka/membership.py's own connection speaks SCRAM over mutual TLS (what a named worker
+    uses to release a killed predecessor and to leave for good), and a wrong password gets a
+    clear error."""
+    topic = kafka_fixture.unique_name("in", request.node.name)
+    kafka_fixture.create_topic(secure_kafka.admin, topic, partitions=2)
+    group = kafka_fixture.unique_name("g", request.node.name)
+    check_release_and_remove(secure_kafka.client_config(), topic, group)
+    with pytest.raises(MembershipError, match="SASL authentication failed"):
+        remove_static_members(secure_kafka.client_config(password="wrong"), group, ["m1"])

@@ -49,6 +49,7 @@ CLI_FLAGS: Final[dict[str, str]] = {
     "app_id": "--app-id",
     "instance_id": "--instance-id",
     "static_membership": "--static-membership",
+    "leave_group_on_stop": "--leave-group-on-stop",
     "state_dir": "--state-dir",
     "partitions": "--partitions",
     "partitioner": "--partitioner",
@@ -180,6 +181,9 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
     # both default on when instance_id is given, else off (_defaults_for_a_named_instance)
     static_membership: bool = False
+    # a clean stop removes this static member from the group at once (kafka/membership.py):
+    # for a worker stopped for good (scale-in); a restart then rebalances twice
+    leave_group_on_stop: bool = False
     # eager: every rebalance revokes everything; cooperative and consumer (KIP-848, the
     # default) stop only the partitions that move (kafka/clients.py, docs/architecture.md
     # "Which rebalance protocol")

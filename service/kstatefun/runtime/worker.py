@@ -53,6 +53,11 @@ from kstatefun.kafka.groups import (
     coordinator_answers,
     group_session_timeout_s,
 )
+from kstatefun.kafka.membership import (
+    MembershipError,
+    release_predecessor,
+    remove_static_members,
+)
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
     InternalTopics,
@@ -129,6 +134,17 @@ class Worker:
         return self.settings.rebalance_protocol != "eager"
 
     @property
+    def _instance(self) -> str:
+        """This worker's group.instance.id as a static member (and its transactional id)."""
+        return f"{self.settings.app_id}-{self.settings.instance_id}"
+
+    @property
+    def _client_config(self) -> dict[str, Any]:
+        """How a client of this worker connects (bootstrap servers, security)."""
+        s = self.settings
+        return clients.base_config(s.bootstrap_servers, s.kafka_properties)
+
+    @property
     def _static_member(self) -> str:
         """This worker as its fatal group errors name it."""
         s = self.settings
@@ -196,6 +212,11 @@ class Worker:
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
+        if s.static_membership and s.rebalance_protocol == "consumer":
+            # the producer's init_transactions (_make_clients) fenced the predecessor: a
+            # killed one no longer holds the instance id either (KIP-848 would refuse the
+            # join until its session ended; the classic protocols replace it themselves)
+            release_predecessor(admin, self._client_config, s.app_id, self._instance)
         self._subscribe()
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
@@ -301,7 +322,7 @@ class Worker:
             s.bootstrap_servers, s.app_id, extra, s.rebalance_protocol
         )
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
-            consumer_config["group.instance.id"] = f"{s.app_id}-{s.instance_id}"
+            consumer_config["group.instance.id"] = self._instance
         # the same config each time: a consumer the group refused is replaced (_join_again)
         self._new_consumer = partial(Consumer, consumer_config)
         self.consumer = self._new_consumer()
@@ -785,6 +806,7 @@ class Worker:
         steps = [
             partial(self.committer.final, commit),
             self.consumer.close,  # leaves the group; on_revoke finds no open transaction
+            *([self._leave_for_good] if commit and self._leaves_for_good else []),
             *([self._health.stop] if self._health is not None else []),
             *([self.playground.close] if self.playground is not None else []),
             self.restorer.close,
@@ -818,6 +840,32 @@ class Worker:
         )
 
     # --- rebalancing --------------------------------------------------------------------------
+
+    @property
+    def _leaves_for_good(self) -> bool:
+        s = self.settings
+        return s.leave_group_on_stop and s.static_membership
+
+    def _leave_for_good(self) -> None:
+        """After a clean stop with leave_group_on_stop: remove this static member, which
+        librdkafka's close left in the group for a restart (epoch -2), so that its partitions
+        move now rather than when its session ends."""
+        try:
+            outcome = remove_static_members(
+                self._client_config, self.settings.app_id, [self._instance]
+            )
+        except MembershipError as e:
+            outcome = {self._instance: str(e)}
+        error = outcome.get(self._instance, "not in the answer")
+        if error is None:
+            log.info("left the group for good (leave_group_on_stop) instance=%s", self._instance)
+        else:
+            log.warning(
+                "could not leave the group for good (leave_group_on_stop): its partitions move "
+                "when its session times out instance=%s error=%s",
+                self._instance,
+                error,
+            )
 
     def _balance_ingress(self) -> None:
         """Messages between functions before new ingress: a backlog of ingress records that go
