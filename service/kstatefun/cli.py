@@ -90,7 +90,7 @@ def _dev_kafka(args: argparse.Namespace) -> int:
 DESCRIPTION = """\
 Stateful Functions on Kafka. Commands: run (a worker), dev-kafka (a local broker), and the
 operator commands that read a running application's topics: send, state, timers,
-dead-letters, topics (docs/operations-cli.md)."""
+dead-letters, topics, group (docs/operations-cli.md)."""
 
 RUN_EPILOG = """\
 Every flag also has an environment variable; a flag wins over the variable, the variable over

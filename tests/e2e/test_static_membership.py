@@ -32,6 +32,7 @@ from tests.harness import (
     set_group_session_timeout,
     wait_for_snapshot,
 )
+from tests.integration.test_cli_tools import run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -182,3 +183,36 @@ def test_a_named_worker_stopped_with_leave_group_on_stop_hands_its_partitions_ov
         time.sleep(0.05)
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()
+
+
+def test_group_remove_hands_a_killed_named_workers_partitions_over_at_once(app):
+    """Scale-in by kill: ``kstatefun group members`` still lists the killed named worker with
+    its partitions (the group waits for its session), ``kstatefun group remove`` removes it,
+    and the other worker takes its partitions at once; removing it again says it is gone."""
+    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
+    expected: dict[str, list[int]] = {}
+    app.start_worker("w1")
+    app.start_worker("w2")
+    wait_for_split(app)
+    total = produce_keyed(app, expected, 0, keys=24)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+    partitions = owned_partitions(app.log("w1")) | owned_partitions(app.log("w2"))
+
+    app.kill_worker("w2")
+    listed = json.loads(run_cli(app.bootstrap, app.app_id, "group", "members", "--json").stdout)
+    invocations = f"{app.app_id}-invocations"
+    by_instance = {m["instance_id"]: m["partitions"].get(invocations) for m in listed["members"]}
+    assert set(by_instance) == {"w1", "w2"}, listed
+    assert set(by_instance["w2"]) == owned_partitions(app.log("w2")), listed
+
+    removed = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2")
+    assert removed.stdout.strip() == "w2: removed", removed.stdout
+    total = produce_keyed(app, expected, 1000, keys=24)
+    deadline = time.monotonic() + SESSION_TIMEOUT_S / 2  # its session would end only after
+    while owned_partitions(app.log("w1")) != partitions:
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.05)
+    records = read_committed(app.bootstrap, app.egress, total)
+    assert check_exactly_once(records, expected) == [], app.all_logs()
+    again = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2", expect=1)
+    assert again.stdout.strip() == "w2: not removed (UNKNOWN_MEMBER_ID)", again.stdout

@@ -57,6 +57,9 @@ STATIC_LEAVE_EPOCH: Final = -2
 
 CLIENT_ID: Final = "kstatefun-membership"
 DEFAULT_TIMEOUT_S: Final = 10.0
+# each request of a starting worker's release: bounded tighter, since the start waits for it
+# (a coordinator that does not answer costs a few of these; the join then waits as before)
+RELEASE_TIMEOUT_S: Final = 5.0
 
 # Kafka error codes this module names in its messages
 _ERRORS: Final = {
@@ -358,6 +361,18 @@ def _connect_any(conf: Mapping[str, Any], timeout_s: float) -> _Connection:
     raise MembershipError("no bootstrap server answered: " + "; ".join(errors))
 
 
+def _ask_coordinator(
+    conf: Mapping[str, Any], group: str, api: tuple[int, int], body: bytes, timeout_s: float
+) -> _Reader:
+    """Send one request to ``group``'s coordinator; its answer. Network failures (refused,
+    reset, timed out, TLS) raise MembershipError too."""
+    try:
+        with _coordinator(conf, group, timeout_s) as conn:
+            return conn.request(api, body)
+    except OSError as e:
+        raise MembershipError(f"the coordinator of group {group!r} did not answer: {e}") from e
+
+
 def _coordinator(conf: Mapping[str, Any], group: str, timeout_s: float) -> _Connection:
     """A connection to ``group``'s coordinator (FindCoordinator v4, key type 0 = group)."""
     with _connect_any(conf, timeout_s) as conn:
@@ -403,11 +418,10 @@ def release_static_member(
         + _compact_str(None)  # owned partitions: null
         + _NO_TAGS
     )
-    with _coordinator(conf, group, timeout_s) as conn:
-        r = conn.request(_CONSUMER_GROUP_HEARTBEAT, body)
-        r.int32()  # throttle
-        code = r.int16()
-        message = r.compact_str()
+    r = _ask_coordinator(conf, group, _CONSUMER_GROUP_HEARTBEAT, body, timeout_s)
+    r.int32()  # throttle
+    code = r.int16()
+    message = r.compact_str()
     if code != 0:
         raise MembershipError(
             f"group {group!r} did not release member {instance_id!r}: {message or error_name(code)}"
@@ -430,17 +444,16 @@ def remove_static_members(
         _compact_str("") + _compact_str(i) + _compact_str(reason) + _NO_TAGS for i in ids
     )
     body = _compact_str(group) + _uvarint(len(ids) + 1) + members + _NO_TAGS
-    with _coordinator(conf, group, timeout_s) as conn:
-        r = conn.request(_LEAVE_GROUP, body)
-        r.int32()  # throttle
-        code = r.int16()
-        outcome: dict[str, str | None] = {}
-        for _ in range(r.uvarint() - 1):
-            r.compact_str()
-            instance = r.compact_str() or ""
-            member_code = r.int16()
-            r.tags()
-            outcome[instance] = None if member_code == 0 else error_name(member_code)
+    r = _ask_coordinator(conf, group, _LEAVE_GROUP, body, timeout_s)
+    r.int32()  # throttle
+    code = r.int16()
+    outcome: dict[str, str | None] = {}
+    for _ in range(r.uvarint() - 1):
+        r.compact_str()
+        instance = r.compact_str() or ""
+        member_code = r.int16()
+        r.tags()
+        outcome[instance] = None if member_code == 0 else error_name(member_code)
     if code != 0 and not outcome:
         raise MembershipError(f"group {group!r} refused to remove members: {error_name(code)}")
     return outcome
@@ -461,7 +474,7 @@ def release_predecessor(
     conf: Mapping[str, Any],
     group: str,
     instance_id: str,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = RELEASE_TIMEOUT_S,
 ) -> bool:
     """Before a static member with ``instance_id`` joins ``group``: mark its predecessor
     (a worker killed without leaving) as left with epoch -2, so that the group admits the new

@@ -3,6 +3,9 @@ security settings it speaks, and how bootstrap addresses are read. The group req
 themselves are tested against real brokers (tests/integration/test_membership.py, the SASL_SSL
 case in tests/integration/test_security.py, tests/e2e/test_static_membership.py)."""
 
+import socket
+import threading
+
 import pytest
 
 from kstatefun.kafka.membership import (
@@ -11,6 +14,8 @@ from kstatefun.kafka.membership import (
     Security,
     Unsupported,
     _bootstrap_addresses,
+    release_static_member,
+    remove_static_members,
 )
 
 # RFC 7677, section 3: user "user", password "pencil"
@@ -85,3 +90,25 @@ def test_bootstrap_addresses():
         ("b", 2),
         ("::1", 3),
     ]
+
+
+def test_a_broker_that_does_not_answer_is_a_membership_error():
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    conf = {"bootstrap.servers": f"127.0.0.1:{port}"}
+    with pytest.raises(MembershipError, match="no bootstrap server answered"):
+        remove_static_members(conf, "g", ["w1"], timeout_s=1.0)
+
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, then hangs up
+        conf = {"bootstrap.servers": f"127.0.0.1:{server.getsockname()[1]}"}
+
+        def hang_up() -> None:
+            conn, _ = server.accept()
+            conn.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        with pytest.raises(MembershipError, match="did not answer|closed the connection"):
+            release_static_member(conf, "g", "w1", "member", timeout_s=1.0)
+        thread.join()
