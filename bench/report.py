@@ -317,6 +317,9 @@ def table(res: dict) -> str:
     if res.get("scaleout"):
         lines += ["", "scale-out under load (bench/scaleout.py), per rebalance protocol"]
         lines += [f"  {brief_scaleout(r)}" for r in res["scaleout"].values()]
+    if res.get("restoreload"):
+        lines += ["", "restore under load (bench/restoreload.py)"]
+        lines += [f"  {brief_restoreload(res['restoreload'])}"]
     if res.get("bigstate"):
         lines += ["", *bigstate_lines(res["bigstate"])]
     prof = res["profile"].get("kstatefun") or {}
@@ -569,6 +572,24 @@ def markdown(res: dict) -> str:
             f"| {_eo(k)} |",
         ]
     return "\n".join(out)
+
+
+def brief_restoreload(r: dict) -> str:
+    """The kept partitions' p99/max while the moved big partition restores."""
+    if r.get("error"):
+        return f"error: {r['error']}"
+    steady = (r.get("steady") or {}).get("unmoved") or {}
+    w = r.get("restore") or {}
+    kept, moved = w.get("unmoved") or {}, w.get("moved") or {}
+    restored = r.get("restored") or {}
+    v = r.get("validation") or {}
+    return (
+        f"partition {r.get('partition')} of {r.get('keys'):,} states restored in "
+        f"{restored.get('seconds')} s ({restored.get('records')} records) while serving: "
+        f"kept partitions {r.get('kept')} p99 {kept.get('p99_ms')} ms (max {kept.get('max_ms')}), "
+        f"steady before p99 {steady.get('p99_ms')} ms; moved max {moved.get('max_ms')} ms; "
+        f"exactly-once {v.get('exactly_once')}"
+    )
 
 
 def brief_scaleout(r: dict) -> str:

@@ -35,6 +35,7 @@ from bench.contenders import Kstatefun, build
 from bench.kafkautil import create_topics, keyed_events, produce
 from bench.profile import profile_w1
 from bench.remote import w3
+from bench.restoreload import restore_under_load
 from bench.scaleout import scaleout
 from bench.workloads import (
     Env,
@@ -106,6 +107,10 @@ class Config:
     scaleout_lead_s: float = 8.0
     scaleout_window_s: float = 12.0
     scaleout_protocols: tuple[str, ...] = ("cooperative", "eager", "consumer")
+    # restore under load (bench/restoreload.py): a partition of this many states moves to a
+    # worker serving at scaleout_rate; the load runs scaleout_lead_s plus this long
+    restore_keys: int = 5_000_000
+    restore_window_s: float = 40.0
     # the big state part (bench/bigstate.py), reduced: the goals' sizes run alone, see there
     big: BigConfig = BigConfig()
 
@@ -130,6 +135,8 @@ QUICK = Config(
     scaleout_lead_s=4.0,
     scaleout_window_s=8.0,
     scaleout_protocols=("cooperative",),
+    restore_keys=100_000,
+    restore_window_s=8.0,
     big=BigConfig(
         keys=200_000, w1_events=20_000, w1_state_keys=100_000, w1_rounds=1, standby_keys=50_000
     ),
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help=(
             "comma-separated parts to skip: "
-            "w1,latency,w2,w3,scale,scaleout,restart,profile,bigstate"
+            "w1,latency,w2,w3,scale,scaleout,restoreload,restart,profile,bigstate"
         ),
     )
     parser.add_argument(
@@ -243,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor": {},
         "scale": {},
         "scaleout": {},
+        "restoreload": {},
         "restart": {},
         "profile": {},
         "bigstate": {},
@@ -448,6 +456,13 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
             if r is not None:
                 results["scaleout"][protocol] = r
                 log(f"  {report.brief_scaleout(r)}")
+    if k is not None and "restoreload" not in skip:
+        keys, rate = cfg.restore_keys, cfg.scaleout_rate
+        log(f"restore under load: a partition of {keys:,} states moves at {rate}/s")
+        r = _guard(results, "restoreload", "kstatefun", log, restore_under_load, env, k, cfg)
+        if r is not None:
+            results["restoreload"] = r
+            log(f"  {report.brief_restoreload(r)}")
     if k is not None and "restart" not in skip:
         # the defaults of a named worker (a state dir, static membership), then without each
         variants = [(True, True)]
