@@ -319,7 +319,7 @@ def table(res: dict) -> str:
         lines += [f"  {brief_scaleout(r)}" for r in res["scaleout"].values()]
     if res.get("restoreload"):
         lines += ["", "restore under load (bench/restoreload.py)"]
-        lines += [f"  {brief_restoreload(res['restoreload'])}"]
+        lines += [f"  {brief_restoreload(r)}" for r in res["restoreload"].values()]
     if res.get("bigstate"):
         lines += ["", *bigstate_lines(res["bigstate"])]
     prof = res["profile"].get("kstatefun") or {}
@@ -584,7 +584,7 @@ def brief_restoreload(r: dict) -> str:
     restored = r.get("restored") or {}
     v = r.get("validation") or {}
     return (
-        f"partition {r.get('partition')} of {r.get('keys'):,} states restored in "
+        f"partition {r.get('partition')} of {r.get('keys') or 0:,} states restored in "
         f"{restored.get('seconds')} s ({restored.get('records')} records) while serving: "
         f"kept partitions {r.get('kept')} p99 {kept.get('p99_ms')} ms (max {kept.get('max_ms')}), "
         f"steady before p99 {steady.get('p99_ms')} ms; moved max {moved.get('max_ms')} ms; "

@@ -5,12 +5,14 @@ restores that one.
 The W1 count app with its internal topics' partition 0 seeded with ``restore_keys`` counter
 states (bench/workloads.py ``seeded_app``: ids chosen so that they all land in partition 0),
 the rest empty. Two named workers (``leave_group_on_stop``, so the leave moves partitions at
-once) restore and serve; events at ``scaleout_rate`` on ``latency_keys`` fresh keys over every
-partition; after ``scaleout_lead_s`` the owner of partition 0 stops. The other worker gains
-its partitions and restores partition 0 while it keeps serving its own. Reported: the kept
-partitions' p99 and max latency (produce call → egress record visible) from the stop until
-partition 0 is restored, the restore's records and seconds from the survivor's log, and
-partition 0's longest wait (when it resumed). State store ``memory`` (the default).
+once) restore and serve; once the owner of partition 0 has written its restore into its local
+snapshot (``local snapshot caught up``), events at ``scaleout_rate`` on ``latency_keys`` fresh
+keys over every partition; after ``scaleout_lead_s`` the owner of partition 0 stops. The other
+worker gains its partitions and restores partition 0 while it keeps serving its own.
+Reported: the kept partitions' p99 and max latency (produce call → egress record visible)
+from the stop until partition 0 is restored, the restore's records and seconds from the
+survivor's log, and partition 0's longest wait (when it resumed). State store ``memory`` (the
+default).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bench.workloads import Env, seeded_app, validate
 from kstatefun.kafka.partitioner import id_partitioner
 
 BIG = 0  # the partition that holds the big state
+CAUGHT_UP = re.compile(r"local snapshot caught up rows=")  # state/snapshot.py
 RESTORED = re.compile(
     r"^(\S+ \S+) INFO .*restored topic=\S+-changelog partitions=(\S+) records=(\d+) "
     r"seconds=([\d.]+)",
@@ -76,10 +79,13 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
             raise RuntimeError(f"warm-up did not come through; {procs['r1'].log_tail(800)}")
         if not wait_group_stable(env.admin, t.app, 2, cfg.phase_timeout):
             raise RuntimeError(f"the group of two did not settle; {procs['r2'].log_tail(800)}")
-        time.sleep(cfg.settle_s)
-        before = len(reader)
         owners0 = owners(procs)
         leaver = owners0[BIG]
+        # its first restore's rows in its local snapshot: written a slice per loop round, they
+        # take a core for a while, which two workers, the broker and this process share here
+        _wait_for(procs[leaver], CAUGHT_UP, 0, cfg.restart_timeout)
+        time.sleep(cfg.settle_s)
+        before = len(reader)
         survivor = next(name for name in procs if name != leaver)
         kept = {p for p, owner in owners0.items() if owner == survivor}
         mark = len(procs[survivor].log_text())
@@ -119,6 +125,19 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
         reader.close()
     out["validation"] = validate(reader.records, sent_keys, True)
     return out
+
+
+def _wait_for(proc: Proc, pattern: re.Pattern[str], mark: int, timeout: float) -> re.Match[str]:
+    """The first match of ``pattern`` in the worker's log past ``mark``, once it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = pattern.search(proc.log_text()[mark:])
+        if found is not None:
+            return found
+        if not proc.alive():
+            raise RuntimeError(f"the worker stopped; {proc.log_tail(800)}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no {pattern.pattern!r} within {timeout:.0f} s; {proc.log_tail(800)}")
 
 
 def _wait_restored(proc: Proc, mark: int, timeout: float) -> dict[str, Any]:

@@ -461,7 +461,7 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
         log(f"restore under load: a partition of {keys:,} states moves at {rate}/s")
         r = _guard(results, "restoreload", "kstatefun", log, restore_under_load, env, k, cfg)
         if r is not None:
-            results["restoreload"] = r
+            results["restoreload"]["kstatefun"] = r
             log(f"  {report.brief_restoreload(r)}")
     if k is not None and "restart" not in skip:
         # the defaults of a named worker (a state dir, static membership), then without each

@@ -620,8 +620,8 @@ class Worker:
         if self._held:
             self._balance_ingress()  # also without commits: nothing may hold ingress for good
         snapshot = self.store.snapshot
-        if snapshot is not None:
-            snapshot.flush_if_due()  # commits gathered before the worker fell idle
+        if snapshot is not None and snapshot.flush_if_due():
+            wait_s = 0.0  # a restore's rows still to write, a slice per round: do not idle
         remote = self.remote
         if remote is not None and not remote.idle:
             try:

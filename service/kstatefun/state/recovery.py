@@ -130,7 +130,7 @@ class Recovery:
     def _finish(self, positions: dict[int, int]) -> set[int]:
         if self.snapshot is not None and self._changes is not None and positions:
             done = {p: self._changes.pop(p, {}) for p in positions}
-            self.snapshot.save(done, positions)
+            self.snapshot.save(done, positions, adopt=True)  # written a slice per loop round
         for p, position in positions.items():
             if p in self.fresh or position != self._starts[p]:  # else: kept, nothing to read
                 self._note_catch_up(p, position)

@@ -23,6 +23,7 @@ stale, and it is dropped.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import threading
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 # second. Written after every commit, the snapshot cost 6-13 us of CPU per record over 10,000
 # keys, gathered 1-3.5 us (bench/state_store.py, docs/performance.md).
 FLUSH_S = 0.5
+# ... and a flush writes for at most this long (in slices of _SLICE_ROWS rows), the rest in the
+# next rounds of the worker's loop, and a partition's position only once all its rows are
+# written. A restore hands over every row it read: 5,000,000 rows written at once stopped the
+# worker, every partition, for 13-16 s; in slices of 10,000 rows (and 10 ms) every round the
+# writing left too little of the loop for processing (bench/restoreload.py).
+FLUSH_SLICE_S = 0.005
+_SLICE_ROWS = 1_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -61,9 +69,10 @@ class LocalSnapshot:
         self._positions: dict[int, int] = {}
         self._due = time.monotonic() + FLUSH_S
         self._prefetch: _Prefetch | None = None
+        self._catching_up: tuple[int, float] | None = None  # (rows, since) of a restore's rows
 
     def close(self) -> None:
-        self.flush()
+        self.flush(everything=True)
         self._prefetch = None
         self._db.close()
 
@@ -80,7 +89,7 @@ class LocalSnapshot:
 
     def load(self, partition: int) -> tuple[dict[bytes, bytes], int]:
         """The partition's rows and the changelog offset to replay from (0: no snapshot)."""
-        self.flush()
+        self.flush(everything=True)
         found = self._prefetched(partition)
         position = (
             self._db.execute(
@@ -90,6 +99,9 @@ class LocalSnapshot:
             else found[1]
         )
         if position is None:
+            # rows without a position: a backlog cut short (a crash): not to be trusted
+            with self._transaction():
+                self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
             return {}, 0
         next_offset, saved_at_ms = position
         if time.time() * 1000 - saved_at_ms > self._max_age_ms:
@@ -127,53 +139,107 @@ class LocalSnapshot:
         self,
         changes: Mapping[int, Mapping[bytes, bytes | None]],
         positions: Mapping[int, int],
+        adopt: bool = False,
     ) -> None:
-        """Take one committed transaction's writes and the partitions' new positions; written
-        with the others gathered at most ``FLUSH_S`` later."""
+        """Take one committed transaction's writes (or a restore's rows) and the partitions'
+        new positions; written with the others gathered at most ``FLUSH_S`` later, for at
+        most ``FLUSH_SLICE_S`` at a time. ``adopt``: ``changes``' dicts are the caller's no
+        more, and are kept as they are (a restore's millions of rows, not copied)."""
         rows = self._rows
+        if adopt and self._catching_up is None:
+            big = sum(len(writes) for writes in changes.values())
+            if big > _SLICE_ROWS:  # a restore's rows: written over many rounds, logged when done
+                self._catching_up = (big, time.monotonic())
         for partition, writes in changes.items():
             gathered = rows.get(partition)
             if gathered is None:
-                rows[partition] = dict(writes)
+                rows[partition] = writes if adopt and isinstance(writes, dict) else dict(writes)
             else:
                 gathered.update(writes)
         self._positions.update(positions)
         if time.monotonic() >= self._due:
             self.flush()
 
-    def flush_if_due(self) -> None:
-        """Write what was gathered once ``FLUSH_S`` has passed: called by the worker's loop,
-        so that a worker that fell idle after its last commit still writes it."""
-        if time.monotonic() >= self._due and (self._rows or self._positions):
-            self.flush()
+    @property
+    def backlog(self) -> int:
+        """Rows gathered and not written yet."""
+        return sum(len(writes) for writes in self._rows.values())
 
-    def flush(self) -> None:
-        """Write what ``save`` gathered, rows and positions in one SQLite transaction."""
-        self._due = time.monotonic() + FLUSH_S
+    def flush_if_due(self) -> bool:
+        """Write what was gathered once ``FLUSH_S`` has passed, or at once while more than a
+        slice waits: called by the worker's loop, so that a worker that fell idle after its
+        last commit still writes it, and a restore's rows go out a slice per round. True
+        while more than a slice still waits (the loop should come back at once)."""
+        if not self._rows and not self._positions:
+            return False
+        if time.monotonic() >= self._due or self.backlog > _SLICE_ROWS:
+            self.flush()
+        return bool(self._rows) and self.backlog > _SLICE_ROWS
+
+    def flush(self, everything: bool = False) -> None:
+        """Write what ``save`` gathered, rows and positions in one SQLite transaction: for at
+        most ``FLUSH_SLICE_S`` (``everything``: all), taking rows from the gathered dicts,
+        which keep the rest (a later ``save`` of a key replaces its pending value there, so
+        the newer value is the one written). A partition's position is written only with its
+        last rows: until then the file holds its older position, from which a restart replays
+        what it lacks (records are last-write-wins per key), or none, and ``load`` drops the
+        rows."""
+        clock = time.monotonic
+        self._due = clock() + FLUSH_S
         if not self._rows and not self._positions:
             return
         self._prefetch = None  # a write: what was read may be stale
-        changes, positions = self._rows, self._positions
+        deadline = None if everything else clock() + FLUSH_SLICE_S
         now_ms = int(time.time() * 1000)
-        with self._transaction():  # a failed write keeps what it held for the next one
-            for partition, writes in changes.items():
-                upserts = [(partition, k, v) for k, v in writes.items() if v is not None]
-                deletes = [(partition, k) for k, v in writes.items() if v is None]
-                if upserts:
-                    self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
-                if deletes:
-                    self._db.executemany(
-                        "DELETE FROM state WHERE partition = ? AND key = ?", deletes
-                    )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO position VALUES (?, ?, ?)",
-                [(p, offset, now_ms) for p, offset in positions.items()],
+        written: list[tuple[int, dict[bytes, bytes | None]]] = []
+        try:
+            with self._transaction():
+                for partition in list(self._rows):
+                    writes = self._rows[partition]
+                    # at least one slice per flush, then until the deadline
+                    while writes and (deadline is None or not written or clock() < deadline):
+                        if deadline is None or len(writes) <= _SLICE_ROWS:
+                            taken, writes = writes, {}
+                        else:
+                            keys = list(itertools.islice(writes, _SLICE_ROWS))
+                            taken = {k: writes.pop(k) for k in keys}
+                        written.append((partition, taken))
+                        self._write(partition, taken)
+                    if writes:
+                        self._rows[partition] = writes
+                        break  # out of time
+                    del self._rows[partition]
+                ready = {p: o for p, o in self._positions.items() if p not in self._rows}
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO position VALUES (?, ?, ?)",
+                    [(p, offset, now_ms) for p, offset in ready.items()],
+                )
+        except BaseException:
+            for partition, taken in written:  # a failed write keeps what it held
+                pending = self._rows.setdefault(partition, {})
+                for key, value in taken.items():
+                    pending.setdefault(key, value)
+            raise
+        for p in ready:
+            del self._positions[p]
+        if self._catching_up is not None and not self._rows:
+            rows, since = self._catching_up
+            self._catching_up = None
+            log.info(
+                "local snapshot caught up rows=%d seconds=%.1f", rows, time.monotonic() - since
             )
-        self._rows, self._positions = {}, {}
+
+    def _write(self, partition: int, writes: Mapping[bytes, bytes | None]) -> None:
+        upserts = [(partition, k, v) for k, v in writes.items() if v is not None]
+        deletes = [(partition, k) for k, v in writes.items() if v is None]
+        if upserts:
+            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
+        if deletes:
+            self._db.executemany("DELETE FROM state WHERE partition = ? AND key = ?", deletes)
 
     def replace(self, partition: int, rows: Mapping[bytes, bytes], next_offset: int) -> None:
         """Store a whole partition after a restore from the changelog."""
-        self.flush()
+        self.flush(everything=True)
         self._prefetch = None  # a write: what was read may be stale
         with self._transaction():
             self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))

@@ -46,7 +46,11 @@ def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
 # The disk-backed store indexes a partition's TTLs after its assignment, this long per call of
 # ``expire_due`` (once per round of the loop), instead of scanning every row before the
 # partition serves anything: a takeover from a standby copy would otherwise wait for the scan.
-INDEX_SLICE_S = 0.02
+INDEX_SLICE_S = 0.005
+# ... and so does the memory store for a partition of more rows than this: indexing 5,000,000
+# rows at once stopped every partition of the worker for about 2 s, and slices of 20 ms left
+# too little of each round for processing (bench/restoreload.py)
+INDEX_AT_ONCE = 50_000
 
 
 def _expire_at(value: bytes) -> int | None:
@@ -63,20 +67,24 @@ class StateStore(PartitionedOverlay):
         super().__init__(disk)
         self.snapshot = snapshot  # memory store only: the disk-backed one is its own snapshot
         self._expiry = DeadlineQueue()  # values with a TTL, by expiry time
-        # disk-backed partitions whose rows are still being indexed (``_index_some``)
+        # partitions whose rows are still being indexed (``_index_some``): disk-backed ones,
+        # and big ones in memory
         self._indexing: dict[int, Iterator[tuple[bytes, bytes]]] = {}
 
     def _reindex(self, partition: int) -> None:
-        rows = self._committed[partition].items()
-        if self.disk is None:
-            self._expiry.rebuild(partition, changelog_expiries(rows))
+        committed = self._committed[partition]
+        if self.disk is None and len(committed) <= INDEX_AT_ONCE:
+            self._expiry.rebuild(partition, changelog_expiries(committed.items()))
             return
         # Until the scan is done a due value may be found late: it is deleted later, never
         # served (reads apply the TTL rule, is_expired). A write meanwhile pushes its own
         # entry; an entry the scan finds for a value since overwritten is checked when due.
         self._expiry.rebuild(partition, [])
-        if self.disk.may_expire(partition):  # else no row has a TTL: nothing to scan for
-            self._indexing[partition] = iter(rows)
+        if self.disk is None:  # the keys as they are now; each value as it is when scanned
+            keys = list(committed)
+            self._indexing[partition] = ((k, v) for k in keys if (v := committed.get(k)))
+        elif self.disk.may_expire(partition):  # else no row has a TTL: nothing to scan for
+            self._indexing[partition] = iter(committed.items())
 
     def _index_some(self) -> bool:
         """Index rows of the partitions still being indexed, for at most ``INDEX_SLICE_S``;

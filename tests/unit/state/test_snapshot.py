@@ -84,3 +84,83 @@ def test_recovery_takes_the_assigned_partitions_from_the_prefetch_and_drops_the_
     assert store.get(0, b"a") == ONE and store.position(0) == 5
     assert snap._prefetch is None  # partition 1's rows are not kept in memory
     assert snap.load(1) == ({b"b": TWO}, 6)  # still in the file
+
+
+# --- a restore's rows written a slice at a time (FLUSH_SLICE_S) ------------------------------
+
+
+def _position(path, partition):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT next_offset FROM position WHERE partition = ?", (partition,)
+        ).fetchone()
+        count = db.execute(
+            "SELECT count(*) FROM state WHERE partition = ?", (partition,)
+        ).fetchone()[0]
+    return (row[0] if row else None), count
+
+
+def test_a_big_save_is_written_a_slice_per_flush_and_its_position_last(tmp_path, monkeypatch):
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # one slice per flush
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"old": b"x"}}, {0: 3})
+    snap.flush()
+    restored = {b"k%d" % i: b"%d" % i for i in range(25)}
+    snap.save({0: restored, 1: {b"small": b"1"}}, {0: 40, 1: 2}, adopt=True)
+    snap.flush()
+    # 10 rows of partition 0 written; its position stays the old one until all are
+    assert _position(path, 0) == (3, 11) and snap.backlog == 16
+    snap.save({0: {b"k24": b"newer"}}, {0: 41})  # a commit meanwhile: the newer value wins
+    while snap.backlog:
+        before = snap.backlog
+        snap.flush_if_due()  # at once while more than a slice waits, else when due
+        if snap.backlog == before:
+            snap.flush()
+    assert _position(path, 0) == (41, 26) and _position(path, 1) == (2, 1)
+    snap.close()
+    rows, position = LocalSnapshot(path).load(0)
+    assert position == 41 and rows[b"k24"] == b"newer" and len(rows) == 26
+
+
+def test_rows_without_a_position_are_dropped_at_load(tmp_path, monkeypatch):
+    """A crash while a restore's rows were being written leaves rows and no position: the
+    next start restores the partition from the changelog, and a key the changelog no longer
+    has must not come back from those rows."""
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_SLICE_ROWS", 2)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"a": b"1", b"b": b"2", b"c": b"3"}}, {0: 9})
+    snap.flush()  # two rows, no position: then the process dies
+    assert _position(path, 0) == (None, 2)
+    assert LocalSnapshot(path).load(0) == ({}, 0)
+    assert _position(path, 0) == (None, 0)
+
+
+def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path, monkeypatch):
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"a": b"1", b"b": b"2"}}, {0: 5})
+
+    def fail(partition, writes):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(snap, "_write", fail)
+    try:
+        snap.flush()
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the write did not fail")
+    monkeypatch.undo()
+    assert snap.backlog == 2
+    snap.close()
+    assert LocalSnapshot(path).load(0) == ({b"a": b"1", b"b": b"2"}, 5)

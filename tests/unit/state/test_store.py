@@ -121,3 +121,29 @@ def test_an_idle_worker_writes_its_gathered_snapshot_when_due(tmp_path, monkeypa
     now[0] += snapshot_module.FLUSH_S
     snap.flush_if_due()  # the loop's housekeeping, no commit since
     assert LocalSnapshot(path).load(0) == ({b"a": b"1"}, 5)
+
+
+def test_a_big_partition_in_memory_is_indexed_a_slice_per_round_after_its_restore():
+    """Indexing every row's TTL at once stopped the worker for seconds after a restore of
+    millions of rows: past INDEX_AT_ONCE rows it is done in slices (expire_due, once per loop
+    round), with each value read as it is then."""
+    from kstatefun.state.store import INDEX_AT_ONCE
+    from kstatefun.wire.avro import encode_changelog_value
+
+    s = StateStore()
+    rows = s.add_partition(0)
+    plain = encode_changelog_value("t/type", b"v")
+    for i in range(INDEX_AT_ONCE + 5_000):
+        rows[b"k%06d" % i] = plain
+    rows[b"t"] = encode_changelog_value("t/type", b"v", expire_at_ms=1_000)
+    rows[b"u"] = encode_changelog_value("t/type", b"v", expire_at_ms=1_000)
+    s.restored(0, 10)  # returns at once: nothing scanned yet
+    assert s.next_expiry() == 0  # rows left to index: due at once
+    rows[b"u"] = plain  # overwritten before the scan reached it: never expires
+    del rows[b"k000001"]  # gone before the scan reached it
+    rounds = 0
+    while s.next_expiry() == 0:
+        assert s.expire_due(0) == 0
+        rounds += 1
+    assert rounds >= 1 and s.next_expiry() == 1_000
+    assert s.expire_due(2_000) == 1 and dict(next(s.pending())[1]) == {b"t": None}
