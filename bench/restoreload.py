@@ -22,19 +22,19 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.bigstate import big_id
+from bench.bigstate import big_id, wait_log
 from bench.contenders import Kstatefun, Proc
-from bench.kafkautil import Reader, keyed_events, produce, wait_group_stable
-from bench.scaleout import PacedProducer, _latencies, _window, owners
+from bench.kafkautil import Reader
+from bench.scaleout import PacedProducer, _latencies, _window, owners, warm_up
 from bench.workloads import Env, seeded_app, validate
 from kstatefun.kafka.partitioner import id_partitioner
 
 BIG = 0  # the partition that holds the big state
-CAUGHT_UP = re.compile(r"local snapshot caught up rows=")  # state/snapshot.py
-RESTORED = re.compile(
-    r"^(\S+ \S+) INFO .*restored topic=\S+-changelog partitions=(\S+) records=(\d+) "
-    r"seconds=([\d.]+)",
-    re.M,
+CAUGHT_UP = r"local snapshot caught up rows="  # state/snapshot.py
+# state/restore.py's line for a restore that included partition BIG
+RESTORED_BIG = (
+    rf"restored topic=\S+-changelog partitions=(?:\d+,)*{BIG}(?:,\d+)* records=(\d+) "
+    r"seconds=([\d.]+)"
 )
 
 
@@ -72,23 +72,17 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
     sent_keys: Counter = Counter()
     try:
         # every partition answers (partition 0 once restored) before anything is measured
-        warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)
-        sent_keys.update(key for key, _ in warm)
-        if not reader.wait_for(len(warm), cfg.restart_timeout):
-            raise RuntimeError(f"warm-up did not come through; {procs['r1'].log_tail(800)}")
-        if not wait_group_stable(env.admin, t.app, 2, cfg.phase_timeout):
-            raise RuntimeError(f"the group of two did not settle; {procs['r2'].log_tail(800)}")
+        warm_up(env, t, reader, procs, sent_keys, cfg, cfg.restart_timeout)
         owners0 = owners(procs)
         leaver = owners0[BIG]
         # its first restore's rows in its local snapshot: written a slice per loop round, they
         # take a core for a while, which two workers, the broker and this process share here
-        _wait_for(procs[leaver], CAUGHT_UP, 0, cfg.restart_timeout)
+        wait_log(procs[leaver], CAUGHT_UP, 0, cfg.restart_timeout)
         time.sleep(cfg.settle_s)
         before = len(reader)
         survivor = next(name for name in procs if name != leaver)
         kept = {p for p, owner in owners0.items() if owner == survivor}
-        mark = len(procs[survivor].log_text())
+        mark = procs[survivor].log.stat().st_size
         lead = cfg.scaleout_lead_s
         producer = PacedProducer(
             env.bootstrap,
@@ -127,28 +121,9 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _wait_for(proc: Proc, pattern: re.Pattern[str], mark: int, timeout: float) -> re.Match[str]:
-    """The first match of ``pattern`` in the worker's log past ``mark``, once it is there."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = pattern.search(proc.log_text()[mark:])
-        if found is not None:
-            return found
-        if not proc.alive():
-            raise RuntimeError(f"the worker stopped; {proc.log_tail(800)}")
-        time.sleep(0.05)
-    raise RuntimeError(f"no {pattern.pattern!r} within {timeout:.0f} s; {proc.log_tail(800)}")
-
-
 def _wait_restored(proc: Proc, mark: int, timeout: float) -> dict[str, Any]:
-    """Until the survivor's log (past ``mark``) shows partition 0's changelog restored: its
-    records and seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for m in RESTORED.finditer(proc.log_text()[mark:]):
-            if str(BIG) in m.group(2).split(","):
-                return {"records": int(m.group(3)), "seconds": float(m.group(4))}
-        if not proc.alive():
-            raise RuntimeError(f"the survivor stopped; {proc.log_tail(800)}")
-        time.sleep(0.05)
-    raise RuntimeError(f"partition {BIG} was not restored within {timeout:.0f} s")
+    """Until the survivor's log (past byte ``mark``) shows partition 0's changelog restored:
+    its records and seconds."""
+    found = re.search(RESTORED_BIG, wait_log(proc, RESTORED_BIG, mark, timeout))
+    assert found is not None
+    return {"records": int(found.group(1)), "seconds": float(found.group(2))}

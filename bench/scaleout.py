@@ -86,6 +86,27 @@ class PacedProducer:
         self._thread.join()
 
 
+def warm_up(
+    env: Env,
+    t: Any,
+    reader: Reader,
+    procs: dict[str, Proc],
+    sent_keys: Counter,
+    cfg: Any,
+    timeout: float,
+) -> None:
+    """Events on every partition until their outputs come through (counted in ``sent_keys``),
+    then the group of the two workers in ``procs`` settled: nothing is measured before."""
+    warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
+    produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)
+    sent_keys.update(key for key, _ in warm)
+    first, second = procs.values()
+    if not reader.wait_for(len(warm), timeout):
+        raise RuntimeError(f"warm-up did not come through; {first.log_tail(800)}")
+    if not wait_group_stable(env.admin, t.app, 2, cfg.phase_timeout):
+        raise RuntimeError(f"the group of two did not settle; {second.log_tail(800)}")
+
+
 def _window(
     lat: dict[int, float],
     sent: list[float],
@@ -128,14 +149,7 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
     sent_keys: Counter = Counter()
     out: dict[str, Any] = {"protocol": protocol, "rate": cfg.scaleout_rate}
     try:
-        warm = keyed_events(cfg.warmup_events, cfg.warmup_events, prefix="warm")
-        produce(env.bootstrap, t.ingress, warm, env.shape.partitioner)
-        sent_keys.update(key for key, _ in warm)
-        if not reader.wait_for(len(warm), cfg.phase_timeout):
-            raise RuntimeError(f"warm-up did not come through; {procs['s1'].log_tail(800)}")
-        # both workers in the group with partitions before anything is measured
-        if not wait_group_stable(env.admin, t.app, 2, cfg.phase_timeout):
-            raise RuntimeError(f"the group of two did not settle; {procs['s2'].log_tail(800)}")
+        warm_up(env, t, reader, procs, sent_keys, cfg, cfg.phase_timeout)
         time.sleep(cfg.settle_s)
         before = len(reader)
         owners0 = owners(procs)

@@ -15,15 +15,23 @@ def test_ids_in_one_partition():
     assert len(set(ids)) == 50 and {partition_of(i) for i in ids} == {BIG}
 
 
-def test_the_restore_of_the_big_partition_is_read_from_the_log_past_the_mark():
-    line = (
-        "2026-12-06 01:00:00,000 INFO kstatefun.state.restore app=a instance=r2 restored "
-        "topic=a-changelog partitions={} records={} seconds={} rate=1/s\n"
-    )
-    old = line.format("0,3", 9, "0.10")  # before the mark: the first start's restore
-    log = old + line.format("4,5", 0, "0.01") + line.format("0,1,2", 5000000, "21.50")
-    proc = SimpleNamespace(log_text=lambda: log, alive=lambda: True, log_tail=lambda n: "")
+LINE = (
+    "2026-12-06 01:00:00,000 INFO kstatefun.state.restore app=a instance=r2 restored "
+    "topic=a-changelog partitions={} records={} seconds={} rate=1/s\n"
+)
+
+
+def test_the_restore_of_the_big_partition_is_read_from_the_log_past_the_mark(tmp_path):
+    log = tmp_path / "r2.log"
+    old = LINE.format("0,3", 9, "0.10")  # before the mark: the first start's restore
+    log.write_text(old + LINE.format("10,5", 0, "0.01") + LINE.format("1,0,2", 5000000, "21.50"))
+    proc = SimpleNamespace(log=log, alive=lambda: True)
     assert _wait_restored(proc, len(old), 1.0) == {"records": 5000000, "seconds": 21.5}
-    done = SimpleNamespace(log_text=lambda: old, alive=lambda: False, log_tail=lambda n: "")
-    with pytest.raises(RuntimeError, match="survivor stopped"):
-        _wait_restored(done, len(old), 1.0)
+
+
+def test_a_survivor_that_stopped_before_the_restore_is_an_error(tmp_path):
+    log = tmp_path / "r2.log"
+    log.write_text(LINE.format("10", 9, "0.10"))  # partition 10, not 0
+    proc = SimpleNamespace(log=log, alive=lambda: False)
+    with pytest.raises(RuntimeError, match="worker's log"):
+        _wait_restored(proc, 0, 1.0)
