@@ -164,39 +164,20 @@ def test_a_named_worker_stopped_with_leave_group_on_stop_hands_its_partitions_ov
     for good, so the other worker takes its partitions now, not when its session ends; a
     worker stopped without it keeps them until then (the group's session is longer than the
     test waits)."""
-    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
     expected: dict[str, list[int]] = {}
-    app.start_worker("w1")
-    app.env["KSTATEFUN_LEAVE_GROUP_ON_STOP"] = "true"
-    app.start_worker("w2")
-    wait_for_split(app)
-    total = produce_keyed(app, expected, 0, keys=24)
-    read_committed(app.bootstrap, app.egress, total, settle=0.2)
-    partitions = owned_partitions(app.log("w1")) | owned_partitions(app.log("w2"))
+    partitions = two_named_workers_at_work(app, expected, {"KSTATEFUN_LEAVE_GROUP_ON_STOP": "true"})
 
     assert app.stop_worker("w2") == 0, app.all_logs()
     assert "left the group for good" in app.log("w2"), app.all_logs()
-    total = produce_keyed(app, expected, 1000, keys=24)
-    deadline = time.monotonic() + SESSION_TIMEOUT_S / 2  # its session would end only after
-    while owned_partitions(app.log("w1")) != partitions:
-        assert time.monotonic() < deadline, app.all_logs()
-        time.sleep(0.05)
-    records = read_committed(app.bootstrap, app.egress, total)
-    assert check_exactly_once(records, expected) == [], app.all_logs()
+    w1_takes_over_before_the_session_ends(app, expected, partitions)
 
 
 def test_group_remove_hands_a_killed_named_workers_partitions_over_at_once(app):
     """Scale-in by kill: ``kstatefun group members`` still lists the killed named worker with
     its partitions (the group waits for its session), ``kstatefun group remove`` removes it,
     and the other worker takes its partitions at once; removing it again says it is gone."""
-    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
     expected: dict[str, list[int]] = {}
-    app.start_worker("w1")
-    app.start_worker("w2")
-    wait_for_split(app)
-    total = produce_keyed(app, expected, 0, keys=24)
-    read_committed(app.bootstrap, app.egress, total, settle=0.2)
-    partitions = owned_partitions(app.log("w1")) | owned_partitions(app.log("w2"))
+    partitions = two_named_workers_at_work(app, expected, {})
 
     app.kill_worker("w2")
     listed = json.loads(run_cli(app.bootstrap, app.app_id, "group", "members", "--json").stdout)
@@ -207,6 +188,27 @@ def test_group_remove_hands_a_killed_named_workers_partitions_over_at_once(app):
 
     removed = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2")
     assert removed.stdout.strip() == "w2: removed", removed.stdout
+    w1_takes_over_before_the_session_ends(app, expected, partitions)
+    again = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2", expect=1)
+    assert again.stdout.strip() == "w2: not removed (UNKNOWN_MEMBER_ID)", again.stdout
+
+
+def two_named_workers_at_work(app, expected, w2_env: dict[str, str]) -> set[int]:
+    """w1 and w2 (w2 with ``w2_env`` more), the group's session longer than the tests wait,
+    their split settled and some keys on every partition processed: all the partitions."""
+    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
+    app.start_worker("w1")
+    app.env.update(w2_env)
+    app.start_worker("w2")
+    wait_for_split(app)
+    total = produce_keyed(app, expected, 0, keys=24)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+    return owned_partitions(app.log("w1")) | owned_partitions(app.log("w2"))
+
+
+def w1_takes_over_before_the_session_ends(app, expected, partitions: set[int]) -> None:
+    """w2 is out of the group: w1 owns every partition before w2's session could have ended,
+    and more input comes out exactly once."""
     total = produce_keyed(app, expected, 1000, keys=24)
     deadline = time.monotonic() + SESSION_TIMEOUT_S / 2  # its session would end only after
     while owned_partitions(app.log("w1")) != partitions:
@@ -214,5 +216,3 @@ def test_group_remove_hands_a_killed_named_workers_partitions_over_at_once(app):
         time.sleep(0.05)
     records = read_committed(app.bootstrap, app.egress, total)
     assert check_exactly_once(records, expected) == [], app.all_logs()
-    again = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2", expect=1)
-    assert again.stdout.strip() == "w2: not removed (UNKNOWN_MEMBER_ID)", again.stdout

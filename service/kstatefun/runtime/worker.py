@@ -224,7 +224,7 @@ class Worker:
             "static_membership=%s state_dir=%s version=%s build=%s",
             s.app_id,
             s.instance_id,
-            f"{s.app_id}-{s.instance_id}",
+            self._instance,
             self.partitions,
             partitions_from,
             self.partitioner,
@@ -329,7 +329,7 @@ class Worker:
         # kstatefun_consumer_lag, sampled by the loop (_sample_lag) only when it is exported
         self._lag_due = 0.0 if s.metrics_port else float("inf")
         self._lag_start: dict[tuple[str, int], int] = {}  # committed offsets (_sample_lag)
-        transactional_id = f"{s.app_id}-{s.instance_id}"
+        transactional_id = self._instance
         self.txn = Transaction(
             lambda: Producer(
                 clients.transactional_producer_config(

@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 # Records applied per step, one step per round of the worker's loop, between which the live
 # partitions are served: 5,000 made rounds of 25-60 ms while a partition of 5,000,000 rows was
-# restored beside them (bench/restoreload.py). The rate stayed: make bench's big state part
-# restored 2,000,000 rows at 243,900 / 243,300 records/s, against 243,600 / 242,700 with 5,000
+# restored beside them (single runs of bench/restoreload.py's part alone). The rate stayed:
+# make bench's big state part restored 2,000,000 rows at 243,900 / 243,300 records/s in the
+# two runs of 778f6fd, 243,600 / 242,700 with 5,000 in those of 5c84c72 (other runs, so not
+# a ratio within one)
 RESTORE_BATCH = 2_000
 
 

@@ -41,7 +41,8 @@ FLUSH_S = 0.5
 # next rounds of the worker's loop, and a partition's position only once all its rows are
 # written. A restore hands over every row it read: 5,000,000 rows written at once stopped the
 # worker, every partition, for 13-16 s; in slices of 10,000 rows (and 10 ms) every round the
-# writing left too little of the loop for processing (bench/restoreload.py).
+# writing left too little of the loop for processing (single runs of bench/restoreload.py's
+# part alone, docs/performance.md "Restore under load").
 FLUSH_SLICE_S = 0.005
 _SLICE_ROWS = 1_000
 

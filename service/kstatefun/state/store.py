@@ -49,7 +49,7 @@ def is_expired(expire_at_ms: int | None, now_ms: int) -> bool:
 INDEX_SLICE_S = 0.005
 # ... and so does the memory store for a partition of more rows than this: indexing 5,000,000
 # rows at once stopped every partition of the worker for about 2 s, and slices of 20 ms left
-# too little of each round for processing (bench/restoreload.py)
+# too little of each round for processing (single runs of bench/restoreload.py's part alone)
 INDEX_AT_ONCE = 50_000
 
 
