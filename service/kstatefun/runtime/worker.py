@@ -101,6 +101,9 @@ LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 INVOCATIONS_LAG_HIGH = 5_000
 INVOCATIONS_LAG_LOW = 1_000
 HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
+# Nothing consumed for this long and nothing restoring: the worker is idle, and writes its
+# local snapshot's backlog in longer slices (state/snapshot.py IDLE_FLUSH_SLICE_S)
+IDLE_S = 0.2
 
 
 class _Refused(Exception):
@@ -209,6 +212,7 @@ class Worker:
         self._held_since = 0.0
         # partitions were resumed (a rebalance, a restore, a drain, a hold): kafka/fetchers.py
         self._wake_due = False
+        self._consumed_at = 0.0  # when the loop last read records (IDLE_S)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -595,8 +599,10 @@ class Worker:
         except _Refused as refused:
             self._join_again(refused.err)
             return
-        if batch and not self._process(batch):
-            return
+        if batch:
+            self._consumed_at = time.monotonic()
+            if not self._process(batch):
+                return
         if self.committer.after_batch(len(batch)):
             self._balance_ingress()
 
@@ -620,8 +626,10 @@ class Worker:
         if self._held:
             self._balance_ingress()  # also without commits: nothing may hold ingress for good
         snapshot = self.store.snapshot
-        if snapshot is not None and snapshot.flush_if_due():
-            wait_s = 0.0  # a restore's rows still to write, a slice per round: do not idle
+        if snapshot is not None:
+            idle = not assignment.restoring and time.monotonic() - self._consumed_at > IDLE_S
+            if snapshot.flush_if_due(idle):
+                wait_s = 0.0  # a restore's rows still to write, a slice per round: do not idle
         remote = self.remote
         if remote is not None and not remote.idle:
             try:

@@ -44,6 +44,10 @@ FLUSH_S = 0.5
 # writing left too little of the loop for processing (single runs of bench/restoreload.py's
 # part alone, docs/performance.md "Restore under load").
 FLUSH_SLICE_S = 0.005
+# ... or this long while the worker is idle (nothing consumed for IDLE_S): after a restart's
+# restore, say, when no record waits for the loop and a kill -9 before the snapshot caught up
+# means replaying from the changelog what it lacks
+IDLE_FLUSH_SLICE_S = 0.05
 _SLICE_ROWS = 1_000
 
 _SCHEMA = """
@@ -147,10 +151,11 @@ class LocalSnapshot:
         most ``FLUSH_SLICE_S`` at a time. ``adopt``: ``changes``' dicts are the caller's no
         more, and are kept as they are (a restore's millions of rows, not copied)."""
         rows = self._rows
-        if adopt and self._catching_up is None:
+        if adopt:
             big = sum(len(writes) for writes in changes.values())
             if big > _SLICE_ROWS:  # a restore's rows: written over many rounds, logged when done
-                self._catching_up = (big, time.monotonic())
+                rows_before, since = self._catching_up or (0, time.monotonic())
+                self._catching_up = (rows_before + big, since)
         for partition, writes in changes.items():
             gathered = rows.get(partition)
             if gathered is None:
@@ -166,20 +171,22 @@ class LocalSnapshot:
         """Rows gathered and not written yet."""
         return sum(len(writes) for writes in self._rows.values())
 
-    def flush_if_due(self) -> bool:
+    def flush_if_due(self, idle: bool = False) -> bool:
         """Write what was gathered once ``FLUSH_S`` has passed, or at once while more than a
         slice waits: called by the worker's loop, so that a worker that fell idle after its
-        last commit still writes it, and a restore's rows go out a slice per round. True
-        while more than a slice still waits (the loop should come back at once)."""
+        last commit still writes it, and a restore's rows go out a slice per round (a longer
+        one while the worker is ``idle``). True while more than a slice still waits (the loop
+        should come back at once)."""
         if not self._rows and not self._positions:
             return False
         if time.monotonic() >= self._due or self.backlog > _SLICE_ROWS:
-            self.flush()
+            self.flush(slice_s=IDLE_FLUSH_SLICE_S if idle else FLUSH_SLICE_S)
         return bool(self._rows) and self.backlog > _SLICE_ROWS
 
-    def flush(self, everything: bool = False) -> None:
+    def flush(self, everything: bool = False, slice_s: float | None = None) -> None:
         """Write what ``save`` gathered, rows and positions in one SQLite transaction: for at
-        most ``FLUSH_SLICE_S`` (``everything``: all), taking rows from the gathered dicts,
+        most ``slice_s`` (default ``FLUSH_SLICE_S``; ``everything``: all), taking rows from
+        the gathered dicts,
         which keep the rest (a later ``save`` of a key replaces its pending value there, so
         the newer value is the one written). A partition's position is written only with its
         last rows: until then the file holds its older position, from which a restart replays
@@ -190,7 +197,8 @@ class LocalSnapshot:
         if not self._rows and not self._positions:
             return
         self._prefetch = None  # a write: what was read may be stale
-        deadline = None if everything else clock() + FLUSH_SLICE_S
+        slice_s = FLUSH_SLICE_S if slice_s is None else slice_s
+        deadline = None if everything else clock() + slice_s
         now_ms = int(time.time() * 1000)
         written: list[tuple[int, dict[bytes, bytes | None]]] = []
         try:

@@ -128,6 +128,37 @@ def test_a_big_save_is_written_a_slice_per_flush_and_its_position_last(tmp_path,
     assert position == 41 and rows[b"k24"] == b"newer" and len(rows) == 26
 
 
+def test_an_idle_worker_writes_the_backlog_in_longer_slices(tmp_path, monkeypatch):
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # busy: one slice per flush
+    monkeypatch.setattr(module, "IDLE_FLUSH_SLICE_S", 60.0)  # idle: all of it here
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"k%d" % i: b"%d" % i for i in range(35)}}, {0: 35}, adopt=True)
+    assert snap.flush_if_due() is True and snap.backlog == 25
+    assert snap.flush_if_due(idle=True) is False and snap.backlog == 0
+    assert _position(path, 0) == (35, 35)
+
+
+def test_the_catch_up_line_counts_every_restore_it_waited_for(tmp_path, monkeypatch, caplog):
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)
+    snap = LocalSnapshot(tmp_path / "s.sqlite")
+    snap.save({0: {b"a%d" % i: b"1" for i in range(15)}}, {0: 15}, adopt=True)
+    snap.flush()  # partition 0 half written: a second restore ends meanwhile
+    snap.save({1: {b"b%d" % i: b"1" for i in range(20)}}, {1: 20}, adopt=True)
+    with caplog.at_level("INFO", logger=module.__name__):
+        while snap.backlog:
+            snap.flush()
+    assert [r.getMessage().split(" seconds")[0] for r in caplog.records] == [
+        "local snapshot caught up rows=35"
+    ]
+
+
 def test_rows_without_a_position_are_dropped_at_load(tmp_path, monkeypatch):
     """A crash while a restore's rows were being written leaves rows and no position: the
     next start restores the partition from the changelog, and a key the changelog no longer
