@@ -77,18 +77,6 @@ def memory(proc: Proc) -> dict[str, int]:
     return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
 
 
-def wait_log(proc: Proc, pattern: str, since: int, timeout: float) -> str:
-    """The worker's log from byte ``since`` once ``pattern`` is in it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = proc.log.read_bytes()[since:].decode(errors="replace")
-        if re.search(pattern, text):
-            return text
-        if not proc.alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"no {pattern!r} in the worker's log; {text[-1500:]}")
-        time.sleep(0.1)
-
-
 def restored_records(log: str, app: str) -> dict[str, Any]:
     found = re.findall(RESTORED_CHANGELOG.format(topic=re.escape(f"{app}-changelog")), log)
     records, seconds = sum(int(r) for r, _ in found), sum(float(s) for _, s in found)
@@ -173,7 +161,7 @@ class Big:
         out: dict[str, Any] = {"keys": cfg.keys, "partitions": cfg.partitions}
         proc = self.spawn(t, "rocksdb", state_dir)
         try:
-            text = wait_log(proc, ALL_RESTORED, 0, cfg.timeout_s)
+            text = proc.wait_log(ALL_RESTORED, 0, cfg.timeout_s)
             restored_s = time.monotonic() - proc.started
             out["load"] = {
                 "restored_after_s": round(restored_s, 2),
@@ -233,7 +221,7 @@ class Big:
                     before = len(reader)
                     proc = self.spawn(t, store, state_dir if store == "rocksdb" else None)
                     try:  # every round's worker appends to one log: read this round's part
-                        text = wait_log(proc, ALL_RESTORED, log_size, cfg.timeout_s)
+                        text = proc.wait_log(ALL_RESTORED, log_size, cfg.timeout_s)
                         first = re.search(FIRST_RESTORED, text, re.M)
                         assert first is not None, text[-1500:]
                         since = log_time(first.group(1)) - (time.time() - time.monotonic())

@@ -8,6 +8,7 @@ and one validation serve them all.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,17 @@ class Proc:
 
     def log_tail(self, chars: int = 1500) -> str:
         return self.log_text()[-chars:]
+
+    def wait_log(self, pattern: str, since: int, timeout: float) -> str:
+        """The log from byte ``since`` once ``pattern`` is in it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log.read_bytes()[since:].decode(errors="replace")
+            if re.search(pattern, text):
+                return text
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"no {pattern!r} in the worker's log; {text[-1500:]}")
+            time.sleep(0.1)
 
 
 @dataclass

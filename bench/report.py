@@ -307,6 +307,9 @@ def table(res: dict) -> str:
                     if x.get("snapshot_keys_loaded")
                     else ""
                 )
+                caught = x.get("snapshot_caught_up_after_s")
+                if caught is not None:
+                    snap += f"; its snapshot caught up after {caught} s"
                 lines.append(
                     f"  {name:<24} {r['keys']:,} keys, {phase:<11}: next output after "
                     f"{_num(x.get('to_next_output_s'))} s (partitions assigned after "
@@ -479,6 +482,7 @@ def _restart_panel(ax: Any, res: dict) -> None:
             else:
                 note = f"restore\n{rs.get('rate') or 0:,}/s"
             flags = name.replace("kstatefun", "").replace("--static-membership", "--static")
+            flags = flags.replace(", snapshot caught up", " snapshot-caught-up")
             label = "\n".join([*flags.split(), phase.replace("_", " ")])
             bars.append((label, x["to_next_output_s"], note))
     if not bars:

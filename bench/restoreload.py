@@ -22,15 +22,14 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.bigstate import big_id, wait_log
+from bench.bigstate import big_id
 from bench.contenders import Kstatefun, Proc
 from bench.kafkautil import Reader
 from bench.scaleout import PacedProducer, _latencies, _window, owners, warm_up
-from bench.workloads import Env, seeded_app, validate
+from bench.workloads import SNAPSHOT_CAUGHT_UP, Env, seeded_app, validate
 from kstatefun.kafka.partitioner import id_partitioner
 
 BIG = 0  # the partition that holds the big state
-CAUGHT_UP = r"local snapshot caught up rows="  # state/snapshot.py
 # state/restore.py's line for a restore that included partition BIG
 RESTORED_BIG = (
     rf"restored topic=\S+-changelog partitions=(?:\d+,)*{BIG}(?:,\d+)* records=(\d+) "
@@ -77,7 +76,7 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
         leaver = owners0[BIG]
         # its first restore's rows in its local snapshot: written a slice per loop round, they
         # take a core for a while, which two workers, the broker and this process share here
-        wait_log(procs[leaver], CAUGHT_UP, 0, cfg.restart_timeout)
+        procs[leaver].wait_log(SNAPSHOT_CAUGHT_UP, 0, cfg.restart_timeout)
         time.sleep(cfg.settle_s)
         before = len(reader)
         survivor = next(name for name in procs if name != leaver)
@@ -124,6 +123,6 @@ def restore_under_load(env: Env, k: Kstatefun, cfg: Any) -> dict[str, Any]:
 def _wait_restored(proc: Proc, mark: int, timeout: float) -> dict[str, Any]:
     """Until the survivor's log (past byte ``mark``) shows partition 0's changelog restored:
     its records and seconds."""
-    found = re.search(RESTORED_BIG, wait_log(proc, RESTORED_BIG, mark, timeout))
+    found = re.search(RESTORED_BIG, proc.wait_log(RESTORED_BIG, mark, timeout))
     assert found is not None
     return {"records": int(found.group(1)), "seconds": float(found.group(2))}

@@ -464,13 +464,15 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
             results["restoreload"]["kstatefun"] = r
             log(f"  {report.brief_restoreload(r)}")
     if k is not None and "restart" not in skip:
-        # the defaults of a named worker (a state dir, static membership), then without each
-        variants = [(True, True)]
+        # the defaults of a named worker (a state dir, static membership), killed while its
+        # snapshot still catches up with its first restore and once it has; then without each
+        variants = [(True, True, False), (True, True, True)]
         if cfg.restart_variants:
-            variants += [(True, False), (False, False)]
-        for state_dir, static in variants:
+            variants += [(True, False, False), (False, False, False)]
+        for state_dir, static, caught_up in variants:
             name = "kstatefun" + ("" if static else " --no-static-membership")
             name += "" if state_dir else " --state-dir none"
+            name += ", snapshot caught up" if caught_up else ""
             log(f"restart: {name}, {cfg.restart_keys:,} keys")
             r = _guard(
                 results,
@@ -484,6 +486,7 @@ def _run_all(env: Env, cfg: Config, contenders: list, results: dict, skip: set, 
                 cfg,
                 state_dir,
                 static,
+                caught_up,
             )
             if r is None:
                 continue

@@ -386,6 +386,7 @@ RESTORED = re.compile(
     r"restored topic=\S+ partitions=\S+ records=(\d+) seconds=([\d.]+) rate=(\d+)"
 )
 
+SNAPSHOT_CAUGHT_UP = r"local snapshot caught up rows="  # state/snapshot.py
 ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*?assigned invocations partitions=", re.M)
 
 
@@ -528,16 +529,30 @@ def seeded_app(
 
 
 def restart(
-    env: Env, k: Kstatefun, keys: int, cfg: Any, state_dir: bool, static: bool = False
+    env: Env,
+    k: Kstatefun,
+    keys: int,
+    cfg: Any,
+    state_dir: bool,
+    static: bool = False,
+    caught_up: bool = False,
 ) -> dict:
     """N keys in state; start, output, kill -9, restart: time to the next output, and the
     restore rate the worker logs. The worker is named (--instance-id), so by default it keeps
     a local snapshot (``state_dir``; else --state-dir none) and is a static group member
     (``static``; else --no-static-membership), which the restarted one needs in order not to
-    wait for the killed one's session to expire."""
+    wait for the killed one's session to expire.
+
+    The first start restores the N keys from the changelog and then writes them into its
+    snapshot over the next seconds (state/snapshot.py). The kill comes ``settle_s`` after its
+    first output, before that is done: the worst moment, the restart replays from the
+    changelog what the snapshot lacks. ``caught_up``: the kill comes ``settle_s`` after the
+    snapshot caught up instead, as for a worker that has run a while."""
     from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, internal_topic_specs
 
-    t = env.topics(k, ("rsd" if state_dir else "rs") + ("s" if static else ""))
+    t = env.topics(
+        k, ("rsd" if state_dir else "rs") + ("s" if static else "") + ("c" if caught_up else "")
+    )
     ensure_internal_topics(env.admin, internal_topic_specs(InternalTopics(t.app), env.partitions))
     seed_s = seed_changelog(env.bootstrap, t.app, env.partitions, keys)
     env.log(f"    seeded {keys} keys into {t.app}-changelog in {seed_s:.1f}s")
@@ -550,9 +565,11 @@ def restart(
         "keys": keys,
         "state_dir": state_dir,
         "static_membership": static,
+        "killed_after_snapshot_caught_up": caught_up,
         "seed_s": round(seed_s, 1),
     }
     proc = None
+    starts: dict[str, int] = {}  # where each phase's log begins
     try:
         for phase, rid in (("first_start", "r0"), ("restart", "r1")):
             before = len(reader)
@@ -560,8 +577,8 @@ def restart(
             produce(env.bootstrap, t.ingress, [(rid.encode(), b'{"seq":0}')])
             proc = k.spawn("w1", t, "w0", env.run_dir, env.partitions, extra)
             ok = reader.wait_for(before + 1, cfg.restart_timeout, proc.alive)
+            starts[phase] = log_from
             log = proc.log.read_bytes()[log_from:].decode(errors="replace")
-            restored = RESTORED.findall(log)
             phase_result: dict[str, Any] = {
                 "to_next_output_s": round(reader.records[before][0] - proc.started, 2)
                 if ok
@@ -569,15 +586,6 @@ def restart(
                 "output": (reader.records[before][2] or b"").decode() if ok else None,
                 "expected": f"{rid}:2",
             }
-            if restored:
-                phase_result["restore"] = {
-                    "records": sum(int(r[0]) for r in restored),
-                    "seconds": round(sum(float(r[1]) for r in restored), 2),
-                    "rate": round(
-                        sum(int(r[0]) for r in restored)
-                        / max(1e-9, sum(float(r[1]) for r in restored))
-                    ),
-                }
             assigned = ASSIGNED.search(log)
             if assigned:
                 at = datetime.strptime(assigned.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -591,12 +599,34 @@ def restart(
             if not ok:
                 break
             if phase == "first_start":
+                if caught_up:  # the line after the restore's (partitions may end apart)
+                    text = proc.wait_log(RESTORED.pattern, log_from, cfg.restart_timeout)
+                    found = RESTORED.search(text)
+                    assert found is not None
+                    since = log_from + len(text[: found.end()].encode())
+                    proc.wait_log(SNAPSHOT_CAUGHT_UP, since, cfg.restart_timeout)
+                    phase_result["snapshot_caught_up_after_s"] = round(
+                        time.monotonic() - proc.started, 2
+                    )
                 time.sleep(cfg.settle_s)
                 proc.kill()  # kill -9
     finally:
         if proc is not None:
             proc.stop()
         reader.close()
+    if proc is not None:  # the restore's line comes once every partition is restored: the
+        whole = proc.log.read_bytes()  # first output may come before, from one restored sooner
+        ends = [*list(starts.values())[1:], len(whole)]
+        for (phase, start), end in zip(starts.items(), ends, strict=True):
+            restored = RESTORED.findall(whole[start:end].decode(errors="replace"))
+            if restored and phase in result:
+                records = sum(int(r[0]) for r in restored)
+                seconds = sum(float(r[1]) for r in restored)
+                result[phase]["restore"] = {
+                    "records": records,
+                    "seconds": round(seconds, 2),
+                    "rate": round(records / max(1e-9, seconds)),
+                }
     return result
 
 
