@@ -5,6 +5,12 @@ stores: memory, memory with the local snapshot of a state_dir (snapshot), rocksd
 
     python -m bench.state_store --keys 2000000 --records 500000
     python -m bench.state_store --keys 10000 --records 200000 --batch 50   # W1's keys, 5,000/s
+
+``--catch-up``: how fast a local snapshot writes a restore's rows, as the worker's loop calls
+it (``flush_if_due`` once per round, busy and idle), for keys in ascending and in random
+order; the rate and the longest call (the loop's longest stop for it).
+
+    python -m bench.state_store --catch-up --keys 1000000
 """
 
 from __future__ import annotations
@@ -92,6 +98,38 @@ def measure(store_kind: str, keys: int, records: int, batch: int, directory: Pat
     return result
 
 
+def catch_up(keys: int, order: str, idle: bool, directory: Path) -> dict:
+    """A restore's ``keys`` rows handed to a fresh snapshot at once (``save(adopt=True)``),
+    then written a ``flush_if_due`` per loop round until none is left."""
+    ids = list(range(keys))
+    if order == "random":
+        random.Random(7).shuffle(ids)
+    rows: dict[int, dict[bytes, bytes | None]] = {p: {} for p in range(PARTITIONS)}
+    for i in ids:
+        rows[i % PARTITIONS][key_of(i)] = value_of(i)
+    snapshot = LocalSnapshot(directory / f"catch-up-{order}-{idle}.sqlite")
+    started = time.perf_counter()
+    snapshot.save(rows, dict.fromkeys(range(PARTITIONS), keys), adopt=True)
+    rounds, longest = 0, 0.0
+    while snapshot.backlog:
+        t = time.perf_counter()
+        if not snapshot.flush_if_due(idle):
+            snapshot.flush()  # the last slice, which the loop writes once FLUSH_S is due
+        longest = max(longest, time.perf_counter() - t)
+        rounds += 1
+    seconds = time.perf_counter() - started
+    snapshot.close()
+    return {
+        "keys": keys,
+        "order": order,
+        "idle": idle,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(keys / seconds),
+        "rounds": rounds,
+        "longest_call_ms": round(longest * 1000, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keys", type=int, default=2_000_000)
@@ -100,7 +138,16 @@ def main() -> None:
     parser.add_argument(
         "--store", choices=["memory", "snapshot", "rocksdb"], help="one store, this process"
     )
+    parser.add_argument(
+        "--catch-up", action="store_true", help="a restore's rows written to the snapshot"
+    )
     args = parser.parse_args()
+    if args.catch_up:
+        for order in ("ascending", "random"):
+            for idle in (False, True):
+                with tempfile.TemporaryDirectory() as d:
+                    print(json.dumps(catch_up(args.keys, order, idle, Path(d))), flush=True)
+        return
     if args.store:
         with tempfile.TemporaryDirectory() as d:
             print(json.dumps(measure(args.store, args.keys, args.records, args.batch, Path(d))))

@@ -48,7 +48,13 @@ FLUSH_SLICE_S = 0.005
 # restore, say, when no record waits for the loop and a kill -9 before the snapshot caught up
 # means replaying from the changelog what it lacks
 IDLE_FLUSH_SLICE_S = 0.05
+# Rows per slice: as many as the last flushes wrote in a slice's time, within these bounds. In
+# ascending key order a row costs about 4 us; in random order about 27 us, as SQLite rewrites
+# a page per row, and a fixed 1,000 rows made a 5 ms slice 72 ms (bench/state_store.py
+# --catch-up, 1,000,000 rows, one run; docs/performance.md "Restart and the snapshot's write
+# rate")
 _SLICE_ROWS = 1_000
+_MIN_SLICE_ROWS = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -75,6 +81,7 @@ class LocalSnapshot:
         self._due = time.monotonic() + FLUSH_S
         self._prefetch: _Prefetch | None = None
         self._catching_up: tuple[int, float] | None = None  # (rows, since) of a restore's rows
+        self._row_s = 0.0  # seconds a row took in the last flushes (0: not measured yet)
 
     def close(self) -> None:
         self.flush(everything=True)
@@ -198,7 +205,9 @@ class LocalSnapshot:
             return
         self._prefetch = None  # a write: what was read may be stale
         slice_s = FLUSH_SLICE_S if slice_s is None else slice_s
-        deadline = None if everything else clock() + slice_s
+        started = clock()
+        deadline = None if everything else started + slice_s
+        rows = self._slice_rows(slice_s)
         now_ms = int(time.time() * 1000)
         written: list[tuple[int, dict[bytes, bytes | None]]] = []
         try:
@@ -207,10 +216,10 @@ class LocalSnapshot:
                     writes = self._rows[partition]
                     # at least one slice per flush, then until the deadline
                     while writes and (deadline is None or not written or clock() < deadline):
-                        if deadline is None or len(writes) <= _SLICE_ROWS:
+                        if deadline is None or len(writes) <= rows:
                             taken, writes = writes, {}
                         else:
-                            keys = list(itertools.islice(writes, _SLICE_ROWS))
+                            keys = list(itertools.islice(writes, rows))
                             taken = {k: writes.pop(k) for k in keys}
                         written.append((partition, taken))
                         self._write(partition, taken)
@@ -231,12 +240,22 @@ class LocalSnapshot:
             raise
         for p in ready:
             del self._positions[p]
+        count = sum(len(taken) for _, taken in written)
+        if count >= _MIN_SLICE_ROWS:  # the transaction's cost included: it grows with the rows
+            row_s = (clock() - started) / count
+            self._row_s = row_s if not self._row_s else self._row_s + 0.3 * (row_s - self._row_s)
         if self._catching_up is not None and not self._rows:
             rows, since = self._catching_up
             self._catching_up = None
             log.info(
                 "local snapshot caught up rows=%d seconds=%.1f", rows, time.monotonic() - since
             )
+
+    def _slice_rows(self, slice_s: float) -> int:
+        """Rows per slice: what the last flushes wrote in ``slice_s`` (``_SLICE_ROWS``)."""
+        if not self._row_s:
+            return _SLICE_ROWS
+        return max(_MIN_SLICE_ROWS, min(_SLICE_ROWS, int(slice_s / self._row_s)))
 
     def _write(self, partition: int, writes: Mapping[bytes, bytes | None]) -> None:
         upserts = [(partition, k, v) for k, v in writes.items() if v is not None]

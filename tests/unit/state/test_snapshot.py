@@ -142,6 +142,29 @@ def test_an_idle_worker_writes_the_backlog_in_longer_slices(tmp_path, monkeypatc
     assert _position(path, 0) == (35, 35)
 
 
+def test_slices_shrink_to_what_fits_their_time(tmp_path, monkeypatch):
+    """Rows that write slowly (random keys rewrite a SQLite page each) get fewer rows per
+    slice, so that a busy loop's 5 ms slice stays near its time."""
+    import time
+
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.01)
+    snap = LocalSnapshot(tmp_path / "s.sqlite")
+    write = snap._write
+
+    def slow(partition, writes):  # 100 us a row: 100 rows fill a 10 ms slice
+        time.sleep(len(writes) * 1e-4)
+        write(partition, writes)
+
+    monkeypatch.setattr(snap, "_write", slow)
+    snap.save({0: {b"k%d" % i: b"1" for i in range(3000)}}, {0: 3000}, adopt=True)
+    snap.flush()  # not measured yet: a slice of _SLICE_ROWS, 0.1 s
+    assert snap.backlog == 2000
+    snap.flush()  # measured: as many rows as fit 10 ms, at least _MIN_SLICE_ROWS
+    assert snap.backlog == 2000 - module._MIN_SLICE_ROWS
+
+
 def test_the_catch_up_line_counts_every_restore_it_waited_for(tmp_path, monkeypatch, caplog):
     from kstatefun.state import snapshot as module
 
