@@ -8,7 +8,9 @@ stores: memory, memory with the local snapshot of a state_dir (snapshot), rocksd
 
 ``--catch-up``: how fast a local snapshot writes a restore's rows, as the worker's loop calls
 it (``flush_if_due`` once per round, busy and idle), for keys in ascending and in random
-order; the rate and the longest call (the loop's longest stop for it).
+order, both ways it can: as a base image (a restore from the changelog's beginning) and as
+delta rows (a restore of a tail); the rate and the longest call (the loop's longest stop for
+it), and how long loading the partitions back takes.
 
     python -m bench.state_store --catch-up --keys 1000000
 """
@@ -98,18 +100,24 @@ def measure(store_kind: str, keys: int, records: int, batch: int, directory: Pat
     return result
 
 
-def catch_up(keys: int, order: str, idle: bool, directory: Path) -> dict:
-    """A restore's ``keys`` rows handed to a fresh snapshot at once (``save(adopt=True)``),
-    then written a ``flush_if_due`` per loop round until none is left."""
+def catch_up(keys: int, order: str, idle: bool, how: str, directory: Path) -> dict:
+    """A restore's ``keys`` rows handed to a fresh snapshot at once, as base images
+    (``rebase``, ``how`` "image") or delta rows (``save(adopt=True)``, "delta"), then written
+    a ``flush_if_due`` per loop round until none is left."""
     ids = list(range(keys))
     if order == "random":
         random.Random(7).shuffle(ids)
     rows: dict[int, dict[bytes, bytes | None]] = {p: {} for p in range(PARTITIONS)}
     for i in ids:
         rows[i % PARTITIONS][key_of(i)] = value_of(i)
-    snapshot = LocalSnapshot(directory / f"catch-up-{order}-{idle}.sqlite")
+    path = directory / f"catch-up-{order}-{idle}-{how}.sqlite"
+    snapshot = LocalSnapshot(path)
     started = time.perf_counter()
-    snapshot.save(rows, dict.fromkeys(range(PARTITIONS), keys), adopt=True)
+    if how == "image":
+        for p, partition_rows in rows.items():
+            snapshot.rebase(p, partition_rows, keys)
+    else:
+        snapshot.save(rows, dict.fromkeys(range(PARTITIONS), keys), adopt=True)
     rounds, longest = 0, 0.0
     while snapshot.backlog:
         t = time.perf_counter()
@@ -119,10 +127,17 @@ def catch_up(keys: int, order: str, idle: bool, directory: Path) -> dict:
         rounds += 1
     seconds = time.perf_counter() - started
     snapshot.close()
+    loading = time.perf_counter()
+    snapshot = LocalSnapshot(path)
+    loaded = sum(len(snapshot.load(p)[0]) for p in range(PARTITIONS))
+    load_s = time.perf_counter() - loading
+    assert loaded == keys, (loaded, keys)
     return {
         "keys": keys,
+        "as": how,
         "order": order,
         "idle": idle,
+        "load_s": round(load_s, 2),
         "seconds": round(seconds, 2),
         "rows_per_s": round(keys / seconds),
         "rounds": rounds,
@@ -143,10 +158,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.catch_up:
-        for order in ("ascending", "random"):
-            for idle in (False, True):
-                with tempfile.TemporaryDirectory() as d:
-                    print(json.dumps(catch_up(args.keys, order, idle, Path(d))), flush=True)
+        for how in ("image", "delta"):
+            for order in ("ascending", "random"):
+                for idle in (False, True):
+                    with tempfile.TemporaryDirectory() as d:
+                        result = catch_up(args.keys, order, idle, how, Path(d))
+                        print(json.dumps(result), flush=True)
         return
     if args.store:
         with tempfile.TemporaryDirectory() as d:

@@ -12,7 +12,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from confluent_kafka.admin import (
     ConfigResource,
     ResourceType,
 )
+
+from kstatefun.state.snapshot import read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -344,21 +345,17 @@ def revoked_partitions(log: str) -> set[int]:
     return {p for kind, n in CALLBACK.findall(log) if kind == "revoked" for p in _numbers(n)}
 
 
-def wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> None:
-    """Until the worker's local snapshot (state/snapshot.py) holds ``keys`` rows and their
-    partitions' positions: it gathers commits and writes them every FLUSH_S, so a kill -9
-    right after the output may find it older (its documented bound) or empty."""
+def wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> dict[int, int]:
+    """Until the worker's local snapshot (state/snapshot.py) holds ``keys`` rows in partitions
+    with a position: it gathers commits and writes them every FLUSH_S, and a restore's rows a
+    slice per round, so a kill -9 right after the output may find it older (its documented
+    bound) or empty. Returns each partition's base image generation (0: none)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                rows = db.execute("SELECT count(*) FROM state").fetchone()[0]
-                missing = db.execute(
-                    "SELECT count(DISTINCT partition) FROM state "
-                    "WHERE partition NOT IN (SELECT partition FROM position)"
-                ).fetchone()[0]
-            if rows >= keys and not missing:
-                return
+            positions, rows = read_snapshot(path, path.with_name(path.name + ".base"))
+            if sum(len(r or ()) for r in rows.values()) >= keys:
+                return {p: base for p, (_, _, base) in positions.items()}
         except sqlite3.OperationalError:  # not created yet
             pass
         assert time.monotonic() < deadline, f"{path} never held {keys} keys"

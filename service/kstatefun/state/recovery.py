@@ -128,9 +128,14 @@ class Recovery:
         self.fresh = []
 
     def _finish(self, positions: dict[int, int]) -> set[int]:
-        if self.snapshot is not None and self._changes is not None and positions:
-            done = {p: self._changes.pop(p, {}) for p in positions}
-            self.snapshot.save(done, positions, adopt=True)  # written a slice per loop round
+        if self.snapshot is not None and self._changes is not None:
+            for p, position in positions.items():
+                changes = self._changes.pop(p, {})
+                if changes and p in self.fresh and self._starts[p] == 0:
+                    # read from the changelog's beginning: the whole partition
+                    self.snapshot.rebase(p, changes, position)
+                else:  # a tail: written a slice per loop round
+                    self.snapshot.save({p: changes}, {p: position}, adopt=True)
         for p, position in positions.items():
             if p in self.fresh or position != self._starts[p]:  # else: kept, nothing to read
                 self._note_catch_up(p, position)

@@ -1,5 +1,9 @@
-"""The local snapshot read ahead (LocalSnapshot.prefetch): what ``load`` returns must be what
-the file holds at that moment, read ahead or not."""
+"""The local snapshot (state/snapshot.py) on real SQLite files: what ``load`` returns is what
+the files hold at that moment, read ahead or not; a restore's rows reach the files in slices,
+as delta rows or as a base image, and a crash at any moment leaves a snapshot that is the
+changelog up to its position, or nothing."""
+
+import pytest
 
 from kstatefun.state.recovery import Recovery
 from kstatefun.state.snapshot import LocalSnapshot
@@ -47,7 +51,7 @@ def test_a_write_after_the_prefetch_is_not_hidden_by_it(tmp_path):
     snap.prefetch()
     snap.save({1: {b"b": b"2", b"c": b"3"}}, {1: 8})  # gathered: load writes it first
     assert snap.load(1) == ({b"b": b"2", b"c": b"3"}, 8)
-    snap.replace(0, {b"z": b"9"}, 11)
+    snap.rebase(0, {b"z": b"9"}, 11)
     assert snap.load(0) == ({b"z": b"9"}, 11)
 
 
@@ -208,13 +212,197 @@ def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(snap, "_write", fail)
-    try:
+    with pytest.raises(OSError, match="disk full"):
         snap.flush()
-    except OSError:
-        pass
-    else:
-        raise AssertionError("the write did not fail")
     monkeypatch.undo()
     assert snap.backlog == 2
     snap.close()
     assert LocalSnapshot(path).load(0) == ({b"a": b"1", b"b": b"2"}, 5)
+
+
+# --- base images (LocalSnapshot.rebase) --------------------------------------------------------
+
+
+def _bases(path):
+    directory = path.with_name(path.name + ".base")
+    return sorted(f.name for f in directory.iterdir()) if directory.is_dir() else []
+
+
+def test_a_rebase_is_written_a_chunk_per_flush_and_its_position_once_complete(
+    tmp_path, monkeypatch
+):
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_CHUNK_ROWS", 10)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # one chunk per flush
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    restored = {b"k%d" % i: b"%d" % i for i in range(25)}
+    restored[b"gone"] = None  # the changelog's last record of it is a tombstone
+    snap.rebase(0, restored, 40)
+    assert snap.backlog == 26
+    assert snap.flush_if_due() is True  # a chunk written, more waits
+    assert snap.backlog == 16 and _position(path, 0) == (None, 0)
+    snap.save({0: {b"k3": b"newer", b"k4": None}}, {0: 41})  # a commit meanwhile: it waits
+    snap.flush()
+    assert _position(path, 0) == (None, 0) and _bases(path) == ["p0-g1.tmp"]
+    snap.flush()  # the last chunk: the partition switches to its image, then the commit
+    assert _bases(path) == ["p0-g1.bin"]
+    assert _position(path, 0) == (41, 2)  # k4 deleted by a row, as the image holds it
+    snap.close()
+    rows, position = LocalSnapshot(path).load(0)
+    expected = {k: v for k, v in restored.items() if k not in (b"gone", b"k4")}
+    assert position == 41 and rows == {**expected, b"k3": b"newer"}
+
+
+def test_a_prefetch_reads_base_images_and_their_deltas(tmp_path):
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.rebase(2, {b"a": b"1", b"b": b"2", b"c": b"3"}, 9)
+    snap.flush(everything=True)
+    snap.save({2: {b"b": None, b"d": b"4"}}, {2: 12})
+    snap.close()
+    snap = LocalSnapshot(path)
+    snap.prefetch()
+    assert snap.load(2) == ({b"a": b"1", b"c": b"3", b"d": b"4"}, 12)
+    assert LocalSnapshot(path).load(2) == ({b"a": b"1", b"c": b"3", b"d": b"4"}, 12)
+
+
+def test_a_second_rebase_replaces_the_first_and_its_delta(tmp_path):
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.rebase(0, {b"a": b"1", b"b": b"2"}, 5)
+    snap.flush(everything=True)
+    snap.save({0: {b"c": b"3"}}, {0: 6})
+    snap.flush()
+    snap.rebase(0, {b"x": b"9"}, 30)
+    snap.flush(everything=True)
+    assert _bases(path) == ["p0-g2.bin"] and _position(path, 0) == (30, 0)
+    assert snap.load(0) == ({b"x": b"9"}, 30)
+
+
+def test_a_crash_during_a_rebase_leaves_nothing_of_the_partition(tmp_path, monkeypatch):
+    """The process dies with the image half written: the next start finds no position for
+    the partition (it restores it from the changelog) and removes the unfinished file."""
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "_CHUNK_ROWS", 2)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"old": b"x"}}, {0: 3})
+    snap.flush()
+    snap.rebase(0, {b"a": b"1", b"b": b"2", b"c": b"3"}, 9)
+    snap.flush()  # one chunk of two, then kill -9 (nothing closed)
+    snap._writers[0]._file.flush()
+    assert _bases(path) == ["p0-g1.tmp"]
+    again = LocalSnapshot(path)
+    assert _bases(path) == []
+    assert again.load(0) == ({}, 0)
+
+
+def test_an_incomplete_base_image_is_restored_from_the_changelog(tmp_path, caplog):
+    """An OS crash may leave a renamed image without its data (no fsync): ``load`` finds it
+    short and the partition restores from the changelog, never from part of its rows."""
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.rebase(1, {b"k%d" % i: b"v" for i in range(100)}, 50)
+    snap.close()
+    image = path.with_name(path.name + ".base") / "p1-g1.bin"
+    image.write_bytes(image.read_bytes()[:-20])
+    with caplog.at_level("WARNING", logger="kstatefun.state.snapshot"):
+        assert LocalSnapshot(path).load(1) == ({}, 0)
+    assert "base image of partition=1 is missing or incomplete" in caplog.text
+    assert _position(path, 1) == (None, 0) and _bases(path) == []
+    snap = LocalSnapshot(path)
+    snap.prefetch()  # read ahead, the same
+    assert snap.load(1) == ({}, 0)
+
+
+def test_a_failed_base_image_write_falls_back_to_delta_rows(tmp_path, monkeypatch):
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.rebase(0, {b"a": b"1", b"b": b"2"}, 7)
+    snap.save({0: {b"b": b"3"}}, {0: 8})  # a newer commit, gathered
+
+    def full(self, deadline):
+        raise OSError("disk full")
+
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module._BaseWriter, "write", full)
+    with pytest.raises(OSError, match="disk full"):
+        snap.flush()
+    monkeypatch.undo()
+    snap.close()
+    assert _bases(path) == []
+    assert LocalSnapshot(path).load(0) == ({b"a": b"1", b"b": b"3"}, 8)
+
+
+def test_a_snapshot_of_the_older_layout_is_emptied(tmp_path, caplog):
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE state (partition INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT "
+            "NULL, PRIMARY KEY (partition, key)) WITHOUT ROWID; CREATE TABLE position "
+            "(partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL, saved_at_ms INTEGER "
+            "NOT NULL); INSERT INTO state VALUES (0, x'61', x'31'); INSERT INTO position VALUES "
+            "(0, 4, 0);"
+        )
+    with caplog.at_level("INFO", logger="kstatefun.state.snapshot"):
+        snap = LocalSnapshot(path)
+    assert "local snapshot of an older layout emptied" in caplog.text
+    assert snap.load(0) == ({}, 0)
+    snap.save({0: {b"a": b"2"}}, {0: 5})
+    snap.close()
+    assert LocalSnapshot(path).load(0) == ({b"a": b"2"}, 5)
+
+
+class _Restores:
+    """A restorer that reads ``records`` per partition from where each starts, at once."""
+
+    active: set[int] = set()
+
+    def __init__(self, records):
+        self.records = records
+        self.last_read: dict[int, int] = {}
+
+    def add(self, stores, starts, changes):
+        ends = {}
+        for p, rows in stores.items():
+            tail = self.records.get(p, [])[starts[p] :]
+            for key, value in tail:
+                if value is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = value
+                if changes is not None:
+                    changes.setdefault(p, {})[key] = value
+            ends[p] = starts[p] + len(tail)
+        return ends
+
+    def cancel(self):
+        pass
+
+
+def test_a_restore_from_the_beginning_becomes_a_base_image_and_a_tail_delta_rows(tmp_path):
+    path = tmp_path / "s.sqlite"
+    _written(path, {1: ({b"b": TWO}, 1)})
+    records = {
+        0: [(b"a", ONE), (b"x", ONE), (b"x", None)],  # no snapshot: from the beginning
+        1: [(b"b", TWO), (b"c", ONE)],  # the snapshot's tail: one record
+    }
+    snap = LocalSnapshot(path)
+    store = StateStore(snap)
+    recovery = Recovery(store, _Restores(records), snap)  # type: ignore[arg-type]
+    assert recovery.begin({0, 1}) == {0, 1}
+    recovery.hand_over({0, 1})
+    assert snap.backlog == 2 + 1  # partition 0's image, partition 1's tail
+    snap.flush(everything=True)
+    assert _bases(path) == ["p0-g1.bin"]
+    assert _position(path, 0) == (3, 0) and _position(path, 1) == (2, 2)
+    snap.close()
+    assert LocalSnapshot(path).load(0) == ({b"a": ONE}, 3)
+    assert LocalSnapshot(path).load(1) == ({b"b": TWO, b"c": ONE}, 2)
