@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, ElectionType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kstatefun.devkafka.cluster import LocalKafkaCluster
+from kstatefun.kafka.errors import RetryPolicy, call_with_retry
 
 TRANSACTION_STATE = "__transaction_state"
 CONSUMER_OFFSETS = "__consumer_offsets"
@@ -94,11 +95,17 @@ def group_coordinator_of(admin: AdminClient, group: str, timeout: float = 30) ->
     ``__consumer_offsets`` partition (same hash as the transaction state's). A cluster that
     has not seen a group yet creates that topic at the first FindCoordinator, which a consumer
     of another group asking for its committed offsets sends (the admin client's
-    list_consumer_group_offsets crashed confluent-kafka 2.16 while the topic was missing)."""
+    list_consumer_group_offsets crashed confluent-kafka 2.16 while the topic was missing).
+    While the new topic's coordinators load, the answer may be NOT_COORDINATOR, which
+    librdkafka's committed() raises at once (OffsetFetch: refresh, no retry): retried here."""
     if CONSUMER_OFFSETS not in admin.list_topics(timeout=10).topics:
         probe = Consumer({"bootstrap.servers": _bootstrap(admin), "group.id": f"probe-{group}"})
         try:
-            probe.committed([TopicPartition(CONSUMER_OFFSETS, 0)], timeout=timeout)
+            call_with_retry(
+                lambda: probe.committed([TopicPartition(CONSUMER_OFFSETS, 0)], timeout=5),
+                f"creating {CONSUMER_OFFSETS}",
+                policy=RetryPolicy(timeout_s=timeout),
+            )
         finally:
             probe.close()
     return _leader_for_key(admin, CONSUMER_OFFSETS, group)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -104,6 +105,39 @@ HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
 # Nothing consumed for this long and nothing restoring: the worker is idle, and writes its
 # local snapshot's backlog in longer slices (state/snapshot.py IDLE_FLUSH_SLICE_S)
 IDLE_S = 0.2
+
+
+def _start_offsets(
+    added: list[TopicPartition], committed: list[TopicPartition], invocations: str
+) -> list[TopicPartition]:
+    """Where each added partition starts, given to librdkafka explicitly: the committed offset
+    that ``_on_assign`` read (retried), else the position ``_position_ingress`` chose, else
+    (an invocations partition nothing was committed for) the beginning, as the group
+    consumer's auto.offset.reset says. Left at OFFSET_INVALID ("the committed offset"),
+    librdkafka's assignment asks the group coordinator again, and a NOT_COORDINATOR answer
+    to that OffsetFetch (the coordinator moving) is not retried: the partitions stay
+    assigned but are never fetched until they are revoked, and only a consumer error event
+    says so (librdkafka 2.16, rdkafka_assignment.c). A partition whose committed offset came
+    with an error is left to librdkafka as before."""
+    known = {(c.topic, c.partition): c for c in committed}
+    start = []
+    for tp in added:
+        c = known.get((tp.topic, tp.partition))
+        failed = c is not None and c.error is not None and c.error.code() != KafkaError.NO_ERROR
+        if c is not None and not failed and c.offset >= 0:
+            epoch = c.leader_epoch
+            start.append(
+                TopicPartition(tp.topic, tp.partition, c.offset)
+                if epoch is None
+                else TopicPartition(tp.topic, tp.partition, c.offset, leader_epoch=epoch)
+            )
+        elif tp.offset != OFFSET_INVALID or failed or c is None:
+            start.append(tp)  # positioned by _position_ingress, or librdkafka's to look up
+        elif tp.topic == invocations:
+            start.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+        else:
+            start.append(tp)
+    return start
 
 
 class _Refused(Exception):
@@ -1132,10 +1166,11 @@ class Worker:
                 self._draining[key] = end
                 self.assignment.catching_up(key[1])
                 pause.append(TopicPartition(*key))
+        start = _start_offsets(partitions, committed, invocations)
         if self._incremental:
-            consumer.incremental_assign(partitions)
+            consumer.incremental_assign(start)
         else:
-            consumer.assign(partitions)
+            consumer.assign(start)
         if pause:
             consumer.pause(pause)
         self._wake_fetchers(consumer)  # librdkafka paused what was kept for this callback

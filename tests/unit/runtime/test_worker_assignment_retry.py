@@ -123,3 +123,44 @@ def test_a_stopping_worker_does_not_wake_the_fetchers_of_its_closing_consumer():
     w = bare_worker()
     w._stopping = True
     w._wake_fetchers(Closing())  # nothing asked
+
+
+def test_an_assignment_starts_each_partition_at_an_explicit_offset():
+    """librdkafka asks the group coordinator again for a partition assigned at OFFSET_INVALID,
+    and a NOT_COORDINATOR answer leaves it assigned but never fetched (the coordinator moving
+    while a worker is assigned partitions: test_broker_failover's frozen coordinator). The
+    offsets the callback read are given instead."""
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+    class Committed(GroupConsumer):
+        def committed(self, partitions, timeout):
+            got = {("app-invocations", 0): 3, ("in", 0): 5}
+            return [
+                TopicPartition(tp.topic, tp.partition, got.get((tp.topic, tp.partition), -1001))
+                for tp in partitions
+            ]
+
+    w = bare_worker()
+    w.store = SimpleNamespace(snapshot=None, disk=None)
+    w.settings = SimpleNamespace(state_store="memory", rebalance_protocol="eager")
+    w.txn = SimpleNamespace(fence_offsets={}, transaction_timeout_s=10.0, is_open=False)
+    w.committer = Committer(w.txn, None, 1.0, 1)
+    w._offsets = TakeoverConsumer()
+    latest = SimpleNamespace(startup_position=SimpleNamespace(kind="latest"))
+    w._ingress_by_topic = {"in": latest}
+    w._log_skipped = lambda at_end: None
+    group = Committed()
+    w.assignment = Assignment(group, "app-invocations", [], lambda p, ingress: None)
+    assigned = [
+        TopicPartition("app-invocations", 0),
+        TopicPartition("app-invocations", 1),
+        TopicPartition("in", 0),
+        TopicPartition("in", 1),
+    ]
+    w._on_assign(group, assigned)
+    assert [(tp.topic, tp.partition, tp.offset) for tp in group.assigned] == [
+        ("app-invocations", 0, 3),  # committed
+        ("app-invocations", 1, OFFSET_BEGINNING),  # nothing committed: auto.offset.reset
+        ("in", 0, 5),  # committed
+        ("in", 1, OFFSET_END),  # nothing committed: the ingress's startupPosition
+    ]
