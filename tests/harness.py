@@ -25,7 +25,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from kstatefun.state.snapshot import read_snapshot
+from kstatefun.state.snapshot import base_dir_of, read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -353,7 +353,7 @@ def wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> dict[int, i
     deadline = time.monotonic() + timeout
     while True:
         try:
-            positions, rows = read_snapshot(path, path.with_name(path.name + ".base"))
+            positions, rows = read_snapshot(path, base_dir_of(path))
             if sum(len(r or ()) for r in rows.values()) >= keys:
                 return {p: base for p, (_, _, base) in positions.items()}
         except sqlite3.OperationalError:  # not created yet

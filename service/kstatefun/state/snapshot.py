@@ -100,11 +100,20 @@ _LENGTH = struct.Struct("<I")
 _TOTAL = struct.Struct("<Q")
 
 
+def base_dir_of(path: Path) -> Path:
+    """The directory of base images beside the snapshot's SQLite file ``path``."""
+    return path.with_name(path.name + ".base")
+
+
+def _base_file(base_dir: Path, partition: int, generation: int) -> Path:
+    return base_dir / f"p{partition}-g{generation}.bin"
+
+
 class LocalSnapshot:
     def __init__(self, path: Path, max_age_s: float = 12 * 3600) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.base_dir = path.with_name(path.name + ".base")
+        self.base_dir = base_dir_of(path)
         self._max_age_ms = int(max_age_s * 1000)
         self._db = sqlite3.connect(path, isolation_level=None)
         # WAL + NORMAL: a process crash loses nothing; an OS crash may lose the latest
@@ -156,7 +165,7 @@ class LocalSnapshot:
                 file.unlink(missing_ok=True)
 
     def _base_path(self, partition: int, generation: int) -> Path:
-        return self.base_dir / f"p{partition}-g{generation}.bin"
+        return _base_file(self.base_dir, partition, generation)
 
     def close(self) -> None:
         self.flush(everything=True)
@@ -319,8 +328,9 @@ class LocalSnapshot:
         deadline = None if everything else time.monotonic() + slice_s
         if self._writers:
             self._write_bases(deadline)
-        if self._rows or self._positions:
-            self._write_delta(deadline, slice_s)
+        held = self._writers
+        if any(p not in held for p in self._rows) or any(p not in held for p in self._positions):
+            self._write_delta(deadline, slice_s)  # else all of it waits for its base image
         if self._catching_up is not None and not self._rows and not self._writers:
             rows, since = self._catching_up
             self._catching_up = None
@@ -517,7 +527,7 @@ def _read_partition(
     db: sqlite3.Connection, base_dir: Path, partition: int, base: int
 ) -> dict[bytes, bytes] | None:
     """A partition's base image (if any) and delta; None if the image is unreadable."""
-    rows = _read_base(base_dir / f"p{partition}-g{base}.bin") if base else {}
+    rows = _read_base(_base_file(base_dir, partition, base)) if base else {}
     if rows is None:
         return None
     where = "WHERE partition = ? AND value IS NOT NULL"

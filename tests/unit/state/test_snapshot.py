@@ -6,7 +6,7 @@ changelog up to its position, or nothing."""
 import pytest
 
 from kstatefun.state.recovery import Recovery
-from kstatefun.state.snapshot import LocalSnapshot
+from kstatefun.state.snapshot import LocalSnapshot, base_dir_of
 from kstatefun.state.store import StateStore
 from kstatefun.wire.avro import encode_changelog_value
 
@@ -224,7 +224,7 @@ def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path, monkeypatch):
 
 
 def _bases(path):
-    directory = path.with_name(path.name + ".base")
+    directory = base_dir_of(path)
     return sorted(f.name for f in directory.iterdir()) if directory.is_dir() else []
 
 
@@ -308,7 +308,7 @@ def test_an_incomplete_base_image_is_restored_from_the_changelog(tmp_path, caplo
     snap = LocalSnapshot(path)
     snap.rebase(1, {b"k%d" % i: b"v" for i in range(100)}, 50)
     snap.close()
-    image = path.with_name(path.name + ".base") / "p1-g1.bin"
+    image = base_dir_of(path) / "p1-g1.bin"
     image.write_bytes(image.read_bytes()[:-20])
     with caplog.at_level("WARNING", logger="kstatefun.state.snapshot"):
         assert LocalSnapshot(path).load(1) == ({}, 0)
