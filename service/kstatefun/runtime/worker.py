@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, cast
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -131,12 +130,10 @@ def _start_offsets(
                 if epoch is None
                 else TopicPartition(tp.topic, tp.partition, c.offset, leader_epoch=epoch)
             )
-        elif tp.offset != OFFSET_INVALID or failed or c is None:
-            start.append(tp)  # positioned by _position_ingress, or librdkafka's to look up
-        elif tp.topic == invocations:
+        elif tp.topic == invocations and c is not None and not failed:
             start.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
         else:
-            start.append(tp)
+            start.append(tp)  # positioned by _position_ingress, or librdkafka's to look up
     return start
 
 
