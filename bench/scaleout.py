@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.contenders import Kstatefun, Proc
-from bench.kafkautil import Reader, keyed_events, produce, wait_group_stable
+from bench.kafkautil import PACED_LINGER_MS, Reader, keyed_events, produce, wait_group_stable
 from bench.workloads import Env, _pct, validate
 from kstatefun.kafka.partitioner import id_partitioner
 
@@ -63,7 +63,11 @@ class PacedProducer:
     def _run(self) -> None:
         bootstrap, topic, partitioner, rate, seconds = self._args
         producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 0, "partitioner": partitioner}
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": PACED_LINGER_MS,
+                "partitioner": partitioner,
+            }
         )
         keys, now = len(self.names), time.monotonic
         start = now()

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.contenders import PEERS, Contender, Kstatefun, Proc, Topics
 from bench.kafkautil import (
+    PACED_LINGER_MS,
     Event,
     GroupWatcher,
     Reader,
@@ -261,7 +262,7 @@ def paced_latency(
     producer = Producer(
         {
             "bootstrap.servers": env.bootstrap,
-            "linger.ms": 0,
+            "linger.ms": PACED_LINGER_MS,
             "partitioner": env.shape.partitioner,
             "enable.idempotence": True,
         }
