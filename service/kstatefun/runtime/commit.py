@@ -12,12 +12,7 @@
    zombie whose partitions moved on is refused here too; c. commit the transaction; d. fold
    each overlay into its store.
 4. ``abort`` (any failure before 3c completes): abort the transaction, drop the overlays, seek
-   every consumed partition back to the transaction's first offset. An abort that found
-   records not yet acknowledged (``len(producer)``) makes the next ``begin`` take a new
-   producer first: librdkafka purges them, and the gap this can leave in the idempotent
-   producer's sequence numbers failed the next transaction ("skipped sequence numbers",
-   OUT_OF_ORDER_SEQUENCE_NUMBER, an epoch bump inside the commit call: 0.55 s in the scale-out
-   benchmark) where a new producer's ``init_transactions`` took 0.08 s.
+   every consumed partition back to the transaction's first offset.
 
 Fenced or bumped (``_on_fenced``): librdkafka reports both as a fatal ``_FENCED`` error,
 often with its own generic text. A *fence* means another process has run ``init_transactions``
@@ -210,8 +205,6 @@ class Transaction:
         # the producer that takes over from a stuck one, created once a call looks stuck
         # (_prepare_spare); it has not run init_transactions, so it fences nothing yet
         self._spare: Producer | None = None
-        # an abort left records unacknowledged: the next begin takes a new producer (step 4)
-        self._renew = False
         self._clock = time.monotonic
         self.producer = self._new_producer()
 
@@ -244,7 +237,6 @@ class Transaction:
         # not ``or``: a Producer with nothing queued is falsy (its len is its out queue)
         producer = self._spare if self._spare is not None else self._producer_factory()
         self._spare = None
-        self._renew = False  # a new producer starts its sequence numbers afresh
         # Aborts whatever a crashed predecessor with the same transactional id left open; waits
         # out a coordinator that is moving or loading its state.
         call_with_retry(
@@ -288,13 +280,6 @@ class Transaction:
             wait_s = self._committed_at + SETTLE_S - time.monotonic()
             if wait_s > 0:
                 time.sleep(wait_s)
-            if self._renew:
-                started = self._clock()
-                self.producer = self._new_producer()
-                log.info(
-                    "new producer after an abort with unacknowledged records seconds=%.3f",
-                    self._clock() - started,
-                )
             try:
                 self.producer.begin_transaction()
             except KafkaException as e:
@@ -546,7 +531,6 @@ class Transaction:
             hook()
         if was_open:
             self.on_progress()  # what led here was bounded; so is the abort, anew
-            self._renew = self._renew or len(self.producer) > 0  # step 4
             try:
                 self.producer.abort_transaction(self._timeout)
             except KafkaException as e:

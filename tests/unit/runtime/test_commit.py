@@ -516,52 +516,6 @@ def test_a_given_up_producer_whose_call_returns_is_released(monkeypatch):
             event.set()
 
 
-class Unacknowledged(FencingProducer):
-    """Its commit is refused (an abortable error, as ILLEGAL_GENERATION after the member epoch
-    moved) while ``pending`` records are not yet acknowledged."""
-
-    def __init__(self, pending):
-        super().__init__()
-        self.pending = pending
-        self.aborts = 0
-
-    def __len__(self):
-        return self.pending
-
-    def commit_transaction(self, timeout):
-        raise KafkaException(
-            KafkaError(KafkaError.ILLEGAL_GENERATION, "stale member epoch", txn_requires_abort=True)
-        )
-
-    def abort_transaction(self, timeout):
-        self.aborts += 1
-        self.pending = 0  # librdkafka purged them
-
-
-def test_an_abort_that_purged_records_makes_the_next_transaction_take_a_new_producer():
-    """librdkafka purges the records an aborted transaction had not had acknowledged; the gap
-    in the idempotent producer's sequence numbers can fail the next transaction with an epoch
-    bump (0.5 s), so the next begin takes a new producer instead (init_transactions)."""
-    refused, fresh = Unacknowledged(pending=3), FencingProducer()
-    txn, consumer = txn_with([refused, fresh])
-    with pytest.raises(KafkaException):
-        one_transaction(txn)
-    assert refused.aborts == 1 and consumer.seeks == [("in", 0, 5)]
-    assert txn.producer is refused  # not before it is needed: a stopping worker needs none
-    one_transaction(txn)
-    assert txn.producer is fresh and fresh.inits == 1 and fresh.commits == 1
-
-
-def test_an_abort_with_every_record_acknowledged_keeps_the_producer():
-    refused = Unacknowledged(pending=0)
-    txn, _ = txn_with([refused])
-    with pytest.raises(KafkaException):
-        one_transaction(txn)
-    refused.commit_transaction = lambda timeout: None
-    one_transaction(txn)
-    assert txn.producer is refused and refused.inits == 1
-
-
 def test_each_bounded_producer_call_tells_the_watchdog():
     """Several bounded calls in a row (a failed commit, then its abort) must not add up to a
     watchdog timeout: each is preceded by a beat."""
