@@ -159,13 +159,10 @@ class LocalSnapshot:
         """Delete base image files no position names: a rebase cut short, or replaced."""
         if not self.base_dir.is_dir():
             return
-        kept = {self._base_path(p, g).name for p, g in self._bases.items()}
+        kept = {_base_file(self.base_dir, p, g).name for p, g in self._bases.items()}
         for file in self.base_dir.iterdir():
             if file.name not in kept:
                 file.unlink(missing_ok=True)
-
-    def _base_path(self, partition: int, generation: int) -> Path:
-        return _base_file(self.base_dir, partition, generation)
 
     def close(self) -> None:
         self.flush(everything=True)
@@ -253,7 +250,7 @@ class LocalSnapshot:
             self._db.execute("DELETE FROM position WHERE partition = ?", (partition,))
         base = self._bases.pop(partition, 0)
         if base:
-            self._base_path(partition, base).unlink(missing_ok=True)
+            _base_file(self.base_dir, partition, base).unlink(missing_ok=True)
 
     def save(
         self,
@@ -289,7 +286,7 @@ class LocalSnapshot:
         generation = self._next_base
         self._next_base += 1
         self._writers[partition] = _BaseWriter(
-            self._base_path(partition, generation), generation, rows, position
+            _base_file(self.base_dir, partition, generation), generation, rows, position
         )
         self._note_backlog(len(rows))
 
