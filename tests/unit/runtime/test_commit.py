@@ -18,6 +18,8 @@ class FakeProducer:
     def __init__(self) -> None:
         self.offsets: list[dict[tuple[str, int], int]] = []
         self.commits = 0
+        self.queued = 0  # records produced and not acknowledged yet
+        self.unacknowledged_at_offsets: list[int] = []
 
     def init_transactions(self, timeout):
         pass
@@ -26,16 +28,21 @@ class FakeProducer:
         pass
 
     def produce(self, *args, **kwargs):
-        pass
+        self.queued += 1
 
     def poll(self, timeout=0):
         return 0
 
-    def __len__(self):  # records not yet acknowledged (librdkafka's out queue)
+    def flush(self, timeout):
+        self.queued = 0
         return 0
+
+    def __len__(self):  # records not yet acknowledged (librdkafka's out queue)
+        return self.queued
 
     def send_offsets_to_transaction(self, offsets, metadata, timeout):
         assert metadata == "generation-7"
+        self.unacknowledged_at_offsets.append(self.queued)
         self.offsets.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
 
     def commit_transaction(self, timeout):
@@ -61,6 +68,17 @@ def test_consumed_offsets_are_sent_and_become_the_fence_offsets():
     txn.commit()
     assert producer.offsets == [{("in", 0): 7}]
     assert txn.fence_offsets == {("in", 0): 7, ("inv", 0): 9}
+
+
+def test_every_record_is_acknowledged_before_the_offsets_are_sent():
+    """A refused offset commit (the member epoch bumped by an assignment) aborts, and an abort
+    that purges unsent records costs the next transaction a producer epoch bump (0.5 s)."""
+    txn, producer = make_txn()
+    txn.begin()
+    txn.track([Record("in", 0, 5, b"k", b"v")])
+    txn.produce("out", b"egress")
+    txn.commit()
+    assert producer.unacknowledged_at_offsets == [0]
 
 
 def test_a_transaction_that_consumed_nothing_still_carries_the_group_generation():
@@ -533,4 +551,5 @@ def test_each_bounded_producer_call_tells_the_watchdog():
     txn.on_progress = lambda: beats.append("beat")
     with pytest.raises(KafkaException):
         one_transaction(txn)
-    assert beats == ["beat", "beat", "commit", "beat", "abort"]  # send_offsets, commit, abort
+    # flush, send_offsets, commit, abort
+    assert beats == ["beat", "beat", "beat", "commit", "beat", "abort"]
