@@ -591,7 +591,8 @@ def brief_restoreload(r: dict) -> str:
         f"partition {r.get('partition')} of {r.get('keys') or 0:,} states restored in "
         f"{restored.get('seconds')} s ({restored.get('records')} records) while serving: "
         f"kept partitions {r.get('kept')} p99 {kept.get('p99_ms')} ms (max {kept.get('max_ms')}), "
-        f"steady before p99 {steady.get('p99_ms')} ms; moved max {moved.get('max_ms')} ms; "
+        f"kept partitions before the stop p99 {steady.get('p99_ms')} ms; moved max "
+        f"{moved.get('max_ms')} ms; "
         f"exactly-once {v.get('exactly_once')}"
     )
 
