@@ -1,7 +1,9 @@
 """kstatefun benchmark: the limit, the peers and kstatefun side by side, in one run.
 
-    .venv/bin/python -m bench.run --quick     # make bench-quick, about 5 minutes
-    .venv/bin/python -m bench.run             # make bench, about 14 minutes
+    .venv/bin/python -m bench.run --quick     # make bench-quick: small sizes
+    .venv/bin/python -m bench.run             # make bench: about 25 minutes on 2 cores
+
+(docs/performance.md, "Running it", gives the times measured).
 
 One local broker (LocalKafka) per run. Each contender gets the same pre-produced input on
 fresh topics; W1 and W2 run in rounds, W1 on each input shape. Writes
@@ -166,7 +168,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, about 5 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, fewer parts")
     parser.add_argument(
         "--contenders",
         "--only",
