@@ -10,9 +10,9 @@ snapshot (``local snapshot caught up``), events at ``scaleout_rate`` on ``latenc
 keys over every partition; after ``scaleout_lead_s`` the owner of partition 0 stops. The other
 worker gains its partitions and restores partition 0 while it keeps serving its own.
 Reported: the kept partitions' p99 and max latency (produce call → egress record visible)
-from the stop until partition 0 is restored and in the steady window before the stop, the restore's records and seconds from the
-survivor's log, and partition 0's longest wait (when it resumed). State store ``memory`` (the
-default).
+from the stop until partition 0 is restored, and in the steady window before the stop; the
+restore's records and seconds from the survivor's log, and partition 0's longest wait (when
+it resumed). State store ``memory`` (the default).
 """
 
 from __future__ import annotations
