@@ -68,12 +68,12 @@ librdkafka bumps the producer epoch, and its InitProducerId meets the abort stil
 (CONCURRENT_TRANSACTIONS) and waits for its fixed 500 ms retry. Both the restore-under-load and
 the scale-out benchmark lost 0.55 s to this at a leave. So 3a waits for every record to be
 acknowledged before 3b: an abort then purges nothing, and the replay commits at once. A
-reproduction on the local broker (stale group metadata, 50 records produced just before the
-offsets): without the wait 3 of 6 next transactions failed and took 0.52–0.56 s, with it none
-of 18 (14–45 ms). In two `make bench` runs with it, 3 commits were refused and none was
-followed by a gap. The cost: the offsets are no longer sent while the records are in flight,
-at most one send_offsets_to_transaction per commit (0.3–1.2 ms more per commit on an idle
-broker; the call takes p50 5–6 ms back to back in the benchmark's ``floor`` part).
+reproduction on the local broker (a script not in the tree: stale group metadata, 50 records
+produced just before the offsets): without the wait 3 of 6 next transactions failed and took
+0.52–0.56 s, with it none of 18 (14–45 ms). In two `make bench` runs with it, 3 commits were
+refused and none was followed by a gap. The cost: the offsets are no longer sent while the
+records are in flight, at most one send_offsets_to_transaction per commit (the call takes p50
+5–6 ms back to back in the benchmark's ``floor`` part).
 
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.
