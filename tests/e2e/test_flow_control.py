@@ -4,6 +4,8 @@ flow control a worker started on a backlog consumed nearly all of it before the 
 functions sent each other (docs/performance.md, W2); Worker._balance_ingress pauses ingress
 while the worker's own invocations lag."""
 
+import re
+
 import pytest
 
 from tests.harness import (
@@ -17,13 +19,20 @@ from tests.harness import (
 pytestmark = pytest.mark.kafka
 
 BACKLOG = 40_000
+# A new application whose first join came before the group coordinator knew its invocations
+# topic (tests/harness.py) routes the backlog into that topic before it owns a partition of
+# it: the messages to chain/b then wait behind all of it whatever flow control does (40,000
+# of 40,000 in a CI run). Such a run does not test flow control, so a fresh application
+# repeats it, at most this many times in all.
+ATTEMPTS = 3
 
 
-def test_a_chain_keeps_pace_with_an_ingress_backlog(
-    kafka_bootstrap, tmp_path, unique_name, create_topic
-):
+def _backlog_run(bootstrap, tmp_path, unique_name, create_topic) -> tuple[list[str], str]:
+    """A fresh application's worker started on a backlog: its egress values in order, and
+    its log."""
+    tmp_path.mkdir()
     app = make_app(
-        kafka_bootstrap,
+        bootstrap,
         tmp_path,
         unique_name,
         create_topic,
@@ -41,8 +50,23 @@ def test_a_chain_keeps_pace_with_an_ingress_backlog(
     finally:
         app.stop_all()
     assert values.count("a") == BACKLOG and values.count("b") == BACKLOG, app.all_logs()
-    log = app.log("w1")
-    assert "ingress_routed=0" in log or joined_before_its_invocations_topic(log), log[-3000:]
+    return values, app.log("w1")
+
+
+def test_a_chain_keeps_pace_with_an_ingress_backlog(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    for attempt in range(ATTEMPTS):
+        values, log = _backlog_run(
+            kafka_bootstrap, tmp_path / f"run{attempt}", unique_name, create_topic
+        )
+        if not joined_before_its_invocations_topic(log):
+            break
+    else:
+        pytest.fail(
+            f"in {ATTEMPTS} of {ATTEMPTS} runs the first join came before the invocations topic"
+        )
+    assert "ingress_routed=0" in log, log[-3000:]
     # how many messages to chain/b waited, at worst: 9,000 to 13,500 with flow control (the
     # pause starts at 5,000, checked after each commit, and a commit's worth of records may
     # pass before it: 13,500 in a run whose 11 transactions took about 7,000 records each;
@@ -52,4 +76,10 @@ def test_a_chain_keeps_pace_with_an_ingress_backlog(
     for value in values:
         waiting += 1 if value == "a" else -1
         worst = max(worst, waiting)
-    assert worst <= BACKLOG // 2, f"up to {worst} of {BACKLOG} messages to chain/b waited"
+    assigned = re.findall(r".*assigned invocations partitions=.*", log)
+    assert worst <= BACKLOG // 2, (
+        f"up to {worst} of {BACKLOG} messages to chain/b waited; the worker's assignments:\n"
+        + "\n".join(assigned)
+        + "\n"
+        + log[-3000:]
+    )
