@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 from kstatefun.config.module import ModuleSpec
 from kstatefun.config.settings import Settings
 from kstatefun.kafka import clients
+from kstatefun.kafka.errors import call_with_retry
 from kstatefun.kafka.topics import InternalTopics, ensure_internal_topics, playground_topic_specs
 from kstatefun.model import TypedValue
 from kstatefun.playground.base import Server
@@ -52,7 +53,10 @@ def start_playground(
     try:
         if module.playground_egress is not None:
             declared = module.playground_egress.topics
-            ensure_internal_topics(admin, playground_topic_specs(topics, declared))
+            call_with_retry(
+                partial(ensure_internal_topics, admin, playground_topic_specs(topics, declared)),
+                "creating and checking the playground's topics",
+            )
             consumer_config = clients.restore_consumer_config(
                 s.bootstrap_servers, s.kafka_properties
             )
