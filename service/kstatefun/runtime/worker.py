@@ -646,7 +646,8 @@ class Worker:
             self._sample_lag()
         assignment = self.assignment
         if assignment.restoring:
-            assignment.step()  # one batch per round: the other partitions go on meanwhile
+            # one batch per round, a small one while records flow: the others go on meanwhile
+            assignment.step(busy=time.monotonic() - self._consumed_at <= IDLE_S)
         wait_s = self._fire_due()
         if assignment.restoring:
             wait_s = 0.0  # the restore step waited already

@@ -111,11 +111,12 @@ class Recovery:
             )
         return self.store.add_partition(p, loaded), start
 
-    def step(self, timeout_s: float = 0.0) -> set[int]:
-        """Read one batch; returns the partitions it completed."""
+    def step(self, timeout_s: float = 0.0, limit: int | None = None) -> set[int]:
+        """Read one batch (of at most ``limit`` records); returns the partitions it
+        completed."""
         if not self.restorer.active:
             return set()
-        return self._finish(self.restorer.step(timeout_s))
+        return self._finish(self.restorer.step(timeout_s, limit))
 
     def cancel(self) -> None:
         """The assignment ends before its restores do: stop reading. The unfinished

@@ -217,14 +217,16 @@ class ChangelogRestorer:
             self._metrics.restore_total[(self.topic, p)] = self._ends[p] - starts[p]
             self._metrics.restore_read[(self.topic, p)] = 0
 
-    def step(self, timeout_s: float = 0.0) -> dict[int, int]:
-        """Read one batch (waiting at most ``timeout_s`` for it); returns the partitions it
-        completed, with the position reached."""
+    def step(self, timeout_s: float = 0.0, limit: int | None = None) -> dict[int, int]:
+        """Read one batch of the restorer's size, or of ``limit`` records if fewer,
+        waiting at most ``timeout_s`` for it; returns the partitions it completed, with the
+        position reached."""
         if not self._ends:
             return {}
         assert self._consumer is not None
         self._on_progress()
-        read = self._apply(self._consumer.consume(self._batch, timeout=timeout_s))
+        batch = self._batch if limit is None else min(limit, self._batch)
+        read = self._apply(self._consumer.consume(batch, timeout=timeout_s))
         done = {
             tp.partition: tp.offset
             for tp in self._consumer.position([TopicPartition(self.topic, p) for p in self._ends])

@@ -5,9 +5,14 @@ and the partitions that have nothing to restore are resumed at once."""
 from confluent_kafka import TopicPartition
 from tests.fakes import Record
 
-from kstatefun.runtime.assignment import Assignment, PartitionState
+from kstatefun.runtime.assignment import (
+    BUSY_STEP_RECORDS,
+    STEP_WAIT_S,
+    Assignment,
+    PartitionState,
+)
 from kstatefun.state.recovery import Recovery
-from kstatefun.state.restore import ChangelogRestorer
+from kstatefun.state.restore import RESTORE_BATCH, ChangelogRestorer
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import encode_changelog_value, encode_timer_value
@@ -197,3 +202,37 @@ def test_an_incremental_revocation_stops_only_the_partitions_that_move():
     # nothing of partition 0 is left to fire or expire here; partition 1 is untouched
     assert store.partitions() == {1} and timers.partitions() == {1}
     assert store.position(1) == 0
+
+
+class CountingChangelog(SlowChangelog):
+    """Notes what each consume asked for."""
+
+    asked: list = []
+
+    def consume(self, n, timeout=None):
+        CountingChangelog.asked.append((n, timeout))
+        return super().consume(n, timeout)
+
+
+def test_a_busy_worker_restores_in_small_steps_that_do_not_wait():
+    state_log = {0: [(b"a", v(1)), (b"b", v(2)), (b"c", v(3))]}
+    store, timers = StateStore(), TimerStore()
+    CountingChangelog.asked = []
+    assignment = Assignment(
+        GroupConsumer(),
+        INV,
+        [
+            Recovery(store, ChangelogRestorer(lambda: CountingChangelog("c", state_log), "c")),
+            Recovery(timers, ChangelogRestorer(lambda: SlowChangelog("t", {0: []}), "t")),
+        ],
+        lambda p, ingress: None,
+    )
+    assignment.assign(tps((INV, 0)))
+    assignment.step()  # begins
+    assignment.step(busy=True)  # records flow on the other partitions
+    assignment.step()  # idle
+    assert CountingChangelog.asked == [
+        (BUSY_STEP_RECORDS, 0.0),
+        (RESTORE_BATCH, STEP_WAIT_S),
+    ]
+    assert BUSY_STEP_RECORDS < RESTORE_BATCH
