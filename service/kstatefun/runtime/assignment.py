@@ -44,10 +44,10 @@ STEP_WAIT_S = 0.01
 # Records one restore step applies per store while the live partitions have traffic (the loop
 # read records within the last IDLE_S): every round of the loop pays for its step, so a
 # smaller one keeps the kept partitions' rounds short; an idle worker reads the restorer's
-# whole batch (state/restore.py RESTORE_BATCH). bench/restoreload.py's part alone, three
-# alternating runs each (not make bench): the kept partitions' p99 while 5,000,000 states
-# restored 281 / 150 / 91 ms, against 254 / 347 / 216 ms with whole batches; the restore took
-# 57-58 s instead of 46-49 s
+# whole batch (state/restore.py RESTORE_BATCH). Two full make bench runs of 87b1d62: the kept
+# partitions' p99 while 5,000,000 states restored 69.4 / 61.7 ms, against 220.2 / 343.2 ms
+# with whole batches in those of d00c558; the restore took 56 / 55 s instead of 47 / 37 s
+# (docs/performance.md, Latest results)
 BUSY_STEP_RECORDS = 500
 
 
