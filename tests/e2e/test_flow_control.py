@@ -21,9 +21,10 @@ pytestmark = pytest.mark.kafka
 BACKLOG = 40_000
 # A new application whose first join came before the group coordinator knew its invocations
 # topic (tests/harness.py) routes the backlog into that topic before it owns a partition of
-# it: the messages to chain/b then wait behind all of it whatever flow control does (40,000
-# of 40,000 in a CI run). Such a run does not test flow control, so a fresh application
-# repeats it, at most this many times in all.
+# it: the messages to chain/b then wait behind all of it whatever flow control does (a CI
+# run's 40,000 of 40,000 fits this; its worker log was not kept, the bound's message now shows
+# the assignments). Such a run does not test flow control, so a fresh application repeats it,
+# at most this many times in all.
 ATTEMPTS = 3
 
 
