@@ -46,8 +46,8 @@ STEP_WAIT_S = 0.01
 # smaller one keeps the kept partitions' rounds short; an idle worker reads the restorer's
 # whole batch (state/restore.py RESTORE_BATCH). Two full make bench runs of 87b1d62: the kept
 # partitions' p99 while 5,000,000 states restored 69.4 / 61.7 ms, against 220.2 / 343.2 ms
-# with whole batches in those of d00c558; the restore took 56 / 55 s instead of 47 / 37 s
-# (docs/performance.md, Latest results)
+# with whole batches in those of d00c558 (other runs on the same machine, so not a comparison
+# within one run); the restore took 56 / 55 s instead of 47 / 37 s (docs/performance.md)
 BUSY_STEP_RECORDS = 500
 
 

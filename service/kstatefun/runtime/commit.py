@@ -70,10 +70,10 @@ the scale-out benchmark lost 0.55 s to this at a leave. So 3a waits for every re
 acknowledged before 3b: an abort then purges nothing, and the replay commits at once. A
 reproduction on the local broker (a script not in the tree: stale group metadata, 50 records
 produced just before the offsets): without the wait 3 of 6 next transactions failed and took
-0.52–0.56 s, with it none of 18 (14–45 ms). In two `make bench` runs with it, 3 commits were
-refused and none was followed by a gap. The cost: the offsets are no longer sent while the
-records are in flight, at most one send_offsets_to_transaction per commit (the call takes p50
-5–6 ms back to back in the benchmark's ``floor`` part).
+0.52–0.56 s, with it none of 18 (14–45 ms). In four `make bench` runs with it (of d00c558 and
+87b1d62), 5 commits were refused and none was followed by a gap. The cost: the offsets are no
+longer sent while the records are in flight, at most one send_offsets_to_transaction per
+commit (the call takes p50 5–7 ms back to back in the benchmark's ``floor`` part).
 
 Invariant: the local stores equal their topics up to the last committed transaction, and
 consumed offsets, state, timers, messages and egress become visible together or not at all.

@@ -645,9 +645,10 @@ class Worker:
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
         assignment = self.assignment
+        records_flow = time.monotonic() - self._consumed_at <= IDLE_S
         if assignment.restoring:
             # one batch per round, a small one while records flow: the others go on meanwhile
-            assignment.step(busy=time.monotonic() - self._consumed_at <= IDLE_S)
+            assignment.step(busy=records_flow)
         wait_s = self._fire_due()
         if assignment.restoring:
             wait_s = 0.0  # the restore step waited already
@@ -659,7 +660,7 @@ class Worker:
             self._balance_ingress()  # also without commits: nothing may hold ingress for good
         snapshot = self.store.snapshot
         if snapshot is not None:
-            idle = not assignment.restoring and time.monotonic() - self._consumed_at > IDLE_S
+            idle = not assignment.restoring and not records_flow
             if snapshot.flush_if_due(idle):
                 wait_s = 0.0  # a restore's rows still to write, a slice per round: do not idle
         remote = self.remote
