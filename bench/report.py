@@ -608,6 +608,15 @@ def brief_scaleout(r: dict) -> str:
             f"{name}: unmoved p99 {unmoved.get('p99_ms')} ms (max {unmoved.get('max_ms')}), "
             f"moved {w.get('moved_partitions')} max {moved.get('max_ms')} ms"
         )
+    phases = r.get("join_phases")
+    if phases:
+        starting = (phases.get("starting") or {}).get("unmoved") or {}
+        rebalancing = (phases.get("rebalancing") or {}).get("unmoved") or {}
+        parts.append(
+            f"join, while the third starts ({phases.get('starting_s')} s): unmoved p99 "
+            f"{starting.get('p99_ms')} ms; from the first callback: unmoved p99 "
+            f"{rebalancing.get('p99_ms')} ms"
+        )
     v = r.get("validation") or {}
     parts.append(f"exactly-once {v.get('exactly_once')}")
     return "; ".join(parts)

@@ -7,6 +7,11 @@ the partitions whose owner did not change (from the workers' own logs of their c
 those that moved. Reported: p99 and max latency of each, and the steady p99 before the join.
 The moved partitions' longest wait is how long they were stopped, i.e. when they resumed.
 
+The join's window is also split where the group begins to rebalance (the first callback any
+worker logs after the third worker's start): before it, the third worker's process is only
+starting (imports, clients, its join request), which on a machine without a spare core competes
+with the workers and the broker for CPU; from it on, the rebalance itself.
+
 Run once per ``rebalance_protocol`` (cooperative, eager, consumer): the A/B of incremental
 rebalancing. The workers are named (static members); the third leaves as a worker stopped for
 good does, with ``leave_group_on_stop``.
@@ -18,6 +23,7 @@ import re
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Producer
@@ -33,6 +39,23 @@ LEAVE_MARGIN_S = 1.0
 
 # runtime/worker.py logs each rebalance callback with the invocations partitions it names
 CALLBACK = re.compile(r"(assigned|revoked) invocations partitions=\[([\d, ]*)\]")
+# ... with the time the worker logged it (logging's asctime: local time, milliseconds)
+TIMED_CALLBACK = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?(?:assigned|revoked) invocations partitions=",
+    re.M,
+)
+
+
+def first_callback(procs: dict[str, Proc], after: float) -> float | None:
+    """The wall-clock time of the first rebalance callback any worker logged after ``after``
+    (time.time()), or None."""
+    times = []
+    for proc in procs.values():
+        for stamp in TIMED_CALLBACK.findall(proc.log_text()):
+            t = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if t > after:
+                times.append(t)
+    return min(times, default=None)
 
 
 def owners(procs: dict[str, Proc]) -> dict[int, str]:
@@ -169,6 +192,7 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
         start = time.monotonic()
         time.sleep(lead)
         join_at = time.monotonic()
+        join_wall = time.time()
         procs["s3"] = spawn("s3", leaves=True)
         time.sleep(window)
         owners1 = owners(procs)
@@ -190,6 +214,14 @@ def scaleout(env: Env, k: Kstatefun, cfg: Any, protocol: str) -> dict[str, Any]:
         split = leave_at - LEAVE_MARGIN_S
         out["join"] = _window(lat, producer.sent, part, join_at, split, moved_join)
         out["leave"] = _window(lat, producer.sent, part, split, leave_at + window, moved_leave)
+        began = first_callback(procs, join_wall)
+        if began is not None:
+            rebalance_at = join_at + (began - join_wall)
+            out["join_phases"] = {
+                "starting_s": round(rebalance_at - join_at, 2),
+                "starting": _window(lat, producer.sent, part, join_at, rebalance_at, moved_join),
+                "rebalancing": _window(lat, producer.sent, part, rebalance_at, split, moved_join),
+            }
         out["received"] = len(lat)
         out["sent"] = n
         out["owners"] = {"before": owners0, "joined": owners1, "left": owners2}

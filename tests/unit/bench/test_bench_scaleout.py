@@ -1,9 +1,10 @@
 """The scale-out part's bookkeeping (bench/scaleout.py): who owns what from the workers' logs,
 which event is which, and the latency per rebalance window split by moved partitions."""
 
+from datetime import datetime
 from types import SimpleNamespace
 
-from bench.scaleout import _latencies, _window, owners
+from bench.scaleout import _latencies, _window, first_callback, owners
 
 
 def test_owners_replay_each_workers_callbacks():
@@ -27,3 +28,23 @@ def test_latency_per_window_splits_moved_from_unmoved_partitions():
     w = _window(lat, sent, partition, 1.0, 2.0, {5})
     assert w["moved"] == {"events": 1, "p99_ms": 2000.0, "max_ms": 2000.0}
     assert w["unmoved"]["events"] == 1 and w["unmoved"]["max_ms"] == 100.0
+
+
+def test_the_join_splits_where_the_first_callback_after_the_start_was_logged() -> None:
+    def at(stamp: str) -> float:
+        return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+    logs = {
+        "s1": "2026-12-06 18:54:26,641 INFO kstatefun.runtime.worker app=a instance=s1 "
+        "revoked invocations partitions=[0, 1, 2] ingress_partitions=3\n"
+        "2026-12-06 18:54:38,194 INFO kstatefun.runtime.worker app=a instance=s1 "
+        "revoked invocations partitions=[2] ingress_partitions=1\n",
+        "s2": "2026-12-06 18:54:37,754 INFO kstatefun.runtime.worker app=a instance=s2 worker "
+        "started\n2026-12-06 18:54:38,681 INFO kstatefun.runtime.worker app=a instance=s2 "
+        "revoked invocations partitions=[4, 5] ingress_partitions=2\n",
+        "s3": "2026-12-06 18:54:38,846 INFO kstatefun.runtime.worker app=a instance=s3 "
+        "assigned invocations partitions=[4, 5] (restoring them) kept=[]\n",
+    }
+    procs = {name: SimpleNamespace(log_text=lambda text=text: text) for name, text in logs.items()}
+    assert first_callback(procs, at("2026-12-06 18:54:36,207")) == at("2026-12-06 18:54:38,194")
+    assert first_callback(procs, at("2026-12-06 18:54:39,000")) is None
