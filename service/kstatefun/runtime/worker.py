@@ -232,6 +232,18 @@ class Worker:
         if s.metrics_port:
             self._start_health(admin)
         self.txn.on_abort.append(self._redrain)
+        self._init_loop_state()
+        if s.static_membership and s.rebalance_protocol == "consumer":
+            # the producer's init_transactions (_make_clients) fenced the predecessor: a
+            # killed one no longer holds the instance id either (KIP-848 would refuse the
+            # join until its session ended; the classic protocols replace it themselves)
+            release_predecessor(admin, self._client_config, s.app_id, self._instance)
+        self._subscribe()
+        self._log_started(partitions_from, partitioner_from)
+
+    def _init_loop_state(self) -> None:
+        """The loop's bookkeeping of the direct path's drains, held ingress partitions and
+        fetcher wake-ups, empty until the first assignment."""
         self._drain_ends: dict[tuple[str, int], int] = {}
         # ingress partitions of a restoring partition -> invocations end offset at assignment
         self._drain_plan: dict[tuple[str, int], int] = {}
@@ -247,12 +259,9 @@ class Worker:
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
-        if s.static_membership and s.rebalance_protocol == "consumer":
-            # the producer's init_transactions (_make_clients) fenced the predecessor: a
-            # killed one no longer holds the instance id either (KIP-848 would refuse the
-            # join until its session ended; the classic protocols replace it themselves)
-            release_predecessor(admin, self._client_config, s.app_id, self._instance)
-        self._subscribe()
+
+    def _log_started(self, partitions_from: str, partitioner_from: str) -> None:
+        s = self.settings
         log.info(
             "worker started app=%s instance=%s transactional_id=%s partitions=%d "
             "partitions_from=%r partitioner=%s partitioner_from=%r functions=%s "
