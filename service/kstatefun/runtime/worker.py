@@ -243,7 +243,7 @@ class Worker:
 
     def _init_loop_state(self) -> None:
         """The loop's bookkeeping of the direct path's drains, held ingress partitions and
-        fetcher wake-ups, empty until the first assignment."""
+        fetcher wake-ups (empty until the first assignment), and each ingress topic's spec."""
         self._drain_ends: dict[tuple[str, int], int] = {}
         # ingress partitions of a restoring partition -> invocations end offset at assignment
         self._drain_plan: dict[tuple[str, int], int] = {}
