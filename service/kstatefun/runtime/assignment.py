@@ -17,10 +17,10 @@ partitions are paused meanwhile: the one place that decides when a partition may
 - **live**: everything of it is processed.
 - **revoking**: the rebalance callback is committing before it gives the partition up.
 
-With incremental rebalancing (rebalance_protocol consumer or cooperative, kafka/clients.py)
-an assignment adds partitions and a revocation takes some away, and the partitions that stay
-never leave their state; partitions added while others restore join the restore in
-progress. With eager rebalancing (the default) every assignment starts from a revocation of
+With incremental rebalancing (rebalance_protocol consumer, the default, or cooperative,
+kafka/clients.py) an assignment adds partitions and a revocation takes some away, and the
+partitions that stay never leave their state; partitions added while others restore join the
+restore in progress. With eager rebalancing every assignment starts from a revocation of
 everything, so each partition starts over; a kept partition's restore is then a catch-up
 that usually reads nothing.
 """
