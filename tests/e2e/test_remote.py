@@ -67,6 +67,7 @@ def remote_out(create_topic, kafka_admin):
     return "remote-e2e-out"
 
 
+@pytest.mark.long  # about 27 s: keeps `make test` under its 15 minutes (it took 14:11-15:05 here)
 def test_remote_counter_to_embedded_sink_is_exactly_once_under_kill(
     kafka_bootstrap, tmp_path, unique_name, create_topic, sdk_app
 ):
