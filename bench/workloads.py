@@ -33,6 +33,7 @@ from bench.kafkautil import (
     produce,
     wait_group_stable,
 )
+from kstatefun.kafka.clients import TRANSACTIONAL_PRODUCER_TUNING
 from kstatefun.kafka.partitioner import DEFAULT_PARTITIONER, LEGACY_PARTITIONER
 
 
@@ -673,8 +674,7 @@ def txn_floor(env: Env, transactions: int = 40) -> dict:
                 "bootstrap.servers": env.bootstrap,
                 "transactional.id": f"floor-{env.run_id}-{variant}",
                 "enable.idempotence": True,
-                "linger.ms": 2,
-                "retry.backoff.ms": 10,
+                **TRANSACTIONAL_PRODUCER_TUNING,
             }
         )
         consumer = Consumer({"bootstrap.servers": env.bootstrap, "group.id": f"floor-{env.run_id}"})

@@ -30,6 +30,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from kstatefun.kafka.clients import TRANSACTIONAL_PRODUCER_TUNING
 from kstatefun.runtime.commit import SETTLE_S
 
 STAGE_A = b"A"
@@ -86,9 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "enable.idempotence": True,
             "transaction.timeout.ms": 10_000,
             "partitioner": "murmur2_random",
-            "linger.ms": 2,
-            "retry.backoff.ms": 10,
-            "queue.buffering.max.messages": 1_000_000,
+            **TRANSACTIONAL_PRODUCER_TUNING,
         }
     )
     producer.init_transactions(30)

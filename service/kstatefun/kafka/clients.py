@@ -118,6 +118,22 @@ def _compose(
     return conf
 
 
+TRANSACTIONAL_PRODUCER_TUNING: Final[dict[str, Any]] = {
+    # Every commit flushes, and librdkafka's flush sends at once whatever lingers (since 1.8),
+    # so a record is visible no later for lingering: records wait for their transaction's
+    # commit either way. Batching a whole commit interval's records per partition is what
+    # keeps the broker's CPU down: at linger.ms 2 a worker under a backlog sent about 25
+    # records per Produce request and the broker spent more CPU than the worker (Kafka
+    # Streams' producers linger 100 ms too; docs/performance.md, "The producer's linger").
+    "linger.ms": 100,
+    # default 100 ms makes back-to-back transactions slow (ARCHITECTURE §10)
+    "retry.backoff.ms": 10,
+    "queue.buffering.max.messages": 1_000_000,
+}
+"""kstatefun's defaults for its transactional producer (``kafka_properties`` may override
+them); the benchmark's bare loops use the same."""
+
+
 def transactional_producer_config(
     bootstrap_servers: str,
     transactional_id: str,
@@ -127,12 +143,7 @@ def transactional_producer_config(
     return _compose(
         bootstrap_servers,
         extra,
-        {
-            "linger.ms": 2,
-            # default 100 ms makes back-to-back transactions slow (ARCHITECTURE §10)
-            "retry.backoff.ms": 10,
-            "queue.buffering.max.messages": 1_000_000,
-        },
+        TRANSACTIONAL_PRODUCER_TUNING,
         {
             "transactional.id": transactional_id,
             # a committed transaction survives a lost broker only if all in-sync replicas had it
