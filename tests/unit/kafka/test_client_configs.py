@@ -48,3 +48,9 @@ def test_the_rebalance_protocol_picks_the_assignor_and_who_owns_the_session():
     assert kip848["group.protocol"] == "consumer" and kip848["group.remote.assignor"] == "range"
     assert not {"partition.assignment.strategy", "session.timeout.ms"} & set(kip848)
     assert cooperative["session.timeout.ms"] == eager["session.timeout.ms"] == 10_000
+
+
+def test_the_worker_producer_lingers_until_its_commit_flushes():
+    """A commit's flush sends what lingers (tests/integration/test_producer_linger.py)."""
+    conf = clients.transactional_producer_config("b:9092", "t", 10_000, {})
+    assert conf["linger.ms"] == clients.TRANSACTIONAL_PRODUCER_TUNING["linger.ms"] == 100
