@@ -1,8 +1,8 @@
 """End to end on a real broker: messages between functions are not starved by an ingress
 backlog. Ingress records placed by librdkafka's default partitioner go direct, so without
 flow control a worker started on a backlog consumed nearly all of it before the messages its
-functions sent each other (docs/performance.md, W2); Worker._balance_ingress pauses ingress
-while the worker's own invocations lag."""
+functions sent each other (docs/performance.md, W2); DirectPath.balance (runtime/direct.py)
+pauses ingress while the worker's own invocations lag."""
 
 import re
 

@@ -8,7 +8,8 @@ invocations partitions it is assigned, and the loop that ties them together:
 
 When to commit, and what a failure or a rebalance does to the open transaction, is the
 Committer's (runtime/commit.py): the loop tells it what happened. When each assigned partition
-may process (it is restored step by step meanwhile) is runtime/assignment.py's.
+may process (it is restored step by step meanwhile) is runtime/assignment.py's; when its ingress
+partitions may skip the hop, and when ingress waits for the invocations, runtime/direct.py's.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from kstatefun.playground import start_playground
 from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
+from kstatefun.runtime.direct import DirectPath
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
@@ -96,11 +98,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WATCHDOG_S = 60.0  # watchdog_timeout_s unset, and the loop's waits are shorter
 LAG_SAMPLE_S = 1.0  # how often the loop samples kstatefun_consumer_lag
 
-
-# Flow control between ingress and invocations (Worker._balance_ingress), in records.
-INVOCATIONS_LAG_HIGH = 5_000
-INVOCATIONS_LAG_LOW = 1_000
-HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
 # Nothing consumed for this long and nothing restoring: the worker is idle, and writes its
 # local snapshot's backlog in longer slices (state/snapshot.py IDLE_FLUSH_SLICE_S)
 IDLE_S = 0.2
@@ -231,8 +228,8 @@ class Worker:
             self.metrics.remote_in_flight = remote.in_flight
         if s.metrics_port:
             self._start_health(admin)
-        self.txn.on_abort.append(self._redrain)
         self._init_loop_state()
+        self.txn.on_abort.append(self.direct.redrain)
         if s.static_membership and s.rebalance_protocol == "consumer":
             # the producer's init_transactions (_make_clients) fenced the predecessor: a
             # killed one no longer holds the instance id either (KIP-848 would refuse the
@@ -242,19 +239,11 @@ class Worker:
         self._log_started(partitions_from, partitioner_from)
 
     def _init_loop_state(self) -> None:
-        """The loop's bookkeeping of the direct path's drains, held ingress partitions and
-        fetcher wake-ups (empty until the first assignment), and each ingress topic's spec."""
-        self._drain_ends: dict[tuple[str, int], int] = {}
-        # ingress partitions of a restoring partition -> invocations end offset at assignment
-        self._drain_plan: dict[tuple[str, int], int] = {}
-        # ingress partitions paused until invocations partition p is consumed up to this offset
-        self._draining: dict[tuple[str, int], int] = {}
-        self._drain_checked = 0.0
-        # ingress partitions paused because the worker's own invocations lag (_balance_ingress)
-        self._held: set[tuple[str, int]] = set()
-        self._held_since = 0.0
-        # partitions were resumed (a rebalance, a restore, a drain, a hold): kafka/fetchers.py
-        self._wake_due = False
+        """The loop's bookkeeping: the direct path's drains and holds (runtime/direct.py, empty
+        until the first assignment), when records last came, each ingress topic's spec."""
+        self.direct = DirectPath(
+            self.consumer, self.topics.invocations, self.router, self.assignment
+        )
         self._consumed_at = 0.0  # when the loop last read records (IDLE_S)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
@@ -632,7 +621,7 @@ class Worker:
         wait_s = self._housekeep()
         if wait_s is None:
             return
-        if self._wake_due:  # before a read that may wait for what was resumed
+        if self.direct.wake_due:  # before a read that may wait for what was resumed
             self._wake_fetchers(self.consumer)
         try:
             batch = self._read(wait_s)
@@ -644,7 +633,7 @@ class Worker:
             if not self._process(batch):
                 return
         if self.committer.after_batch(len(batch)):
-            self._balance_ingress()
+            self.direct.balance()
 
     def _housekeep(self) -> float | None:
         """Sample the lag, advance restores and standby copies, fire due timers, check
@@ -663,10 +652,11 @@ class Worker:
             wait_s = 0.0  # the restore step waited already
         if self.standby is not None and self.standby.step():
             wait_s = 0.0  # a standby copy is behind: do not idle
-        if self._draining:
-            self._check_drained()
-        if self._held:
-            self._balance_ingress()  # also without commits: nothing may hold ingress for good
+        direct = self.direct
+        if direct.draining:
+            direct.check_drained()
+        if direct.held:
+            direct.balance()  # also without commits: nothing may hold ingress for good
         snapshot = self.store.snapshot
         if snapshot is not None:
             idle = not assignment.restoring and not records_flow
@@ -830,6 +820,7 @@ class Worker:
         old, self.consumer = self.consumer, self._new_consumer()
         self.txn.use_consumer(self.consumer, partial(coordinator_answers, self.consumer))
         self.assignment.use_consumer(self.consumer)
+        self.direct.use_consumer(self.consumer)
         try:
             old.close()
         except (KafkaException, RuntimeError) as e:
@@ -917,135 +908,9 @@ class Worker:
                 error,
             )
 
-    def _balance_ingress(self) -> None:
-        """Messages between functions before new ingress: a backlog of ingress records that go
-        direct would otherwise fill the consumer's queue, and the invocations they produce (a
-        chain A -> B) would wait until the whole backlog is consumed. After each commit, pause
-        every ingress partition while the owned invocations partitions lag by more than
-        INVOCATIONS_LAG_HIGH records (cached high watermark - position), resume below
-        INVOCATIONS_LAG_LOW or after HOLD_MAX_S, whichever comes first. Partitions paused
-        for a restore (runtime/assignment.py) are neither counted nor paused or resumed."""
-        consumer, inv = self.consumer, self.topics.invocations
-        restoring = self.assignment.paused()
-        assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in restoring]
-        owned = [tp for tp in assigned if tp.topic == inv]
-        if not owned:
-            return
-        lag = 0
-        for tp in consumer.position(owned):
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
-            # nothing consumed yet (the case that matters: invocations stuck behind ingress)
-            at = tp.offset if tp.offset >= 0 else low
-            if high >= 0 and at >= 0:
-                lag += max(0, high - at)
-        now = time.monotonic()
-        if not self._held and lag > INVOCATIONS_LAG_HIGH:
-            held = {(tp.topic, tp.partition) for tp in assigned if tp.topic != inv}
-            held -= set(self._draining)  # already paused until drained
-            if held:
-                consumer.pause([TopicPartition(t, p) for t, p in held])
-                self._held, self._held_since = held, now
-        elif self._held and (lag < INVOCATIONS_LAG_LOW or now - self._held_since > HOLD_MAX_S):
-            # bounded: records the consumer never returns (aborted transactions, another
-            # worker's open one) count in the lag, and a hold must not outlive them
-            resume = self._held - set(self._draining) - restoring
-            self._held = set()
-            if resume:
-                try:
-                    consumer.resume([TopicPartition(t, p) for t, p in resume])
-                    self._wake_due = True
-                except KafkaException as e:  # no longer assigned: the next assignment starts over
-                    log.info("not resuming held ingress: %s", e)
-
-    def _check_drained(self) -> None:
-        """Turn on direct dispatch for ingress partitions whose invocations partition has been
-        consumed past everything that was in it at assignment (router.py explains why)."""
-        now = time.monotonic()
-        if now - self._drain_checked < 0.02:
-            return
-        self._drain_checked = now
-        inv = self.topics.invocations
-        positions = self.consumer.position(
-            [TopicPartition(inv, p) for p in {p for _, p in self._draining}]
-        )
-        reached = {tp.partition: tp.offset for tp in positions}
-        done = [
-            (topic, p) for (topic, p), end in self._draining.items() if reached.get(p, -1) >= end
-        ]
-        if done:
-            self.consumer.resume([TopicPartition(topic, p) for topic, p in done])
-            self._wake_due = True
-            for key in done:
-                self._drain_ends[key] = self._draining.pop(key)
-                self.router.direct.add(key)
-            self._note_caught_up({p for _, p in done})
-
-    def _note_caught_up(self, partitions: set[int]) -> None:
-        waiting = {p for _, p in self._draining}
-        for p in partitions - waiting:
-            self.assignment.caught_up(p)
-
-    def _redrain(self) -> None:
-        """After an abort the consumer rewinds: invocations it had read to enable the direct
-        path are unread again, so go back to draining before taking the direct path."""
-        again = [key for key in self.router.direct if key in self._drain_ends]
-        if not again:
-            return
-        for key in again:
-            self.router.direct.discard(key)
-            self._draining[key] = self._drain_ends[key]
-            self.assignment.catching_up(key[1])
-        try:
-            self.consumer.pause([TopicPartition(topic, p) for topic, p in again])
-        except KafkaException as e:  # no longer assigned: the next assignment starts over
-            log.info("not pausing after abort: %s", e)
-
-    def _plan_direct(
-        self,
-        consumer: Consumer,
-        added: list[TopicPartition],
-        kept: list[TopicPartition] = [],  # noqa: B006 - never mutated
-    ) -> dict[tuple[str, int], int]:
-        """Per ingress partition that may now take the direct path (it, or the invocations
-        partition of the same number, was just ``added``; both are assigned): the end offset
-        of that invocations partition, which must be consumed first. The plans of partitions
-        whose ownership did not change stand."""
-        inv = self.topics.invocations
-        new = {tp.partition for tp in added if tp.topic == inv}
-        owned = new | {tp.partition for tp in kept if tp.topic == inv}
-        added_keys = {(tp.topic, tp.partition) for tp in added}
-        ends: dict[int, int] = {}
-        plan = {}
-        for tp in [*added, *kept]:
-            key = (tp.topic, tp.partition)
-            if tp.topic == inv or tp.partition not in owned:
-                continue
-            if key not in added_keys and tp.partition not in new:
-                continue  # both kept: nothing changed for it
-            if tp.partition not in ends:
-                # retried: a just-created topic's leaders may not be serving yet
-                _, ends[tp.partition] = watermarks(consumer, TopicPartition(inv, tp.partition))
-            plan[key] = ends[tp.partition]
-        return plan
-
     def _restored(self, p: int, ingress: list[TopicPartition]) -> None:
-        """Invocations partition ``p`` is restored and consumed again (runtime/assignment.py);
-        its ingress partitions ``ingress``, still paused, go direct at once when nothing was
-        waiting in it at assignment, else once that is consumed (``_check_drained``)."""
-        self.router.owned.add(p)
-        direct = []
-        for tp in ingress:
-            key = (tp.topic, tp.partition)
-            end = self._drain_plan.pop(key, 0)
-            if end == 0:
-                self.router.direct.add(key)  # nothing can be waiting
-                direct.append(tp)
-            else:
-                self._draining[key] = end
-        if direct:
-            self.consumer.resume(direct)
-        self._wake_due = True  # also for the invocations partition the restore resumed
-        self._note_caught_up({p})
+        """Assignment's callback: invocations partition ``p`` processes again (DirectPath)."""
+        self.direct.restored(p, ingress)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Give ``partitions`` up (cooperative: only those that move; eager: all) once the
@@ -1061,7 +926,7 @@ class Worker:
         self.committer.on_revoke(partitions)
         resume = self.assignment.revoked(partitions)
         # kept ingress partitions whose invocations partition left take the hop from now on
-        resume += [TopicPartition(t, p) for t, p in self._forget(partitions)]
+        resume += [TopicPartition(t, p) for t, p in self.direct.forget(partitions)]
         if resume:
             consumer.resume(resume)
         if self.standby is not None and self.assignment.assigned:
@@ -1078,39 +943,14 @@ class Worker:
     def _wake_fetchers(self, consumer: Consumer) -> None:
         """Partitions were resumed: make the consumer fetch them now (kafka/fetchers.py);
         not once the worker stops (its consumer's close calls ``_on_revoke``)."""
-        self._wake_due = False
+        self.direct.wake_due = False
         if not self._stopping:
             wake_fetchers(consumer)
-
-    def _forget(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
-        """Drop the direct path's and the flow control's notes about ``partitions``; returns
-        the kept ingress partitions that were paused only to drain a revoked invocations
-        partition."""
-        inv = self.topics.invocations
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        numbers = {p for t, p in gone if t == inv}
-        left = {key for key in self._draining if key[1] in numbers and key not in gone}
-
-        def dropped(key: tuple[str, int]) -> bool:
-            return key in gone or key[1] in numbers
-
-        for notes in (self._draining, self._drain_ends, self._drain_plan):
-            for key in [k for k in notes if dropped(k)]:
-                del notes[key]
-        self.router.direct -= {k for k in self.router.direct if dropped(k)}
-        self.router.owned -= numbers
-        self._held -= gone
-        return left - self.assignment.paused()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
         self.assignment.revoke()
-        self.router.direct.clear()
-        self.router.owned = set()
-        self._draining.clear()
-        self._drain_plan.clear()
-        self._drain_ends.clear()
-        self._held = set()
+        self.direct.lost()
         self.committer.on_lost()
         self.assignment.revoked()
         for p in self.store.partitions():
@@ -1160,20 +1000,9 @@ class Worker:
         )
         self.committer.assigned(committed)
         self._position_ingress([tp for tp in partitions if tp.topic != invocations], committed)
-        plan = self._plan_direct(self._offsets, partitions, kept)
+        plan = self.direct.plan(self._offsets, partitions, kept)
         pause = self.assignment.assign(partitions, [*kept, *partitions])
-        restoring = self.assignment.paused()
-        # an ingress partition whose invocations partition is processing here already waits
-        # only for the drain; one whose invocations partition restores waits for both
-        for key, end in plan.items():
-            if key in restoring:
-                self._drain_plan[key] = end
-            elif end == 0:
-                self.router.direct.add(key)  # nothing can be waiting
-            else:
-                self._draining[key] = end
-                self.assignment.catching_up(key[1])
-                pause.append(TopicPartition(*key))
+        self.direct.assigned(plan, self.assignment.paused(), pause)
         start = _start_offsets(partitions, committed, invocations)
         if self._incremental:
             consumer.incremental_assign(start)

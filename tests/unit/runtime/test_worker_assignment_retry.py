@@ -10,6 +10,7 @@ from kstatefun.kafka import errors
 from kstatefun.kafka.topics import InternalTopics
 from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer
+from kstatefun.runtime.direct import DirectPath
 from kstatefun.runtime.worker import Worker
 
 
@@ -42,8 +43,8 @@ def bare_worker():
     w = Worker.__new__(Worker)
     w.topics = InternalTopics("app")
     w.router = SimpleNamespace(direct=set())
-    w._draining, w._drain_ends, w._drain_plan = {}, {}, {}
-    w._stopping, w._wake_due = False, False
+    w.direct = DirectPath(None, w.topics.invocations, w.router, None)
+    w._stopping = False
     return w
 
 
@@ -55,7 +56,7 @@ def test_plan_direct_survives_a_destroyed_broker_handle():
         TopicPartition("in", 0),
         TopicPartition("in", 1),
     ]
-    plan = w._plan_direct(consumer, assigned)
+    plan = w.direct.plan(consumer, assigned)
     # partition 0 has invocations waiting: drain them first; partition 1 is empty: direct
     assert plan == {("in", 0): 7, ("in", 1): 0}
     assert consumer.refreshed == ["app-invocations", "app-invocations"]
@@ -100,6 +101,7 @@ def test_an_assignment_asks_offsets_through_another_consumer_than_the_group_one(
     w._offsets = TakeoverConsumer()  # fails once per partition: retried and refreshed there
     group = GroupConsumer()
     w.assignment = Assignment(group, "app-invocations", [], lambda p, ingress: None)
+    w.direct.assignment = w.assignment
     assigned = [TopicPartition("app-invocations", 0), TopicPartition("in", 0)]
     w._on_assign(group, assigned)
     # both wait for the restore of partition 0, which the loop runs (runtime/assignment.py)
@@ -151,6 +153,7 @@ def test_an_assignment_starts_each_partition_at_an_explicit_offset():
     w._log_skipped = lambda at_end: None
     group = Committed()
     w.assignment = Assignment(group, "app-invocations", [], lambda p, ingress: None)
+    w.direct.assignment = w.assignment
     assigned = [
         TopicPartition("app-invocations", 0),
         TopicPartition("app-invocations", 1),

@@ -19,6 +19,7 @@ from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import worker as worker_module
 from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Transaction
+from kstatefun.runtime.direct import DirectPath
 from kstatefun.runtime.worker import Worker
 
 UNRELEASED = KafkaError(
@@ -139,7 +140,7 @@ def named_worker(group: Group, admin: Admin) -> Worker:
     w.committer = SimpleNamespace(after_batch=lambda n: False)
     w._housekeep = lambda: 0.2
     w._stopping = False
-    w._wake_due = False
+    w.direct = DirectPath(w.consumer, w.topics.invocations, w.router, w.assignment)
     w._subscribe()
     return w
 
@@ -185,7 +186,6 @@ def test_a_first_assignment_after_refusals_says_how_long_the_worker_waited(clock
     w.committer = SimpleNamespace(commit_open=lambda why: None, assigned=lambda committed: None)
     w.standby = None
     w._offsets = None
-    w._drain_plan, w._draining = {}, {}
     w.router.direct = set()
     group.consumers[-1].assignment = lambda: []
     group.consumers[-1].incremental_assign = lambda partitions: None

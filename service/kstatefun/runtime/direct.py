@@ -1,0 +1,236 @@
+"""When an ingress partition may take the direct path (runtime/router.py says what it is), and
+the flow control between ingress and invocations: the worker's bookkeeping of both.
+
+An ingress partition goes direct only once its invocations partition (same number, owned
+here) has been consumed past everything that was in it at assignment, so a record still
+waiting in the topic is never overtaken: until then the ingress partition is paused
+(*draining*), and it waits for the restore first when its invocations partition restores
+(runtime/assignment.py calls ``restored``). An abort rewinds the consumer, so what was drained
+must be drained again (``redrain``). Independently, ingress partitions are *held* (paused)
+while the worker's own invocations partitions lag (``balance``). Each resume asks for the
+consumer's fetchers to be woken (``wake_due``, kafka/fetchers.py), which the worker's loop does
+before its next read. The worker calls this from its loop and from its rebalance callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from kstatefun.runtime.assignment import Assignment
+from kstatefun.runtime.router import IngressRouter
+from kstatefun.state.restore import watermarks
+
+log = logging.getLogger(__name__)
+
+# Flow control between ingress and invocations (DirectPath.balance), in records.
+INVOCATIONS_LAG_HIGH = 5_000
+INVOCATIONS_LAG_LOW = 1_000
+HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
+DRAIN_CHECK_S = 0.02  # how often the loop asks how far the draining partitions are consumed
+
+Key = tuple[str, int]  # (topic, partition)
+
+
+class DirectPath:
+    """The drains and holds of one worker's ingress partitions (module doc)."""
+
+    def __init__(
+        self, consumer: Consumer, invocations: str, router: IngressRouter, assignment: Assignment
+    ) -> None:
+        self.consumer = consumer
+        self.invocations = invocations
+        self.router = router
+        self.assignment = assignment
+        # ingress partitions that went direct -> the invocations end they drained to
+        self.drain_ends: dict[Key, int] = {}
+        # ingress partitions of a restoring partition -> invocations end offset at assignment
+        self.drain_plan: dict[Key, int] = {}
+        # ingress partitions paused until invocations partition p is consumed up to this offset
+        self.draining: dict[Key, int] = {}
+        self._drain_checked = 0.0
+        # ingress partitions paused because the worker's own invocations lag (balance)
+        self.held: set[Key] = set()
+        self._held_since = 0.0
+        # partitions were resumed (a rebalance, a restore, a drain, a hold): kafka/fetchers.py
+        self.wake_due = False
+
+    def use_consumer(self, consumer: Consumer) -> None:
+        """The worker replaced its consumer (a refused static member joins again)."""
+        self.consumer = consumer
+
+    def balance(self) -> None:
+        """Messages between functions before new ingress: a backlog of ingress records that go
+        direct would otherwise fill the consumer's queue, and the invocations they produce (a
+        chain A -> B) would wait until the whole backlog is consumed. After each commit, pause
+        every ingress partition while the owned invocations partitions lag by more than
+        INVOCATIONS_LAG_HIGH records (cached high watermark - position), resume below
+        INVOCATIONS_LAG_LOW or after HOLD_MAX_S, whichever comes first. Partitions paused
+        for a restore (runtime/assignment.py) are neither counted nor paused or resumed."""
+        consumer, inv = self.consumer, self.invocations
+        restoring = self.assignment.paused()
+        assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in restoring]
+        owned = [tp for tp in assigned if tp.topic == inv]
+        if not owned:
+            return
+        lag = 0
+        for tp in consumer.position(owned):
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            # nothing consumed yet (the case that matters: invocations stuck behind ingress)
+            at = tp.offset if tp.offset >= 0 else low
+            if high >= 0 and at >= 0:
+                lag += max(0, high - at)
+        now = time.monotonic()
+        if not self.held and lag > INVOCATIONS_LAG_HIGH:
+            held = {(tp.topic, tp.partition) for tp in assigned if tp.topic != inv}
+            held -= set(self.draining)  # already paused until drained
+            if held:
+                consumer.pause([TopicPartition(t, p) for t, p in held])
+                self.held, self._held_since = held, now
+        elif self.held and (lag < INVOCATIONS_LAG_LOW or now - self._held_since > HOLD_MAX_S):
+            # bounded: records the consumer never returns (aborted transactions, another
+            # worker's open one) count in the lag, and a hold must not outlive them
+            resume = self.held - set(self.draining) - restoring
+            self.held = set()
+            if resume:
+                try:
+                    consumer.resume([TopicPartition(t, p) for t, p in resume])
+                    self.wake_due = True
+                except KafkaException as e:  # no longer assigned: the next assignment starts over
+                    log.info("not resuming held ingress: %s", e)
+
+    def check_drained(self) -> None:
+        """Turn on direct dispatch for ingress partitions whose invocations partition has been
+        consumed past everything that was in it at assignment (at most every DRAIN_CHECK_S)."""
+        now = time.monotonic()
+        if now - self._drain_checked < DRAIN_CHECK_S:
+            return
+        self._drain_checked = now
+        positions = self.consumer.position(
+            [TopicPartition(self.invocations, p) for p in {p for _, p in self.draining}]
+        )
+        reached = {tp.partition: tp.offset for tp in positions}
+        done = [
+            (topic, p) for (topic, p), end in self.draining.items() if reached.get(p, -1) >= end
+        ]
+        if done:
+            self.consumer.resume([TopicPartition(topic, p) for topic, p in done])
+            self.wake_due = True
+            for key in done:
+                self.drain_ends[key] = self.draining.pop(key)
+                self.router.direct.add(key)
+            self._note_caught_up({p for _, p in done})
+
+    def _note_caught_up(self, partitions: set[int]) -> None:
+        waiting = {p for _, p in self.draining}
+        for p in partitions - waiting:
+            self.assignment.caught_up(p)
+
+    def redrain(self) -> None:
+        """After an abort the consumer rewinds: invocations it had read to enable the direct
+        path are unread again, so go back to draining before taking the direct path."""
+        again = [key for key in self.router.direct if key in self.drain_ends]
+        if not again:
+            return
+        for key in again:
+            self.router.direct.discard(key)
+            self.draining[key] = self.drain_ends[key]
+            self.assignment.catching_up(key[1])
+        try:
+            self.consumer.pause([TopicPartition(topic, p) for topic, p in again])
+        except KafkaException as e:  # no longer assigned: the next assignment starts over
+            log.info("not pausing after abort: %s", e)
+
+    def plan(
+        self,
+        ends: Consumer,
+        added: list[TopicPartition],
+        kept: list[TopicPartition] = [],  # noqa: B006 - never mutated
+    ) -> dict[Key, int]:
+        """Per ingress partition that may now take the direct path (it, or the invocations
+        partition of the same number, was just ``added``; both are assigned): the end offset
+        of that invocations partition, which must be consumed first, asked of ``ends`` (a
+        consumer that reads high watermarks). The plans of partitions whose ownership did not
+        change stand."""
+        inv = self.invocations
+        new = {tp.partition for tp in added if tp.topic == inv}
+        owned = new | {tp.partition for tp in kept if tp.topic == inv}
+        added_keys = {(tp.topic, tp.partition) for tp in added}
+        end_of: dict[int, int] = {}
+        plan = {}
+        for tp in [*added, *kept]:
+            key = (tp.topic, tp.partition)
+            if tp.topic == inv or tp.partition not in owned:
+                continue
+            if key not in added_keys and tp.partition not in new:
+                continue  # both kept: nothing changed for it
+            if tp.partition not in end_of:
+                # retried: a just-created topic's leaders may not be serving yet
+                _, end_of[tp.partition] = watermarks(ends, TopicPartition(inv, tp.partition))
+            plan[key] = end_of[tp.partition]
+        return plan
+
+    def assigned(
+        self, plan: Mapping[Key, int], restoring: set[Key], pause: list[TopicPartition]
+    ) -> None:
+        """Apply an assignment's ``plan``: an ingress partition whose invocations partition is
+        processing here already waits only for the drain (added to ``pause``); one whose
+        invocations partition restores (in ``restoring``) waits for both."""
+        for key, end in plan.items():
+            if key in restoring:
+                self.drain_plan[key] = end
+            elif end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
+            else:
+                self.draining[key] = end
+                self.assignment.catching_up(key[1])
+                pause.append(TopicPartition(*key))
+
+    def restored(self, p: int, ingress: list[TopicPartition]) -> None:
+        """Invocations partition ``p`` is restored and consumed again (runtime/assignment.py);
+        its ingress partitions ``ingress``, still paused, go direct at once when nothing was
+        waiting in it at assignment, else once that is consumed (``check_drained``)."""
+        self.router.owned.add(p)
+        direct = []
+        for tp in ingress:
+            key = (tp.topic, tp.partition)
+            end = self.drain_plan.pop(key, 0)
+            if end == 0:
+                self.router.direct.add(key)  # nothing can be waiting
+                direct.append(tp)
+            else:
+                self.draining[key] = end
+        if direct:
+            self.consumer.resume(direct)
+        self.wake_due = True  # also for the invocations partition the restore resumed
+        self._note_caught_up({p})
+
+    def forget(self, partitions: list[TopicPartition]) -> set[Key]:
+        """Drop the notes about revoked ``partitions``; returns the kept ingress partitions
+        that were paused only to drain a revoked invocations partition."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        numbers = {p for t, p in gone if t == self.invocations}
+        left = {key for key in self.draining if key[1] in numbers and key not in gone}
+
+        def dropped(key: Key) -> bool:
+            return key in gone or key[1] in numbers
+
+        for notes in (self.draining, self.drain_ends, self.drain_plan):
+            for key in [k for k in notes if dropped(k)]:
+                del notes[key]
+        self.router.direct -= {k for k in self.router.direct if dropped(k)}
+        self.router.owned -= numbers
+        self.held -= gone
+        return left - self.assignment.paused()
+
+    def lost(self) -> None:
+        """Every partition was lost: nothing goes direct, nothing drains or is held."""
+        self.router.direct.clear()
+        self.router.owned = set()
+        self.draining.clear()
+        self.drain_plan.clear()
+        self.drain_ends.clear()
+        self.held = set()
