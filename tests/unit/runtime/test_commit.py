@@ -93,6 +93,71 @@ def test_a_transaction_that_consumed_nothing_still_carries_the_group_generation(
     assert producer.offsets == [{("in", 0): 5, ("inv", 1): 9}]
 
 
+# --- the settle hold ------------------------------------------------------------------------
+
+
+class RecordingProducer(FakeProducer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced: list[bytes] = []
+
+    def produce(self, topic, value, key=None, partition=-1, **kwargs):
+        super().produce()
+        self.produced.append(value)
+
+    def abort_transaction(self, timeout):
+        self.queued = 0
+
+
+def test_records_are_held_back_until_settle_s_after_the_last_commit_then_go_in_order():
+    """AddPartitionsToTxn sent while the coordinator still completes the last transaction is
+    refused and retried 20 ms later: the first records of the next one wait SETTLE_S."""
+    producer = RecordingProducer()
+    txn = Transaction(lambda: producer, FakeConsumer(), [], WorkerMetrics())
+    txn.begin()
+    txn.produce("out", b"first")  # no commit before: nothing to wait for
+    txn.commit()
+    assert producer.produced == [b"first"]
+    txn.begin()
+    txn.produce("out", b"a")
+    txn.produce("out", b"b")
+    assert producer.produced == [b"first"]  # held
+    assert 0 < txn.hold_left_s <= commit_module.SETTLE_S
+    txn.commit()  # waits out the rest of the hold, then hands them over in order
+    assert producer.produced == [b"first", b"a", b"b"]
+    assert producer.commits == 2
+
+
+def test_held_records_are_handed_over_once_the_hold_has_passed(monkeypatch):
+    producer = RecordingProducer()
+    txn = Transaction(lambda: producer, FakeConsumer(), [], WorkerMetrics())
+    txn.begin()
+    txn.commit()
+    txn.begin()
+    txn.produce("out", b"a")
+    assert producer.produced == []
+    now = commit_module.time.monotonic() + commit_module.SETTLE_S
+    monkeypatch.setattr(commit_module.time, "monotonic", lambda: now)
+    txn.produce("out", b"b")
+    assert producer.produced == [b"a", b"b"]
+    assert txn.hold_left_s == 0.0
+
+
+def test_an_abort_drops_the_held_records():
+    producer = RecordingProducer()
+    txn = Transaction(lambda: producer, FakeConsumer(), [], WorkerMetrics())
+    txn.begin()
+    txn.commit()
+    txn.begin()
+    txn.produce("out", b"aborted")
+    txn.abort()
+    assert txn.hold_left_s == 0.0
+    txn.begin()
+    txn.produce("out", b"next")
+    txn.commit()
+    assert producer.produced == [b"next"]
+
+
 # --- fenced vs. bumped ----------------------------------------------------------------------
 
 
