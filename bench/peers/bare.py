@@ -3,8 +3,7 @@
 No framework, no envelopes, no SDK: the least Python per record that still does the Kafka I/O
 kstatefun does, with kstatefun's client settings (kafka/clients.py) and its commit policy
 (commit when a consume returns less than a full batch, or when the transaction has been open
-for the commit interval; hand a transaction's records to the producer no sooner than SETTLE_S
-after the last commit, reading on meanwhile).
+for the commit interval; begin the next transaction no sooner than SETTLE_S after a commit).
 
 Modes (W1 = count per key, W2 = chain):
 
@@ -100,33 +99,11 @@ def run(args: argparse.Namespace) -> int:
     dirty: dict[tuple[int, bytes], bytes] = {}  # (partition, state key) -> changelog value
     offsets: dict[tuple[str, int], int] = {}
     is_open = False
-    opened_at = committed_at = hold_until = 0.0
-    held: list[tuple[str, bytes, bytes]] = []  # records held back until hold_until
+    opened_at = committed_at = 0.0
     produce = producer.produce
-
-    def out(topic: str, value: bytes, key: bytes) -> None:
-        nonlocal hold_until
-        if hold_until:  # as kstatefun's commit protocol does (runtime/commit.py SETTLE_S)
-            if time.monotonic() < hold_until:
-                held.append((topic, value, key))
-                return
-            release()
-        _produce(producer, topic, value, key)
-
-    def release() -> None:
-        nonlocal hold_until
-        hold_until = 0.0
-        for args in held:
-            _produce(producer, *args)
-        held.clear()
 
     def commit() -> None:
         nonlocal is_open, committed_at
-        if hold_until:
-            left = hold_until - time.monotonic()
-            if left > 0:
-                time.sleep(left)
-            release()
         for (partition, skey), value in dirty.items():
             while True:
                 try:
@@ -153,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         while not stopping:
             if is_open:
-                wait = max(0.0, hold_until - time.monotonic()) if hold_until else 0.0
-                batch = consumer.consume(max_batch, timeout=wait)
+                batch = consumer.consume(max_batch, timeout=0)
             else:
                 first = consumer.poll(0.2)
                 batch = [] if first is None else [first]
@@ -162,10 +138,12 @@ def run(args: argparse.Namespace) -> int:
                     batch += consumer.consume(max_batch - 1, timeout=0)
             if batch:
                 if not is_open:
+                    settle = committed_at + SETTLE_S - time.monotonic()
+                    if settle > 0:  # as kstatefun's commit protocol does (runtime/commit.py)
+                        time.sleep(settle)
                     producer.begin_transaction()
                     is_open = True
                     opened_at = time.monotonic()
-                    hold_until = committed_at + SETTLE_S if committed_at else 0.0
                 for msg in batch:
                     if msg.error() is not None:
                         if msg.error().code() != KafkaError._PARTITION_EOF:
@@ -178,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                     if topic == ingress:
                         if mode != "direct":
                             # the routing hop: the event goes to the key's internal partition
-                            out(internal, STAGE_A + msg.value(), key)
+                            _produce(producer, internal, STAGE_A + msg.value(), key)
                             continue
                         stage = STAGE_B
                     else:
@@ -189,14 +167,11 @@ def run(args: argparse.Namespace) -> int:
                     counts[skey] = count
                     dirty[(partition, skey)] = b"%d" % count
                     if mode == "chain" and stage == STAGE_A:
-                        out(internal, STAGE_B + b"%d" % count, key)
+                        _produce(producer, internal, STAGE_B + b"%d" % count, key)
                     else:
-                        out(egress, b"%s:%d" % (key, count), key)
-            if is_open:
-                now = time.monotonic()
-                due = now - opened_at >= interval
-                if due or (len(batch) < max_batch and not (hold_until and now < hold_until)):
-                    commit()
+                        _produce(producer, egress, b"%s:%d" % (key, count), key)
+            if is_open and (len(batch) < max_batch or time.monotonic() - opened_at >= interval):
+                commit()
     finally:
         if is_open:
             commit()

@@ -2,9 +2,8 @@
 
 1. ``begin``: begin a transaction when the first record of a batch is consumed (or the first
    timer fires).
-2. While open: messages, egress and dead letters are produced into it at once (held back in
-   order until ``SETTLE_S`` after the last commit); state and timer writes go to their
-   store's overlay only. ``track`` remembers, per consumed partition, the
+2. While open: messages, egress and dead letters are produced into it at once; state and timer
+   writes go to their store's overlay only. ``track`` remembers, per consumed partition, the
    first offset of the transaction (where to rewind) and the next offset (what to commit).
 3. ``commit``: a. produce each overlay, coalesced, to its topic (state → changelog, timers →
    timers topic), and wait until every record of the transaction is acknowledged; b. send the
@@ -97,15 +96,12 @@ from kstatefun.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-# A transaction hands its first record to the producer no sooner than this after the previous
-# one committed (``Transaction.produce`` holds them back until then; the loop keeps reading and
-# processing meanwhile). Until then the coordinator is still writing the last one's markers,
-# and a transaction that registers its partitions then is refused with CONCURRENT_TRANSACTIONS:
-# librdkafka retries AddPartitionsToTxn 20 ms later (fixed), which the commit's flush waits
-# out. On the local broker, one-record transactions back to back: p50 33-44 ms, with 2-3 ms
-# between them 9-14 ms but p90 still 29-36 ms, with 8 ms 8-12 ms and p90 12-20 ms
-# (docs/performance.md).
-SETTLE_S = 0.008
+# A transaction begins no sooner than this after the previous one committed. Meanwhile the
+# coordinator is still writing the last one's markers, and a transaction that registers its
+# partitions then is refused with CONCURRENT_TRANSACTIONS and waits out librdkafka's retry
+# backoffs. Measured with a worker at 1,000 events/s on the local broker: commits took 26 ms
+# on average back to back, 10 ms with this pause (docs/performance.md).
+SETTLE_S = 0.003
 
 _FENCED = {
     KafkaError._FENCED,
@@ -214,9 +210,6 @@ class Transaction:
         self.is_open = False
         self.opened_at = 0.0
         self._committed_at = 0.0
-        # records of the open transaction held back until SETTLE_S after the last commit
-        self._hold_until = 0.0
-        self._held: list[tuple[str, bytes | None, bytes | None, int, Any, Any]] = []
         self._bumps: list[float] = []  # when the epoch was last found bumped (monotonic)
         # whether the group's coordinator answers a request about the given partitions within
         # the given seconds (kafka/groups.py); None: a stuck producer is found by the
@@ -301,6 +294,9 @@ class Transaction:
 
     def begin(self) -> None:
         if not self.is_open:
+            wait_s = self._committed_at + SETTLE_S - time.monotonic()
+            if wait_s > 0:
+                time.sleep(wait_s)
             try:
                 self.producer.begin_transaction()
             except KafkaException as e:
@@ -315,27 +311,6 @@ class Transaction:
                 self.producer.begin_transaction()
             self.is_open = True
             self.opened_at = self._clock()
-            hold_until = self._committed_at + SETTLE_S
-            self._hold_until = hold_until if hold_until > time.monotonic() else 0.0
-
-    @property
-    def hold_left_s(self) -> float:
-        """How much longer the open transaction holds its records back (SETTLE_S): the loop
-        may wait that long for more input before it commits."""
-        if not self._hold_until:
-            return 0.0
-        left = self._hold_until - time.monotonic()
-        if left > 0:
-            return left
-        self._release()
-        return 0.0
-
-    def _release(self) -> None:
-        """Hand the held records to the producer, in the order they were produced."""
-        self._hold_until = 0.0
-        held, self._held = self._held, []
-        for topic, value, key, partition, headers, on_delivery in held:
-            self._send(topic, value, key, partition, headers, on_delivery)
 
     def track(self, batch: Sequence[Message]) -> None:
         """Record the consumed offsets of ``batch``; call before processing any of it."""
@@ -360,22 +335,6 @@ class Transaction:
         out[topic] = out.get(topic, 0) + 1
         if partition is None:
             partition = -1  # librdkafka's "unassigned": the producer's partitioner decides
-        if self._hold_until:
-            if time.monotonic() < self._hold_until:
-                self._held.append((topic, value, key, partition, headers, on_delivery))
-                return
-            self._release()
-        self._send(topic, value, key, partition, headers, on_delivery)
-
-    def _send(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int,
-        headers: list[tuple[str, bytes]] | None,
-        on_delivery: Any,
-    ) -> None:
         while True:
             try:
                 self.producer.produce(
@@ -399,11 +358,6 @@ class Transaction:
                 positions[msg.topic()][msg.partition()] = msg.offset() + 1
 
         try:
-            if self._hold_until:  # nothing may register its partitions before SETTLE_S
-                left = self._hold_until - time.monotonic()
-                if left > 0:
-                    time.sleep(left)
-                self._release()
             for topic, store in self._stores:
                 for partition, writes in store.pending():
                     last = len(writes) - 1
@@ -597,8 +551,6 @@ class Transaction:
         """Abort the open transaction, drop the overlay and (by default) rewind the consumer."""
         was_open = self.is_open
         self.is_open = False
-        self._held.clear()  # never handed to the producer: nothing to abort of them
-        self._hold_until = 0.0
         for _, store in self._stores:
             store.discard_overlay()
         for hook in self.on_abort:
@@ -657,9 +609,6 @@ class Transactional(Protocol):
 
     @property
     def longest_call_s(self) -> float: ...
-
-    @property
-    def hold_left_s(self) -> float: ...
 
     def member_epoch(self) -> int | None: ...
 
@@ -723,8 +672,6 @@ class Committer:
         due = time.monotonic() - txn.opened_at >= self._interval_s
         if consumed >= self._max_batch and not due:
             return False
-        if not due and txn.hold_left_s > 0:
-            return False  # the loop reads on until its records may go out (SETTLE_S)
         if self._stale_epoch is not None and self._epoch_pending():
             if not consumed:
                 time.sleep(EPOCH_POLL_S)  # the loop would spin until the heartbeat's answer

@@ -674,8 +674,7 @@ class Worker:
 
     def _read(self, wait_s: float) -> list:  # type: ignore[type-arg]
         """The next batch: waits up to ``wait_s`` for a first record when no transaction is
-        open, never while one is (but for the rest of its settle hold); nothing while remote
-        calls are saturated."""
+        open, never while one is; nothing while remote calls are saturated."""
         remote = self.remote
         limit = self.settings.max_batch_records
         if remote is not None:  # a transaction consumes at most its budget (runtime/remote.py)
@@ -684,9 +683,7 @@ class Worker:
             remote.wait(0.05)  # back-pressure: consume nothing until calls complete
             return []
         if self.txn.is_open:
-            # while the transaction holds its records back (runtime/commit.py SETTLE_S), wait
-            # for more input instead: it commits once they may go out
-            batch = self.consumer.consume(limit, timeout=self.txn.hold_left_s)
+            batch = self.consumer.consume(limit, timeout=0)
             if not batch and remote is not None and not remote.idle:
                 remote.wait(0.01)
         else:

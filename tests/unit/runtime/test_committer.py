@@ -11,7 +11,6 @@ from kstatefun.runtime.commit import Committer
 class FakeTxn:
     transaction_timeout_s = 10.0
     longest_call_s = 35.0
-    hold_left_s = 0.0
 
     def __init__(self):
         self.is_open = True
@@ -56,17 +55,6 @@ def test_commits_when_the_poll_drained_what_was_available_not_after_a_full_batch
     committer.after_batch(100)  # a full batch: more is waiting, keep the transaction open
     assert txn.calls == []
     committer.after_batch(3)
-    assert txn.calls == ["commit"]
-
-
-def test_a_transaction_holding_its_records_back_reads_on_instead_of_committing():
-    txn = FakeTxn()
-    committer = Committer(txn, None, commit_interval_s=60.0, max_batch_records=100)
-    txn.hold_left_s = 0.005  # runtime/commit.py SETTLE_S: its records may not go out yet
-    committer.after_batch(3)
-    assert txn.calls == []
-    txn.hold_left_s = 0.0
-    committer.after_batch(0)
     assert txn.calls == ["commit"]
 
 
