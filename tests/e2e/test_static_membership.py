@@ -159,6 +159,32 @@ def test_named_workers_under_kip848_keep_partitions_over_a_clean_restart_and_aft
             restarted.kill()
 
 
+def test_an_idle_named_worker_stops_when_a_second_one_with_its_instance_id_takes_its_place(app):
+    """KIP-848, nothing to process after the newcomer took its place: the running worker learns
+    it from its group (its next heartbeat is refused, its partitions are lost and its join again
+    is refused: UNRELEASED_INSTANCE_ID), not from its fenced producer, and still stops (exit 3)
+    within a heartbeat or two instead of waiting, as a restart after kill -9 does, for sessions
+    of a member that is not dead. Then the newcomer alone goes on, exactly once."""
+    set_group_session_timeout(app.bootstrap, app.app_id, SESSION_TIMEOUT_S * 1000)
+    expected: dict[str, list[int]] = {}
+    first = app.start_worker("w1")
+    total = produce_keyed(app, expected, 0, keys=24)
+    read_committed(app.bootstrap, app.egress, total, settle=0.2)
+
+    second = app.start_worker("w1")
+    try:
+        # the refused join again would have waited three group sessions (3 x 60 s)
+        assert first.wait(SESSION_TIMEOUT_S / 2) == 3, app.all_logs()
+        assert "took its place" in app.log("w1"), app.all_logs()
+        total = produce_keyed(app, expected, 1000, keys=24)
+        records = read_committed(app.bootstrap, app.egress, total)
+        assert check_exactly_once(records, expected) == [], app.all_logs()
+        assert second.poll() is None, app.all_logs()
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
 def test_a_named_worker_stopped_with_leave_group_on_stop_hands_its_partitions_over_at_once(app):
     """Scale-in: a static member that stops cleanly with leave_group_on_stop leaves the group
     for good, so the other worker takes its partitions now, not when its session ends; a

@@ -58,6 +58,7 @@ from kstatefun.kafka.membership import (
     MembershipError,
     release_predecessor,
     remove_static_members,
+    static_member_id,
 )
 from kstatefun.kafka.partitioner import id_partitioner
 from kstatefun.kafka.topics import (
@@ -146,6 +147,9 @@ class _Refused(Exception):
 class Worker:
     standby: Standby | None = None  # standby_replicas (state/standby.py), set by _start
     _rejoin: Rejoin | None = None  # set while the group refuses this static member
+    # this process's member id in the group when it was last assigned partitions (KIP-848):
+    # None while it has never been a member
+    _member_id: str | None = None
 
     def __init__(
         self, settings: Settings, module: ModuleSpec, functions: StatefulFunctions
@@ -778,7 +782,16 @@ class Worker:
             )
         if instance_id_unreleased(err):
             # KIP-848 refuses the joining member, not the one in the group (classic: the
-            # reverse). While nothing is assigned, nothing depends on the consumer: replace it
+            # reverse): a member that was refused its join again was replaced by a newcomer
+            holder = self._took_our_place()
+            if holder is not None:
+                return fenced_error(
+                    member,
+                    err,
+                    f"another worker with the same --instance-id took its place in the group "
+                    f"(member {holder}) and fenced its transactions",
+                )
+            # while nothing is assigned, nothing depends on the consumer: replace it
             if not self.assignment.assigned and not self.txn.is_open:
                 return _Refused(err)
             return fenced_error(
@@ -792,6 +805,24 @@ class Worker:
         if s.static_membership:  # classic: a newer static member with the same instance id
             return fenced_error(member, err)
         return KafkaException(err)
+
+    def _took_our_place(self) -> str | None:
+        """The member id of another member holding this worker's instance id when the group
+        refused this worker after it had been a member: a worker with the same instance id
+        started since, fenced this one's producer (its init_transactions) and released this
+        one's membership (kafka/membership.py), so this one must stop, though with nothing to
+        process it never learns it from its producer. None when this worker never was a member
+        (a restart refused until its killed predecessor is released: waited out), when the
+        holder is this worker's own earlier membership, or when the group cannot be read."""
+        ours = self._member_id
+        if ours is None:
+            return None
+        try:
+            holder = static_member_id(self._admin, self.settings.app_id, self._instance, 10.0)
+        except Exception as e:  # noqa: BLE001 - unknown: treated as a refusal to wait out
+            log.info("could not read who holds instance_id=%s: %s", self.settings.instance_id, e)
+            return None
+        return holder if holder is not None and holder != ours else None
 
     def _join_again(self, err: KafkaError) -> None:
         """The group refused this static member (``err``, fatal to the consumer): another member
@@ -979,6 +1010,7 @@ class Worker:
                 self._rejoin.waited_s,
             )
             self._rejoin = None
+        self._member_id = consumer.memberid() or self._member_id
         if self.settings.state_store == "rocksdb" and self.store.disk is None:
             self._open_disk()
         # what routed records the open transaction holds must be in the ends sampled below

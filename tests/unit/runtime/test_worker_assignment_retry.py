@@ -79,6 +79,9 @@ class GroupConsumer:
     def assignment(self):
         return self.assigned
 
+    def memberid(self):
+        return "member-1"
+
     def offsets_for_times(self, partitions, timeout):  # wakes the fetchers (kafka/fetchers.py)
         return partitions
 

@@ -50,6 +50,7 @@ class Group:
         self.clock = clock
         self.release_at = release_at
         self.consumers: list[GroupConsumer] = []
+        self.holder: str | None = None  # the member id holding instance shop-w1, if any
 
     def new_consumer(self) -> "GroupConsumer":
         self.consumers.append(GroupConsumer(self))
@@ -84,15 +85,32 @@ class GroupConsumer:
     def consumer_group_metadata(self):
         return f"metadata of consumer {self.group.consumers.index(self)}"
 
+    def memberid(self):
+        return f"member-{self.group.consumers.index(self)}"
+
     def close(self):
         self.closed = True
 
 
 class Admin:
-    """describe_configs of the group: its consumer.session.timeout.ms, or a failure."""
+    """describe_configs of the group: its consumer.session.timeout.ms, or a failure;
+    describe_consumer_groups: the member holding instance shop-w1 (``group.holder``)."""
 
-    def __init__(self, session_timeout_ms: int | None) -> None:
+    def __init__(self, session_timeout_ms: int | None, group: Group | None = None) -> None:
         self.ms = session_timeout_ms
+        self.group = group
+
+    def describe_consumer_groups(self, groups, request_timeout):
+        if self.group is None:
+            raise RuntimeError("DescribeConsumerGroups: group authorization failed")
+        holder = self.group.holder
+        members = (
+            []
+            if holder is None
+            else [SimpleNamespace(group_instance_id="shop-w1", member_id=holder)]
+        )
+        future = SimpleNamespace(result=lambda timeout: SimpleNamespace(members=members))
+        return {g: future for g in groups}
 
     def describe_configs(self, resources):
         future = SimpleNamespace(result=self._result)
@@ -193,6 +211,7 @@ def test_a_first_assignment_after_refusals_says_how_long_the_worker_waited(clock
         w._on_assign(group.consumers[-1], [])
     assert "the group admitted instance_id=w1 after 3 refusals waited_s=3.0" in caplog.text
     assert w._rejoin is None
+    assert w._member_id == "member-3"  # the consumer admitted: this worker is a member now
 
 
 def test_a_refusal_that_outlasts_three_session_timeouts_stops_naming_the_running_holder(clock):
@@ -228,3 +247,42 @@ def test_a_worker_refused_while_partitions_are_assigned_stops_at_once(clock):
     with pytest.raises(FencedError, match="another member still holds its instance id"):
         w._step()
     assert len(group.consumers) == 1
+
+
+def test_a_member_whose_place_another_worker_took_stops_at_once_though_nothing_is_assigned(
+    clock,
+):
+    """A second worker with the same instance id fenced this one's producer and released its
+    membership; this one, idle, learns it from the group only: its partitions were lost and its
+    join again refused. It stops (exit 3) at once instead of waiting out sessions."""
+    group = Group(clock, release_at=None)
+    group.holder = "member-of-the-newcomer"
+    w = named_worker(group, Admin(10_000, group))
+    w._member_id = "member-0"  # assigned partitions before (_on_assign)
+    with pytest.raises(FencedError) as e:
+        w._step()
+    assert (
+        "another worker with the same --instance-id took its place in the group (member "
+        "member-of-the-newcomer) and fenced its transactions" in str(e.value)
+    )
+    assert clock() == 0 and len(group.consumers) == 1
+
+
+@pytest.mark.parametrize("holder", ["member-0", None], ids=["itself", "nobody"])
+def test_a_member_refused_while_no_other_member_holds_its_instance_id_joins_again(clock, holder):
+    """The instance id still held by this worker's own earlier membership, or by nobody by
+    the time the group is read: a refusal to wait out, not another worker."""
+    group = Group(clock, release_at=2.5)
+    group.holder = holder
+    w = named_worker(group, Admin(10_000, group))
+    w._member_id = "member-0"
+    run_until_joined(w, group)
+    assert len(group.consumers) == 4
+
+
+def test_a_refused_member_whose_group_cannot_be_read_joins_again(clock):
+    group = Group(clock, release_at=1.5)
+    w = named_worker(group, Admin(10_000))  # describe_consumer_groups fails
+    w._member_id = "member-0"
+    run_until_joined(w, group)
+    assert len(group.consumers) == 3
