@@ -360,12 +360,3 @@ def wait_for_snapshot(path: Path, keys: int, timeout: float = 60) -> dict[int, i
             pass
         assert time.monotonic() < deadline, f"{path} never held {keys} keys"
         time.sleep(0.05)
-
-
-def joined_before_its_invocations_topic(log: str) -> bool:
-    """Whether a worker's first assignment held no invocations partition: a new application's
-    first worker creates <app>-invocations just before it joins, and the group's coordinator
-    (KIP-848) may assign the ingress partitions before its metadata holds the new topic (seen
-    under load). Ingress records consumed meanwhile rightly take the hop."""
-    first = re.search(r"assigned invocations partitions=\[([^\]]*)\]", log)
-    return first is not None and not first[1]

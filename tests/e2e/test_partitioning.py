@@ -9,7 +9,6 @@ import pytest
 
 from tests.harness import (
     check_exactly_once,
-    joined_before_its_invocations_topic,
     keyed_events,
     make_app,
     produce_events,
@@ -45,15 +44,12 @@ def _paths(log: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def _assert_direct(log: str, events: int, new_app: bool = False) -> None:
-    """Every ingress record went direct; for a new application's first worker that joined
-    before its invocations topic, only their count is checked (the next worker checks the
-    direct path)."""
+def _assert_direct(log: str, events: int) -> None:
+    """Every ingress record went direct, also for a new application's first worker whose
+    group coordinator assigned the ingress partitions before it knew the just-created
+    invocations topic (DirectPath.pair: they waited for their invocations partitions)."""
     direct, routed = _paths(log)
-    if new_app and joined_before_its_invocations_topic(log):
-        assert direct + routed >= events, log[-3000:]
-    else:
-        assert routed == 0 and direct >= events, log[-3000:]
+    assert routed == 0 and direct >= events, log[-3000:]
 
 
 def _restart_goes_direct(
@@ -79,7 +75,7 @@ def test_crc32_input_on_6_partitions_goes_direct_exactly_once(app):
     assert (
         f"partitioner=crc32 partitioner_from='the placement of 200 records on {app.ingress}'" in log
     )
-    _assert_direct(log, len(events), new_app=True)
+    _assert_direct(log, len(events))
     assert "is partitioned with" not in log and "has 6 partitions but" not in log
 
     _restart_goes_direct(app, expected, "consistent_random", "crc32")
@@ -90,7 +86,7 @@ def test_a_new_app_on_java_partitioned_input_takes_murmur2_and_goes_direct(app):
     produce_events(app.bootstrap, app.ingress, events, partitioner="murmur2_random")
     log = _run_until_out(app, "w1", expected)
     assert "partitioner=murmur2 partitioner_from='the placement of 200 records" in log
-    _assert_direct(log, len(events), new_app=True)
+    _assert_direct(log, len(events))
 
     _restart_goes_direct(app, expected, "murmur2_random", "murmur2")
 

@@ -6,7 +6,9 @@ here) has been consumed past everything that was in it at assignment, so a recor
 waiting in the topic is never overtaken: until then the ingress partition is paused
 (*draining*), and it waits for the restore first when its invocations partition restores
 (runtime/assignment.py calls ``restored``). An abort rewinds the consumer, so what was drained
-must be drained again (``redrain``). Independently, ingress partitions are *held* (paused)
+must be drained again (``redrain``). Ingress partitions assigned before any invocations
+partition wait, paused, for one (``pair``: the group coordinator has not seen a just-created
+invocations topic yet). Independently, ingress partitions are *held* (paused)
 while the worker's own invocations partitions lag (``balance``). Each resume asks for the
 consumer's fetchers to be woken (``wake_due``, kafka/fetchers.py), which the worker's loop does
 before its next read. The worker calls this from its loop and from its rebalance callbacks.
@@ -31,6 +33,11 @@ INVOCATIONS_LAG_HIGH = 5_000
 INVOCATIONS_LAG_LOW = 1_000
 HOLD_MAX_S = 0.5  # the longest ingress stays held by one decision
 DRAIN_CHECK_S = 0.02  # how often the loop asks how far the draining partitions are consumed
+# The longest ingress partitions assigned before any invocations partition wait for theirs
+# (DirectPath.pair): a group coordinator that has not seen a just-created invocations topic
+# yet assigns the ingress partitions alone and the rest at a later heartbeat (1 s later with
+# the bench's broker, up to group.consumer.heartbeat.interval.ms, 5 s by default, later).
+PAIR_WAIT_S = 6.0
 
 Key = tuple[str, int]  # (topic, partition)
 
@@ -54,6 +61,8 @@ class DirectPath:
         self._drain_checked = 0.0
         # ingress partitions paused because the worker's own invocations lag (balance)
         self.held: set[Key] = set()
+        # ingress partitions paused until an invocations partition is assigned (pair) -> since
+        self.unpaired: dict[Key, float] = {}
         self._held_since = 0.0
         # partitions were resumed (a rebalance, a restore, a drain, a hold): kafka/fetchers.py
         self.wake_due = False
@@ -101,6 +110,51 @@ class DirectPath:
                     self.wake_due = True
                 except KafkaException as e:  # no longer assigned: the next assignment starts over
                     log.info("not resuming held ingress: %s", e)
+
+    def pair(
+        self, assigned: list[TopicPartition], partitions: int, pause: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """After an assignment, now ``assigned``: while it holds no invocations partition, its
+        ingress partitions whose number has one (< ``partitions``) are added to ``pause``:
+        their records would take the hop (runtime/router.py) and their invocations partition
+        then drain, when the group coordinator only lags (PAIR_WAIT_S). Once one is assigned,
+        or after PAIR_WAIT_S (``check_unpaired``), returns those to resume: the ones the
+        assignment paused for their restore are the restore's (runtime/assignment.py)."""
+        inv = self.invocations
+        if any(tp.topic == inv for tp in assigned):
+            paused = {(tp.topic, tp.partition) for tp in pause}
+            free = [TopicPartition(*key) for key in self.unpaired if key not in paused]
+            if self.unpaired:
+                log.info("invocations partitions assigned: ingress partitions wait no more")
+            self.unpaired.clear()
+            return free
+        now = time.monotonic()
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            if tp.partition < partitions and key not in self.unpaired:
+                self.unpaired[key] = now
+                pause.append(TopicPartition(*key))
+        if self.unpaired:
+            log.info(
+                "ingress partitions assigned before any invocations partition: paused until "
+                "one is, at most %.0f s (a group coordinator that has not seen the topic yet) "
+                "partitions=%s",
+                PAIR_WAIT_S,
+                sorted(self.unpaired),
+            )
+        return []
+
+    def check_unpaired(self) -> list[TopicPartition]:
+        """The ingress partitions that waited PAIR_WAIT_S for an invocations partition in
+        vain: resumed by the caller, their records take the hop."""
+        now = time.monotonic()
+        done = [key for key, since in self.unpaired.items() if now - since >= PAIR_WAIT_S]
+        for key in done:
+            del self.unpaired[key]
+        if done:
+            log.info("no invocations partition assigned: ingress goes on partitions=%s", done)
+            self.wake_due = True
+        return [TopicPartition(*key) for key in done]
 
     def check_drained(self) -> None:
         """Turn on direct dispatch for ingress partitions whose invocations partition has been
@@ -218,7 +272,7 @@ class DirectPath:
         def dropped(key: Key) -> bool:
             return key in gone or key[1] in numbers
 
-        for notes in (self.draining, self.drain_ends, self.drain_plan):
+        for notes in (self.draining, self.drain_ends, self.drain_plan, self.unpaired):
             for key in [k for k in notes if dropped(k)]:
                 del notes[key]
         self.router.direct -= {k for k in self.router.direct if dropped(k)}
@@ -233,4 +287,5 @@ class DirectPath:
         self.draining.clear()
         self.drain_plan.clear()
         self.drain_ends.clear()
+        self.unpaired.clear()
         self.held = set()

@@ -661,6 +661,10 @@ class Worker:
             direct.check_drained()
         if direct.held:
             direct.balance()  # also without commits: nothing may hold ingress for good
+        if direct.unpaired:
+            waited = direct.check_unpaired()
+            if waited:
+                self.consumer.resume(waited)
         snapshot = self.store.snapshot
         if snapshot is not None:
             idle = not assignment.restoring and not records_flow
@@ -1035,6 +1039,7 @@ class Worker:
         plan = self.direct.plan(self._offsets, partitions, kept)
         pause = self.assignment.assign(partitions, [*kept, *partitions])
         self.direct.assigned(plan, self.assignment.paused(), pause)
+        unpaused = self.direct.pair([*kept, *partitions], self.partitions, pause)
         start = _start_offsets(partitions, committed, invocations)
         if self._incremental:
             consumer.incremental_assign(start)
@@ -1042,6 +1047,8 @@ class Worker:
             consumer.assign(start)
         if pause:
             consumer.pause(pause)
+        if unpaused:
+            consumer.resume(unpaused)
         self._wake_fetchers(consumer)  # librdkafka paused what was kept for this callback
         log.info(
             "assigned invocations partitions=%s (restoring them) kept=%s",

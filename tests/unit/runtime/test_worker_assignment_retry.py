@@ -44,6 +44,7 @@ def bare_worker():
     w.topics = InternalTopics("app")
     w.router = SimpleNamespace(direct=set())
     w.direct = DirectPath(None, w.topics.invocations, w.router, None)
+    w.partitions = 2
     w._stopping = False
     return w
 

@@ -146,6 +146,7 @@ def named_worker(group: Group, admin: Admin) -> Worker:
         max_batch_records=100,
     )
     w.topics = InternalTopics("shop")
+    w.partitions = 2
     w.router = SimpleNamespace(topics=["orders"])
     w._admin = admin
     w._new_consumer = group.new_consumer
