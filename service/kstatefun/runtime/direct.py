@@ -112,14 +112,20 @@ class DirectPath:
                     log.info("not resuming held ingress: %s", e)
 
     def pair(
-        self, assigned: list[TopicPartition], partitions: int, pause: list[TopicPartition]
+        self,
+        added: list[TopicPartition],
+        assigned: list[TopicPartition],
+        partitions: int,
+        pause: list[TopicPartition],
     ) -> list[TopicPartition]:
-        """After an assignment, now ``assigned``: while it holds no invocations partition, its
-        ingress partitions whose number has one (< ``partitions``) are added to ``pause``:
-        their records would take the hop (runtime/router.py) and their invocations partition
-        then drain, when the group coordinator only lags (PAIR_WAIT_S). Once one is assigned,
-        or after PAIR_WAIT_S (``check_unpaired``), returns those to resume: the ones the
-        assignment paused for their restore are the restore's (runtime/assignment.py)."""
+        """After an assignment that ``added`` partitions and is now ``assigned``: while it
+        holds no invocations partition, the added ingress partitions whose number has one
+        (< ``partitions``) are added to ``pause``: their records would take the hop
+        (runtime/router.py) and their invocations partition then drain, when the group
+        coordinator only lags (PAIR_WAIT_S); kept ones, already flowing, go on. Once one is
+        assigned, or after PAIR_WAIT_S (``check_unpaired``), returns those to resume: the
+        ones the assignment paused for their restore are the restore's
+        (runtime/assignment.py)."""
         inv = self.invocations
         if any(tp.topic == inv for tp in assigned):
             paused = {(tp.topic, tp.partition) for tp in pause}
@@ -129,7 +135,7 @@ class DirectPath:
             self.unpaired.clear()
             return free
         now = time.monotonic()
-        for tp in assigned:
+        for tp in added:
             key = (tp.topic, tp.partition)
             if tp.partition < partitions and key not in self.unpaired:
                 self.unpaired[key] = now

@@ -663,8 +663,11 @@ class Worker:
             direct.balance()  # also without commits: nothing may hold ingress for good
         if direct.unpaired:
             waited = direct.check_unpaired()
-            if waited:
-                self.consumer.resume(waited)
+            try:
+                if waited:
+                    self.consumer.resume(waited)
+            except KafkaException as e:  # no longer assigned: the next assignment starts over
+                log.info("not resuming ingress that waited for invocations partitions: %s", e)
         snapshot = self.store.snapshot
         if snapshot is not None:
             idle = not assignment.restoring and not records_flow
@@ -1039,7 +1042,7 @@ class Worker:
         plan = self.direct.plan(self._offsets, partitions, kept)
         pause = self.assignment.assign(partitions, [*kept, *partitions])
         self.direct.assigned(plan, self.assignment.paused(), pause)
-        unpaused = self.direct.pair([*kept, *partitions], self.partitions, pause)
+        unpaused = self.direct.pair(partitions, [*kept, *partitions], self.partitions, pause)
         start = _start_offsets(partitions, committed, invocations)
         if self._incremental:
             consumer.incremental_assign(start)

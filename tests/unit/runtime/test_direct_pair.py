@@ -47,7 +47,8 @@ def test_ingress_assigned_alone_waits_and_goes_on_once_invocations_partitions_co
     d = direct()
     pause: list[TopicPartition] = []
     # 3 invocations partitions; ingress has 4: partition 3 has none of its number, never waits
-    assert d.pair(tps(("in", 0), ("in", 1), ("in", 3)), 3, pause) == []
+    first = tps(("in", 0), ("in", 1), ("in", 3))
+    assert d.pair(first, first, 3, pause) == []
     assert keys(pause) == [("in", 0), ("in", 1)]
     assert sorted(d.unpaired) == [("in", 0), ("in", 1)]
 
@@ -56,8 +57,8 @@ def test_ingress_assigned_alone_waits_and_goes_on_once_invocations_partitions_co
     # resumes now, and takes the hop
     clock.now += 1.0
     restore_pause = tps(("in", 0), (INV, 0), (INV, 2))
-    assigned = tps(("in", 0), ("in", 1), ("in", 3), (INV, 0), (INV, 2))
-    assert keys(d.pair(assigned, 3, restore_pause)) == [("in", 1)]
+    added = tps((INV, 0), (INV, 2))
+    assert keys(d.pair(added, first + added, 3, restore_pause)) == [("in", 1)]
     assert d.unpaired == {}
     assert keys(restore_pause) == [(INV, 0), (INV, 2), ("in", 0)]  # nothing added
 
@@ -65,13 +66,15 @@ def test_ingress_assigned_alone_waits_and_goes_on_once_invocations_partitions_co
 def test_an_assignment_with_invocations_partitions_pauses_nothing(clock):
     d = direct()
     pause: list[TopicPartition] = []
-    assert d.pair(tps(("in", 0), (INV, 0)), 3, pause) == []
+    assigned = tps(("in", 0), (INV, 0))
+    assert d.pair(assigned, assigned, 3, pause) == []
     assert pause == [] and d.unpaired == {}
 
 
 def test_ingress_waits_no_longer_than_pair_wait_s(clock):
     d = direct()
-    d.pair(tps(("in", 0), ("in", 1)), 2, [])
+    assigned = tps(("in", 0), ("in", 1))
+    d.pair(assigned, assigned, 2, [])
     clock.now += PAIR_WAIT_S - 0.1
     assert d.check_unpaired() == [] and not d.wake_due
     clock.now += 0.1
@@ -81,8 +84,20 @@ def test_ingress_waits_no_longer_than_pair_wait_s(clock):
 
 def test_revoked_or_lost_partitions_wait_no_more(clock):
     d = direct()
-    d.pair(tps(("in", 0), ("in", 1)), 2, [])
+    assigned = tps(("in", 0), ("in", 1))
+    d.pair(assigned, assigned, 2, [])
     d.forget(tps(("in", 1)))
     assert sorted(d.unpaired) == [("in", 0)]
     d.lost()
     assert d.unpaired == {}
+
+
+def test_kept_ingress_partitions_flowing_without_invocations_partitions_go_on(clock):
+    """A worker left with ingress partitions and no invocations partition (more ingress
+    partitions than P, another worker's invocations) takes one more: only the new one waits."""
+    d = direct()
+    pause: list[TopicPartition] = []
+    kept = tps(("in", 1))
+    added = tps(("in", 0))
+    assert d.pair(added, kept + added, 3, pause) == []
+    assert keys(pause) == [("in", 0)] and sorted(d.unpaired) == [("in", 0)]
