@@ -661,11 +661,10 @@ class Worker:
             direct.check_drained()
         if direct.held:
             direct.balance()  # also without commits: nothing may hold ingress for good
-        if direct.unpaired:
-            waited = direct.check_unpaired()
+        waited = direct.check_unpaired() if direct.unpaired else []
+        if waited:
             try:
-                if waited:
-                    self.consumer.resume(waited)
+                self.consumer.resume(waited)
             except KafkaException as e:  # no longer assigned: the next assignment starts over
                 log.info("not resuming ingress that waited for invocations partitions: %s", e)
         snapshot = self.store.snapshot
