@@ -6,7 +6,7 @@ that queues locally and never sends. CPU time of the main thread per event, best
 a loaded machine does not move).
 
     python -m bench.hotpath                     # this checkout
-    python -m bench.hotpath --workload w2       # W2: ingress → A → <app>-invocations → B
+    python -m bench.hotpath --workload w2       # W2: ingress → A → B (in A's transaction)
     python -m bench.hotpath --instructions      # instructions per event (valgrind)
     PYTHONPATH=/path/to/other/service python -m bench.hotpath   # another checkout's kstatefun
     python -m bench.hotpath --profile out.pstats                # cProfile one more pass
@@ -17,9 +17,11 @@ Each consumed batch goes through ``process_records`` (runtime/router.py), as in
 (fetching, delivery, the transaction's round trips) is not in it, so the figure is what the
 worker's one Python thread spends per event, not a rate it can reach.
 
-W2 (bench/apps/chain.py) adds the routing hop's Python: A's message to B is encoded and
-produced to <app>-invocations; after each commit the records it produced come back as the
-consumer would return them (``Message`` records of <app>-invocations, in batches of 500), and
+W2 (bench/apps/chain.py) adds B: A's message to B (the same id, so the same partition) runs
+in A's transaction, as in the worker (runtime/local.py). A message that does take the hop
+(a checkout from before that, with ``--against``) is encoded and produced to
+<app>-invocations; after each commit the records produced come back as the consumer would
+return them (``Message`` records of <app>-invocations, in batches of 500), and
 ``process_records`` decodes and dispatches them to B in transactions of their own.
 """
 
@@ -50,6 +52,11 @@ from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
+
+try:
+    from kstatefun.runtime.local import LocalSends
+except ImportError:  # an older checkout (--against): every message takes the hop
+    LocalSends = None  # type: ignore[assignment,misc]
 from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
@@ -185,6 +192,10 @@ def worker_parts(
         metrics,
         {INGRESS: partitions},
     )
+    # every partition owned and restored: as the worker, W2's messages from A to B (one id,
+    # one partition) run in A's transaction (runtime/local.py)
+    router.owned.update(range(partitions))
+    local = {} if LocalSends is None else {"local": LocalSends(router.owned)}
     dispatcher = Dispatcher(
         functions,
         store,
@@ -196,6 +207,7 @@ def worker_parts(
         lambda topic: True,
         timers,
         metrics,
+        **local,  # type: ignore[arg-type]
     )
     router.invoke = dispatcher.invoke
     router.direct.update((INGRESS, p) for p in range(partitions))
