@@ -25,6 +25,7 @@ MODULES = (
     "kstatefun.runtime.commit",
     "kstatefun.runtime.dispatcher",
     "kstatefun.runtime.effects",
+    "kstatefun.runtime.local",
     "kstatefun.runtime.router",
     "kstatefun.state.deadlines",
     "kstatefun.state.partitioned",

@@ -2,7 +2,10 @@
 backlog. Ingress records placed by librdkafka's default partitioner go direct, so without
 flow control a worker started on a backlog consumed nearly all of it before the messages its
 functions sent each other (docs/performance.md, W2); DirectPath.balance (runtime/direct.py)
-pauses ingress while the worker's own invocations lag."""
+pauses ingress while the worker's own invocations lag. The chain's messages stay in one
+partition, which by default runs them in the sender's transaction (runtime/local.py,
+tests/e2e/test_local_messages.py): this test turns that off, as for messages between
+partitions, which always take the hop."""
 
 import re
 
@@ -34,6 +37,7 @@ def _backlog_run(bootstrap, tmp_path, unique_name, create_topic) -> tuple[list[s
         target="chain/a",
     )
     app.egress = create_topic(unique_name("one"), partitions=1)  # one order for "a" and "b"
+    app.env["KSTATEFUN_LOCAL_MESSAGES"] = "false"  # every message to chain/b through the topic
     try:
         events, _ = keyed_events(keys=400, per_key=BACKLOG // 400)
         produce_events(app.bootstrap, app.ingress, events)  # CRC32: the direct path

@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     partitioner: Literal["crc32", "murmur2"] | None = None
     commit_interval_ms: int = Field(100, ge=1)
     max_batch_records: int = Field(500, ge=1)
+    # a message between functions of one partition runs in its sender's transaction when this
+    # worker owns that partition (runtime/local.py); false: every message takes the hop
+    local_messages: bool = True
     transaction_timeout_ms: int = Field(10_000, ge=1_000)
     # None: 60 s, or twice the loop's longest bounded wait if longer (Worker._make_watchdog)
     watchdog_timeout_s: int | None = Field(None, ge=0)

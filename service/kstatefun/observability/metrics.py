@@ -60,6 +60,9 @@ class WorkerMetrics:
     # the hop through <app>-invocations (runtime/router.py)
     ingress_direct: int = 0
     ingress_routed: int = 0
+    # messages between functions of one partition run in their sender's transaction
+    # (runtime/local.py); the others are counted in records_out of <app>-invocations
+    messages_local: int = 0
     commits: int = 0
     aborts: int = 0
     epoch_bumps: int = 0  # producers recreated after the coordinator bumped their epoch
@@ -164,6 +167,13 @@ class WorkerCollector:
             "routed (through <app>-invocations)",
             ["path"],
             [("direct", m.ingress_direct), ("routed", m.ingress_routed)],
+        )
+        yield counter(
+            "kstatefun_messages_local",
+            "Messages between functions of one partition invoked in their sender's "
+            "transaction, without the hop through <app>-invocations",
+            [],
+            [(m.messages_local,)],
         )
         yield counter(
             "kstatefun_records_out",

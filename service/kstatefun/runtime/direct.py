@@ -11,7 +11,9 @@ partition wait, paused, for one (``pair``: the group coordinator has not seen a 
 invocations topic yet). Independently, ingress partitions are *held* (paused)
 while the worker's own invocations partitions lag (``balance``). Each resume asks for the
 consumer's fetchers to be woken (``wake_due``, kafka/fetchers.py), which the worker's loop does
-before its next read. The worker calls this from its loop and from its rebalance callbacks.
+before its next read. It also keeps the floors of the messages between functions of one
+partition (runtime/local.py): set at assignment, passed between batches (``check_floors``),
+raised again by an abort. The worker calls this from its loop and from its rebalance callbacks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kstatefun.runtime.assignment import Assignment
+from kstatefun.runtime.local import LocalSends
 from kstatefun.runtime.router import IngressRouter
 from kstatefun.state.restore import watermarks
 
@@ -46,12 +49,19 @@ class DirectPath:
     """The drains and holds of one worker's ingress partitions (module doc)."""
 
     def __init__(
-        self, consumer: Consumer, invocations: str, router: IngressRouter, assignment: Assignment
+        self,
+        consumer: Consumer,
+        invocations: str,
+        router: IngressRouter,
+        assignment: Assignment,
+        local: LocalSends | None = None,
     ) -> None:
         self.consumer = consumer
         self.invocations = invocations
         self.router = router
         self.assignment = assignment
+        self.local = local if local is not None else LocalSends(router.owned)
+        self._floors_checked = 0.0
         # ingress partitions that went direct -> the invocations end they drained to
         self.drain_ends: dict[Key, int] = {}
         # ingress partitions of a restoring partition -> invocations end offset at assignment
@@ -184,6 +194,26 @@ class DirectPath:
                 self.router.direct.add(key)
             self._note_caught_up({p for _, p in done})
 
+    def check_floors(self, ends: Consumer, committed: Mapping[Key, int]) -> None:
+        """Drop the floors (runtime/local.py) of invocations partitions consumed past them,
+        at most every DRAIN_CHECK_S; a floor an abort raised is read first (``ends``: a
+        consumer that reads high watermarks). ``committed``: the committed offsets, which
+        the consumer is never behind."""
+        now = time.monotonic()
+        if now - self._floors_checked < DRAIN_CHECK_S:
+            return
+        self._floors_checked = now
+        floors, inv = self.local.floors, self.invocations
+        for q in [q for q, floor in floors.items() if floor is None]:
+            floors[q] = watermarks(ends, TopicPartition(inv, q))[1]
+        positions = self.consumer.position([TopicPartition(inv, q) for q in floors])
+        reached = {
+            tp.partition: max(tp.offset, committed.get((inv, tp.partition), -1)) for tp in positions
+        }
+        done = self.local.passed(reached)
+        if done:
+            log.debug("messages between functions go direct partitions=%s", done)
+
     def _note_caught_up(self, partitions: set[int]) -> None:
         waiting = {p for _, p in self.draining}
         for p in partitions - waiting:
@@ -191,7 +221,10 @@ class DirectPath:
 
     def redrain(self) -> None:
         """After an abort the consumer rewinds: invocations it had read to enable the direct
-        path are unread again, so go back to draining before taking the direct path."""
+        path are unread again, so go back to draining before taking the direct path; the
+        messages between functions of one partition wait for its present end again
+        (runtime/local.py)."""
+        self.local.aborted(self.router.owned)
         again = [key for key in self.router.direct if key in self.drain_ends]
         if not again:
             return
@@ -219,7 +252,8 @@ class DirectPath:
         new = {tp.partition for tp in added if tp.topic == inv}
         owned = new | {tp.partition for tp in kept if tp.topic == inv}
         added_keys = {(tp.topic, tp.partition) for tp in added}
-        end_of: dict[int, int] = {}
+        # retried: a just-created topic's leaders may not be serving yet
+        end_of = {p: watermarks(ends, TopicPartition(inv, p))[1] for p in sorted(new)}
         plan = {}
         for tp in [*added, *kept]:
             key = (tp.topic, tp.partition)
@@ -227,10 +261,10 @@ class DirectPath:
                 continue
             if key not in added_keys and tp.partition not in new:
                 continue  # both kept: nothing changed for it
-            if tp.partition not in end_of:
-                # retried: a just-created topic's leaders may not be serving yet
+            if tp.partition not in end_of:  # a kept invocations partition
                 _, end_of[tp.partition] = watermarks(ends, TopicPartition(inv, tp.partition))
             plan[key] = end_of[tp.partition]
+        self.local.assigned({p: end_of[p] for p in new if end_of[p] > 0})
         return plan
 
     def assigned(
@@ -283,13 +317,15 @@ class DirectPath:
                 del notes[key]
         self.router.direct -= {k for k in self.router.direct if dropped(k)}
         self.router.owned -= numbers
+        self.local.forget(numbers)
         self.held -= gone
         return left - self.assignment.paused()
 
     def lost(self) -> None:
         """Every partition was lost: nothing goes direct, nothing drains or is held."""
         self.router.direct.clear()
-        self.router.owned = set()
+        self.router.owned.clear()
+        self.local.lost()
         self.draining.clear()
         self.drain_plan.clear()
         self.drain_ends.clear()

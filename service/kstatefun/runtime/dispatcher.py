@@ -10,7 +10,8 @@ Records are dispatched one at a time in partition order, so the invocations of o
 one after another in arrival order, and messages from one sender to one receiver keep their
 order (same producer, same partition). An invocation either applies all of its effects (state
 writes to the overlay, messages, egress, delayed messages) or none of them and becomes a
-dead letter.
+dead letter. A message between functions of one partition that runtime/local.py lets go
+direct is invoked here right after its sender (``_cascade``), in the order sent.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from kstatefun.runtime.effects import (
     StateLayout,
     timer_origin,
 )
+from kstatefun.runtime.local import CASCADE_MAX, LocalSends
 from kstatefun.sdk.context import Context
 from kstatefun.sdk.functions import FunctionSpec, StatefulFunctions
 from kstatefun.sdk.messages import Message
@@ -135,38 +137,62 @@ class Producing(Protocol):
     too (docs/performance.md, "A compiled hot path")."""
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int | None,
+        headers: Any = None,
+        on_delivery: Any = None,
     ) -> None: ...
 
 
 class _Produce:
     """The worker's output for effects: messages to <app>-invocations (partitioned by target
-    id), egress records as resolved, both into the open transaction."""
+    id), egress records as resolved, both into the open transaction. While an embedded
+    invocation in partition ``current`` applies, a message to a target of that partition may
+    be queued to run here instead (runtime/local.py)."""
 
-    __slots__ = ("_produce", "_topic", "_partition_of")
+    __slots__ = ("_produce", "_topic", "_partition_of", "local", "current")
 
     def __init__(
-        self, txn: Producing, invocations_topic: str, partition_of: Callable[[str], int]
+        self,
+        txn: Producing,
+        invocations_topic: str,
+        partition_of: Callable[[str], int],
+        local: LocalSends | None = None,
     ) -> None:
         self._produce = txn.produce
         self._topic = invocations_topic
         self._partition_of = partition_of  # the application's partitioner
+        self.local = local
+        self.current = -1  # the partition of the embedded invocation applying (-1: none)
 
     def send(self, sender: Address, message: Message) -> None:
+        dest = message.target
+        partition = self._partition_of(dest.id)
+        on_delivery = None
+        if partition == self.current:
+            local = self.local
+            assert local is not None
+            if local.takes(partition, dest):
+                local.queue.append((sender, message))
+                return
+            on_delivery = local.routed(partition, dest)
+        self.route(sender, message, partition, on_delivery)
+
+    def route(
+        self, sender: Address, message: Message, partition: int, on_delivery: Any = None
+    ) -> None:
+        """Produce ``message`` to <app>-invocations partition ``partition``."""
         dest, argument = message.target, message.typed_value
-        self._produce(
-            self._topic,
-            encode_invocation(
-                dest.typename,
-                dest.id,
-                sender.typename,
-                sender.id,
-                argument.typename,
-                argument.value,
-            ),
-            dest.id.encode(),
-            self._partition_of(dest.id),
+        envelope = encode_invocation(
+            dest.typename, dest.id, sender.typename, sender.id, argument.typename, argument.value
         )
+        if on_delivery is None:
+            self._produce(self._topic, envelope, dest.id.encode(), partition)
+        else:
+            self._produce(self._topic, envelope, dest.id.encode(), partition, None, on_delivery)
 
     def emit(self, sender: Address, egress: str, record: EgressRecord) -> None:
         topic, key, value = record
@@ -188,10 +214,13 @@ class Dispatcher:
         metrics: WorkerMetrics,
         remote: Callable[[Dispatcher], Offload] | None = None,
         playground_egress: Callable[[TypedValue], EgressRecord] | None = None,
+        local: LocalSends | None = None,
     ) -> None:
         """``remote`` makes the offload for function types served by endpoints (given this
         dispatcher, whose check and apply it uses: runtime/remote.py); ``playground_egress``
-        builds io.statefun.playground/egress records (kstatefun/playground/)."""
+        builds io.statefun.playground/egress records (kstatefun/playground/); ``local``: the
+        messages between functions of one partition that may go direct (runtime/local.py;
+        None: every message takes the hop)."""
         self._metrics = self.metrics = metrics
         self._functions = functions
         self._store = self.store = store
@@ -199,11 +228,10 @@ class Dispatcher:
         self._key_of = store.key_of
         self._plans: dict[str, _Plan] = {}
         self._dlq = self.dead_letters = dead_letters
+        self._local = local
+        self._out = _Produce(txn, invocations_topic, partition_of, local)
         self.effects = EffectsApplier(
-            EgressRoutes(egresses, topic_exists),
-            store,
-            timers,
-            _Produce(txn, invocations_topic, partition_of),
+            EgressRoutes(egresses, topic_exists), store, timers, self._out
         )
         self.effects.routes.playground = playground_egress
         self._loop = asyncio.new_event_loop()
@@ -221,6 +249,11 @@ class Dispatcher:
             self._dlq.write(record, dl.UNDECODABLE_VALUE, f"not a kstatefun invocation: {e}", e)
             return
         caller = None if caller_type is None else Address(caller_type, caller_id or "")
+        local = self._local
+        if local is not None and local.blocked:  # runtime/local.py waits for a routed message
+            partition = record.partition()
+            if partition in local.blocked:
+                local.dispatched(partition, record.offset())
         self.invoke(record, ftype, fid, caller, typename, value)
 
     def invoke(
@@ -277,7 +310,49 @@ class Dispatcher:
         except Exception as e:
             self._failed(record, e, target, caller, typename, value)
             return
-        self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+        if not fx.outgoing or self._local is None:
+            self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+            return
+        out = self._out
+        top = out.current < 0  # not itself run by a cascade
+        out.current = partition
+        try:
+            self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
+        finally:
+            if top:
+                out.current = -1
+        if top and self._local.queue:
+            self._cascade(record, partition)
+
+    def _cascade(self, record: KafkaMessage | LocalInvocation, partition: int) -> None:
+        """Invoke the messages queued by ``record``'s invocation (runtime/local.py), and those
+        they queue in turn, in the order sent, at most CASCADE_MAX; the rest take the hop."""
+        local = self._local
+        assert local is not None
+        queue, out, metrics = local.queue, self._out, self._metrics
+        origin = timer_origin(record)
+        topic, offset = record.topic(), record.offset()
+        n = 0
+        out.current = partition
+        try:
+            while queue:
+                sender, message = queue.popleft()
+                if n >= CASCADE_MAX:
+                    out.route(sender, message, partition, local.routed(partition, message.target))
+                    continue
+                n += 1
+                dest, argument = message.target, message.typed_value
+                # names the record that started it: a dead letter's source, unique origin
+                source = make_local(
+                    (topic, partition, offset, dest.id.encode(), None, f"{origin}>{n}", 0)
+                )
+                metrics.messages_local += 1
+                self.invoke(
+                    source, dest.typename, dest.id, sender, argument.typename, argument.value
+                )
+        finally:
+            out.current = -1
+            queue.clear()
 
     def _failed(
         self,

@@ -185,8 +185,10 @@ class IngressRouter:
         metrics: WorkerMetrics | None = None,
         ingress_counts: Mapping[str, int] | None = None,
         invoke: Invoke | None = None,
+        owned: set[int] | None = None,
     ) -> None:
-        """``invoke`` runs an invocation here (Dispatcher.invoke): the direct path."""
+        """``invoke`` runs an invocation here (Dispatcher.invoke): the direct path; ``owned``:
+        the set to keep the owned invocations partitions in (shared with runtime/local.py)."""
         # topic -> (value type, targets, whether a value can be told wrong up front)
         self._routes: dict[str, tuple[str, tuple[str, ...], bool]] = {}
         for ingress in ingresses:
@@ -204,7 +206,8 @@ class IngressRouter:
         self._txn = txn
         self._dlq = dead_letters
         self.direct: set[tuple[str, int]] = set()  # (ingress topic, partition): see above
-        self.owned: set[int] = set()  # invocations partitions owned and restored: see above
+        # invocations partitions owned and restored: see above
+        self.owned: set[int] = set() if owned is None else owned
         self.invoke = invoke
 
     @property

@@ -79,6 +79,7 @@ from kstatefun.runtime.commit import Committer, Transaction, fenced_error
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.direct import DirectPath
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
+from kstatefun.runtime.local import LocalSends
 from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
@@ -246,7 +247,7 @@ class Worker:
         """The loop's bookkeeping: the direct path's drains and holds (runtime/direct.py, empty
         until the first assignment), when records last came, each ingress topic's spec."""
         self.direct = DirectPath(
-            self.consumer, self.topics.invocations, self.router, self.assignment
+            self.consumer, self.topics.invocations, self.router, self.assignment, self.local
         )
         self._consumed_at = 0.0  # when the loop last read records (IDLE_S)
         self._ingress_by_topic: dict[str, KafkaIngress] = {
@@ -403,6 +404,9 @@ class Worker:
                 transaction_timeout_ms=s.transaction_timeout_ms,
             )
 
+        # messages between functions of one partition (runtime/local.py); its set of owned,
+        # restored invocations partitions is the router's too
+        self.local = LocalSends(set())
         self.dispatcher = Dispatcher(
             self.functions,
             self.store,
@@ -416,6 +420,7 @@ class Worker:
             self.metrics,
             remote_invoker if self.module.endpoints else None,
             None if self.playground is None else self.playground.egress_record,
+            self.local if s.local_messages else None,
         )
         remote = cast("RemoteInvoker | None", self.dispatcher.remote)  # remote_invoker's
         self.remote = remote
@@ -429,6 +434,7 @@ class Worker:
             self.metrics,
             ingress_counts,
             self.dispatcher.invoke,
+            self.local.owned,
         )
         self.committer = Committer(
             self.txn,
@@ -659,6 +665,8 @@ class Worker:
         direct = self.direct
         if direct.draining:
             direct.check_drained()
+        if direct.local.floors:
+            direct.check_floors(self._offsets, self.txn.fence_offsets)
         if direct.held:
             direct.balance()  # also without commits: nothing may hold ingress for good
         waited = direct.check_unpaired() if direct.unpaired else []
@@ -907,12 +915,13 @@ class Worker:
                 log.warning("shutdown step failed: %s", e)
         log.info(
             "worker stopped commits=%d aborts=%d records_in=%d ingress_direct=%d "
-            "ingress_routed=%d invocations=%d dead_letters=%s",
+            "ingress_routed=%d messages_local=%d invocations=%d dead_letters=%s",
             self.metrics.commits,
             self.metrics.aborts,
             sum(self.metrics.records_in.values()),
             self.metrics.ingress_direct,
             self.metrics.ingress_routed,
+            self.metrics.messages_local,
             self.dispatcher.invocations,
             self.dead_letters.counts,
         )

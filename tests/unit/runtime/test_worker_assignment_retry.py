@@ -42,7 +42,7 @@ def fast_policy(monkeypatch):
 def bare_worker():
     w = Worker.__new__(Worker)
     w.topics = InternalTopics("app")
-    w.router = SimpleNamespace(direct=set())
+    w.router = SimpleNamespace(direct=set(), owned=set())
     w.direct = DirectPath(None, w.topics.invocations, w.router, None)
     w.partitions = 2
     w._stopping = False

@@ -147,7 +147,7 @@ def named_worker(group: Group, admin: Admin) -> Worker:
     )
     w.topics = InternalTopics("shop")
     w.partitions = 2
-    w.router = SimpleNamespace(topics=["orders"])
+    w.router = SimpleNamespace(topics=["orders"], owned=set())
     w._admin = admin
     w._new_consumer = group.new_consumer
     w.consumer = group.new_consumer()

@@ -1,0 +1,162 @@
+"""Messages between functions of one partition, delivered in the sending transaction: the one
+place that decides whether a message an embedded function sends runs here at once or goes
+through <app>-invocations.
+
+A message whose target id falls in the same invocations partition q as its sender's
+(``partition_of(target.id) == q``) is, when this worker owns q and has restored it, queued
+here and invoked by the dispatcher right after its sender's invocation, in the same
+transaction (runtime/dispatcher.py, ``Dispatcher._cascade``): no produce, no consume, no
+envelope. Its state writes, messages and egress commit or abort with the record that started
+the chain, as every other effect of that record does.
+
+Order. Messages from one sender to one target must arrive in the order sent. Whether a pair
+(sender, target) is of one partition depends only on their ids, so only the owner of q sends
+such messages into q. Two kinds of them can still wait in the topic when a later one would go
+at once, and both make it take the hop too:
+
+- the ones a previous owner sent before this worker got q: until the consumer has passed the
+  end q had at assignment (``floors``, checked between batches by runtime/direct.py), every
+  message into q takes the hop;
+- the ones this worker routed itself meanwhile (``routed``): a target with one of those still
+  unconsumed (``blocked``, by its offset from the delivery report) gets its next messages
+  through the topic as well, until the dispatcher has dispatched that offset (``seen``).
+
+An abort rewinds the consumer: the floors go back up to each partition's end and the blocked
+targets are forgotten (everything they waited for is below that end). A chain that would not
+end (a function messaging itself for good) runs at most ``CASCADE_MAX`` invocations per
+consumed record; the rest take the hop, their targets blocked as above. Messages from remote
+functions (runtime/remote.py) always take the hop.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from kstatefun.model import Address
+from kstatefun.sdk.messages import Message
+
+# Invocations one consumed record (or fired delayed message) may start here through messages;
+# the messages left then take the hop through <app>-invocations.
+CASCADE_MAX = 1_000
+
+_UNKNOWN = 1 << 62  # the offset of a routed message whose delivery report has not come
+
+
+class _Pending:
+    """This worker's routed messages to one target that may still wait in the topic."""
+
+    __slots__ = ("offset", "in_flight")
+
+    def __init__(self) -> None:
+        self.offset = -1  # the highest delivered offset
+        self.in_flight = 0  # produced, delivery report not yet served
+
+    def delivered(self, err: KafkaError | None, msg: Any) -> None:
+        self.in_flight -= 1
+        if err is None:
+            offset = msg.offset()
+            if offset > self.offset:
+                self.offset = offset
+        else:  # not written: the transaction aborts, and ``aborted`` starts over
+            self.offset = _UNKNOWN
+
+
+class LocalSends:
+    """The bookkeeping of messages between functions of one partition (module doc)."""
+
+    __slots__ = ("owned", "floors", "blocked", "seen", "queue")
+
+    def __init__(self, owned: set[int]) -> None:
+        # invocations partitions owned and restored (the router's set, kept by direct.py)
+        self.owned = owned
+        # q -> the end offset the consumer must pass first; None: to be read (after an abort)
+        self.floors: dict[int, int | None] = {}
+        # q -> (target type, target id) -> its routed messages that may wait in the topic
+        self.blocked: dict[int, dict[tuple[str, str], _Pending]] = {}
+        # q -> offset + 1 of the last record of q dispatched (kept while q has blocked targets)
+        self.seen: dict[int, int] = {}
+        # (sender, message) to invoke here, in the order sent
+        self.queue: deque[tuple[Address, Message]] = deque()
+
+    def takes(self, q: int, target: Address) -> bool:
+        """Whether a message from an embedded invocation in partition ``q`` to ``target`` (in
+        ``q`` too) runs here now; False: it takes the hop (then call ``routed``)."""
+        if q not in self.owned or q in self.floors:
+            return False
+        blocked = self.blocked.get(q)
+        if blocked:
+            key = (target.typename, target.id)
+            pending = blocked.get(key)
+            if pending is not None:
+                if pending.in_flight or self.seen.get(q, -1) <= pending.offset:
+                    return False
+                del blocked[key]
+                if not blocked:
+                    del self.blocked[q]
+                    self.seen.pop(q, None)
+        return True
+
+    def routed(self, q: int, target: Address) -> Any:
+        """A message to ``target`` in ``q`` from an invocation in ``q`` takes the hop: later
+        ones to the same target wait until it is dispatched. Returns the producer's delivery
+        callback for it (None when ``q`` is not processed here)."""
+        if q not in self.owned:
+            return None
+        blocked = self.blocked.get(q)
+        if blocked is None:
+            blocked = self.blocked[q] = {}
+        key = (target.typename, target.id)
+        pending = blocked.get(key)
+        if pending is None:
+            pending = blocked[key] = _Pending()
+        pending.in_flight += 1
+        return pending.delivered
+
+    def dispatched(self, q: int, offset: int) -> None:
+        """The dispatcher ran the record at ``offset`` of invocations partition ``q``."""
+        self.seen[q] = offset + 1
+
+    # --- the worker's bookkeeping (runtime/direct.py) ----------------------------------------
+
+    def assigned(self, ends: dict[int, int]) -> None:
+        """Invocations partitions were assigned, with the end offsets they had then."""
+        for q, end in ends.items():
+            self.floors[q] = end
+            self.blocked.pop(q, None)
+            self.seen.pop(q, None)
+
+    def passed(self, positions: dict[int, int]) -> list[int]:
+        """The consumer's ``positions`` of partitions with a floor, between batches: drop the
+        floors they passed; returns those partitions."""
+        done = [
+            q
+            for q, floor in self.floors.items()
+            if floor is not None and positions.get(q, -1) >= floor
+        ]
+        for q in done:
+            del self.floors[q]
+        return done
+
+    def aborted(self, owned: set[int]) -> None:
+        """The open transaction aborted and the consumer rewound: every ``owned`` invocations
+        partition waits again until it is consumed to its present end."""
+        for q in owned:
+            self.floors[q] = None
+        self.blocked.clear()
+        self.seen.clear()
+        self.queue.clear()
+
+    def forget(self, partitions: set[int]) -> None:
+        for q in partitions:
+            self.floors.pop(q, None)
+            self.blocked.pop(q, None)
+            self.seen.pop(q, None)
+
+    def lost(self) -> None:
+        self.floors.clear()
+        self.blocked.clear()
+        self.seen.clear()
+        self.queue.clear()
