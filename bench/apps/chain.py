@@ -1,7 +1,8 @@
 """W2, chain: ingress → bench/a (state: count) → bench/b (state: count) → egress.
 
-A counts and messages B with its count through <app>-invocations; B counts and writes
-"<key>:<count>" to ``$BENCH_EGRESS_TOPIC``."""
+A counts and messages B (the same id) with its count; B counts and writes "<key>:<count>" to
+``$BENCH_EGRESS_TOPIC``. One id is one partition, so B runs in A's transaction
+(runtime/local.py; through <app>-invocations with ``KSTATEFUN_LOCAL_MESSAGES=false``)."""
 
 import os
 

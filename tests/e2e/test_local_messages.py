@@ -8,11 +8,17 @@ counter's message to its sink stays in one partition. A first worker runs with
 so most ingress records and every message to a sink go through <app>-invocations; it stops
 cleanly with counter invocations and sink messages still unread there. A second worker, with
 the default, reads them: a counter invocation below the end that partition had at its
-assignment sends its sink message through the topic too, behind the ones waiting there, and
-only later messages run at once. Were they run at once, a sink would write a count before the
-smaller counts still waiting: the egress check below (counts 1, 2, 3... in produced order
-per key) fails.
+assignment sends its sink message through the topic too, behind the ones waiting there (the
+floor), and a later one whose sink still has such a message unread sends its own behind it
+(a blocked target): the first events take 1 ms each, so the second worker routes the new
+events' counter invocations into the topic well before it has read past its floor, and they
+come before many of the sink messages sent meanwhile. Only after those do messages run at
+once. Were they run at once earlier, a sink would write a count before the smaller counts
+still waiting: the egress check below (counts 1, 2, 3... in produced order per key) fails.
+It did with the floors left out, and with the blocked targets left out.
 """
+
+import json
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -52,7 +58,8 @@ def test_messages_run_at_once_only_behind_those_still_waiting_in_the_topic(
     args = ("--partitions", "4")
     try:
         events, expected = keyed_events(keys=KEYS, per_key=PER_KEY)
-        produce_events(app.bootstrap, app.ingress, events)
+        slow = [(k, json.dumps({**json.loads(v), "sleep_ms": 1}).encode()) for k, v in events]
+        produce_events(app.bootstrap, app.ingress, slow)
         app.env["KSTATEFUN_LOCAL_MESSAGES"] = "false"
         app.start_worker("w1", *args, partitions=False)
         read_committed(app.bootstrap, app.egress, 1_500, timeout=120, settle=0)
