@@ -9,16 +9,14 @@ so most ingress records and every message to a sink go through <app>-invocations
 cleanly with counter invocations and sink messages still unread there. A second worker, with
 the default, reads them: a counter invocation below the end that partition had at its
 assignment sends its sink message through the topic too, behind the ones waiting there (the
-floor), and a later one whose sink still has such a message unread sends its own behind it
-(a blocked target): the first events take 1 ms each, so the second worker routes the new
-events' counter invocations into the topic well before it has read past its floor, and they
-come before many of the sink messages sent meanwhile. Only after those do messages run at
-once. Were they run at once earlier, a sink would write a count before the smaller counts
-still waiting: the egress check below (counts 1, 2, 3... in produced order per key) fails.
-It did with the floors left out, and with the blocked targets left out.
+floor), and only later messages run at once. Were they run at once earlier, a sink would
+write a count before the smaller counts still waiting: the egress check below (counts 1, 2,
+3... in produced order per key) fails; it did with the floors left out. The second test
+covers the targets blocked behind a message this worker routed itself.
 """
 
 import json
+import re
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -58,8 +56,7 @@ def test_messages_run_at_once_only_behind_those_still_waiting_in_the_topic(
     args = ("--partitions", "4")
     try:
         events, expected = keyed_events(keys=KEYS, per_key=PER_KEY)
-        slow = [(k, json.dumps({**json.loads(v), "sleep_ms": 1}).encode()) for k, v in events]
-        produce_events(app.bootstrap, app.ingress, slow)
+        produce_events(app.bootstrap, app.ingress, events)
         app.env["KSTATEFUN_LOCAL_MESSAGES"] = "false"
         app.start_worker("w1", *args, partitions=False)
         read_committed(app.bootstrap, app.egress, 1_500, timeout=120, settle=0)
@@ -82,3 +79,47 @@ def test_messages_run_at_once_only_behind_those_still_waiting_in_the_topic(
     assert "messages_local=0 " in app.log("w1"), app.log("w1")[-2000:]
     stop = app.log("w2").rsplit("worker stopped", 1)[-1]
     assert "messages_local=0 " not in stop, stop  # the later ones did run at once
+
+
+def test_a_chain_past_its_bound_keeps_the_order_of_a_functions_messages_to_itself(
+    kafka_bootstrap, tmp_path, unique_name, create_topic
+):
+    """loop/a sends itself 1,500 messages per event (tests/apps/loop.py): 1,000 run in the
+    event's transaction (CASCADE_MAX), the next takes the topic, and the messages the next
+    events of the id start must wait behind it (its target is blocked) until it is read back.
+    Run at once, they would arrive before it: an egress value "n:got" with n != got."""
+    hops, keys, per_key = 1_500, 4, 3
+    app = make_app(
+        kafka_bootstrap,
+        tmp_path,
+        unique_name,
+        create_topic,
+        functions="tests.apps.loop:functions",
+        target="loop/a",
+    )
+    try:
+        events = [
+            (f"k{k}".encode(), json.dumps({"seq": i * keys + k, "hops": hops}).encode())
+            for i in range(per_key)
+            for k in range(keys)
+        ]
+        produce_events(app.bootstrap, app.ingress, events)  # one batch: the events wait
+        app.start_worker("w1")
+        total = keys * per_key * hops
+        records = read_committed(app.bootstrap, app.egress, total, timeout=180)
+        assert app.stop_worker("w1") == 0, app.all_logs()
+    finally:
+        app.stop_all()
+    by_key: dict[str, list[str]] = {}
+    for key, value in records:
+        by_key.setdefault(key, []).append(value)
+    want = [f"{n}:{n}" for n in range(1, per_key * hops + 1)]
+    wrong = {
+        k: [v for v, w in zip(vs, want, strict=False) if v != w][:5]
+        for k, vs in by_key.items()
+        if vs != want
+    }
+    assert sorted(by_key) == [f"k{k}" for k in range(keys)] and not wrong, (wrong, len(records))
+    stop = app.log("w1").rsplit("worker stopped", 1)[-1]
+    local = int(re.search(r"messages_local=(\d+)", stop).group(1))
+    assert 0 < local < total, stop  # some ran at once, some took the topic
