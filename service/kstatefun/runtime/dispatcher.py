@@ -312,7 +312,14 @@ class Dispatcher:
             return
         if not fx.outgoing or self._local is None:
             self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
-            return
+        else:
+            self._apply_sending(record, fx, partition, now_ms)
+
+    def _apply_sending(
+        self, record: KafkaMessage | LocalInvocation, fx: Effects, partition: int, now_ms: int
+    ) -> None:
+        """Apply ``fx``, whose messages to targets of ``partition`` may queue to run here
+        (runtime/local.py); then run them, unless a cascade running this one will."""
         out = self._out
         top = out.current < 0  # not itself run by a cascade
         out.current = partition
@@ -321,7 +328,7 @@ class Dispatcher:
         finally:
             if top:
                 out.current = -1
-        if top and self._local.queue:
+        if top and self._local is not None and self._local.queue:
             self._cascade(record, partition)
 
     def _cascade(self, record: KafkaMessage | LocalInvocation, partition: int) -> None:
