@@ -214,6 +214,12 @@ class DirectPath:
         if done:
             log.debug("messages between functions go direct partitions=%s", done)
 
+    def resolve_blocked(self, ends: Consumer) -> None:
+        """After a commit: where the messages routed to blocked targets sit (runtime/local.py),
+        from the end of their partitions (``ends``: a consumer that reads high watermarks)."""
+        for q in self.local.unresolved():
+            self.local.resolve(q, watermarks(ends, TopicPartition(self.invocations, q))[1])
+
     def _note_caught_up(self, partitions: set[int]) -> None:
         waiting = {p for _, p in self.draining}
         for p in partitions - waiting:

@@ -137,13 +137,7 @@ class Producing(Protocol):
     too (docs/performance.md, "A compiled hot path")."""
 
     def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int | None,
-        headers: Any = None,
-        on_delivery: Any = None,
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None
     ) -> None: ...
 
 
@@ -171,28 +165,22 @@ class _Produce:
     def send(self, sender: Address, message: Message) -> None:
         dest = message.target
         partition = self._partition_of(dest.id)
-        on_delivery = None
         if partition == self.current:
             local = self.local
             assert local is not None
             if local.takes(partition, dest):
                 local.queue.append((sender, message))
                 return
-            on_delivery = local.routed(partition, dest)
-        self.route(sender, message, partition, on_delivery)
+            local.routed(partition, dest)
+        self.route(sender, message, partition)
 
-    def route(
-        self, sender: Address, message: Message, partition: int, on_delivery: Any = None
-    ) -> None:
+    def route(self, sender: Address, message: Message, partition: int) -> None:
         """Produce ``message`` to <app>-invocations partition ``partition``."""
         dest, argument = message.target, message.typed_value
         envelope = encode_invocation(
             dest.typename, dest.id, sender.typename, sender.id, argument.typename, argument.value
         )
-        if on_delivery is None:
-            self._produce(self._topic, envelope, dest.id.encode(), partition)
-        else:
-            self._produce(self._topic, envelope, dest.id.encode(), partition, None, on_delivery)
+        self._produce(self._topic, envelope, dest.id.encode(), partition)
 
     def emit(self, sender: Address, egress: str, record: EgressRecord) -> None:
         topic, key, value = record
@@ -345,7 +333,8 @@ class Dispatcher:
             while queue:
                 sender, message = queue.popleft()
                 if n >= CASCADE_MAX:
-                    out.route(sender, message, partition, local.routed(partition, message.target))
+                    local.routed(partition, message.target)
+                    out.route(sender, message, partition)
                     continue
                 n += 1
                 dest, argument = message.target, message.typed_value

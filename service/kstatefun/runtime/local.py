@@ -18,8 +18,10 @@ at once, and both make it take the hop too:
   end q had at assignment (``floors``, checked between batches by runtime/direct.py), every
   message into q takes the hop;
 - the ones this worker routed itself meanwhile (``routed``): a target with one of those still
-  unconsumed (``blocked``, by its offset from the delivery report) gets its next messages
-  through the topic as well, until the dispatcher has dispatched that offset (``seen``).
+  unconsumed (``blocked``) gets its next messages through the topic as well, until the
+  dispatcher has dispatched past it (``seen``). Where it sits is known after the commit
+  (``resolve``, with the partition's end then: the message is below the transaction's own
+  marker, which is below that end); until then the target waits in any case.
 
 An abort rewinds the consumer: the floors go back up to each partition's end and the blocked
 targets are forgotten (everything they waited for is below that end). A chain that would not
@@ -31,9 +33,6 @@ functions (runtime/remote.py) always take the hop.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
-
-from confluent_kafka import KafkaError
 
 from kstatefun.model import Address
 from kstatefun.sdk.messages import Message
@@ -42,26 +41,15 @@ from kstatefun.sdk.messages import Message
 # the messages left then take the hop through <app>-invocations.
 CASCADE_MAX = 1_000
 
-_UNKNOWN = 1 << 62  # the offset of a routed message whose delivery report has not come
-
 
 class _Pending:
     """This worker's routed messages to one target that may still wait in the topic."""
 
-    __slots__ = ("offset", "in_flight")
+    __slots__ = ("offset", "unresolved")
 
     def __init__(self) -> None:
-        self.offset = -1  # the highest delivered offset
-        self.in_flight = 0  # produced, delivery report not yet served
-
-    def delivered(self, err: KafkaError | None, msg: Any) -> None:
-        self.in_flight -= 1
-        if err is None:
-            offset = msg.offset()
-            if offset > self.offset:
-                self.offset = offset
-        else:  # not written: the transaction aborts, and ``aborted`` starts over
-            self.offset = _UNKNOWN
+        self.offset = -1  # at or below this offset, once resolved
+        self.unresolved = False  # one was produced since the last ``resolve``
 
 
 class LocalSends:
@@ -91,7 +79,7 @@ class LocalSends:
             key = (target.typename, target.id)
             pending = blocked.get(key)
             if pending is not None:
-                if pending.in_flight or self.seen.get(q, -1) <= pending.offset:
+                if pending.unresolved or self.seen.get(q, -1) <= pending.offset:
                     return False
                 del blocked[key]
                 if not blocked:
@@ -99,12 +87,11 @@ class LocalSends:
                     self.seen.pop(q, None)
         return True
 
-    def routed(self, q: int, target: Address) -> Any:
+    def routed(self, q: int, target: Address) -> None:
         """A message to ``target`` in ``q`` from an invocation in ``q`` takes the hop: later
-        ones to the same target wait until it is dispatched. Returns the producer's delivery
-        callback for it (None when ``q`` is not processed here)."""
+        ones to the same target wait until it is dispatched."""
         if q not in self.owned:
-            return None
+            return
         blocked = self.blocked.get(q)
         if blocked is None:
             blocked = self.blocked[q] = {}
@@ -112,8 +99,18 @@ class LocalSends:
         pending = blocked.get(key)
         if pending is None:
             pending = blocked[key] = _Pending()
-        pending.in_flight += 1
-        return pending.delivered
+        pending.unresolved = True
+
+    def unresolved(self) -> list[int]:
+        """Partitions with routed messages whose place is not known yet."""
+        return [q for q, b in self.blocked.items() if any(p.unresolved for p in b.values())]
+
+    def resolve(self, q: int, end: int) -> None:
+        """After a commit: ``end`` is partition ``q``'s end offset now, so each message routed
+        there before it sits below its transaction's marker, at ``end - 2`` or lower."""
+        for pending in self.blocked.get(q, {}).values():
+            if pending.unresolved:
+                pending.offset, pending.unresolved = max(pending.offset, end - 2), False
 
     def dispatched(self, q: int, offset: int) -> None:
         """The dispatcher ran the record at ``offset`` of invocations partition ``q``."""

@@ -670,6 +670,8 @@ class Worker:
                 return
         if self.committer.after_batch(len(batch)):
             self.direct.balance()
+            if self.direct.local.blocked:
+                self.direct.resolve_blocked(self._offsets)
 
     def _housekeep(self) -> float | None:
         """Sample the lag, advance restores and standby copies, fire due timers, check

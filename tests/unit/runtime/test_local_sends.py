@@ -119,28 +119,18 @@ def test_until_the_end_at_assignment_is_consumed_every_message_takes_the_hop():
     assert received == [] and len(routed(txn)) == 2
 
 
-class Delivered:  # what a delivery report gives: the record's offset
-    def __init__(self, offset):
-        self._offset = offset
-
-    def offset(self):
-        return self._offset
-
-
 def test_a_target_with_a_routed_message_in_the_topic_gets_the_next_ones_after_it():
     received = []
     d, local, txn, _ = make(chain(received))
     local.assigned({Q: 5})
     d.dispatch(record(0))  # before the floor: routed, and ns/b/k blocked until it comes back
-    pending = local.blocked[Q][("ns/b", "k")]
-    assert pending.in_flight == 1 and not local.takes(Q, Address("ns/b", "k"))
-    pending.delivered(None, Delivered(7))
-    assert local.passed({Q: 5}) == [Q]
+    assert local.unresolved() == [Q] and not local.takes(Q, Address("ns/b", "k"))
+    local.resolve(Q, 9)  # committed: the partition ends at 9, the message is at 7 or below
+    assert local.unresolved() == [] and local.passed({Q: 5}) == [Q]
     d.dispatch(record(5))  # past the floor, but its message would overtake offset 7's
-    assert received == [] and len(routed(txn)) == 2 and pending.in_flight == 1
-    assert not local.takes(Q, Address("ns/b", "k"))  # no delivery report yet: blocked
-    pending.delivered(None, Delivered(8))
-    assert not pending.in_flight and pending.offset == 8
+    assert received == [] and len(routed(txn)) == 2
+    assert not local.takes(Q, Address("ns/b", "k"))  # not committed yet: blocked
+    local.resolve(Q, 10)  # the second one sits at 8 or below
     d.dispatch(record(7, target="ns/b", value=1))  # the first routed one comes back
     assert not local.takes(Q, Address("ns/b", "k"))  # offset 8 still waits
     assert local.takes(Q, Address("ns/b", "other"))  # another target does not
@@ -199,7 +189,7 @@ def test_a_chain_that_would_not_end_runs_at_most_cascade_max_here_then_takes_the
     ((target, id, caller_type, _, _, value),) = routed(txn)
     assert (target, id, caller_type) == ("ns/a", "k", "ns/a")
     assert decode_int_wrapper(value) == CASCADE_MAX + 2  # sent by the last one run here
-    assert local.blocked[Q][("ns/a", "k")].in_flight == 1  # the next ones wait for it
+    assert local.unresolved() == [Q]  # the next ones wait for it
     d.dispatch(record(1))
     assert len(routed(txn)) == 2 and metrics.messages_local == CASCADE_MAX
 
