@@ -494,6 +494,18 @@ def build(
         k.bootstrap = bootstrap
         byte_compile(ROOT / "service")
         out.append(k)
+        # W2's B on A's id: B runs in A's transaction (runtime/local.py), no hop, a shape the
+        # other contenders cannot take; beside the re-keyed W2, not instead of it
+        same = Kstatefun(
+            "kstatefun-same-id",
+            "kstatefun, W2 with B on A's id",
+            k.guarantee,
+            k.version,
+            [*k.notes, "W2 only: bench/apps/chain.py with BENCH_W2_SAME_ID=1"],
+            workloads=("w2",),
+        )
+        same.bootstrap, same.worker_env = bootstrap, {"BENCH_W2_SAME_ID": "1"}
+        out.append(same)
     if "kstatefun-compiled" in want:
         from bench import compiled
 

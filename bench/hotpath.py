@@ -6,7 +6,8 @@ that queues locally and never sends. CPU time of the main thread per event, best
 a loaded machine does not move).
 
     python -m bench.hotpath                     # this checkout
-    python -m bench.hotpath --workload w2       # W2: ingress → A → B (in A's transaction)
+    python -m bench.hotpath --workload w2       # W2: ingress → A → B (B re-keyed: a hop, mostly)
+    python -m bench.hotpath --workload w2-same  # W2 with B on A's id (in A's transaction)
     python -m bench.hotpath --instructions      # instructions per event (valgrind)
     PYTHONPATH=/path/to/other/service python -m bench.hotpath   # another checkout's kstatefun
     python -m bench.hotpath --profile out.pstats                # cProfile one more pass
@@ -17,12 +18,13 @@ Each consumed batch goes through ``process_records`` (runtime/router.py), as in
 (fetching, delivery, the transaction's round trips) is not in it, so the figure is what the
 worker's one Python thread spends per event, not a rate it can reach.
 
-W2 (bench/apps/chain.py) adds B: A's message to B (the same id, so the same partition) runs
-in A's transaction, as in the worker (runtime/local.py). A message that does take the hop
-(a checkout from before that, with ``--against``) is encoded and produced to
-<app>-invocations; after each commit the records produced come back as the consumer would
-return them (``Message`` records of <app>-invocations, in batches of 500), and
-``process_records`` decodes and dispatches them to B in transactions of their own.
+W2 (bench/apps/chain.py) adds B, on another id than A's (``w2``) or on A's (``w2-same``). A
+message to the same partition runs in A's transaction, as in the worker (runtime/local.py). A
+message that takes the hop (another partition, or a checkout from before runtime/local.py,
+with ``--against``) is encoded and produced to <app>-invocations; after each commit the
+records produced come back as the consumer would return them (``Message`` records of
+<app>-invocations, in batches of 500), and ``process_records`` decodes and dispatches them to B
+in transactions of their own.
 """
 
 from __future__ import annotations
@@ -160,8 +162,10 @@ def consumed(routed: list[tuple[int, bytes, bytes]], offsets: list[int]) -> list
 def worker_parts(
     partitions: int, workload: str = "w1"
 ) -> tuple[Transaction, IngressRouter, Dispatcher, Any]:
-    if workload == "w2":
-        from bench.apps.chain import functions
+    if workload.startswith("w2"):
+        from bench.apps.chain import make
+
+        functions = make(rekeyed=workload == "w2")
     else:
         from bench.apps.count import functions
 
@@ -172,7 +176,7 @@ def worker_parts(
         store.restored(p, 0)
         timers.add_partition(p)
         timers.restored(p, 0)
-    producer = _QueueingProducer(INVOCATIONS if workload == "w2" else None)
+    producer = _QueueingProducer(INVOCATIONS if workload.startswith("w2") else None)
     txn = Transaction(
         lambda: producer,  # type: ignore[arg-type,return-value]
         _Consumer(),  # type: ignore[arg-type]
@@ -180,7 +184,7 @@ def worker_parts(
         metrics,
     )
     dlq = DeadLetters("bench-dead-letters", txn, metrics)
-    target = "bench/a" if workload == "w2" else "bench/counter"
+    target = "bench/a" if workload.startswith("w2") else "bench/counter"
     ingress = KafkaIngress("bench/in", (IngressTopic(INGRESS, "bench/Event", (target,)),))
     router = IngressRouter(
         [ingress],
@@ -336,7 +340,7 @@ def instructions(argv: list[str], events: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
-    parser.add_argument("--workload", choices=("w1", "w2"), default="w1")
+    parser.add_argument("--workload", choices=("w1", "w2", "w2-same"), default="w1")
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)

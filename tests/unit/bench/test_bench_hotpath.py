@@ -2,7 +2,8 @@
 and each key written in a batch one changelog record (a dead letter or a skipped step would
 change the count)."""
 
-from bench.hotpath import records, run_once
+from bench.apps.chain import rekey
+from bench.hotpath import records, run_once, worker_parts
 
 
 def test_the_hot_path_benchmark_produces_what_the_worker_would():
@@ -14,9 +15,9 @@ def test_the_hot_path_benchmark_produces_what_the_worker_would():
     assert produced == 200 + 50  # egress per event + changelog per key (one batch each)
 
 
-def test_the_w2_mode_runs_every_message_in_the_senders_transaction_as_the_worker_does():
+def test_the_w2_same_mode_runs_every_message_in_the_senders_transaction_as_the_worker_does():
     batches = records(events=200, keys=50, partitions=6)
-    _, _, produced = run_once(batches, 6, "w2")
+    _, _, produced = run_once(batches, 6, "w2-same")
     # egress per event (B ran: else none), no message through <app>-invocations (A and B
     # share the id, so the partition: runtime/local.py), changelog per key and function
     assert produced == 200 + 50 + 50
@@ -34,3 +35,15 @@ def test_routed_records_come_back_in_partition_order_with_their_offsets():
         [(INVOCATIONS, 0, 0, b"b", b"2")],
     ]
     assert offsets == [1, 7]
+
+
+def test_the_w2_mode_routes_each_message_whose_rekeyed_target_is_in_another_partition():
+    batches = records(events=200, keys=50, partitions=6)
+    _, router, _, _ = worker_parts(6, "w2")
+    ids = [m.key().decode() for b in batches for m in b]
+    hops = sum(router._partition_of(rekey(i)) != router._partition_of(i) for i in ids)
+    assert 0 < hops < 200
+    _, _, produced = run_once(batches, 6, "w2")
+    # egress per event (B ran, here or after the hop), one record per message that took the
+    # hop, changelog per key and function (each of B's ids hears from one A only)
+    assert produced == 200 + hops + 50 + 50
