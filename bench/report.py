@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,13 @@ def _lat(x: dict | None) -> str:
     if x.get("received", 0) < x.get("sent", 0):
         s += f" ({x['received']}/{x['sent']})"
     return s
+
+
+def cell(text: str, limit: int = 160) -> str:
+    """``text`` (an error with a log tail, say) as one markdown table cell: one line, no
+    terminal escapes, no column separator, at most ``limit`` characters."""
+    flat = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).split()).replace("|", "/")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _ratio(k: Any, other: Any) -> str:
@@ -534,7 +542,7 @@ def markdown(res: dict) -> str:
                 "|---|--:|--:|" + "--:|" * len(REFERENCES) + "---|",
             ]
             for row in throughput_rows(res, section, shape):
-                rate = f"error: {row['error']}" if row["error"] else row["rate"]
+                rate = f"error: {cell(row['error'])}" if row["error"] else row["rate"]
                 out.append(
                     f"| {row['label']}{' (at the cap)' if row['capped'] else ''} | {rate} "
                     f"| {row['spread']} | "
@@ -549,7 +557,7 @@ def markdown(res: dict) -> str:
     ]
     for name, c in res["contenders"].items():
         if c.get("error"):
-            out.append(f"| {c['label']} | not run: {c['error']} | | |")
+            out.append(f"| {c['label']} | not run: {cell(c['error'])} | | |")
             continue
         lat = res["latency"].get(name)
         if lat:

@@ -82,3 +82,13 @@ def test_big_state_lines_show_each_goal_and_a_failed_part_in_its_place() -> None
     assert "load and restart: error: RuntimeError: no output" in text
     assert "rocksdb/memory 0.75 (goal >= 0.7)" in text
     assert "standby replicas 1: 0.2 s" in text and "standby replicas 0: 4.5 s" in text
+
+
+def test_an_error_with_a_log_tail_stays_in_its_table_cell():
+    from bench.report import cell
+
+    tail = "no output within 90 s; log tail:\n| web | aiohttp |\n\x1b[?25l\x1b[?25h OK ^\n"
+    got = cell(tail)
+    assert "\n" not in got and "|" not in got and "\x1b" not in got
+    assert got.startswith("no output within 90 s; log tail:")
+    assert len(cell("x" * 500)) == 160
