@@ -27,14 +27,14 @@ def make(rekeyed: bool) -> StatefulFunctions:
     def a(context, message):
         count = (context.storage.count or 0) + 1
         context.storage.count = count
-        target = context.address.id[::-1] if rekeyed else context.address.id
+        target = context.address.id[::-1] if rekeyed else context.address.id  # rekey(), inline
         context.send(message_builder("bench/b", target, int_value=count))
 
     @functions.bind("bench/b", specs=[ValueSpec("count", IntType)])
     def b(context, message):
         count = (context.storage.count or 0) + 1
         context.storage.count = count
-        key = context.address.id[::-1] if rekeyed else context.address.id
+        key = context.address.id[::-1] if rekeyed else context.address.id  # A's id
         context.send_egress(
             kafka_egress_message(
                 typename="bench/out", topic=EGRESS_TOPIC, key=key, value=f"{key}:{count}"
