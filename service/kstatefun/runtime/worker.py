@@ -1078,12 +1078,12 @@ class Worker:
         plan = self.direct.plan(self._offsets, partitions, kept)
         pause = self.assignment.assign(partitions, [*kept, *partitions])
         self.direct.assigned(plan, self.assignment.paused(), pause)
-        unpaused = (  # KIP-848's coordinator may lag behind a new topic; a classic assignor
-            # that gave no invocations partition meant it (cooperative-sticky does so)
-            self.direct.pair(partitions, [*kept, *partitions], self.partitions, pause)
-            if self.settings.rebalance_protocol == "consumer"
-            else []
-        )
+        # Under KIP-848 an assignment without invocations partitions means the coordinator
+        # lags behind a new topic, so the ingress partitions wait for them (DirectPath.pair);
+        # a classic assignor means it (cooperative-sticky does not pair the two topics).
+        unpaused: list[TopicPartition] = []
+        if self.settings.rebalance_protocol == "consumer":
+            unpaused = self.direct.pair(partitions, [*kept, *partitions], self.partitions, pause)
         start = _start_offsets(partitions, committed, invocations)
         if self._incremental:
             consumer.incremental_assign(start)
