@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from kstatefun.devkafka.broker import HOST, JVM_OPTIONS, TUNING, LocalKafka, new_cluster_id
+from kstatefun.devkafka.broker import (
+    HOST,
+    JVM_OPTIONS,
+    TUNING,
+    LocalKafka,
+    free_ports,
+    new_cluster_id,
+)
 from kstatefun.devkafka.jars import ensure_runtime, log4j2_xml
 from kstatefun.errors import DevKafkaError
 
@@ -73,10 +80,15 @@ class LocalKafkaCluster:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.info_loggers = (_QUORUM_LOGGER, *info_loggers)
         ports = list(ports or []) + [0] * brokers
+        # every node's free ports picked at once: picked node by node, a port one node had
+        # just let go of could come up again for another (a controller port that was also a
+        # client port stopped a test run's cluster from starting)
+        picked = iter([p for p in free_ports(3 * brokers) if p not in ports])
         self.nodes = [
             LocalKafka(
                 self.data_dir / f"node-{i}",
-                ports[i - 1],
+                ports[i - 1] or next(picked),
+                controller_port=next(picked),
                 node_id=i,
                 tuning=REPLICATED_TUNING,
                 jvm_options=CLUSTER_JVM_OPTIONS,

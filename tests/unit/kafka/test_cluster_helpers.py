@@ -4,6 +4,8 @@ and how the nodes of a local cluster are configured."""
 import pytest
 from tests.cluster import coordinator_partition, java_string_hash, transaction_state_partition
 
+import kstatefun.devkafka.broker as broker
+import kstatefun.devkafka.cluster as cluster_module
 from kstatefun.devkafka.cluster import LocalKafkaCluster
 from kstatefun.errors import DevKafkaError
 
@@ -34,6 +36,20 @@ def test_cluster_nodes_share_a_quorum_and_replicate_by_three(tmp_path):
         assert s["offsets.topic.replication.factor"] == "3"
     assert len(set(cluster.bootstrap_servers.split(","))) == 3
     assert len({n.cluster_id for n in cluster.nodes}) == 1
+
+
+def test_every_listener_of_the_cluster_has_its_own_port(tmp_path, monkeypatch):
+    """The ports are picked at once: node by node, a port one node had let go of came up
+    again for another, whose broker then could not bind it."""
+    given = iter(range(40000, 40100))
+    # a picker that hands out a port again as soon as its call has let it go
+    monkeypatch.setattr(broker, "free_ports", lambda count: [41000 + i for i in range(count)])
+    monkeypatch.setattr(
+        cluster_module, "free_ports", lambda count: [next(given) for _ in range(count)]
+    )
+    cluster = LocalKafkaCluster(tmp_path, brokers=3, ports=[40001])
+    ports = [p for n in cluster.nodes for p in (n.port, n.controller_port)]
+    assert len(set(ports)) == 6 and ports[0] == 40001
 
 
 def test_fewer_than_three_nodes_are_refused(tmp_path):
