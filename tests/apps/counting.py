@@ -10,6 +10,12 @@ function, {"stray": true} messages an unregistered function type, {"egress_topic
 the worker's main thread for s seconds, once per file ``$TEST_BLOCK_MARKER`` (the first worker
 to see it creates the file), then counts as usual: a worker that misses a rebalance.
 {"sleep_ms": n} makes the invocation take that long (a backlog that drains slowly).
+``$TEST_READ_PAUSE_MARKER``: once that file exists, the worker's group consumer pauses for
+``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that returns a record, and deletes the
+file (and names the record in ``<that file>.read``): a main thread that stalls between the
+two calls of a read (runtime/worker.py ``_read``),
+as on a loaded machine; the next send_offsets_to_transaction then takes
+``$TEST_SLOW_OFFSETS_S`` (1.8) longer, as with a coordinator that moves.
 """
 
 import os
@@ -83,3 +89,48 @@ def _block_once(seconds: float) -> None:
     except FileExistsError:
         return
     time.sleep(seconds)
+
+
+def _pause_reads_when_asked() -> None:
+    marker = os.environ.get("TEST_READ_PAUSE_MARKER")
+    if not marker:
+        return
+    import threading
+
+    import confluent_kafka
+
+    from kstatefun.runtime import worker
+
+    paused = threading.Event()
+
+    class PausingConsumer(confluent_kafka.Consumer):
+        def __init__(self, config, *args, **kwargs):
+            super().__init__(config, *args, **kwargs)
+            self.in_group = "group.id" in config  # not the restore or end-offsets consumers
+
+        def poll(self, *args, **kwargs):
+            msg = super().poll(*args, **kwargs)
+            if msg is not None and self.in_group:
+                try:
+                    os.remove(marker)
+                except FileNotFoundError:
+                    return msg
+                with open(f"{marker}.read", "w") as read:  # which record the test stalls on
+                    read.write(f"{msg.topic()} {msg.partition()} {msg.offset()}")
+                time.sleep(float(os.environ.get("TEST_READ_PAUSE_S", "8")))
+                paused.set()
+            return msg
+
+    class SlowOffsetsProducer(confluent_kafka.Producer):
+        def send_offsets_to_transaction(self, *args, **kwargs):
+            if paused.is_set():  # the first commit after the pause: a slow coordinator
+                paused.clear()
+                time.sleep(float(os.environ.get("TEST_SLOW_OFFSETS_S", "1.8")))
+            return super().send_offsets_to_transaction(*args, **kwargs)
+
+    # the worker makes its clients after loading this module
+    worker.Consumer = PausingConsumer
+    worker.Producer = SlowOffsetsProducer
+
+
+_pause_reads_when_asked()

@@ -197,6 +197,8 @@ class Transaction:
         self._consumer = consumer
         self._stores = list(stores)  # (topic, store): state → changelog, timers → timers
         self.on_abort: list[Callable[[], None]] = []  # e.g. forget remote calls in flight
+        # told where an abort sought the consumer back to (runtime/reads.py)
+        self.on_rewind: Callable[[list[TopicPartition]], None] = lambda positions: None
         # called before each bounded wait of the commit protocol (a call to the producer):
         # the worker's watchdog beat, so that it waits for one such call, not for a chain
         self.on_progress: Callable[[], None] = lambda: None
@@ -574,11 +576,16 @@ class Transaction:
         self._next.clear()
 
     def _rewind(self) -> None:
+        sought = []
         for (topic, partition), offset in self._start.items():
+            tp = TopicPartition(topic, partition, offset)
             try:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
+                self._consumer.seek(tp)
+                sought.append(tp)
             except KafkaException as e:  # partition no longer assigned: its new owner resumes
                 log.info("not rewinding topic=%s partition=%d: %s", topic, partition, e)
+        if sought:
+            self.on_rewind(sought)
 
 
 class RemoteCalls(Protocol):

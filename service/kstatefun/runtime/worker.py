@@ -80,6 +80,7 @@ from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.direct import DirectPath
 from kstatefun.runtime.dispatcher import Dispatcher, LocalInvocation
 from kstatefun.runtime.local import LocalSends
+from kstatefun.runtime.reads import ReadGuard
 from kstatefun.runtime.router import IngressRouter, process_records
 from kstatefun.runtime.watchdog import Watchdog
 from kstatefun.sdk.functions import StatefulFunctions
@@ -254,6 +255,9 @@ class Worker:
             self.consumer, self.topics.invocations, self.router, self.assignment, self.local
         )
         self._consumed_at = 0.0  # when the loop last read records (IDLE_S)
+        # what the rebalance callbacks of the current read made stale (runtime/reads.py)
+        self.reads = ReadGuard()
+        self.txn.on_rewind = self.reads.restarted
         self._ingress_by_topic: dict[str, KafkaIngress] = {
             t.topic: i for i in self.module.ingresses for t in i.topics
         }
@@ -728,6 +732,8 @@ class Worker:
         if remote is not None and remote.saturated:
             remote.wait(0.05)  # back-pressure: consume nothing until calls complete
             return []
+        reads = self.reads
+        reads.start()
         if self.txn.is_open:
             batch = self.consumer.consume(limit, timeout=0)
             if not batch and remote is not None and not remote.idle:
@@ -738,7 +744,7 @@ class Worker:
             if first is not None and limit > 1:
                 batch += self.consumer.consume(limit - 1, timeout=0)
         if batch:
-            batch = self._without_errors(batch)
+            batch = reads.fresh(self.consumer, self._without_errors(batch))
             if self.assignment.restoring:
                 batch = self.assignment.unheld(batch)
         return batch
@@ -998,6 +1004,7 @@ class Worker:
         self.metrics.revoked_partitions += len(partitions)
         self.assignment.revoke(partitions)
         self.committer.on_revoke(partitions)
+        self.reads.revoked(partitions)  # after the commit, whose failure rewinds the others
         resume = self.assignment.revoked(partitions)
         # kept ingress partitions whose invocations partition left take the hop from now on
         resume += [TopicPartition(t, p) for t, p in self.direct.forget(partitions)]
@@ -1023,6 +1030,7 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session timed out?); dropping local state")
+        self.reads.revoked(partitions)
         self.assignment.revoke()
         self.direct.lost()
         self.committer.on_lost()
@@ -1085,6 +1093,7 @@ class Worker:
         if self.settings.rebalance_protocol == "consumer":
             unpaused = self.direct.pair(partitions, [*kept, *partitions], self.partitions, pause)
         start = _start_offsets(partitions, committed, invocations)
+        self.reads.assigned(start)
         if self._incremental:
             consumer.incremental_assign(start)
         else:

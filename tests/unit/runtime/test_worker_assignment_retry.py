@@ -11,6 +11,7 @@ from kstatefun.kafka.topics import InternalTopics
 from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Committer
 from kstatefun.runtime.direct import DirectPath
+from kstatefun.runtime.reads import ReadGuard
 from kstatefun.runtime.worker import Worker
 
 
@@ -46,6 +47,7 @@ def bare_worker():
     w.direct = DirectPath(None, w.topics.invocations, w.router, None)
     w.partitions = 2
     w._stopping = False
+    w.reads = ReadGuard()
     return w
 
 

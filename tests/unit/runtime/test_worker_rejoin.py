@@ -20,6 +20,7 @@ from kstatefun.runtime import worker as worker_module
 from kstatefun.runtime.assignment import Assignment
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.direct import DirectPath
+from kstatefun.runtime.reads import ReadGuard
 from kstatefun.runtime.worker import Worker
 
 UNRELEASED = KafkaError(
@@ -160,6 +161,7 @@ def named_worker(group: Group, admin: Admin) -> Worker:
     w._housekeep = lambda: 0.2
     w._stopping = False
     w.direct = DirectPath(w.consumer, w.topics.invocations, w.router, w.assignment)
+    w.reads = ReadGuard()
     w._subscribe()
     return w
 
