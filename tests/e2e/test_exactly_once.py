@@ -64,7 +64,9 @@ def test_second_worker_takes_over_with_the_state(app):
     assert check_exactly_once(records, expected) == [], app.all_logs()
 
 
-@pytest.mark.parametrize("protocol", ["consumer", "eager"])
+@pytest.mark.parametrize(
+    "protocol", ["consumer", pytest.param("eager", marks=pytest.mark.long)]
+)  # eager: `make test-long` (its new generation refuses the stale offsets anyway)
 def test_a_record_read_before_a_revocation_is_left_to_the_next_owner(app, tmp_path, protocol):
     """A read polls for its first record, then takes a batch; a rebalance in between runs its
     callback within the batch's call, after the read holds that first record. Here w1's main
