@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -107,11 +108,40 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets = []
+# Where free_ports looks first: below the kernel's ephemeral range, which it reads from here.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+
+
+def _below_ephemeral() -> range | None:
+    """The ports between ``_LOWEST_PORT`` and the kernel's ephemeral range (None: unknown)."""
     try:
-        for _ in range(count):
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1000 else None
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago, for listeners
+    that bind them later (a broker, or a node restarted on its old ports). Taken below the
+    ephemeral range where the kernel says where it starts: a port from that range can be taken
+    meanwhile as the local end of an outgoing connection, as every client's are."""
+    sockets: list[socket.socket] = []
+    candidates = _below_ephemeral()
+    order = random.sample(candidates, min(len(candidates), 50 * count)) if candidates else []
+    try:
+        for port in order:
+            if len(sockets) == count:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        while len(sockets) < count:  # no such range, or nothing free in it
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((HOST, 0))
             sockets.append(s)

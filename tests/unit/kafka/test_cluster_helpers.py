@@ -111,3 +111,15 @@ def test_await_in_sync_names_the_partitions_still_behind(tmp_path, monkeypatch):
     monkeypatch.setattr("kstatefun.devkafka.cluster.time.sleep", lambda s: None)
     with pytest.raises(DevKafkaError, match=r"under-replicated after 0 s \(chaos-out-4\)"):
         cluster.await_in_sync(timeout=0)
+
+
+def test_free_ports_are_taken_below_the_ephemeral_range(tmp_path, monkeypatch):
+    """A port from the ephemeral range can become an outgoing connection's local end before
+    the broker (or a node restarted on its old ports) binds it."""
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("32768\t60999\n")
+    monkeypatch.setattr(broker, "_EPHEMERAL_RANGE", ranges)
+    ports = broker.free_ports(6)
+    assert len(set(ports)) == 6 and all(10_000 <= p < 32768 for p in ports)
+    monkeypatch.setattr(broker, "_EPHEMERAL_RANGE", tmp_path / "missing")
+    assert len(set(broker.free_ports(3))) == 3  # the kernel picks them instead
