@@ -12,10 +12,11 @@ to see it creates the file), then counts as usual: a worker that misses a rebala
 {"sleep_ms": n} makes the invocation take that long (a backlog that drains slowly).
 ``$TEST_READ_PAUSE_MARKER``: once that file exists, the worker's group consumer pauses for
 ``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that returns a record, and deletes the
-file (and names the record in ``<that file>.read``): a main thread that stalls between the
-two calls of a read (runtime/worker.py ``_read``),
-as on a loaded machine; the next send_offsets_to_transaction then takes
-``$TEST_SLOW_OFFSETS_S`` (1.8) longer, as with a coordinator that moves.
+file: a main thread that stalls between the two calls of a read (runtime/worker.py
+``_read``), as on a loaded machine. ``<that file>.read`` then says which record the read held
+and whether the read's next call revoked its partition ("<topic> <partition> <offset> 0|1");
+the next send_offsets_to_transaction takes ``$TEST_SLOW_OFFSETS_S`` (1.8) longer, as with a
+coordinator that moves.
 """
 
 import os
@@ -106,7 +107,10 @@ def _pause_reads_when_asked() -> None:
     class PausingConsumer(confluent_kafka.Consumer):
         def __init__(self, config, *args, **kwargs):
             super().__init__(config, *args, **kwargs)
-            self.in_group = "group.id" in config  # not the restore or end-offsets consumers
+            # the application's group consumer, not the restore, standby or end-offsets ones
+            group = config.get("group.id", "")
+            self.in_group = bool(group) and not group.startswith("kstatefun-")
+            self.stalled = None  # the record the last pause held, until the read's next call
 
         def poll(self, *args, **kwargs):
             msg = super().poll(*args, **kwargs)
@@ -115,11 +119,24 @@ def _pause_reads_when_asked() -> None:
                     os.remove(marker)
                 except FileNotFoundError:
                     return msg
-                with open(f"{marker}.read", "w") as read:  # which record the test stalls on
-                    read.write(f"{msg.topic()} {msg.partition()} {msg.offset()}")
                 time.sleep(float(os.environ.get("TEST_READ_PAUSE_S", "8")))
+                self.stalled = msg
                 paused.set()
             return msg
+
+        def consume(self, *args, **kwargs):
+            msg, self.stalled = self.stalled, None
+            if msg is None:
+                return super().consume(*args, **kwargs)
+            # the rest of the read: did a callback in it take the held record's partition away?
+            held = (msg.topic(), msg.partition())
+            before = {(tp.topic, tp.partition) for tp in self.assignment()}
+            batch = super().consume(*args, **kwargs)
+            after = {(tp.topic, tp.partition) for tp in self.assignment()}
+            moved = int(held in before - after)
+            with open(f"{marker}.read", "w") as read:
+                read.write(f"{msg.topic()} {msg.partition()} {msg.offset()} {moved}")
+            return batch
 
     class SlowOffsetsProducer(confluent_kafka.Producer):
         def send_offsets_to_transaction(self, *args, **kwargs):
