@@ -10,6 +10,11 @@ function, {"stray": true} messages an unregistered function type, {"egress_topic
 the worker's main thread for s seconds, once per file ``$TEST_BLOCK_MARKER`` (the first worker
 to see it creates the file), then counts as usual: a worker that misses a rebalance.
 {"sleep_ms": n} makes the invocation take that long (a backlog that drains slowly).
+``$TEST_SINK_ID=reversed`` puts each counter's sink on the reversed id (mostly another partition;
+the egress still names the counter's id). ``$TEST_SINK_SLEEP_MS`` makes a sink invocation take
+that long: every one, or with ``$TEST_SLOW_SINK_FROM=<name>`` those of messages a worker with
+``$TEST_WORKER=<name>`` sent. ``$TEST_GROUP_CONSUMER_PROPERTIES`` (a JSON object) adds librdkafka
+properties to the worker's group consumer only (not its restore, standby or end-offsets ones).
 ``$TEST_READ_PAUSE_MARKER``: once that file exists, the worker's group consumer pauses for
 ``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that returns a record, and deletes the
 file: a main thread that stalls between the two calls of a read (runtime/worker.py
@@ -33,6 +38,10 @@ from kstatefun import (
 
 EVENT = make_json_type("test/Event")
 COUNTED = make_json_type("test/Counted")
+
+SINK_SLEEP_S = float(os.environ.get("TEST_SINK_SLEEP_MS", "0")) / 1000
+SLOW_FROM = os.environ.get("TEST_SLOW_SINK_FROM")
+WORKER = os.environ.get("TEST_WORKER")
 
 functions = StatefulFunctions()
 
@@ -60,11 +69,17 @@ def counter(context, message):
         _block_once(event["block_s"])
     count = (context.storage.count or 0) + 1
     context.storage.count = count
+    counted = {"count": count, "seq": event["seq"]}
+    sink_id = context.address.id
+    if os.environ.get("TEST_SINK_ID") == "reversed":
+        sink_id, counted["key"] = sink_id[::-1], sink_id
+    if WORKER:
+        counted["from"] = WORKER
     context.send(
         message_builder(
             os.environ.get("TEST_SINK", "test/sink"),  # a remote sink in the remote e2e tests
-            context.address.id,
-            value={"count": count, "seq": event["seq"]},
+            sink_id,
+            value=counted,
             value_type=COUNTED,
         )
     )
@@ -73,12 +88,15 @@ def counter(context, message):
 @functions.bind("test/sink")
 async def sink(context, message):  # async on purpose: every e2e test runs the async path
     counted = message.as_type(COUNTED)
+    if SINK_SLEEP_S and SLOW_FROM in (None, counted.get("from")):
+        time.sleep(SINK_SLEEP_S)
+    key = counted.get("key", context.address.id)
     context.send_egress(
         kafka_egress_message(
             typename="test/out",
             topic=os.environ["TEST_EGRESS_TOPIC"],
-            key=context.address.id,
-            value=f"{context.address.id}:{counted['count']}:{counted['seq']}",
+            key=key,
+            value=f"{key}:{counted['count']}:{counted['seq']}",
         )
     )
 
@@ -150,4 +168,23 @@ def _pause_reads_when_asked() -> None:
     worker.Producer = SlowOffsetsProducer
 
 
+def _group_consumer_properties() -> None:
+    extra = os.environ.get("TEST_GROUP_CONSUMER_PROPERTIES")
+    if not extra:
+        return
+    import json
+
+    from kstatefun.runtime import worker
+
+    class GroupConsumer(worker.Consumer):
+        def __init__(self, config, *args, **kwargs):
+            group = config.get("group.id", "")
+            if group and not group.startswith("kstatefun-"):  # the application's group
+                config = {**config, **json.loads(extra)}
+            super().__init__(config, *args, **kwargs)
+
+    worker.Consumer = GroupConsumer
+
+
 _pause_reads_when_asked()
+_group_consumer_properties()

@@ -127,7 +127,8 @@ class DeadLetters:
             "message": message + note,
             "exception_type": None if exc is None else type(exc).__qualname__,
             "source_topic": source.topic(),
-            "source_partition": source.partition(),
+            # a direct invocation's partition() is its target's (runtime/dispatcher.py)
+            "source_partition": getattr(source, "source_partition", source.partition)(),
             "source_offset": source.offset(),
             "target_type": None if target is None else target.typename,
             "target_id": None if target is None else target.id,

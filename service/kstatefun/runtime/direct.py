@@ -11,9 +11,10 @@ partition wait, paused, for one (``pair``: the group coordinator has not seen a 
 invocations topic yet). Independently, ingress partitions are *held* (paused)
 while the worker's own invocations partitions lag (``balance``). Each resume asks for the
 consumer's fetchers to be woken (``wake_due``, kafka/fetchers.py), which the worker's loop does
-before its next read. It also keeps the floors of the messages between functions of one
-partition (runtime/local.py): set at assignment, passed between batches (``check_floors``),
-raised again by an abort. The worker calls this from its loop and from its rebalance callbacks.
+before its next read. It also keeps the floors of the messages between functions of partitions
+owned here (runtime/local.py): set when a partition is gained, passed between batches
+(``check_floors``), raised again by an abort. The worker calls this from its loop and from
+its rebalance callbacks.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class DirectPath:
     def redrain(self) -> None:
         """After an abort the consumer rewinds: invocations it had read to enable the direct
         path are unread again, so go back to draining before taking the direct path; the
-        messages between functions of one partition wait for its present end again
+        messages between functions of partitions owned here wait for their present end again
         (runtime/local.py)."""
         self.local.aborted(self.router.owned)
         again = [key for key in self.router.direct if key in self.drain_ends]
@@ -270,7 +271,7 @@ class DirectPath:
             if tp.partition not in end_of:  # a kept invocations partition
                 _, end_of[tp.partition] = watermarks(ends, TopicPartition(inv, tp.partition))
             plan[key] = end_of[tp.partition]
-        self.local.assigned({p: end_of[p] for p in new if end_of[p] > 0})
+        self.local.assigned({p: end_of[p] for p in new}, owned - new)
         return plan
 
     def assigned(

@@ -10,8 +10,8 @@ Records are dispatched one at a time in partition order, so the invocations of o
 one after another in arrival order, and messages from one sender to one receiver keep their
 order (same producer, same partition). An invocation either applies all of its effects (state
 writes to the overlay, messages, egress, delayed messages) or none of them and becomes a
-dead letter. A message between functions of one partition that runtime/local.py lets go
-direct is invoked here right after its sender (``_cascade``), in the order sent.
+dead letter. A message between functions of partitions owned here that runtime/local.py
+lets go direct is invoked here right after its sender (``_cascade``), in the order sent.
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ class _Plan:
 class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", int]):
     """An invocation delivered straight to a target this worker owns, in the open transaction,
     without a round trip through <app>-invocations: an ingress record whose target partition
-    this worker owns (runtime/router.py), or a fired delayed message. Quacks like the record it
-    came from (topic, partition, offset, key, value: what a dead letter names as its source);
-    ``origin`` identifies the invocation uniquely and the same on a replay.
+    this worker owns (runtime/router.py), a fired delayed message (worker.py), or a message
+    between functions of partitions owned here (``Dispatcher._cascade``). Quacks like the
+    record it came from (topic, offset, key, value: what a dead letter names as its source),
+    but its ``partition`` is the target's; ``source_partition`` is the record's. ``origin``
+    identifies the invocation uniquely and the same on a replay.
 
     A tuple (topic, partition, offset, key, value, origin, index), built with ``make_local``
     where it counts."""
@@ -85,7 +87,8 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
         origin: str | None = None,
         index: int = 0,
     ) -> LocalInvocation:
-        # without an origin: ``index`` is the ingress target's index
+        # without an origin: ``index`` is the ingress target's index; with one, the partition
+        # of the record it came from
         return tuple.__new__(cls, (topic, partition, offset, key, value, origin, index))
 
     @property
@@ -98,6 +101,9 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
 
     def partition(self) -> int:
         return self[1]
+
+    def source_partition(self) -> int:
+        return self[1] if self[5] is None else self[6]
 
     def offset(self) -> int:
         return self[2]  # -1: not a record of its own (a fired timer)
@@ -144,10 +150,10 @@ class Producing(Protocol):
 class _Produce:
     """The worker's output for effects: messages to <app>-invocations (partitioned by target
     id), egress records as resolved, both into the open transaction. While an embedded
-    invocation in partition ``current`` applies, a message to a target of that partition may
-    be queued to run here instead (runtime/local.py)."""
+    invocation applies (``embedded``), a message to a target of a partition owned here may be
+    queued to run here instead (runtime/local.py)."""
 
-    __slots__ = ("_produce", "_topic", "_partition_of", "local", "current")
+    __slots__ = ("_produce", "_topic", "_partition_of", "local", "embedded")
 
     def __init__(
         self,
@@ -160,16 +166,16 @@ class _Produce:
         self._topic = invocations_topic
         self._partition_of = partition_of  # the application's partitioner
         self.local = local
-        self.current = -1  # the partition of the embedded invocation applying (-1: none)
+        self.embedded = False  # an embedded invocation's effects apply
 
     def send(self, sender: Address, message: Message) -> None:
         dest = message.target
         partition = self._partition_of(dest.id)
-        if partition == self.current:
+        if self.embedded:
             local = self.local
             assert local is not None
             if local.takes(partition, dest):
-                local.queue.append((sender, message))
+                local.queue.append((sender, message, partition))
                 return
             local.routed(partition, dest)
         self.route(sender, message, partition)
@@ -207,7 +213,7 @@ class Dispatcher:
         """``remote`` makes the offload for function types served by endpoints (given this
         dispatcher, whose check and apply it uses: runtime/remote.py); ``playground_egress``
         builds io.statefun.playground/egress records (kstatefun/playground/); ``local``: the
-        messages between functions of one partition that may go direct (runtime/local.py;
+        messages between functions of partitions owned here that may go direct (runtime/local.py;
         None: every message takes the hop)."""
         self._metrics = self.metrics = metrics
         self._functions = functions
@@ -306,20 +312,20 @@ class Dispatcher:
     def _apply_sending(
         self, record: KafkaMessage | LocalInvocation, fx: Effects, partition: int, now_ms: int
     ) -> None:
-        """Apply ``fx``, whose messages to targets of ``partition`` may queue to run here
-        (runtime/local.py); then run them, unless a cascade running this one will."""
+        """Apply ``fx``, whose messages to targets of partitions owned here may queue to run
+        here (runtime/local.py); then run them, unless a cascade running this one will."""
         out = self._out
-        top = out.current < 0  # not itself run by a cascade
-        out.current = partition
+        top = not out.embedded  # not itself run by a cascade
+        out.embedded = True
         try:
             self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
         finally:
             if top:
-                out.current = -1
+                out.embedded = False
         if top and self._local is not None and self._local.queue:
-            self._cascade(record, partition)
+            self._cascade(record)
 
-    def _cascade(self, record: KafkaMessage | LocalInvocation, partition: int) -> None:
+    def _cascade(self, record: KafkaMessage | LocalInvocation) -> None:
         """Invoke the messages queued by ``record``'s invocation (runtime/local.py), and those
         they queue in turn, in the order sent, at most CASCADE_MAX; the rest take the hop."""
         local = self._local
@@ -327,27 +333,29 @@ class Dispatcher:
         queue, out, metrics = local.queue, self._out, self._metrics
         origin = timer_origin(record)
         topic, offset = record.topic(), record.offset()
+        at = getattr(record, "source_partition", record.partition)()
         n = 0
-        out.current = partition
+        out.embedded = True
         try:
             while queue:
-                sender, message = queue.popleft()
+                sender, message, partition = queue.popleft()
                 if n >= CASCADE_MAX:
                     local.routed(partition, message.target)
                     out.route(sender, message, partition)
                     continue
                 n += 1
                 dest, argument = message.target, message.typed_value
-                # names the record that started it: a dead letter's source, unique origin
+                # the target's partition; names the record that started it (a dead letter's
+                # source, a unique origin)
                 source = make_local(
-                    (topic, partition, offset, dest.id.encode(), None, f"{origin}>{n}", 0)
+                    (topic, partition, offset, dest.id.encode(), None, f"{origin}>{n}", at)
                 )
                 metrics.messages_local += 1
                 self.invoke(
                     source, dest.typename, dest.id, sender, argument.typename, argument.value
                 )
         finally:
-            out.current = -1
+            out.embedded = False
             queue.clear()
 
     def _failed(

@@ -1,22 +1,25 @@
-"""Messages between functions of one partition, delivered in the sending transaction: the one
-place that decides whether a message an embedded function sends runs here at once or goes
-through <app>-invocations.
+"""Messages between embedded functions of partitions this worker owns, delivered in the
+sending transaction: the one place that decides whether a message an embedded function sends
+runs here at once or goes through <app>-invocations.
 
-A message whose target id falls in the same invocations partition q as its sender's
-(``partition_of(target.id) == q``) is, when this worker owns q and has restored it, queued
-here and invoked by the dispatcher right after its sender's invocation, in the same
-transaction (runtime/dispatcher.py, ``Dispatcher._cascade``): no produce, no consume, no
-envelope. Its state writes, messages and egress commit or abort with the record that started
-the chain, as every other effect of that record does.
+A message whose target id falls in an invocations partition q (``partition_of(target.id)``)
+that this worker owns and has restored is queued here and invoked by the dispatcher right
+after its sender's invocation, in the same transaction (runtime/dispatcher.py,
+``Dispatcher._cascade``): no produce, no consume, no envelope. Its state writes, messages and
+egress commit or abort with the record that started the chain, as every other effect of that
+record does. The sender's partition p may be q or any other partition owned here: only the
+owner of p runs invocations of p's ids, so messages from a sender in p are sent by whoever owns
+p, and within one transaction that is this worker.
 
-Order. Messages from one sender to one target must arrive in the order sent. Whether a pair
-(sender, target) is of one partition depends only on their ids, so only the owner of q sends
-such messages into q. Two kinds of them can still wait in the topic when a later one would go
-at once, and both make it take the hop too:
+Order. Messages from one sender to one target must arrive in the order sent. Two kinds of them
+can still wait in the topic when a later one would go at once, and both make it take the hop
+too:
 
-- the ones a previous owner sent before this worker got q: until the consumer has passed the
-  end q had at assignment (``floors``, checked between batches by runtime/direct.py), every
-  message into q takes the hop;
+- the ones a previous owner of the sender's partition sent: until the consumer has passed the
+  end q had when this worker last gained an invocations partition (``floors``, checked between
+  batches by runtime/direct.py), every message into q takes the hop. A gained partition p
+  floors every partition owned here, not only p: p's previous owner may have sent into any q,
+  the ones this worker kept included (``assigned``);
 - the ones this worker routed itself meanwhile (``routed``): a target with one of those still
   unconsumed (``blocked``) gets its next messages through the topic as well, until the
   dispatcher has dispatched past it (``seen``). Where it sits is known after the commit
@@ -33,6 +36,7 @@ functions (runtime/remote.py) always take the hop.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from kstatefun.model import Address
 from kstatefun.sdk.messages import Message
@@ -53,7 +57,7 @@ class _Pending:
 
 
 class LocalSends:
-    """The bookkeeping of messages between functions of one partition (module doc)."""
+    """The bookkeeping of messages between functions of partitions owned here (module doc)."""
 
     __slots__ = ("owned", "floors", "blocked", "seen", "queue")
 
@@ -66,12 +70,12 @@ class LocalSends:
         self.blocked: dict[int, dict[tuple[str, str], _Pending]] = {}
         # q -> offset + 1 of the last record of q dispatched (kept while q has blocked targets)
         self.seen: dict[int, int] = {}
-        # (sender, message) to invoke here, in the order sent
-        self.queue: deque[tuple[Address, Message]] = deque()
+        # (sender, message, the target's partition) to invoke here, in the order sent
+        self.queue: deque[tuple[Address, Message, int]] = deque()
 
     def takes(self, q: int, target: Address) -> bool:
-        """Whether a message from an embedded invocation in partition ``q`` to ``target`` (in
-        ``q`` too) runs here now; False: it takes the hop (then call ``routed``)."""
+        """Whether a message from an embedded invocation to ``target``, in partition ``q``,
+        runs here now; False: it takes the hop (then call ``routed``)."""
         if q not in self.owned or q in self.floors:
             return False
         blocked = self.blocked.get(q)
@@ -88,7 +92,7 @@ class LocalSends:
         return True
 
     def routed(self, q: int, target: Address) -> None:
-        """A message to ``target`` in ``q`` from an invocation in ``q`` takes the hop: later
+        """A message to ``target`` in ``q`` from an embedded invocation takes the hop: later
         ones to the same target wait until it is dispatched."""
         if q not in self.owned:
             return
@@ -118,12 +122,22 @@ class LocalSends:
 
     # --- the worker's bookkeeping (runtime/direct.py) ----------------------------------------
 
-    def assigned(self, ends: dict[int, int]) -> None:
-        """Invocations partitions were assigned, with the end offsets they had then."""
+    def assigned(self, ends: dict[int, int], kept: Iterable[int] = ()) -> None:
+        """Invocations partitions were gained, with the end offsets they had then (``ends``);
+        ``kept``: the ones this worker held before and still holds. A gained partition's
+        previous owner may have sent into any partition, so the kept ones wait too, for the
+        end they have when next checked (runtime/direct.py ``check_floors``), which is at
+        least the one they have now."""
         for q, end in ends.items():
-            self.floors[q] = end
             self.blocked.pop(q, None)
             self.seen.pop(q, None)
+            if end > 0:
+                self.floors[q] = end
+            else:
+                self.floors.pop(q, None)
+        if ends:
+            for q in kept:
+                self.floors[q] = None
 
     def passed(self, positions: dict[int, int]) -> list[int]:
         """The consumer's ``positions`` of partitions with a floor, between batches: drop the

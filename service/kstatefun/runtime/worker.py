@@ -785,9 +785,8 @@ class Worker:
                 # unique per firing (a token can be reused once fired), same on a replay
                 origin = "t" + hashlib.blake2b(key + value, digest_size=8).hexdigest()
                 target_id = t.target_id.encode()
-                source = LocalInvocation(
-                    self.topics.timers, self.partition_of(t.target_id), -1, target_id, value, origin
-                )
+                at = self.partition_of(t.target_id)
+                source = LocalInvocation(self.topics.timers, at, -1, target_id, value, origin, at)
                 target = Address(t.target_type, t.target_id)
                 self.router.fire(
                     source, target, Address(sender_type, sender_id), t.typename, t.value

@@ -1,5 +1,6 @@
-"""The floors of messages between functions of one partition (runtime/local.py), as the
-worker's DirectPath keeps them: set at assignment to each added invocations partition's end,
+"""The floors of messages between functions of partitions owned here (runtime/local.py), as
+the worker's DirectPath keeps them: set at assignment to each added invocations partition's end
+(and each kept one's, read later),
 passed once the consumer (or the committed offset) reaches it, raised again by an abort and
 read then from the partition's present end."""
 
@@ -35,16 +36,27 @@ def no_throttle(monkeypatch):
     monkeypatch.setattr(direct_module, "DRAIN_CHECK_S", 0.0)
 
 
-def test_an_added_partition_waits_for_its_end_and_a_kept_one_does_not(no_throttle):
-    consumer = Consumer({0: 0, 1: 0}, {0: 7, 1: 0, 2: 5})
+def test_an_added_partition_waits_for_its_end_and_so_does_a_kept_one(no_throttle):
+    """A gained partition's previous owner may have sent into the kept partition 2 as well."""
+    consumer = Consumer({0: 0, 1: 0, 2: 4}, {0: 7, 1: 0, 2: 5})
     router = SimpleNamespace(direct=set(), owned={0, 1, 2})
     d = DirectPath(consumer, INV, router, SimpleNamespace(paused=lambda: set()))
     d.plan(consumer, [TopicPartition(INV, 0), TopicPartition(INV, 1)], [TopicPartition(INV, 2)])
-    assert d.local.floors == {0: 7}  # partition 1 is empty; partition 2 was kept
+    assert d.local.floors == {0: 7, 2: None}  # partition 1 is empty; 2 reads its end later
+    consumer.ends[2] = 6  # more came meanwhile: the floor is at least the end at assignment
     d.check_floors(consumer, {})
-    assert d.local.floors == {0: 7}
+    assert d.local.floors == {0: 7, 2: 6}
     consumer.positions[0] = 7
+    consumer.positions[2] = 6
     d.check_floors(consumer, {})
+    assert d.local.floors == {}
+
+
+def test_an_assignment_that_gains_no_invocations_partition_floors_nothing(no_throttle):
+    consumer = Consumer({0: 0}, {0: 7})
+    router = SimpleNamespace(direct=set(), owned={0})
+    d = DirectPath(consumer, INV, router, SimpleNamespace(paused=lambda: set()))
+    d.plan(consumer, [TopicPartition("ingress", 0)], [TopicPartition(INV, 0)])
     assert d.local.floors == {}
 
 

@@ -1,4 +1,4 @@
-"""Messages between functions of one partition, invoked in their sender's transaction
+"""Messages between functions of partitions owned here, invoked in their sender's transaction
 (runtime/local.py, Dispatcher._cascade), without Kafka: when they go direct, when they take the
 hop so that no earlier message to the same target is overtaken, and what bounds a chain."""
 
@@ -106,6 +106,42 @@ def test_a_target_in_another_partition_or_not_restored_here_takes_the_hop():
     d, local, txn, _ = make(functions)
     d.dispatch(record(0, target="ns/c"))
     assert received2 == [] and [(t, i) for t, i, *_ in routed(txn)] == [("ns/b", OTHER)]
+
+
+def test_a_target_in_another_owned_partition_runs_there_in_the_senders_transaction():
+    received = []
+    functions = chain(received)
+
+    @functions.bind("ns/c")
+    def c(context, message):
+        context.send(message_builder("ns/a", OTHER, int_value=1))
+
+    d, local, txn, metrics = make(functions, owned=(Q, PARTITION_OF(OTHER)))
+    d.dispatch(record(0, target="ns/c"))
+    # ns/a/OTHER ran here and so did its message to ns/b/OTHER; its state is OTHER's partition's
+    assert received == [(f"ns/a/{OTHER}", 1)] and routed(txn) == []
+    assert metrics.messages_local == 2
+    key = d.store.key_of(Address("ns/a", OTHER))
+    assert d.store.read(PARTITION_OF(OTHER), key, "count", 0, IntType.typename) is not None
+    assert d.store.read(Q, key, "count", 0, IntType.typename) is None
+
+
+def test_a_dead_letter_of_a_message_run_in_another_partition_names_the_record_that_sent_it():
+    functions = StatefulFunctions()
+
+    @functions.bind("ns/c")
+    def c(context, message):
+        context.send(message_builder("ns/boom", OTHER, int_value=1))
+
+    @functions.bind("ns/boom")
+    def boom(context, message):
+        raise RuntimeError("boom")
+
+    d, local, txn, _ = make(functions, owned=(Q, PARTITION_OF(OTHER)))
+    d.dispatch(record(7, target="ns/c"))
+    [dead] = [decode_dead_letter(v) for _, _, v, *_ in txn.of("app-dead-letters")]
+    assert (dead["source_topic"], dead["source_partition"], dead["source_offset"]) == (INV, Q, 7)
+    assert dead["target_id"] == OTHER
 
 
 def test_until_the_end_at_assignment_is_consumed_every_message_takes_the_hop():
