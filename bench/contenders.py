@@ -494,18 +494,20 @@ def build(
         k.bootstrap = bootstrap
         byte_compile(ROOT / "service")
         out.append(k)
-        # W2's B on A's id: B runs in A's transaction (runtime/local.py), no hop, a shape the
-        # other contenders cannot take; beside the re-keyed W2, not instead of it
-        same = Kstatefun(
-            "kstatefun-same-id",
-            "kstatefun, W2 with B on A's id",
+        # W2 with every message through <app>-invocations: the one worker here owns B's
+        # partition, so by default B runs in A's transaction (runtime/local.py), a shape the
+        # other contenders cannot take; with N workers only one message in N can. Beside the
+        # default W2, not instead of it
+        hop = Kstatefun(
+            "kstatefun-hop",
+            "kstatefun, W2 through the topic",
             k.guarantee,
             k.version,
-            [*k.notes, "W2 only: bench/apps/chain.py with BENCH_W2_SAME_ID=1"],
+            [*k.notes, "W2 only: local_messages=false, every message takes the hop"],
             workloads=("w2",),
         )
-        same.bootstrap, same.worker_env = bootstrap, {"BENCH_W2_SAME_ID": "1"}
-        out.append(same)
+        hop.bootstrap, hop.worker_env = bootstrap, {"KSTATEFUN_LOCAL_MESSAGES": "false"}
+        out.append(hop)
     if "kstatefun-compiled" in want:
         from bench import compiled
 

@@ -6,7 +6,8 @@ that queues locally and never sends. CPU time of the main thread per event, best
 a loaded machine does not move).
 
     python -m bench.hotpath                     # this checkout
-    python -m bench.hotpath --workload w2       # W2: ingress → A → B (B re-keyed: a hop, mostly)
+    python -m bench.hotpath --workload w2       # W2: ingress → A → B (B re-keyed), one owner
+    python -m bench.hotpath --workload w2-hop   # W2, every message through the topic
     python -m bench.hotpath --workload w2-same  # W2 with B on A's id (in A's transaction)
     python -m bench.hotpath --instructions      # instructions per event (valgrind)
     PYTHONPATH=/path/to/other/service python -m bench.hotpath   # another checkout's kstatefun
@@ -18,10 +19,12 @@ Each consumed batch goes through ``process_records`` (runtime/router.py), as in
 (fetching, delivery, the transaction's round trips) is not in it, so the figure is what the
 worker's one Python thread spends per event, not a rate it can reach.
 
-W2 (bench/apps/chain.py) adds B, on another id than A's (``w2``) or on A's (``w2-same``). A
-message to the same partition runs in A's transaction, as in the worker (runtime/local.py). A
-message that takes the hop (another partition, or a checkout from before runtime/local.py,
-with ``--against``) is encoded and produced to <app>-invocations; after each commit the
+W2 (bench/apps/chain.py) adds B, on another id than A's (``w2``, ``w2-hop``) or on A's
+(``w2-same``). Every partition is owned here, so a message runs in A's transaction, as in a
+worker that owns every partition (runtime/local.py), except with ``w2-hop`` (the setting
+``local_messages`` off: a worker that owns B's partition only in other cases). A message that
+takes the hop (``w2-hop``, or a checkout from before runtime/local.py, with ``--against``) is
+encoded and produced to <app>-invocations; after each commit the
 records produced come back as the consumer would return them (``Message`` records of
 <app>-invocations, in batches of 500), and ``process_records`` decodes and dispatches them to B
 in transactions of their own.
@@ -165,7 +168,7 @@ def worker_parts(
     if workload.startswith("w2"):
         from bench.apps.chain import make
 
-        functions = make(rekeyed=workload == "w2")
+        functions = make(rekeyed=workload != "w2-same")
     else:
         from bench.apps.count import functions
 
@@ -196,10 +199,11 @@ def worker_parts(
         metrics,
         {INGRESS: partitions},
     )
-    # every partition owned and restored: as the worker, W2's messages from A to B (one id,
-    # one partition) run in A's transaction (runtime/local.py)
+    # every partition owned and restored: as the worker, W2's messages from A to B run in A's
+    # transaction (runtime/local.py), unless w2-hop turns that off
     router.owned.update(range(partitions))
-    local = {} if LocalSends is None else {"local": LocalSends(router.owned)}
+    local_on = LocalSends is not None and workload != "w2-hop"
+    local = {"local": LocalSends(router.owned)} if local_on else {}
     dispatcher = Dispatcher(
         functions,
         store,
@@ -340,7 +344,7 @@ def instructions(argv: list[str], events: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__)
-    parser.add_argument("--workload", choices=("w1", "w2", "w2-same"), default="w1")
+    parser.add_argument("--workload", choices=("w1", "w2", "w2-hop", "w2-same"), default="w1")
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)

@@ -3,10 +3,11 @@
 A counts and messages B with its count; B counts and writes "<key>:<count>" to
 ``$BENCH_EGRESS_TOPIC``. B's id is A's reversed (``rekeyed``, the default): another key, so
 mostly another partition (a prefix would not do: CRC32 is linear, so with the CRC32 partitioner
-a fixed prefix moves every key off its partition), and such a message goes through
-<app>-invocations as the other contenders' W2 goes through a topic. With
-``BENCH_W2_SAME_ID=1`` B has A's id, so B runs in A's transaction (runtime/local.py): a shape
-only kstatefun can take without a hop."""
+a fixed prefix moves every key off its partition). A worker that owns B's partition runs B in
+A's transaction (runtime/local.py), as one worker owning every partition does; else, or with
+``local_messages`` off, the message goes through <app>-invocations as the other contenders'
+W2 goes through a topic. With ``BENCH_W2_SAME_ID=1`` B has A's id (bench/hotpath.py's
+``w2-same``)."""
 
 import os
 
