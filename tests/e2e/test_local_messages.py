@@ -153,6 +153,7 @@ def _held(log: str) -> set[int]:
     return held
 
 
+@pytest.mark.long  # about 28 s: `make test` took 15:24 with it (fresh-clone CI of 67a3f23)
 def test_a_worker_that_gains_partitions_lets_their_previous_owners_messages_go_first(
     kafka_bootstrap, tmp_path, unique_name, create_topic
 ):
