@@ -39,6 +39,7 @@ from kstatefun import (
 EVENT = make_json_type("test/Event")
 COUNTED = make_json_type("test/Counted")
 
+SINK_REVERSED = os.environ.get("TEST_SINK_ID") == "reversed"
 SINK_SLEEP_S = float(os.environ.get("TEST_SINK_SLEEP_MS", "0")) / 1000
 SLOW_FROM = os.environ.get("TEST_SLOW_SINK_FROM")
 WORKER = os.environ.get("TEST_WORKER")
@@ -71,7 +72,7 @@ def counter(context, message):
     context.storage.count = count
     counted = {"count": count, "seq": event["seq"]}
     sink_id = context.address.id
-    if os.environ.get("TEST_SINK_ID") == "reversed":
+    if SINK_REVERSED:
         sink_id, counted["key"] = sink_id[::-1], sink_id
     if WORKER:
         counted["from"] = WORKER
@@ -110,6 +111,13 @@ def _block_once(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _in_app_group(config) -> bool:
+    """Whether a worker's client ``config`` is its group consumer's, not its restore, standby
+    or end-offsets consumer's (group ids of their own, ``kstatefun-...``) or a producer's."""
+    group = config.get("group.id", "")
+    return bool(group) and not group.startswith("kstatefun-")
+
+
 def _pause_reads_when_asked() -> None:
     marker = os.environ.get("TEST_READ_PAUSE_MARKER")
     if not marker:
@@ -125,9 +133,7 @@ def _pause_reads_when_asked() -> None:
     class PausingConsumer(confluent_kafka.Consumer):
         def __init__(self, config, *args, **kwargs):
             super().__init__(config, *args, **kwargs)
-            # the application's group consumer, not the restore, standby or end-offsets ones
-            group = config.get("group.id", "")
-            self.in_group = bool(group) and not group.startswith("kstatefun-")
+            self.in_group = _in_app_group(config)
             self.stalled = None  # the record the last pause held, until the read's next call
 
         def poll(self, *args, **kwargs):
@@ -178,8 +184,7 @@ def _group_consumer_properties() -> None:
 
     class GroupConsumer(worker.Consumer):
         def __init__(self, config, *args, **kwargs):
-            group = config.get("group.id", "")
-            if group and not group.startswith("kstatefun-"):  # the application's group
+            if _in_app_group(config):
                 config = {**config, **json.loads(extra)}
             super().__init__(config, *args, **kwargs)
 

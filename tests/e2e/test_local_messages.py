@@ -16,6 +16,7 @@ covers the targets blocked behind a message this worker routed itself; the third
 that gains partitions while messages their previous owner sent wait in the ones it kept.
 """
 
+import itertools
 import json
 import re
 import threading
@@ -204,12 +205,13 @@ def test_a_worker_that_gains_partitions_lets_their_previous_owners_messages_go_f
             if partition_of(k) in w1 and partition_of(k[::-1]) in w2
         ][:100]
         expected: dict[str, list[int]] = {k: [] for k in keys}
+        seqs = itertools.count()
 
         def rounds(n: int) -> list[tuple[bytes, bytes]]:
             out = []
             for _ in range(n):
                 for k in keys:
-                    seq = sum(map(len, expected.values()))
+                    seq = next(seqs)
                     out.append((k.encode(), json.dumps({"seq": seq}).encode()))
                     expected[k].append(seq)
             return out
