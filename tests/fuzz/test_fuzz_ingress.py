@@ -191,10 +191,12 @@ def test_route_is_one_invocation_per_target_or_one_dead_letter(record, direct):
     targets = ROUTES[record.topic()]
     if direct and partition == record.partition():  # invoked at once, in the same transaction
         assert not txn.produced and len(dispatched) == len(targets)
-        for (source, ftype, fid, caller, typename, value), target in zip(
-            dispatched, targets, strict=True
-        ):
-            assert (ftype, fid, caller, typename, value) == (
+        for (source, message, caller), target in zip(dispatched, targets, strict=True):
+            argument = message.typed_value
+            assert (message.target.typename, message.target_id, caller) + (
+                argument.typename,
+                argument.value,
+            ) == (
                 target,
                 id_,
                 None,

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from kstatefun import StatefulFunctions
 from kstatefun.config.module import HttpTransport, parse_module
 from kstatefun.kafka.partitioner import id_partitioner
+from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.remote import (
     CallBudgetExceeded,
@@ -40,6 +41,7 @@ from kstatefun.remote.proto import request_reply_pb2 as pb
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Dispatcher
 from kstatefun.runtime.remote import RemoteInvoker
+from kstatefun.sdk.messages import Message
 from kstatefun.state.store import StateStore
 from kstatefun.timers.store import TimerStore
 from kstatefun.wire.avro import decode_dead_letter
@@ -311,6 +313,11 @@ def test_the_transport_classifies_whatever_the_endpoint_answers(rogue, transport
 # --- the worker's side: RemoteInvoker with the real dispatcher -------------------------------
 
 
+def to_fn(fid: str, value: bytes) -> Message:
+    """A message of type t/x to rm/fn ``fid``, as ``Dispatcher.invoke`` takes it."""
+    return Message(Address("rm/fn", fid), TypedValue("t/x", value))
+
+
 def make_invoker(url: str, call_ms: int = CALL_MS) -> tuple[RemoteInvoker, Dispatcher, Txn]:
     module = parse_module(
         f"""
@@ -386,7 +393,7 @@ def test_each_invocation_of_a_failing_endpoint_is_one_remote_error_dead_letter(
         for i in range(invocations):
             for a in range(addresses):
                 record = Record("app-invocations", a, 100 * a + i, f"id{a}".encode(), b"")
-                dispatcher.invoke(record, "rm/fn", f"id{a}", None, "t/x", f"{i}".encode())
+                dispatcher.invoke(record, to_fn(f"id{a}", f"{i}".encode()), None)
                 offered.append((a, i))
         # each failing call takes at most its budget; a failed batch is retried one by one
         run_until_idle(invoker, timeout_s=(invocations + 1) * (CALL_MS / 1000 + 3))
@@ -465,7 +472,7 @@ def test_any_decodable_reply_is_applied_or_dead_lettered_once_per_invocation(
     try:
         for i in range(invocations):
             record = Record("app-invocations", 0, i, b"id", b"")
-            dispatcher.invoke(record, "rm/fn", "id", None, "t/x", f"{i}".encode())
+            dispatcher.invoke(record, to_fn("id", f"{i}".encode()), None)
         run_until_idle(invoker, timeout_s=(invocations + 1) * (CALL_MS / 1000 + 3))
     finally:
         invoker.close()

@@ -12,7 +12,7 @@ from aiohttp import web
 from kstatefun.remote.proto import request_reply_pb2 as pb
 from kstatefun.wire.avro import decode_dead_letter
 from tests.fakes import Record, Txn
-from tests.fuzz.test_fuzz_remote import make_invoker
+from tests.fuzz.test_fuzz_remote import make_invoker, to_fn
 
 BUDGET_MS = 1500
 ROUND_S = 0.4  # how long each transaction lets the calls run before it aborts
@@ -48,7 +48,7 @@ def run_rounds(invoker, dispatcher, txn, arguments: list[bytes]) -> tuple[int, l
         start = len(txn.produced)
         for offset, argument in enumerate(arguments):
             record = Record("app-invocations", 0, offset, b"a", b"")
-            dispatcher.invoke(record, "rm/fn", "a", None, "t/x", argument)
+            dispatcher.invoke(record, to_fn("a", argument), None)
         deadline = time.monotonic() + ROUND_S
         while time.monotonic() < deadline and not dead_letters(txn):
             invoker.wait(0.02)

@@ -61,9 +61,13 @@ class _Plan:
     latency: Histogram  # kstatefun_invocation_latency_seconds of the type
 
 
+# a LocalInvocation's origin field (its doc): None, a string, or (chain's record, n)
+_Origin = str | tuple[Any, int] | None
+
+
 # compiled (kstatefun/buildinfo.py), a class can subclass tuple only as a Python class
 @mypyc_attr(native_class=False)
-class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", int]):
+class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "_Origin", int]):
     """An invocation delivered straight to a target this worker owns, in the open transaction,
     without a round trip through <app>-invocations: an ingress record whose target partition
     this worker owns (runtime/router.py), a fired delayed message (worker.py), or a message
@@ -73,7 +77,9 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
     identifies the invocation uniquely and the same on a replay.
 
     A tuple (topic, partition, offset, key, value, origin, index), built with ``make_local``
-    where it counts."""
+    where it counts. Its origin field is None for an ingress record (``origin`` is made from
+    the others), a string for a fired delayed message, and (the record that started the
+    chain, n) for the n-th message of a cascade: strings made only when asked for."""
 
     __slots__ = ()
 
@@ -84,7 +90,7 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
         offset: int,
         key: bytes,
         value: bytes | None,
-        origin: str | None = None,
+        origin: _Origin = None,
         index: int = 0,
     ) -> LocalInvocation:
         # without an origin: ``index`` is the ingress target's index; with one, the partition
@@ -93,8 +99,14 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
 
     @property
     def origin(self) -> str:
-        # made only when needed (delayed messages)
-        return self[5] or f"i:{self[0]}:{self[1]}:{self[2]}:{self[6]}"
+        # made only when needed (delayed messages, remote calls)
+        origin = self[5]
+        if origin is None:
+            return f"i:{self[0]}:{self[1]}:{self[2]}:{self[6]}"
+        if isinstance(origin, str):
+            return origin
+        chain, n = origin
+        return f"{timer_origin(chain)}>{n}"
 
     def topic(self) -> str:
         return self[0]
@@ -117,14 +129,12 @@ class LocalInvocation(tuple[str, int, int, bytes, "bytes | None", "str | None", 
 
 # ``make_local((topic, partition, offset, key, value, origin, index))``: a LocalInvocation built
 # in C, without ``__new__``'s Python frame (the router makes one per direct ingress record)
-make_local: Callable[[tuple[str, int, int, bytes, bytes | None, str | None, int]], LocalInvocation]
+make_local: Callable[[tuple[str, int, int, bytes, bytes | None, _Origin, int]], LocalInvocation]
 make_local = partial(tuple.__new__, LocalInvocation)  # type: ignore[assignment]
 
 
-# Dispatcher.invoke(source, function type, id, caller, argument typename, argument value)
-Invoke = Callable[
-    [KafkaMessage | LocalInvocation, str, str, Address | None, str, bytes | None], None
-]
+# Dispatcher.invoke(source, message, caller)
+Invoke = Callable[[KafkaMessage | LocalInvocation, Message, Address | None], None]
 
 
 class Offload(Protocol):
@@ -248,27 +258,23 @@ class Dispatcher:
             partition = record.partition()
             if partition in local.blocked:
                 local.dispatched(partition, record.offset())
-        self.invoke(record, ftype, fid, caller, typename, value)
+        target = Address(ftype, fid)
+        self.invoke(record, Message(target, TypedValue(typename, value)), caller)
 
     def invoke(
-        self,
-        record: KafkaMessage | LocalInvocation,
-        ftype: str,
-        fid: str,
-        caller: Address | None,
-        typename: str,
-        value: bytes | None,
+        self, record: KafkaMessage | LocalInvocation, message: Message, caller: Address | None
     ) -> None:
-        """Run one invocation of ``ftype/fid`` with the argument ``typename``/``value``;
-        ``record`` is where it came from (its partition is the target's partition)."""
-        plan = self._plans.get(ftype)
+        """Run one invocation: ``message`` to its target, from ``caller`` (None: ingress);
+        ``record`` is where it came from (its partition is the target's partition). A message
+        a function sent here (``_cascade``) is passed on as it was built."""
+        target = message.target
+        plan = self._plans.get(target.typename)
         if plan is None:
-            spec = self._functions.for_typename(ftype)
+            spec = self._functions.for_typename(target.typename)
             if spec is None:
-                self._not_embedded(record, Address(ftype, fid), caller, typename, value)
+                self._not_embedded(record, target, caller, message.typed_value)
                 return
             plan = self._plan(spec)
-        target = Address(ftype, fid)
         partition = record.partition()
         now_ms = int(time.time() * 1000)
         # The embedded call, inline (this runs for every invocation): its state is read as of
@@ -284,7 +290,7 @@ class Dispatcher:
             context = Context(target, caller, storage)
             spec = plan.spec
             started = perf_counter()
-            result = spec.fun(context, Message(target, TypedValue(typename, value)))
+            result = spec.fun(context, message)
             if result is not None and (spec.is_async or asyncio.iscoroutine(result)):
                 self._loop.run_until_complete(result)
             plan.latency.observe(perf_counter() - started)
@@ -302,7 +308,7 @@ class Dispatcher:
         except (KafkaException, StateStoreError):
             raise  # a broker or local disk problem is not the input's fault
         except Exception as e:
-            self._failed(record, e, target, caller, typename, value)
+            self._failed(record, e, target, caller, message.typed_value)
             return
         if not fx.outgoing or self._local is None:
             self.apply(fx, partition, now_ms, timer_origin(record) if fx.delayed else "")
@@ -331,7 +337,6 @@ class Dispatcher:
         local = self._local
         assert local is not None
         queue, out, metrics = local.queue, self._out, self._metrics
-        origin = timer_origin(record)
         topic, offset = record.topic(), record.offset()
         at = getattr(record, "source_partition", record.partition)()
         n = 0
@@ -344,17 +349,14 @@ class Dispatcher:
                     out.route(sender, message, partition)
                     continue
                 n += 1
-                dest, argument = message.target, message.typed_value
                 # the target's partition; names the record that started it (a dead letter's
-                # source, a unique origin)
+                # source; with n, a unique origin)
                 source = make_local(
-                    (topic, partition, offset, dest.id.encode(), None, f"{origin}>{n}", at)
+                    (topic, partition, offset, message.target.id.encode(), None, (record, n), at)
                 )
-                metrics.messages_local += 1
-                self.invoke(
-                    source, dest.typename, dest.id, sender, argument.typename, argument.value
-                )
+                self.invoke(source, message, sender)
         finally:
+            metrics.messages_local += n
             out.embedded = False
             queue.clear()
 
@@ -364,14 +366,20 @@ class Dispatcher:
         e: Exception,
         target: Address,
         caller: Address | None,
-        typename: str,
-        value: bytes | None,
+        argument: TypedValue,
     ) -> None:
         """The embedded function (or the check of its effects) raised ``e``: dead-letter the
         invocation, none of its effects applied."""
         reason, text, exc = dl.function_failure(e, target)
         self._dlq.write(
-            record, reason, text, exc, target=target, caller=caller, typename=typename, value=value
+            record,
+            reason,
+            text,
+            exc,
+            target=target,
+            caller=caller,
+            typename=argument.typename,
+            value=argument.value,
         )
 
     def _not_embedded(
@@ -379,14 +387,13 @@ class Dispatcher:
         record: KafkaMessage | LocalInvocation,
         target: Address,
         caller: Address | None,
-        typename: str,
-        value: bytes | None,
+        argument: TypedValue,
     ) -> None:
         """Offer an invocation of a type not embedded here to its endpoint, if one serves it;
         else it is an ``unknown-function`` dead letter."""
         remote = self.remote
         if remote is not None and remote.serves(target.typename):
-            remote.offer(record, target, caller, TypedValue(typename, value))
+            remote.offer(record, target, caller, argument)
             return
         self._dlq.write(
             record,
@@ -394,8 +401,8 @@ class Dispatcher:
             f"no function is registered for type '{target.typename}'",
             target=target,
             caller=caller,
-            typename=typename,
-            value=value,
+            typename=argument.typename,
+            value=argument.value,
         )
 
     def check(self, fx: Effects, partition: int) -> None:

@@ -40,12 +40,13 @@ from kstatefun.kafka.partitioner import (
     placement_agrees,
     placement_verdict,
 )
-from kstatefun.model import Address
+from kstatefun.model import Address, TypedValue
 from kstatefun.observability.metrics import WorkerMetrics
 from kstatefun.runtime import deadletters as dl
 from kstatefun.runtime.commit import Transaction
 from kstatefun.runtime.deadletters import DeadLetters
 from kstatefun.runtime.dispatcher import Invoke, LocalInvocation, make_local
+from kstatefun.sdk.messages import Message as SdkMessage  # Message: a Kafka record here
 from kstatefun.wire.avro import encode_invocation
 from kstatefun.wire.protobuf import decode_string_wrapper
 
@@ -260,13 +261,14 @@ class IngressRouter:
             assert invoke is not None
             self._metrics.ingress_direct += 1
             offset = msg.offset()
+            argument = TypedValue(typename, value)
             if len(targets) == 1:  # the usual case: no enumerate
                 source = make_local((topic, partition, offset, key, value, None, 0))
-                invoke(source, targets[0], id, None, typename, value)
+                invoke(source, SdkMessage(Address(targets[0], id), argument), None)
                 return
             for i, target in enumerate(targets):
                 source = make_local((topic, partition, offset, key, value, None, i))
-                invoke(source, target, id, None, typename, value)
+                invoke(source, SdkMessage(Address(target, id), argument), None)
             return
         self._metrics.ingress_routed += 1
         for target in targets:
@@ -287,7 +289,7 @@ class IngressRouter:
         if partition in self.owned:
             invoke = self.invoke
             assert invoke is not None
-            invoke(source, target.typename, target.id, caller, typename, value)
+            invoke(source, SdkMessage(target, TypedValue(typename, value)), caller)
             return
         envelope = encode_invocation(
             target.typename, target.id, caller.typename, caller.id, typename, value

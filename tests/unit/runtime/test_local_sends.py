@@ -270,9 +270,14 @@ def test_delayed_messages_of_invocations_run_here_get_keys_of_their_own():
         if message.as_int() < 3:
             context.send(message_builder("ns/a", "k", int_value=message.as_int() + 1))
 
-    timers = TimerStore()
-    d, local, txn, metrics = make(functions, timers=timers)
-    d.dispatch(record(0, value=1))
-    assert metrics.messages_local == 2
-    (writes,) = [w for p, w in timers.pending() if p == Q]
+    def run():
+        timers = TimerStore()
+        d, local, txn, metrics = make(functions, timers=timers)
+        d.dispatch(record(0, value=1))
+        assert metrics.messages_local == 2
+        (writes,) = [w for p, w in timers.pending() if p == Q]
+        return writes
+
+    writes = run()
     assert len(writes) == 3  # three delayed messages, none overwriting another
+    assert run().keys() == writes.keys()  # and a replay writes the same keys again
