@@ -360,13 +360,19 @@ class Transaction:
                 positions[msg.topic()][msg.partition()] = msg.offset() + 1
 
         try:
+            produce = self.producer.produce  # self.produce's, inline: once per state written
             for topic, store in self._stores:
                 for partition, writes in store.pending():
                     last = len(writes) - 1
+                    self._out[topic] = self._out.get(topic, 0) + last + 1
                     for i, (key, value) in enumerate(writes.items()):
                         # the last record's offset tells a local snapshot how far it is complete
                         on_delivery = delivered if i == last else None
-                        self.produce(topic, value, key, partition, None, on_delivery)
+                        try:
+                            produce(topic, value, key, partition, on_delivery=on_delivery)
+                        except BufferError:  # the queue is full: self.produce waits for room
+                            self._out[topic] -= 1
+                            self.produce(topic, value, key, partition, None, on_delivery)
             consumed = self._next or self.fence_offsets
             if consumed:
                 self._flush()

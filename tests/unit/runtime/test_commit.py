@@ -553,3 +553,55 @@ def test_each_bounded_producer_call_tells_the_watchdog():
         one_transaction(txn)
     # flush, send_offsets, commit, abort
     assert beats == ["beat", "beat", "beat", "commit", "beat", "abort"]
+
+
+class FullOnceProducer(FakeProducer):
+    """Its queue is full at the second record produced: BufferError once, until polled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple] = []
+        self.full_at = 2
+        self.polls = 0
+
+    def produce(self, topic, value, key=None, partition=-1, **kwargs):
+        if len(self.records) + 1 == self.full_at and not self.polls:
+            raise BufferError("Local: Queue full")
+        self.records.append((topic, key, value, partition))
+        super().produce()
+
+    def poll(self, timeout=0):
+        self.polls += 1
+        return 0
+
+
+class PendingStore:
+    """A store with writes pending in partition 3 (the OverlayStore a Transaction commits)."""
+
+    def __init__(self, writes):
+        self.writes = writes
+        self.applied = None
+
+    def pending(self):
+        yield 3, self.writes
+
+    def apply_overlay(self, positions=None):
+        self.applied = positions
+
+
+def test_every_state_write_is_produced_once_even_when_the_queue_is_full():
+    producer = FullOnceProducer()
+    store = PendingStore({b"a": b"1", b"b": None, b"c": b"3"})
+    metrics = WorkerMetrics()
+    txn = Transaction(lambda: producer, FakeConsumer(), [("app-state", store)], metrics)
+    txn.begin()
+    txn.track([Record("in", 0, 5, b"k", b"v")])
+    txn.commit()
+    assert producer.polls >= 1  # it waited for room once
+    assert producer.records == [
+        ("app-state", b"a", b"1", 3),
+        ("app-state", b"b", None, 3),
+        ("app-state", b"c", b"3", 3),
+    ]
+    assert metrics.records_out == {"app-state": 3}
+    assert store.applied is not None and producer.commits == 1
