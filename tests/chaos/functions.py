@@ -10,11 +10,16 @@ expected egress record and every final state value from the ingress topic alone.
   ``chaos/echo`` a delayed message; ``ttl`` messages ``chaos/ttl``; ``hold`` schedules a
   delayed message an hour ahead with a token, which the next event of the id cancels.
   Bad-input hooks: ``boom`` raises, ``stray`` messages an unregistered type, ``rboom`` messages
-  the remote function that always raises.
+  the remote function that always raises. Every counted event is also sent to
+  ``chaos/mirror`` on another id (``mirror_id``), mostly in another partition: a message
+  between partitions, which runs in its sender's transaction when the sender's worker owns
+  both (runtime/local.py).
 - ``chaos/ping`` (state ``hops``): one hop of the cycle; at hop 0 writes ``C<H>|id|seq``
   (one stream per cycle length H: a short cycle started later may end first).
 - ``chaos/echo``: writes ``<tag>|id|seq`` (tag ``D`` from entry, ``RD`` from the remote
   counter; ``X`` would mean a cancelled delayed message was delivered).
+- ``chaos/mirror`` (state ``count``): counts the events of the id it mirrors, in the order
+  sent, and writes ``M|mirror id|count|seq``.
 - ``chaos/ttl`` (state ``total``; ``recent`` expire-after-write, ``touched``
   expire-after-call): writes ``T|id|total|seq``.
 
@@ -45,6 +50,11 @@ HOLD = timedelta(hours=1)  # never due within a run: only a cancellation may end
 functions = StatefulFunctions()
 
 
+def mirror_id(id: str) -> str:
+    """The id of ``chaos/mirror`` that counts the events of entry ``id``."""
+    return f"m{id}"
+
+
 def _egress(context, value: str) -> None:
     context.send_egress(
         kafka_egress_message(
@@ -72,6 +82,9 @@ def entry(context, message):
     count = (context.storage.count or 0) + 1
     context.storage.count = count
     _egress(context, f"E|{me}|{count}|{seq}")
+    context.send(
+        message_builder("chaos/mirror", mirror_id(me), value={"seq": seq}, value_type=EVENT)
+    )
     held = context.storage.hold
     if held:
         context.cancel_delayed_message(held)
@@ -104,6 +117,13 @@ def ping(context, message):
         return
     nxt = {"seq": hop["seq"], "n": hop["n"] - 1, "h": hop["h"]}
     context.send(message_builder("remote/pong", context.address.id, value=nxt, value_type=HOP))
+
+
+@functions.bind("chaos/mirror", specs=[ValueSpec("count", IntType)])
+def mirror(context, message):
+    count = (context.storage.count or 0) + 1
+    context.storage.count = count
+    _egress(context, f"M|{context.address.id}|{count}|{message.as_type(EVENT)['seq']}")
 
 
 @functions.bind("chaos/echo")

@@ -25,6 +25,7 @@ from kstatefun.wire.avro import (
     decode_timer_key,
 )
 from kstatefun.wire.protobuf import decode_int_wrapper, decode_string_wrapper
+from tests.chaos.functions import mirror_id
 
 QUIET = logging.getLogger("tests.chaos.kafka")
 QUIET.addHandler(logging.NullHandler())
@@ -189,6 +190,8 @@ def expect(ingress: list[Record]) -> Expected:
         entry_count[key] += 1
         n = entry_count[key]
         exp.egress[("E", key)].append(f"E|{key}|{n}|{seq}")
+        mirror = mirror_id(key)  # chaos/mirror counts the same, in its own partition
+        exp.egress[("M", mirror)].append(f"M|{mirror}|{n}|{seq}")
         exp.egress[("R", key)].append(f"R|{key}|{n}|{seq}")  # remote/counter counts the same
         exp.ttl_states.add(("remote/counter", key, "last"))
         hold[key] = f"x{seq}" if event.get("hold") else None
@@ -209,6 +212,7 @@ def expect(ingress: list[Record]) -> Expected:
     for key, n in entry_count.items():
         exp.state[("chaos/entry", key, "count")] = n
         exp.state[("remote/counter", key, "count")] = n
+        exp.state[("chaos/mirror", mirror_id(key), "count")] = n
         token = hold.get(key)
         if token:
             exp.state[("chaos/entry", key, "hold")] = token
