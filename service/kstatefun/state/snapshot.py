@@ -3,10 +3,13 @@ the changelog's tail instead of the whole changelog.
 
 Per application and worker, one SQLite file and a directory of *base images* beside it.
 Per partition the snapshot is: a base image (optional), the rows written since it (the
-*delta*, SQLite rows ``(partition, changelog key, changelog value)``, a NULL value deleting a
-key of the base), and the changelog offset the two together are complete up to (the
-*position*, in SQLite with the base image's generation). Loading a partition is its base
-image, then its delta on top.
+*delta*: SQLite rows ``(partition, seq, rows, chunk)``, each chunk the marshalled keys and
+values of one slice of a flush, a None value deleting the key), and the changelog offset the
+two together are complete up to (the *position*, in SQLite with the base image's
+generation). Loading a partition is its base image, then its delta's chunks in ``seq``
+order on top. A chunk costs well under a microsecond of CPU a row to write, where a SQLite
+row per key cost 3-5 us (``INSERT OR REPLACE`` into a B-tree; docs/performance.md, "The
+snapshot's delta in chunks").
 
 - The committed transactions' writes are gathered in memory (last write per key) and written
   to the delta, rows and positions in one SQLite transaction, at most every ``FLUSH_S`` and
@@ -14,6 +17,14 @@ image, then its delta on top.
   than Kafka: replaying from the position makes it current (records are last-write-wins per
   key, so replaying a record twice is harmless). A kill -9 loses at most ``FLUSH_S`` of
   commits from the snapshot, which the next start replays from the changelog.
+- A partition's delta grows with every flush. Once it holds more than ``COMPACT_FACTOR``
+  times the partition's keys (and at least ``COMPACT_MIN_ROWS``), the state store hands the
+  partition's committed rows to ``compact``, which writes a copy of them as a new base image,
+  a chunk per round like a rebase below; once complete, one SQLite transaction makes it the
+  partition's base and deletes the chunks it covers (those written before the copy). The
+  chunks written meanwhile stay, on top, and so does the position. The copy can be newer
+  than the position (commits gathered and not yet written): harmless, as replaying from an
+  older position is. A crash before the switch leaves the old base and the whole delta.
 - A partition restored from the beginning of its changelog is written as a new base image
   (``rebase``): the restore's rows in chunks of marshalled key and value lists, written to a
   file a slice per round of the loop, about 0.1 us of CPU a row, where inserting them into
@@ -67,22 +78,31 @@ FLUSH_SLICE_S = 0.005
 # restore, say, when no record waits for the loop and a kill -9 before the snapshot caught up
 # means replaying from the changelog what it lacks
 IDLE_FLUSH_SLICE_S = 0.05
-# Rows per slice of the delta: as many as the last flushes wrote in a slice's time, within
-# these bounds. In ascending key order a row costs about 4 us; in random order about 27 us, as
-# SQLite rewrites a page per row, and a fixed 1,000 rows made a 5 ms slice 72 ms
-# (bench/state_store.py --catch-up, docs/performance.md "Restart and the snapshot's write rate")
-_SLICE_ROWS = 1_000
-_MIN_SLICE_ROWS = 100
+# Rows per slice of the delta (a chunk each): as many as the last flushes wrote in a slice's
+# time, within these bounds. As SQLite rows, one per key, a row cost about 4 us in ascending
+# key order and 27 us in random order, and a fixed 1,000 rows made a 5 ms slice 72 ms
+# (bench/state_store.py --catch-up, docs/performance.md "Restart and the snapshot's write
+# rate"); as chunks, a fraction of a microsecond
+_SLICE_ROWS = 50_000
+_MIN_SLICE_ROWS = 1_000
+# A partition's delta is compacted into a new base image once it holds more rows than this
+# many times the partition's keys, and at least COMPACT_MIN_ROWS: loading reads at most about
+# (1 + COMPACT_FACTOR) rows per key, and the copy ``compact`` takes (about 40 ns a key, on the
+# worker's thread) comes once per COMPACT_FACTOR times the partition's size in writes
+COMPACT_FACTOR = 2
+COMPACT_MIN_ROWS = 100_000
 # Rows per chunk of a base image: about 1.5 ms of marshalling and writing
 _CHUNK_ROWS = 8_192
 
 # The SQLite file's layout; a file of another version is emptied (it is a cache of the
 # changelog: the partitions are restored from there)
-_VERSION = 2
+# (chunks are marshalled, whose format may change between Python versions: a file written by
+# another Python is emptied too)
+_VERSION = 30_000 + 100 * sys.version_info[0] + sys.version_info[1]
 _SCHEMA = """
-CREATE TABLE state (
-    partition INTEGER NOT NULL, key BLOB NOT NULL, value BLOB,
-    PRIMARY KEY (partition, key)) WITHOUT ROWID;
+CREATE TABLE delta (
+    partition INTEGER NOT NULL, seq INTEGER NOT NULL, rows INTEGER NOT NULL, chunk BLOB NOT NULL,
+    PRIMARY KEY (partition, seq)) WITHOUT ROWID;
 CREATE TABLE position (
     partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL, saved_at_ms INTEGER NOT NULL,
     base INTEGER NOT NULL);
@@ -130,6 +150,11 @@ class LocalSnapshot:
         self._next_base = max(self._bases.values(), default=0) + 1
         self._remove_stray_bases()
         self._writers: dict[int, _BaseWriter] = {}  # base images being written
+        # the next chunk's seq, and the rows of each partition's delta
+        self._seq = 1 + self._db.execute("SELECT coalesce(max(seq), 0) FROM delta").fetchone()[0]
+        self._delta_rows: dict[int, int] = dict(
+            self._db.execute("SELECT partition, sum(rows) FROM delta GROUP BY partition")
+        )
         self._due = time.monotonic() + FLUSH_S
         self._prefetch: _Prefetch | None = None
         self._catching_up: tuple[int, float] | None = None  # (rows, since) of a restore's rows
@@ -194,7 +219,8 @@ class LocalSnapshot:
         if position is None:
             # rows without a position: a backlog cut short (a crash): not to be trusted
             with self._transaction():
-                self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
+                self._db.execute("DELETE FROM delta WHERE partition = ?", (partition,))
+            self._delta_rows.pop(partition, None)
             return {}, 0
         next_offset, saved_at_ms, base = position
         if time.time() * 1000 - saved_at_ms > self._max_age_ms:
@@ -246,8 +272,9 @@ class LocalSnapshot:
         if writer is not None:
             writer.abandon()
         with self._transaction():
-            self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
+            self._db.execute("DELETE FROM delta WHERE partition = ?", (partition,))
             self._db.execute("DELETE FROM position WHERE partition = ?", (partition,))
+        self._delta_rows.pop(partition, None)
         base = self._bases.pop(partition, 0)
         if base:
             _base_file(self.base_dir, partition, base).unlink(missing_ok=True)
@@ -290,6 +317,49 @@ class LocalSnapshot:
         )
         self._note_backlog(len(rows))
 
+    def compactable(self) -> list[int]:
+        """Partitions whose delta holds ``COMPACT_MIN_ROWS`` rows or more and no base image is
+        being written for: the state store offers their rows to ``compact``."""
+        return [
+            p
+            for p, rows in self._delta_rows.items()
+            if rows >= COMPACT_MIN_ROWS and p not in self._writers
+        ]
+
+    def compact(self, partition: int, rows: Mapping[bytes, bytes]) -> bool:
+        """If the partition's delta holds more than ``COMPACT_FACTOR`` times as many rows as
+        ``rows`` (its committed rows, everything the snapshot holds of it and maybe newer),
+        start writing a copy of them as its new base image, a chunk per flush; it replaces the
+        base and the delta chunks written so far once complete (the module doc). True if it
+        started."""
+        delta = self._delta_rows.get(partition, 0)
+        if (
+            delta < COMPACT_MIN_ROWS
+            or delta <= COMPACT_FACTOR * len(rows)
+            or partition in self._writers
+        ):
+            return False
+        generation = self._next_base
+        self._next_base += 1
+        self._writers[partition] = _BaseWriter(
+            _base_file(self.base_dir, partition, generation),
+            generation,
+            dict(rows),
+            0,
+            covers=self._seq - 1,
+        )
+        log.info(
+            "compacting the local snapshot partition=%d keys=%d delta_rows=%d",
+            partition,
+            len(rows),
+            delta,
+        )
+        return True
+
+    def _held(self) -> set[int]:
+        """Partitions whose rows wait in memory for their base image (a rebase's)."""
+        return {p for p, writer in self._writers.items() if writer.covers is None}
+
     def _note_backlog(self, rows: int) -> None:
         if rows > _SLICE_ROWS:  # a restore's rows: written over many rounds, logged when done
             rows_before, since = self._catching_up or (0, time.monotonic())
@@ -325,7 +395,7 @@ class LocalSnapshot:
         deadline = None if everything else time.monotonic() + slice_s
         if self._writers:
             self._write_bases(deadline)
-        held = self._writers
+        held = self._held()
         if any(p not in held for p in self._rows) or any(p not in held for p in self._positions):
             self._write_delta(deadline, slice_s)  # else all of it waits for its base image
         if self._catching_up is not None and not self._rows and not self._writers:
@@ -341,20 +411,28 @@ class LocalSnapshot:
         for partition, writer in list(self._writers.items()):
             try:
                 if writer.write(deadline):
-                    with self._transaction():
-                        self._db.execute("DELETE FROM state WHERE partition = ?", (partition,))
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO position VALUES (?, ?, ?, ?)",
-                            (
-                                partition,
-                                writer.position,
-                                int(time.time() * 1000),
-                                writer.generation,
-                            ),
-                        )
-                    self._bases[partition] = writer.generation
+                    if writer.covers is None:
+                        with self._transaction():
+                            self._db.execute("DELETE FROM delta WHERE partition = ?", (partition,))
+                            self._db.execute(
+                                "INSERT OR REPLACE INTO position VALUES (?, ?, ?, ?)",
+                                (
+                                    partition,
+                                    writer.position,
+                                    int(time.time() * 1000),
+                                    writer.generation,
+                                ),
+                            )
+                        self._delta_rows.pop(partition, None)
+                        self._bases[partition] = writer.generation
+                    else:
+                        self._switch_to_compacted(partition, writer)
                     del self._writers[partition]
             except BaseException:
+                if writer.covers is not None:  # a compaction: the delta stays as it was
+                    del self._writers[partition]
+                    writer.abandon()
+                    raise
                 # the rows go the slower way, as delta rows (the file holds nothing of the
                 # partition), under the commits gathered meanwhile
                 del self._writers[partition]
@@ -366,6 +444,37 @@ class LocalSnapshot:
                 raise
             if deadline is not None and time.monotonic() >= deadline:
                 return
+
+    def _switch_to_compacted(self, partition: int, writer: _BaseWriter) -> None:
+        """Make a compaction's complete image the partition's base, and delete the delta
+        chunks it covers; a partition that has no position (any more) keeps none of it."""
+        assert writer.covers is not None
+        with self._transaction():
+            adopted = (
+                self._db.execute(
+                    "UPDATE position SET base = ? WHERE partition = ?",
+                    (writer.generation, partition),
+                ).rowcount
+                == 1
+            )
+            if adopted:
+                self._db.execute(
+                    "DELETE FROM delta WHERE partition = ? AND seq <= ?",
+                    (partition, writer.covers),
+                )
+                left = self._db.execute(
+                    "SELECT coalesce(sum(rows), 0) FROM delta WHERE partition = ?",
+                    (partition,),
+                ).fetchone()[0]
+        if not adopted:
+            writer.abandon()
+            return
+        self._prefetch = None  # a write: what was read may be stale
+        old = self._bases.get(partition, 0)
+        self._bases[partition] = writer.generation
+        self._delta_rows[partition] = left
+        if old:
+            _base_file(self.base_dir, partition, old).unlink(missing_ok=True)
 
     def _write_delta(self, deadline: float | None, slice_s: float) -> None:
         """Write the gathered rows, rows and positions in one SQLite transaction, until
@@ -380,7 +489,7 @@ class LocalSnapshot:
         rows = self._slice_rows(slice_s)
         now_ms = int(time.time() * 1000)
         written: list[tuple[int, dict[bytes, bytes | None]]] = []
-        held = self._writers
+        held = self._held()
         try:
             with self._transaction():
                 for partition in list(self._rows):
@@ -416,6 +525,9 @@ class LocalSnapshot:
             raise
         for p in ready:
             del self._positions[p]
+        delta_rows = self._delta_rows
+        for partition, taken in written:
+            delta_rows[partition] = delta_rows.get(partition, 0) + len(taken)
         count = sum(len(taken) for _, taken in written)
         if count >= _MIN_SLICE_ROWS:  # the transaction's cost included: it grows with the rows
             row_s = (clock() - started) / count
@@ -428,14 +540,13 @@ class LocalSnapshot:
         return max(_MIN_SLICE_ROWS, min(_SLICE_ROWS, int(slice_s / self._row_s)))
 
     def _write(self, partition: int, writes: Mapping[bytes, bytes | None]) -> None:
-        upserts = [(partition, k, v) for k, v in writes.items() if v is not None]
-        deletes = [(partition, k) for k, v in writes.items() if v is None]
-        if upserts:
-            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
-        if deletes and partition in self._bases:  # the base holds it: a deleting row
-            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, NULL)", deletes)
-        elif deletes:
-            self._db.executemany("DELETE FROM state WHERE partition = ? AND key = ?", deletes)
+        """One chunk of the partition's delta (in the open SQLite transaction)."""
+        seq = self._seq
+        self._seq = seq + 1
+        chunk = marshal.dumps((list(writes), list(writes.values())))
+        self._db.execute(
+            "INSERT INTO delta VALUES (?, ?, ?, ?)", (partition, seq, len(writes), chunk)
+        )
 
     def _transaction(self) -> _Txn:
         return _Txn(self._db)
@@ -445,15 +556,34 @@ class _BaseWriter:
     """One base image being written: chunks of the rows' keys and values, marshalled, to a
     temporary file, renamed once complete."""
 
-    __slots__ = ("path", "generation", "rows", "position", "left", "_keys", "_values", "_file")
+    __slots__ = (
+        "path",
+        "generation",
+        "rows",
+        "position",
+        "covers",
+        "left",
+        "_keys",
+        "_values",
+        "_file",
+    )
 
     def __init__(
-        self, path: Path, generation: int, rows: dict[bytes, bytes | None], position: int
+        self,
+        path: Path,
+        generation: int,
+        rows: dict[bytes, bytes | None],
+        position: int,
+        covers: int | None = None,
     ) -> None:
+        """``covers``: a compaction's, the last delta chunk (seq) ``rows`` include, and
+        ``position`` is not used; None: a rebase's, ``rows`` the whole partition at
+        ``position``."""
         self.path = path
         self.generation = generation
         self.rows = rows
         self.position = position
+        self.covers = covers
         self.left = len(rows)
         self._keys = iter(rows)  # the two walk the dict in the same order
         self._values = iter(rows.values())
@@ -523,17 +653,22 @@ def _read_base(path: Path) -> dict[bytes, bytes] | None:
 def _read_partition(
     db: sqlite3.Connection, base_dir: Path, partition: int, base: int
 ) -> dict[bytes, bytes] | None:
-    """A partition's base image (if any) and delta; None if the image is unreadable."""
+    """A partition's base image (if any) and delta; None if the image (or a chunk of the
+    delta) is unreadable."""
     rows = _read_base(_base_file(base_dir, partition, base)) if base else {}
     if rows is None:
         return None
-    where = "WHERE partition = ? AND value IS NOT NULL"
-    rows.update(db.execute(f"SELECT key, value FROM state {where}", (partition,)))
-    if base:
-        for (key,) in db.execute(
-            "SELECT key FROM state WHERE partition = ? AND value IS NULL", (partition,)
-        ):
-            rows.pop(key, None)
+    chunks = db.execute("SELECT chunk FROM delta WHERE partition = ? ORDER BY seq", (partition,))
+    try:
+        for (chunk,) in chunks:
+            keys, values = marshal.loads(chunk)
+            rows.update(zip(keys, values, strict=True))
+            if None in values:  # deleted keys
+                for key, value in zip(keys, values, strict=True):
+                    if value is None:
+                        del rows[key]
+    except (ValueError, EOFError, TypeError):
+        return None
     return rows
 
 

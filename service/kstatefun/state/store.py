@@ -224,10 +224,17 @@ class StateStore(PartitionedOverlay):
     def apply_overlay(self, positions: dict[int, int] | None = None) -> None:
         """After a successful commit: fold the overlay into the committed store (and the
         local snapshot, with the changelog ``positions`` the commit reached)."""
-        if self.snapshot is not None and (self._overlay or positions):
-            self.snapshot.save(self._overlay, positions or {})
+        snapshot = self.snapshot
+        if snapshot is not None and (self._overlay or positions):
+            snapshot.save(self._overlay, positions or {})
         self._expiry.commit()
         super().apply_overlay(positions)
+        if snapshot is not None:
+            for partition in snapshot.compactable():
+                # a restored partition's rows hold all the snapshot has of it (a partition
+                # being restored has no position: its rows may still lack some)
+                if self._positions.get(partition) is not None:
+                    snapshot.compact(partition, self._committed[partition])  # type: ignore[arg-type]
 
     def discard_overlay(self) -> None:
         super().discard_overlay()

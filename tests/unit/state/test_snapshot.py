@@ -101,7 +101,7 @@ def _position(path, partition):
             "SELECT next_offset FROM position WHERE partition = ?", (partition,)
         ).fetchone()
         count = db.execute(
-            "SELECT count(*) FROM state WHERE partition = ?", (partition,)
+            "SELECT coalesce(sum(rows), 0) FROM delta WHERE partition = ?", (partition,)
         ).fetchone()[0]
     return (row[0] if row else None), count
 
@@ -147,13 +147,15 @@ def test_an_idle_worker_writes_the_backlog_in_longer_slices(tmp_path, monkeypatc
 
 
 def test_slices_shrink_to_what_fits_their_time(tmp_path, monkeypatch):
-    """Rows that write slowly (random keys rewrite a SQLite page each) get fewer rows per
-    slice, so that a busy loop's 5 ms slice stays near its time."""
+    """Rows that write slowly get fewer rows per slice, so that a busy loop's 5 ms slice stays
+    near its time."""
     import time
 
     from kstatefun.state import snapshot as module
 
     monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.01)
+    monkeypatch.setattr(module, "_SLICE_ROWS", 1000)
+    monkeypatch.setattr(module, "_MIN_SLICE_ROWS", 100)
     snap = LocalSnapshot(tmp_path / "s.sqlite")
     write = snap._write
 
@@ -218,6 +220,87 @@ def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path, monkeypatch):
     assert snap.backlog == 2
     snap.close()
     assert LocalSnapshot(path).load(0) == ({b"a": b"1", b"b": b"2"}, 5)
+
+
+def test_a_deleted_key_stays_deleted_over_chunks_and_base_images(tmp_path):
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    snap.save({0: {b"a": b"1", b"b": b"2"}, 1: {b"c": b"3"}}, {0: 2, 1: 1})
+    snap.flush()
+    snap.save({0: {b"a": None}}, {0: 3})  # in a later chunk than its write
+    snap.rebase(1, {b"c": b"3", b"d": b"4"}, 2)
+    snap.flush(everything=True)
+    snap.save({1: {b"d": None}}, {1: 3})
+    snap.close()
+    again = LocalSnapshot(path)
+    assert again.load(0) == ({b"b": b"2"}, 3)
+    assert again.load(1) == ({b"c": b"3"}, 3)  # deleted from its base image
+
+
+# --- compaction: a long delta becomes a base image (LocalSnapshot.compact) ---------------------
+
+
+def test_a_compacted_delta_becomes_a_base_image_under_the_chunks_written_since(
+    tmp_path, monkeypatch
+):
+    from kstatefun.state import snapshot as module
+    from kstatefun.state.snapshot import read_snapshot
+
+    monkeypatch.setattr(module, "COMPACT_MIN_ROWS", 10)
+    monkeypatch.setattr(module, "_CHUNK_ROWS", 2)
+    monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # one chunk of the image per flush
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    committed: dict[bytes, bytes] = {}
+    for at in range(1, 4):  # 15 delta rows over 5 keys
+        writes = {b"k%d" % i: b"%d" % at for i in range(5)}
+        committed.update(writes)
+        snap.save({0: writes}, {0: at})
+        snap.flush()
+    assert _position(path, 0) == (3, 15) and snap.compactable() == [0]
+    assert snap.compact(0, {b"k%d" % i: b"1" for i in range(8)}) is False  # 15 <= 2 * 8 keys
+    assert snap.compact(0, committed) is True
+    assert snap.compactable() == []  # being written
+    committed[b"k4"] = b"changed after the copy"  # the copy is the snapshot's own
+    snap.save({0: {b"k0": b"newer", b"k1": None}}, {0: 4})  # a commit while it is written
+    snap.flush()  # the image's first chunk, and the commit's chunk
+    expected = {b"k0": b"newer", b"k2": b"3", b"k3": b"3", b"k4": b"3"}
+    assert _position(path, 0) == (4, 17)
+    # a crash now leaves the old delta, whole
+    positions, rows = read_snapshot(path, base_dir_of(path))
+    assert positions[0][0] == 4 and rows[0] == expected
+    while snap.backlog:
+        snap.flush()
+    assert _position(path, 0) == (4, 2)  # the chunks the image covers are gone
+    assert _bases(path) == ["p0-g1.bin"]
+    assert snap.load(0) == (expected, 4)
+    snap.close()
+    assert LocalSnapshot(path).load(0) == (expected, 4)
+
+
+def test_the_store_compacts_only_restored_partitions(tmp_path, monkeypatch):
+    """A restored partition's committed rows hold everything its snapshot does; a partition
+    still being restored holds only part of it, and is left alone."""
+    from kstatefun.state import snapshot as module
+
+    monkeypatch.setattr(module, "COMPACT_MIN_ROWS", 10)
+    path = tmp_path / "s.sqlite"
+    snap = LocalSnapshot(path)
+    store = StateStore(snap)
+    store.add_partition(0)
+    store.restored(0, 0)
+    store.add_partition(1)  # restoring: its rows are the restore's so far
+    snap.save({1: {b"r%d" % i: ONE for i in range(12)}}, {1: 12})
+    for at in range(1, 6):
+        for i in range(3):
+            store.put(0, b"k%d" % i, encode_changelog_value("io.statefun.types/int", b"%d" % at))
+        store.apply_overlay({0: at})
+        snap.flush(everything=True)
+    # 0: compacted at the fifth commit, its delta 12 rows over 3 keys; 1: not restored
+    assert _bases(path) == ["p0-g1.bin"] and _position(path, 0) == (5, 3)
+    assert _position(path, 1) == (12, 12)
+    rows, position = snap.load(0)
+    assert rows == dict(store.rows(0)) and position == 5
 
 
 # --- base images (LocalSnapshot.rebase) --------------------------------------------------------
