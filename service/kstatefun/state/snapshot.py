@@ -85,6 +85,7 @@ IDLE_FLUSH_SLICE_S = 0.05
 # rate"); as chunks, a fraction of a microsecond
 _SLICE_ROWS = 50_000
 _MIN_SLICE_ROWS = 1_000
+_ROW_S_GUESS = 1e-6  # before the first measurement: a busy loop's slices of 1,250 rows
 # A partition's delta is compacted into a new base image once it holds more rows than this
 # many times the partition's keys, and at least COMPACT_MIN_ROWS: loading reads at most about
 # (1 + COMPACT_FACTOR) rows per key, and the copy ``compact`` takes (about 40 ns a key, on the
@@ -534,10 +535,11 @@ class LocalSnapshot:
             self._row_s = row_s if not self._row_s else self._row_s + 0.3 * (row_s - self._row_s)
 
     def _slice_rows(self, slice_s: float) -> int:
-        """Rows per slice: what the last flushes wrote in ``slice_s`` (``_SLICE_ROWS``)."""
-        if not self._row_s:
-            return _SLICE_ROWS
-        return max(_MIN_SLICE_ROWS, min(_SLICE_ROWS, int(slice_s / self._row_s)))
+        """Rows per slice: a quarter of what the last flushes wrote in ``slice_s`` (before any
+        was measured, ``_ROW_S_GUESS`` a row), so that the slice begun just before the
+        deadline overshoots it by little."""
+        row_s = self._row_s or _ROW_S_GUESS
+        return min(_SLICE_ROWS, max(_MIN_SLICE_ROWS, int(slice_s / row_s / 4)))
 
     def _write(self, partition: int, writes: Mapping[bytes, bytes | None]) -> None:
         """One chunk of the partition's delta (in the open SQLite transaction)."""
