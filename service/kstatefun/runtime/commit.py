@@ -337,6 +337,18 @@ class Transaction:
         out[topic] = out.get(topic, 0) + 1
         if partition is None:
             partition = -1  # librdkafka's "unassigned": the producer's partitioner decides
+        self._produce_waiting(topic, value, key, partition, headers, on_delivery)
+
+    def _produce_waiting(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Any,
+    ) -> None:
+        """Produce, waiting for room in the producer's local queue while it is full."""
         while True:
             try:
                 self.producer.produce(
@@ -370,9 +382,8 @@ class Transaction:
                         on_delivery = delivered if i == last else None
                         try:
                             produce(topic, value, key, partition, on_delivery=on_delivery)
-                        except BufferError:  # the queue is full: self.produce waits for room
-                            self._out[topic] -= 1
-                            self.produce(topic, value, key, partition, None, on_delivery)
+                        except BufferError:  # the queue is full: wait for room
+                            self._produce_waiting(topic, value, key, partition, None, on_delivery)
             consumed = self._next or self.fence_offsets
             if consumed:
                 self._flush()
