@@ -295,6 +295,7 @@ class DirectPath:
         its ingress partitions ``ingress``, still paused, go direct at once when nothing was
         waiting in it at assignment, else once that is consumed (``check_drained``)."""
         self.router.owned.add(p)
+        self.local.restored(p)
         direct = []
         for tp in ingress:
             key = (tp.topic, tp.partition)

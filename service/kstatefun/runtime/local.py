@@ -20,11 +20,13 @@ too:
   batches by runtime/direct.py), every message into q takes the hop. A gained partition p
   floors every partition owned here, not only p: p's previous owner may have sent into any q,
   the ones this worker kept included (``assigned``);
-- the ones this worker routed itself meanwhile (``routed``): a target with one of those still
-  unconsumed (``blocked``) gets its next messages through the topic as well, until the
-  dispatcher has dispatched past it (``seen``). Where it sits is known after the commit
-  (``resolve``, with the partition's end then: the message is below the transaction's own
-  marker, which is below that end); until then the target waits in any case.
+- the ones this worker routed itself meanwhile (``routed``), also while q was assigned here
+  but still restoring (``restoring``: above the floor read at its assignment): a target with
+  one of those still unconsumed (``blocked``) gets its next messages through the topic as
+  well, until the dispatcher has dispatched past it (``seen``). Where it sits is known after
+  the commit (``resolve``, with the partition's end then: the message is below the
+  transaction's own marker, which is below that end); until then the target waits in any
+  case.
 
 An abort rewinds the consumer: the floors go back up to each partition's end and the blocked
 targets are forgotten (everything they waited for is below that end). A chain that would not
@@ -59,11 +61,13 @@ class _Pending:
 class LocalSends:
     """The bookkeeping of messages between functions of partitions owned here (module doc)."""
 
-    __slots__ = ("owned", "floors", "blocked", "seen", "queue")
+    __slots__ = ("owned", "restoring", "floors", "blocked", "seen", "queue")
 
     def __init__(self, owned: set[int]) -> None:
         # invocations partitions owned and restored (the router's set, kept by direct.py)
         self.owned = owned
+        # invocations partitions assigned here and not restored yet (``restored`` ends it)
+        self.restoring: set[int] = set()
         # q -> the end offset the consumer must pass first; None: to be read (after an abort)
         self.floors: dict[int, int | None] = {}
         # q -> (target type, target id) -> its routed messages that may wait in the topic
@@ -94,7 +98,7 @@ class LocalSends:
     def routed(self, q: int, target: Address) -> None:
         """A message to ``target`` in ``q`` from an embedded invocation takes the hop: later
         ones to the same target wait until it is dispatched."""
-        if q not in self.owned:
+        if q not in self.owned and q not in self.restoring:
             return
         blocked = self.blocked.get(q)
         if blocked is None:
@@ -129,6 +133,7 @@ class LocalSends:
         end they have when next checked (runtime/direct.py ``check_floors``), which is at
         least the one they have now."""
         for q, end in ends.items():
+            self.restoring.add(q)
             self.blocked.pop(q, None)
             self.seen.pop(q, None)
             if end > 0:
@@ -138,6 +143,10 @@ class LocalSends:
         if ends:
             for q in kept:
                 self.floors[q] = None
+
+    def restored(self, q: int) -> None:
+        """Gained partition ``q`` is restored (and in ``owned``)."""
+        self.restoring.discard(q)
 
     def passed(self, positions: dict[int, int]) -> list[int]:
         """The consumer's ``positions`` of partitions with a floor, between batches: drop the
@@ -153,8 +162,9 @@ class LocalSends:
 
     def aborted(self, owned: set[int]) -> None:
         """The open transaction aborted and the consumer rewound: every ``owned`` invocations
-        partition waits again until it is consumed to its present end."""
-        for q in owned:
+        partition waits again until it is consumed to its present end, and so does every
+        one still restoring (its routed messages are no longer ``blocked``)."""
+        for q in owned | self.restoring:
             self.floors[q] = None
         self.blocked.clear()
         self.seen.clear()
@@ -162,11 +172,13 @@ class LocalSends:
 
     def forget(self, partitions: set[int]) -> None:
         for q in partitions:
+            self.restoring.discard(q)
             self.floors.pop(q, None)
             self.blocked.pop(q, None)
             self.seen.pop(q, None)
 
     def lost(self) -> None:
+        self.restoring.clear()
         self.floors.clear()
         self.blocked.clear()
         self.seen.clear()

@@ -176,6 +176,34 @@ def test_a_target_with_a_routed_message_in_the_topic_gets_the_next_ones_after_it
     assert Q not in local.blocked
 
 
+def test_a_message_routed_while_its_partition_restores_here_blocks_the_next_ones():
+    """The worker keeps the sender's partition and gains the target's: a message sent while
+    the target's partition restores takes the hop and lands above the floor read at the
+    assignment; the next one to that target must wait for it (make chaos, seed 440034)."""
+    owned: set[int] = set()
+    local = LocalSends(owned)
+    target = Address("ns/b", "k")
+    local.assigned({Q: 4}, kept=[Q + 1])  # the sender's partition, kept
+    assert not local.takes(Q, target)  # restoring: the hop
+    local.routed(Q, target)
+    local.resolve(Q, 7)  # committed: at offset 5 or below, above the floor
+    owned.add(Q)
+    local.restored(Q)
+    assert local.passed({Q: 4}) == [Q]  # the floor is passed ...
+    assert not local.takes(Q, target)  # ... but the routed message is still in the topic
+    assert local.takes(Q, Address("ns/b", "other"))
+    local.dispatched(Q, 5)
+    assert local.takes(Q, target)
+
+
+def test_an_abort_makes_a_restoring_partition_wait_for_its_end_too():
+    local = LocalSends(set())
+    local.assigned({Q: 0})  # nothing in it at the assignment: no floor
+    local.routed(Q, Address("ns/b", "k"))
+    local.aborted(set())
+    assert local.floors == {Q: None} and not local.blocked
+
+
 def test_an_abort_makes_every_owned_partition_wait_for_its_end_again():
     d, local, txn, _ = make(chain([]))
     local.routed(Q, Address("ns/b", "k"))
