@@ -66,6 +66,7 @@ dev-kafka: venv
 # Bounded: ends by itself (well under 20 minutes with the default 10). CHAOS_SEED repeats a run.
 # CHAOS_BROKERS=3 runs a replicated 3-node cluster and adds broker, coordinator, controller and
 # rolling-restart faults. CHAOS_STATE_STORE=rocksdb runs the workers on the disk-backed store,
+# CHAOS_STATE_STORE=snapshot on the memory store with a local snapshot (a restart loads it),
 # and CHAOS_STANDBY_REPLICAS=1 with it gives every worker a copy of every other's partitions.
 CHAOS_MINUTES ?= 10
 CHAOS_SEED ?=

@@ -133,7 +133,9 @@ class ChaosConfig:
     drain_timeout_s: float = 240.0
     work_dir: Path | None = None
     keep: bool = False
-    state_store: str = "memory"  # the workers' state_store (rocksdb: a state_dir in work_dir)
+    # the workers' state_store, or "snapshot": memory with a state_dir in work_dir (its local
+    # snapshot; rocksdb: its database there)
+    state_store: str = "memory"
     standby_replicas: int = 0  # the workers' standby_replicas (needs rocksdb)
     rebalance_protocol: str | None = None  # the workers' rebalance_protocol (None: default)
     # finish a run that died in its fault phase: restart its kept cluster (work_dir) and new
@@ -450,7 +452,8 @@ class Workers:
         # dynamic membership and changelog restores these runs were designed around
         env.update(KSTATEFUN_STATIC_MEMBERSHIP="false", KSTATEFUN_STATE_DIR="none")
         if self.cfg.state_store != "memory":
-            env["KSTATEFUN_STATE_STORE"] = self.cfg.state_store
+            if self.cfg.state_store != "snapshot":  # else the memory store, with a snapshot
+                env["KSTATEFUN_STATE_STORE"] = self.cfg.state_store
             env["KSTATEFUN_STATE_DIR"] = str(self.logs.parent / "state")
         if self.cfg.standby_replicas:
             env["KSTATEFUN_STANDBY_REPLICAS"] = str(self.cfg.standby_replicas)
@@ -1065,9 +1068,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument(
         "--state-store",
-        choices=["memory", "rocksdb"],
+        choices=["memory", "snapshot", "rocksdb"],
         default="memory",
-        help="the workers' state_store (rocksdb: each keeps its database in the work directory)",
+        help="the workers' state_store (rocksdb: each keeps its database in the work directory; "
+        "snapshot: memory, with a local snapshot there, so a restarted worker loads it)",
     )
     parser.add_argument(
         "--standby-replicas",
