@@ -86,6 +86,9 @@ IDLE_FLUSH_SLICE_S = 0.05
 _SLICE_ROWS = 50_000
 _MIN_SLICE_ROWS = 1_000
 _ROW_S_GUESS = 1e-6  # before the first measurement: a busy loop's slices of 1,250 rows
+# A backlog above this many rows (a restore's, handed over) is written a slice per round of
+# the loop without waiting for FLUSH_S, and logged as ``local snapshot caught up`` when done
+BACKLOG_ROWS = 1_000
 # A partition's delta is compacted into a new base image once it holds more rows than this
 # many times the partition's keys, and at least COMPACT_MIN_ROWS: loading reads at most about
 # (1 + COMPACT_FACTOR) rows per key, and the copy ``compact`` takes (about 40 ns a key, on the
@@ -362,7 +365,7 @@ class LocalSnapshot:
         return {p for p, writer in self._writers.items() if writer.covers is None}
 
     def _note_backlog(self, rows: int) -> None:
-        if rows > _SLICE_ROWS:  # a restore's rows: written over many rounds, logged when done
+        if rows > BACKLOG_ROWS:  # a restore's rows: written over many rounds, logged when done
             rows_before, since = self._catching_up or (0, time.monotonic())
             self._catching_up = (rows_before + rows, since)
 
@@ -374,16 +377,16 @@ class LocalSnapshot:
         )
 
     def flush_if_due(self, idle: bool = False) -> bool:
-        """Write what was gathered once ``FLUSH_S`` has passed, or at once while more than a
-        slice or a base image waits: called by the worker's loop, so that a worker that fell
-        idle after its last commit still writes it, and a restore's rows go out a slice per
-        round (a longer one while the worker is ``idle``). True while more still waits (the
-        loop should come back at once)."""
+        """Write what was gathered once ``FLUSH_S`` has passed, or at once while more than
+        ``BACKLOG_ROWS`` or a base image waits: called by the worker's loop, so that a worker
+        that fell idle after its last commit still writes it, and a restore's rows go out a
+        slice per round (a longer one while the worker is ``idle``). True while more still
+        waits (the loop should come back at once)."""
         if not self._rows and not self._positions and not self._writers:
             return False
-        if time.monotonic() >= self._due or self._writers or self.backlog > _SLICE_ROWS:
+        if time.monotonic() >= self._due or self._writers or self.backlog > BACKLOG_ROWS:
             self.flush(slice_s=IDLE_FLUSH_SLICE_S if idle else FLUSH_SLICE_S)
-        return bool(self._writers) or (bool(self._rows) and self.backlog > _SLICE_ROWS)
+        return bool(self._writers) or (bool(self._rows) and self.backlog > BACKLOG_ROWS)
 
     def flush(self, everything: bool = False, slice_s: float | None = None) -> None:
         """Write base images in progress, then what ``save`` gathered, for at most

@@ -110,6 +110,7 @@ def test_a_big_save_is_written_a_slice_per_flush_and_its_position_last(tmp_path,
     from kstatefun.state import snapshot as module
 
     monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "BACKLOG_ROWS", 10)
     monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # one slice per flush
     path = tmp_path / "s.sqlite"
     snap = LocalSnapshot(path)
@@ -136,6 +137,7 @@ def test_an_idle_worker_writes_the_backlog_in_longer_slices(tmp_path, monkeypatc
     from kstatefun.state import snapshot as module
 
     monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "BACKLOG_ROWS", 10)
     monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)  # busy: one slice per flush
     monkeypatch.setattr(module, "IDLE_FLUSH_SLICE_S", 60.0)  # idle: all of it here
     path = tmp_path / "s.sqlite"
@@ -175,6 +177,7 @@ def test_the_catch_up_line_counts_every_restore_it_waited_for(tmp_path, monkeypa
     from kstatefun.state import snapshot as module
 
     monkeypatch.setattr(module, "_SLICE_ROWS", 10)
+    monkeypatch.setattr(module, "BACKLOG_ROWS", 10)
     monkeypatch.setattr(module, "FLUSH_SLICE_S", 0.0)
     snap = LocalSnapshot(tmp_path / "s.sqlite")
     snap.save({0: {b"a%d" % i: b"1" for i in range(15)}}, {0: 15}, adopt=True)
@@ -185,6 +188,24 @@ def test_the_catch_up_line_counts_every_restore_it_waited_for(tmp_path, monkeypa
             snap.flush()
     assert [r.getMessage().split(" seconds")[0] for r in caplog.records] == [
         "local snapshot caught up rows=35"
+    ]
+
+
+def test_a_restores_backlog_is_written_without_waiting_and_logged(tmp_path, caplog):
+    """A backlog above BACKLOG_ROWS (a restore's rows, handed over) goes out a slice per round
+    at once, not FLUSH_S later, however many rows a slice holds, and its end is logged."""
+    from kstatefun.state import snapshot as module
+
+    snap = LocalSnapshot(tmp_path / "s.sqlite")
+    rows = 5 * module.BACKLOG_ROWS
+    assert rows < module._SLICE_ROWS  # one slice: the backlog is not measured in slices
+    snap.save({0: {b"k%d" % i: b"1" for i in range(rows)}}, {0: rows}, adopt=True)
+    with caplog.at_level("INFO", logger=module.__name__):
+        while snap.flush_if_due(idle=True):
+            pass
+    assert snap.backlog == 0 and _position(tmp_path / "s.sqlite", 0) == (rows, rows)
+    assert [r.getMessage().split(" seconds")[0] for r in caplog.records] == [
+        f"local snapshot caught up rows={rows}"
     ]
 
 
