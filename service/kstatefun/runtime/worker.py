@@ -393,6 +393,8 @@ class Worker:
         )
         if s.static_membership:  # KIP-345: a restarted worker rejoins without a rebalance
             consumer_config["group.instance.id"] = self._instance
+        # the group's description and the brokers' logs name the worker (unless set otherwise)
+        consumer_config.setdefault("client.id", self._instance)
         # the same config each time: a consumer the group refused is replaced (_join_again)
         self._new_consumer = partial(Consumer, consumer_config)
         self.consumer = self._new_consumer()
