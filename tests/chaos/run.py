@@ -817,6 +817,7 @@ class Run:
         started = time.monotonic()
         deadline = started + self.cfg.drain_timeout_s
         last_say = started
+        said = -1  # the count at the last report: the group is described when it stands still
         try:
             while seen < expected and time.monotonic() < deadline:
                 self.workers.check(self.say)
@@ -824,11 +825,38 @@ class Run:
                 if time.monotonic() - last_say > 15:
                     last_say = time.monotonic()
                     self.say(f"draining: {seen}/{expected} egress records")
+                    if seen == said:
+                        self.describe_group()
+                    said = seen
         finally:
             consumer.close()
         self.report.drain_s = time.monotonic() - started
         self.say(f"drained {seen}/{expected} egress records in {self.report.drain_s:.1f} s")
         return seen >= expected
+
+    def describe_group(self) -> None:
+        """The workers' group as its coordinator sees it: each member's partitions, now and
+        the target (KIP-848), for an output that stopped coming (a partition nobody holds)."""
+        try:
+            future = self.admin.describe_consumer_groups([APP_ID], request_timeout=10)[APP_ID]
+            group = future.result(15)
+        except Exception as e:  # noqa: BLE001 - a diagnostic: say why there is none
+            self.say(f"  group {APP_ID}: not described ({e})")
+            return
+
+        def parts(assignment) -> str:  # type: ignore[no-untyped-def]
+            by_topic: dict[str, list[int]] = {}
+            for tp in assignment.topic_partitions if assignment else []:
+                by_topic.setdefault(tp.topic.removeprefix(f"{APP_ID}-"), []).append(tp.partition)
+            return " ".join(f"{t}{sorted(ps)}" for t, ps in sorted(by_topic.items())) or "-"
+
+        coordinator = group.coordinator.id if group.coordinator else "?"
+        self.say(f"  group {APP_ID}: {group.state}, coordinator node {coordinator}")
+        for m in group.members:
+            self.say(
+                f"    {m.client_id} {m.member_id}: has {parts(m.assignment)}"
+                f" target {parts(m.target_assignment)}"
+            )
 
     def run(self) -> ChaosReport:
         cfg = self.cfg
