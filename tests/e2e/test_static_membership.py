@@ -210,6 +210,8 @@ def test_group_remove_hands_a_killed_named_workers_partitions_over_at_once(app):
     invocations = f"{app.app_id}-invocations"
     by_instance = {m["instance_id"]: m["partitions"].get(invocations) for m in listed["members"]}
     assert set(by_instance) == {"w1", "w2"}, listed
+    clients = {m["instance_id"]: m["client_id"] for m in listed["members"]}
+    assert clients == {w: f"{app.app_id}-{w}" for w in ("w1", "w2")}, listed  # worker.py
     assert set(by_instance["w2"]) == owned_partitions(app.log("w2")), listed
 
     removed = run_cli(app.bootstrap, app.app_id, "group", "remove", "--instance-id", "w2")

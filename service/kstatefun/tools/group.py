@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         parents=[common_arguments()],
         help="list the group's members and their partitions",
         description="List the members of the application's consumer group: instance id "
-        "(static members), member id, client host and assigned partitions per topic.",
+        "(static members), member id, client id (a worker's is <app-id>-<instance-id>), "
+        "client host and assigned partitions per topic.",
     )
     p.set_defaults(handler=run_members)
     p = commands.add_parser(
@@ -82,6 +83,7 @@ def run_members(args: argparse.Namespace) -> int:
             {
                 "instance_id": _instance(app, m.group_instance_id),
                 "member_id": m.member_id,
+                "client_id": m.client_id,
                 "host": m.host,
                 "partitions": {t: sorted(ps) for t, ps in sorted(partitions.items())},
             }
@@ -94,13 +96,14 @@ def run_members(args: argparse.Namespace) -> int:
         [
             m["instance_id"] or "(dynamic)",
             m["member_id"],
+            m["client_id"],
             m["host"],
             "; ".join(f"{t} {ps}" for t, ps in m["partitions"].items()) or "-",
         ]
         for m in members
     ]
     if rows:
-        print(table(["instance id", "member id", "host", "partitions"], rows))
+        print(table(["instance id", "member id", "client id", "host", "partitions"], rows))
     return 0
 
 
