@@ -15,13 +15,14 @@ the egress still names the counter's id). ``$TEST_SINK_SLEEP_MS`` makes a sink i
 that long: every one, or with ``$TEST_SLOW_SINK_FROM=<name>`` those of messages a worker with
 ``$TEST_WORKER=<name>`` sent. ``$TEST_GROUP_CONSUMER_PROPERTIES`` (a JSON object) adds librdkafka
 properties to the worker's group consumer only (not its restore, standby or end-offsets ones).
-``$TEST_READ_PAUSE_MARKER``: once that file exists, the worker's group consumer pauses for
-``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that returns a record, and deletes the
-file: a main thread that stalls between the two calls of a read (runtime/worker.py
-``_read``), as on a loaded machine. ``<that file>.read`` then says which record the read held
-and whether the read's next call revoked its partition ("<topic> <partition> <offset> 0|1");
-the next send_offsets_to_transaction takes ``$TEST_SLOW_OFFSETS_S`` (1.8) longer, as with a
-coordinator that moves.
+``$TEST_WITHHOLD`` keeps one partition from the worker's rebalance callbacks
+(``_withhold_one_partition``). ``$TEST_READ_PAUSE_MARKER``: once that file exists, the
+worker's group consumer pauses for ``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that
+returns a record, and deletes the file: a main thread that stalls between the two calls of a
+read (runtime/worker.py ``_read``), as on a loaded machine. ``<that file>.read`` then says
+which record the read held and whether the read's next call revoked its partition ("<topic>
+<partition> <offset> 0|1"); the next send_offsets_to_transaction takes
+``$TEST_SLOW_OFFSETS_S`` (1.8) longer, as with a coordinator that moves.
 """
 
 import os
@@ -191,5 +192,37 @@ def _group_consumer_properties() -> None:
     worker.Consumer = GroupConsumer
 
 
+def _withhold_one_partition() -> None:
+    """``$TEST_WITHHOLD=<topic>:<partition>``: the worker's rebalance callbacks never see that
+    partition (librdkafka's assign callback as if it had missed it): the group's coordinator
+    counts it as this worker's, and its consumer never takes it."""
+    spec = os.environ.get("TEST_WITHHOLD")
+    if not spec:
+        return
+    topic, partition = spec.rsplit(":", 1)
+    withheld = (topic, int(partition))
+
+    from kstatefun.runtime import worker
+
+    def without(callback):
+        def call(consumer, partitions):
+            kept = [tp for tp in partitions if (tp.topic, tp.partition) != withheld]
+            return callback(consumer, kept)
+
+        return call
+
+    class WithholdingConsumer(worker.Consumer):
+        def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
+            return super().subscribe(
+                topics,
+                on_assign=without(on_assign),
+                on_revoke=without(on_revoke),
+                on_lost=without(on_lost),
+            )
+
+    worker.Consumer = WithholdingConsumer
+
+
 _pause_reads_when_asked()
 _group_consumer_properties()
+_withhold_one_partition()

@@ -148,3 +148,79 @@ class Rejoin:
                 break
             self._sleep(min(0.1, left))
         return True
+
+
+# A worker asks its group's coordinator this often which partitions it has assigned it, and
+# stops when the coordinator has assigned it a partition its consumer has not taken for
+# assignment_audit_s (60 s): a handover takes well under a second, and a partition still held
+# by another member (a killed one, until its session ends) is in this member's target
+# assignment, not in its assignment
+AUDIT_S = 15.0
+
+
+class AssignmentAudit:
+    """Whether the group's coordinator and this worker's consumer agree on its partitions
+    (KIP-848: the coordinator assigns and tells the member in its heartbeat responses; the
+    client applies that through the rebalance callbacks). A partition the coordinator counts as
+    this member's that its consumer never took is consumed by nobody: the group waits for the
+    member, and the member does not know. Seen once in a chaos run (a partition held by no live
+    worker for minutes after coordinator failovers and a kill -9, session 25), cause not found.
+
+    :meth:`check`, called from the worker's loop, sends a DescribeConsumerGroups request every
+    ``every_s`` without waiting for it and compares the answer with ``consumer.assignment()``;
+    it returns the partitions that stayed untaken for ``grace_s`` (the worker then stops, so
+    that its restart joins again; docs/operations.md "Exit codes")."""
+
+    def __init__(
+        self,
+        admin: Any,
+        group: str,
+        every_s: float = AUDIT_S,
+        grace_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admin = admin
+        self._group = group
+        self._every_s = every_s
+        self.grace_s = grace_s
+        self._clock = clock
+        self._due = clock() + every_s
+        self._asked: Any = None  # the future of the request in flight
+        self._asked_for: str | None = None  # the member id it asks about
+        self._untaken: dict[tuple[str, int], float] = {}  # partition -> first seen untaken
+
+    def check(self, consumer: Any) -> list[tuple[str, int]]:
+        """The partitions the coordinator has assigned ``consumer`` and it has not taken for
+        ``grace_s`` or longer, sorted; empty when they agree or nothing is known yet."""
+        now = self._clock()
+        if self._asked is None:
+            if now >= self._due:
+                self._asked_for = consumer.memberid()
+                if not self._asked_for:  # not in the group yet
+                    self._due = now + self._every_s
+                    return []
+                self._asked = self._admin.describe_consumer_groups(
+                    [self._group], request_timeout=self._every_s
+                )[self._group]
+            return []
+        if not self._asked.done():
+            return []
+        asked, self._asked = self._asked, None
+        self._due = now + self._every_s
+        try:
+            group = asked.result()
+        except Exception as e:  # noqa: BLE001 - a coordinator moving: ask again next time
+            log.debug("describing the group for its assignment audit failed: %s", e)
+            return []
+        member = consumer.memberid()
+        mine = next((m for m in group.members if m.member_id == member), None)
+        if mine is None or member != self._asked_for:  # joining, or joined again since
+            self._untaken.clear()
+            return []
+        assigned = {
+            (tp.topic, tp.partition)
+            for tp in (mine.assignment.topic_partitions if mine.assignment else [])
+        }
+        held = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        self._untaken = {key: self._untaken.get(key, now) for key in assigned - held}
+        return sorted(k for k, since in self._untaken.items() if now - since >= self.grace_s)

@@ -77,3 +77,140 @@ def test_member_epoch_reads_librdkafkas_serialized_group_metadata():
     assert member_epoch(b"CGMDv2:\x00\x00\x00\x07g\x00m\x00\x00") == 7
     assert member_epoch(b"something else") is None
     assert member_epoch(b"CGMDv2:\x00") is None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Future:
+    def __init__(self, value=None, error=None) -> None:
+        self.value, self.error, self.is_done = value, error, False
+
+    def done(self) -> bool:
+        return self.is_done
+
+    def result(self, timeout=None):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Admin:
+    """describe_consumer_groups: the group's members as ``members`` says (member id ->
+    partitions of topic "inv"), answered once ``answer()`` is called."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, list[int]] = {}
+        self.asked: list[_Future] = []
+        self.fail = False
+
+    def describe_consumer_groups(self, groups, request_timeout):
+        members = [
+            SimpleNamespace(
+                member_id=m,
+                assignment=SimpleNamespace(topic_partitions=[TopicPartition("inv", p) for p in ps]),
+            )
+            for m, ps in self.members.items()
+        ]
+        error = KafkaException(KafkaError(KafkaError._TIMED_OUT)) if self.fail else None
+        future = _Future(SimpleNamespace(members=members), error)
+        self.asked.append(future)
+        return {groups[0]: future}
+
+    def answer(self) -> None:
+        for f in self.asked:
+            f.is_done = True
+
+
+class _Consumer:
+    def __init__(self, member: str, held: list[int]) -> None:
+        self.member, self.held = member, held
+
+    def memberid(self) -> str:
+        return self.member
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("inv", p) for p in self.held]
+
+
+def _audit_round(audit, admin, clock, consumer, advance=15.0):
+    """One audit: the request sent when due, answered, and the answer read."""
+    clock.now += advance
+    assert audit.check(consumer) == []  # sends the request, never waits for it
+    admin.answer()
+    return audit.check(consumer)
+
+
+def test_the_audit_stops_a_member_that_never_took_what_the_coordinator_assigned_it():
+    from kstatefun.kafka.groups import AssignmentAudit
+
+    admin, clock = _Admin(), _Clock()
+    audit = AssignmentAudit(admin, "app", every_s=15.0, grace_s=60.0, clock=clock)
+    consumer = _Consumer("m1", held=[4])
+    admin.members = {"m1": [4, 5], "m2": [0, 1, 2, 3]}
+    found = [_audit_round(audit, admin, clock, consumer) for _ in range(5)]
+    # first seen untaken at 15 s: reported once 60 s have passed since, not before
+    assert found == [[], [], [], [], [("inv", 5)]]
+
+
+def test_the_audit_forgets_a_partition_once_taken_or_no_longer_assigned():
+    from kstatefun.kafka.groups import AssignmentAudit
+
+    admin, clock = _Admin(), _Clock()
+    audit = AssignmentAudit(admin, "app", every_s=15.0, grace_s=60.0, clock=clock)
+    consumer = _Consumer("m1", held=[4])
+    admin.members = {"m1": [4, 5]}
+    assert [_audit_round(audit, admin, clock, consumer) for _ in range(4)] == [[]] * 4
+    consumer.held = [4, 5]  # taken: the clock starts over if it is assigned and untaken again
+    assert _audit_round(audit, admin, clock, consumer) == []
+    consumer.held = [4]
+    assert [_audit_round(audit, admin, clock, consumer) for _ in range(4)] == [[]] * 4
+    admin.members = {"m1": [4]}  # the coordinator took it back: agreed again
+    assert [_audit_round(audit, admin, clock, consumer) for _ in range(6)] == [[]] * 6
+
+
+def test_the_audit_waits_for_a_member_id_and_starts_over_after_a_new_one():
+    from kstatefun.kafka.groups import AssignmentAudit
+
+    admin, clock = _Admin(), _Clock()
+    audit = AssignmentAudit(admin, "app", every_s=15.0, grace_s=60.0, clock=clock)
+    consumer = _Consumer("", held=[])
+    clock.now = 15.0
+    assert audit.check(consumer) == [] and admin.asked == []  # not in the group yet
+    consumer.member = "m1"
+    admin.members = {"m1": [5]}
+    assert [_audit_round(audit, admin, clock, consumer) for _ in range(4)] == [[]] * 4
+    # joined again as another member (a replaced consumer) while a request was in flight
+    clock.now += 15.0
+    audit.check(consumer)
+    consumer.member = "m2"
+    admin.answer()
+    assert audit.check(consumer) == []
+    admin.members = {"m2": [5]}
+    found = [_audit_round(audit, admin, clock, consumer) for _ in range(5)]
+    assert found == [[], [], [], [], [("inv", 5)]]  # counted from m2's first audit
+
+
+def test_a_failed_describe_is_asked_again_and_a_member_not_listed_is_joining():
+    from kstatefun.kafka.groups import AssignmentAudit
+
+    admin, clock = _Admin(), _Clock()
+    audit = AssignmentAudit(admin, "app", every_s=15.0, grace_s=60.0, clock=clock)
+    consumer = _Consumer("m1", held=[])
+    admin.members = {"m1": [5]}
+    assert [_audit_round(audit, admin, clock, consumer) for _ in range(3)] == [[]] * 3
+    admin.fail = True  # a coordinator moving: no answer, nothing concluded
+    assert _audit_round(audit, admin, clock, consumer) == []
+    admin.fail = False
+    admin.members = {"m2": [5]}  # m1 not listed (fenced, joining again): start over
+    assert _audit_round(audit, admin, clock, consumer) == []
+    admin.members = {"m1": [5]}
+    found = [_audit_round(audit, admin, clock, consumer) for _ in range(5)]
+    assert found == [[], [], [], [], [("inv", 5)]]
+    assert audit.check(consumer) == []  # not due: no request
+    assert len(admin.asked) == 10
