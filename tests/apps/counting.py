@@ -16,7 +16,10 @@ that long: every one, or with ``$TEST_SLOW_SINK_FROM=<name>`` those of messages 
 ``$TEST_WORKER=<name>`` sent. ``$TEST_GROUP_CONSUMER_PROPERTIES`` (a JSON object) adds librdkafka
 properties to the worker's group consumer only (not its restore, standby or end-offsets ones).
 ``$TEST_WITHHOLD`` keeps one partition from the worker's rebalance callbacks
-(``_withhold_one_partition``). ``$TEST_READ_PAUSE_MARKER``: once that file exists, the
+(``_withhold_one_partition``). ``$TEST_HOLD_INVOCATIONS_S`` holds back an invocations
+partition gained after its first record produced since (``_hold_invocations_gained``);
+``$TEST_SLOW_RESTORE`` slows the worker's restores (``_slow_restores``).
+``$TEST_READ_PAUSE_MARKER``: once that file exists, the
 worker's group consumer pauses for ``$TEST_READ_PAUSE_S`` seconds (8) after the next poll that
 returns a record, and deletes the file: a main thread that stalls between the two calls of a
 read (runtime/worker.py ``_read``), as on a loaded machine. ``<that file>.read`` then says
@@ -192,6 +195,100 @@ def _group_consumer_properties() -> None:
     worker.Consumer = GroupConsumer
 
 
+def _hold_invocations_gained() -> None:
+    """``$TEST_HOLD_INVOCATIONS_S``: once the worker's group consumer has returned the first
+    record of an invocations partition that was produced after the partition was assigned to
+    this worker, that partition is paused for that many seconds (once per assignment; resumes
+    the worker asks for meanwhile wait too): the rest of what was produced into it since comes
+    seconds after that first record, while the other partitions go on."""
+    hold = float(os.environ.get("TEST_HOLD_INVOCATIONS_S", "0"))
+    if not hold:
+        return
+    from confluent_kafka import TopicPartition
+
+    from kstatefun.runtime import worker
+
+    class HoldingConsumer(worker.Consumer):
+        def __init__(self, config, *args, **kwargs):
+            super().__init__(config, *args, **kwargs)
+            self.in_group = _in_app_group(config)
+            self.assigned_at: dict[tuple[str, int], int] = {}  # -> ms, until held once
+            self.held: dict[tuple[str, int], float] = {}  # -> when the hold ends
+
+        def subscribe(self, topics, on_assign=None, **kwargs):
+            def noting(consumer, partitions):
+                now_ms = int(time.time() * 1000)
+                for tp in partitions:
+                    if tp.topic.endswith("-invocations"):
+                        self.assigned_at[(tp.topic, tp.partition)] = now_ms
+                return on_assign(consumer, partitions)
+
+            return super().subscribe(topics, on_assign=noting, **kwargs)
+
+        def resume(self, partitions):
+            rest = [tp for tp in partitions if (tp.topic, tp.partition) not in self.held]
+            if rest:
+                super().resume(rest)
+
+        def _after(self, msgs):
+            now = time.monotonic()
+            due = [key for key, until in self.held.items() if until <= now]
+            for key in due:
+                del self.held[key]
+            if due:
+                super().resume([TopicPartition(*key) for key in due])
+            new = set()
+            for m in msgs:
+                key = (m.topic(), m.partition())
+                since = self.assigned_at.get(key)
+                if m.error() is None and since is not None and m.timestamp()[1] > since:
+                    new.add(key)
+                    del self.assigned_at[key]
+            if new:
+                self.held.update(dict.fromkeys(new, now + hold))
+                self.pause([TopicPartition(*key) for key in new])
+            return msgs
+
+        def poll(self, *args, **kwargs):
+            msg = super().poll(*args, **kwargs)
+            if self.in_group:
+                self._after([] if msg is None else [msg])
+            return msg
+
+        def consume(self, *args, **kwargs):
+            batch = super().consume(*args, **kwargs)
+            return self._after(batch) if self.in_group else batch
+
+    worker.Consumer = HoldingConsumer
+
+
+def _slow_restores() -> None:
+    """``$TEST_SLOW_RESTORE=<records>:<ms>``: each read of the worker's restore consumers
+    (changelog and timers) returns at most that many records and then sleeps that long, so
+    that a partition this worker gains stays restoring for seconds while its loop goes on."""
+    spec = os.environ.get("TEST_SLOW_RESTORE")
+    if not spec:
+        return
+    most, ms = (int(v) for v in spec.split(":"))
+
+    from kstatefun.runtime import worker
+
+    class SlowRestoreConsumer(worker.Consumer):
+        def __init__(self, config, *args, **kwargs):
+            super().__init__(config, *args, **kwargs)
+            self.restoring = config.get("group.id") == "kstatefun-restore"
+
+        def consume(self, num_messages=1, *args, **kwargs):
+            if not self.restoring:
+                return super().consume(num_messages, *args, **kwargs)
+            batch = super().consume(min(num_messages, most), *args, **kwargs)
+            if batch:
+                time.sleep(ms / 1000)
+            return batch
+
+    worker.Consumer = SlowRestoreConsumer
+
+
 def _withhold_one_partition() -> None:
     """``$TEST_WITHHOLD=<topic>:<partition>``: the worker's rebalance callbacks never see that
     partition (librdkafka's assign callback as if it had missed it): the group's coordinator
@@ -226,3 +323,5 @@ def _withhold_one_partition() -> None:
 _pause_reads_when_asked()
 _group_consumer_properties()
 _withhold_one_partition()
+_hold_invocations_gained()
+_slow_restores()
