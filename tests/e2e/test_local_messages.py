@@ -13,7 +13,8 @@ floor), and only later messages run at once. Were they run at once earlier, a si
 write a count before the smaller counts still waiting: the egress check below (counts 1, 2,
 3... in produced order per key) fails; it did with the floors left out. The second test
 covers the targets blocked behind a message this worker routed itself; the third, a worker
-that gains partitions while messages their previous owner sent wait in the ones it kept.
+that gains partitions while messages their previous owner sent wait in the ones it kept; the
+fourth, messages a worker routed into partitions it was still restoring.
 """
 
 import itertools
