@@ -104,9 +104,7 @@ exit codes:
      three session timeouts
   4  the watchdog ended a worker that made no progress (watchdog_timeout_s)
   5  the local state store failed (state_store rocksdb: full disk, I/O error)
-  1  a Kafka error the worker cannot go on after (one 'stopping: ...' line), for example
-     partitions the group assigned it that its consumer never took (assignment_audit_s);
-     any other error, with a traceback"""
+  1  any other error, with a traceback"""
 
 DEV_KAFKA_DESCRIPTION = f"""\
 Run a local single-node Kafka {KAFKA_VERSION} broker (KRaft mode) in the foreground, for

@@ -41,10 +41,5 @@ class KafkaUnavailableError(KStatefunError):
     """A Kafka call kept failing with retriable errors past its deadline (kafka/errors.py)."""
 
 
-class GroupStallError(KStatefunError):
-    """The group's coordinator assigned this worker partitions its consumer never took
-    (kafka/groups.py ``AssignmentAudit``); the worker must stop so that a restart joins again."""
-
-
 class DevKafkaError(KStatefunError):
     """The local development broker could not be set up or started."""

@@ -15,8 +15,7 @@ the egress still names the counter's id). ``$TEST_SINK_SLEEP_MS`` makes a sink i
 that long: every one, or with ``$TEST_SLOW_SINK_FROM=<name>`` those of messages a worker with
 ``$TEST_WORKER=<name>`` sent. ``$TEST_GROUP_CONSUMER_PROPERTIES`` (a JSON object) adds librdkafka
 properties to the worker's group consumer only (not its restore, standby or end-offsets ones).
-``$TEST_WITHHOLD`` keeps one partition from the worker's rebalance callbacks
-(``_withhold_one_partition``). ``$TEST_HOLD_INVOCATIONS_S`` holds back an invocations
+``$TEST_HOLD_INVOCATIONS_S`` holds back an invocations
 partition gained after its first record produced since (``_hold_invocations_gained``);
 ``$TEST_SLOW_RESTORE`` slows the worker's restores (``_slow_restores``).
 ``$TEST_READ_PAUSE_MARKER``: once that file exists, the
@@ -289,39 +288,7 @@ def _slow_restores() -> None:
     worker.Consumer = SlowRestoreConsumer
 
 
-def _withhold_one_partition() -> None:
-    """``$TEST_WITHHOLD=<topic>:<partition>``: the worker's rebalance callbacks never see that
-    partition (librdkafka's assign callback as if it had missed it): the group's coordinator
-    counts it as this worker's, and its consumer never takes it."""
-    spec = os.environ.get("TEST_WITHHOLD")
-    if not spec:
-        return
-    topic, partition = spec.rsplit(":", 1)
-    withheld = (topic, int(partition))
-
-    from kstatefun.runtime import worker
-
-    def without(callback):
-        def call(consumer, partitions):
-            kept = [tp for tp in partitions if (tp.topic, tp.partition) != withheld]
-            return callback(consumer, kept)
-
-        return call
-
-    class WithholdingConsumer(worker.Consumer):
-        def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
-            return super().subscribe(
-                topics,
-                on_assign=without(on_assign),
-                on_revoke=without(on_revoke),
-                on_lost=without(on_lost),
-            )
-
-    worker.Consumer = WithholdingConsumer
-
-
 _pause_reads_when_asked()
 _group_consumer_properties()
-_withhold_one_partition()
 _hold_invocations_gained()
 _slow_restores()

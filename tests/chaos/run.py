@@ -1013,7 +1013,6 @@ EXIT_CAUSES = (
     ("watchdog", "watchdog: the worker loop made no progress"),
     ("config", "kstatefun: error:"),
     ("store", "writing the local state store"),
-    ("untaken-assignment", "assigned this worker partitions its consumer has not taken"),
     ("fatal-kafka", "stopping: "),
     ("traceback", "Traceback"),
 )

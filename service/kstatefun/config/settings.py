@@ -206,9 +206,6 @@ class Settings(BaseSettings):
     # None: 60 s, or twice the loop's longest bounded wait if longer (Worker._make_watchdog)
     watchdog_timeout_s: int | None = Field(None, ge=0)
     kafka_retry_timeout_s: int = Field(120, ge=1)
-    # rebalance_protocol consumer: stop when the group's coordinator has counted partitions as
-    # this worker's that its consumer has not taken for this long (kafka/groups.py); 0: never
-    assignment_audit_s: int = Field(60, ge=0)
     # None: the cluster's defaults (default.replication.factor, min.insync.replicas)
     replication_factor: int | None = Field(None, ge=1)
     min_insync_replicas: int | None = Field(None, ge=1)

@@ -37,13 +37,7 @@ from prometheus_client import CollectorRegistry
 from kstatefun import buildinfo
 from kstatefun.config.module import KafkaIngress, ModuleSpec, check_module, serves
 from kstatefun.config.settings import Settings
-from kstatefun.errors import (
-    ConfigError,
-    FencedError,
-    GroupStallError,
-    KafkaUnavailableError,
-    StateStoreError,
-)
+from kstatefun.errors import ConfigError, FencedError, KafkaUnavailableError, StateStoreError
 from kstatefun.kafka import clients
 from kstatefun.kafka import errors as retry_policy
 from kstatefun.kafka.errors import (
@@ -55,9 +49,7 @@ from kstatefun.kafka.errors import (
 )
 from kstatefun.kafka.fetchers import wake_fetchers
 from kstatefun.kafka.groups import (
-    AUDIT_S,
     DEFAULT_SESSION_TIMEOUT_S,
-    AssignmentAudit,
     Rejoin,
     coordinator_answers,
     group_session_timeout_s,
@@ -406,17 +398,6 @@ class Worker:
         # the same config each time: a consumer the group refused is replaced (_join_again)
         self._new_consumer = partial(Consumer, consumer_config)
         self.consumer = self._new_consumer()
-        # KIP-848: the coordinator's view of this member's partitions against the consumer's
-        self._audit = (
-            AssignmentAudit(
-                self._admin,
-                s.app_id,
-                every_s=min(AUDIT_S, max(1.0, s.assignment_audit_s / 4)),
-                grace_s=s.assignment_audit_s,
-            )
-            if s.rebalance_protocol == "consumer" and s.assignment_audit_s
-            else None
-        )
         # kstatefun_consumer_lag, sampled by the loop (_sample_lag) only when it is exported
         self._lag_due = 0.0 if s.metrics_port else float("inf")
         self._lag_start: dict[tuple[str, int], int] = {}  # committed offsets (_sample_lag)
@@ -665,7 +646,7 @@ class Worker:
         except FencedError as e:
             log.error("%s", e)
             return 3
-        except (KafkaException, KafkaUnavailableError, GroupStallError) as e:
+        except (KafkaException, KafkaUnavailableError) as e:
             log.error("stopping: %s", kafka_error(e) or e)
             return 1
         except StateStoreError as e:
@@ -676,23 +657,6 @@ class Worker:
             # consumed but not processed: only a clean stop may commit it.
             self._shutdown(commit=clean)
         return 0
-
-    def _audit_assignment(self, audit: AssignmentAudit) -> None:
-        """Stop when the coordinator has long counted partitions as this member's that its
-        consumer never took (kafka/groups.py ``AssignmentAudit``): nobody consumes them."""
-        untaken = audit.check(self.consumer)
-        if untaken:
-            raise GroupStallError(
-                "the group's coordinator has assigned this worker partitions its consumer has "
-                f"not taken for {audit.grace_s:.0f} s or more ("
-                + ", ".join(f"{t}[{p}]" for t, p in untaken)
-                + f"; it holds {self._held_partitions()}): nobody consumes them while this "
-                "worker runs, so it stops, and its restart joins the group again"
-            )
-
-    def _held_partitions(self) -> str:
-        held = sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
-        return ", ".join(f"{t}[{p}]" for t, p in held) or "none"
 
     def _step(self) -> None:
         """One round of the loop: the work beside the records, then one batch of records."""
@@ -722,8 +686,6 @@ class Worker:
         round ends there)."""
         if time.monotonic() >= self._lag_due:
             self._sample_lag()
-        if self._audit is not None:
-            self._audit_assignment(self._audit)
         assignment = self.assignment
         records_flow = time.monotonic() - self._consumed_at <= IDLE_S
         if assignment.restoring:

@@ -22,14 +22,6 @@ from tests.chaos.stalls import longest_gap, readable_commits, readable_times
             "retriable",
         ),
         (["ERROR stopping: KafkaError{code=_FATAL}"], 1, "fatal-kafka"),
-        (
-            [
-                "ERROR stopping: the group's coordinator has assigned this worker partitions its "
-                "consumer has not taken for 60 s or more (in[1]; it holds in[0]): ..."
-            ],
-            1,
-            "untaken-assignment",
-        ),
         (["ERROR this worker's transactional id was fenced: it was taken over"], 3, "fenced"),
         (["ERROR watchdog: the worker loop made no progress for 60 s"], 4, "watchdog"),
         (["Traceback (most recent call last):", '  File "x.py"', "ValueError: x"], 1, "traceback"),
