@@ -145,6 +145,16 @@ def _produce_paced(bootstrap, topic, events, per_second, stop):
     assert producer.flush(60) == 0
 
 
+def _settled_split(app) -> tuple[set[int], set[int]]:
+    """The invocations partitions of w1 and w2 once each holds two and w2 has restored its."""
+    deadline = time.monotonic() + 60
+    while len(_held(app.log("w2"))) != 2 or len(_held(app.log("w1"))) != 2:
+        assert time.monotonic() < deadline, app.all_logs()
+        time.sleep(0.1)
+    app.wait_for_log("w2", "restored invocations partitions=")
+    return _held(app.log("w1")), _held(app.log("w2"))
+
+
 def _held(log: str) -> set[int]:
     """The invocations partitions a worker's log says it holds now."""
     held: set[int] = set()
@@ -194,12 +204,7 @@ def test_a_worker_that_gains_partitions_lets_their_previous_owners_messages_go_f
             ),
         )
         app.start_worker("w2")
-        deadline = time.monotonic() + 60
-        while len(_held(app.log("w2"))) != 2 or len(_held(app.log("w1"))) != 2:
-            assert time.monotonic() < deadline, app.all_logs()
-            time.sleep(0.1)
-        app.wait_for_log("w2", "restored invocations partitions=")
-        w1, w2 = _held(app.log("w1")), _held(app.log("w2"))
+        w1, w2 = _settled_split(app)
         keys = [
             k
             for k in (f"k{n}" for n in range(2_000))
@@ -278,12 +283,7 @@ def test_messages_into_a_partition_still_restoring_here_keep_their_order(
         for name in w1_only:
             del app.env[name]
         app.start_worker("w2")
-        deadline = time.monotonic() + 60
-        while len(_held(app.log("w2"))) != 2 or len(_held(app.log("w1"))) != 2:
-            assert time.monotonic() < deadline, app.all_logs()
-            time.sleep(0.1)
-        app.wait_for_log("w2", "restored invocations partitions=")
-        w1, w2 = _held(app.log("w1")), _held(app.log("w2"))
+        w1, w2 = _settled_split(app)
         names = [f"k{n}" for n in range(4_000)]
         keys = [k for k in names if partition_of(k) in w1 and partition_of(k[::-1]) in w2][:20]
         # fillers: counters in w2's partitions whose sinks are too (w1 reads nothing of its
